@@ -1,0 +1,272 @@
+//! Bounded in-process channels between subtasks, and the waker a task sleeps on.
+//!
+//! A channel connects one producing subtask with one consuming subtask and carries
+//! [`Message`]s: buffers of records and events, in order. Its capacity is counted in
+//! messages; a producer that finds it full waits, which is how backpressure travels
+//! upstream. Every channel into a task, and the task's mailbox, wake the same
+//! [`TaskWaker`], so a task waits for "anything" with one call.
+
+use crate::error::{TaskError, lock};
+use brisk_core::{StreamRecord, Watermark, WatermarkStatus};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// What travels over a channel.
+#[derive(Debug)]
+pub enum Message<T> {
+    /// A buffer of records.
+    Records(Vec<StreamRecord<T>>),
+    /// The producer's watermark advanced.
+    Watermark(Watermark),
+    /// The producer became idle or active.
+    WatermarkStatus(WatermarkStatus),
+    /// The producer has emitted everything it ever will.
+    EndOfInput,
+}
+
+/// Wakes a sleeping task when input, mail or a source's data arrives.
+#[derive(Debug, Default)]
+pub struct TaskWaker {
+    signalled: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl TaskWaker {
+    /// A new waker, shareable with producers.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Wakes the task, or makes its next wait return at once.
+    pub fn wake(&self) {
+        let mut signalled = lock(&self.signalled);
+        if !*signalled {
+            *signalled = true;
+            self.cond.notify_one();
+        }
+    }
+
+    /// Sleeps until woken or until `deadline`.
+    pub fn wait_until(&self, deadline: Option<Instant>) {
+        let mut signalled = lock(&self.signalled);
+        while !*signalled {
+            let timeout = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => break,
+                },
+                // A safety net: cancellation also wakes tasks, but never sleep forever.
+                None => Duration::from_millis(500),
+            };
+            signalled = self.cond.wait_timeout(signalled, timeout).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+            if deadline.is_none() {
+                break;
+            }
+        }
+        *signalled = false;
+    }
+}
+
+/// Set when the job is cancelled or failing: every task stops at its next check.
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token that is not cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Cancels.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether cancelled.
+    #[inline]
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+struct State<T> {
+    queue: VecDeque<Message<T>>,
+    sender_alive: bool,
+    receiver_alive: bool,
+}
+
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    space: Condvar,
+    capacity: usize,
+    consumer: Arc<TaskWaker>,
+}
+
+/// Creates a channel holding at most `capacity` messages whose consumer sleeps on `consumer`.
+pub fn channel<T>(capacity: usize, consumer: Arc<TaskWaker>) -> (ChannelSender<T>, ChannelReceiver<T>) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State { queue: VecDeque::with_capacity(capacity), sender_alive: true, receiver_alive: true }),
+        space: Condvar::new(),
+        capacity: capacity.max(1),
+        consumer,
+    });
+    (ChannelSender { shared: shared.clone() }, ChannelReceiver { shared })
+}
+
+/// The producing end of a channel.
+pub struct ChannelSender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> ChannelSender<T> {
+    /// Appends a message, waiting while the channel is full (backpressure). Fails when the
+    /// consumer is gone or the job is cancelled.
+    pub fn send(&self, message: Message<T>, cancel: &CancelToken) -> Result<(), TaskError> {
+        let mut state = lock(&self.shared.state);
+        while state.queue.len() >= self.shared.capacity && state.receiver_alive {
+            if cancel.is_cancelled() {
+                return Err(TaskError::Cancelled);
+            }
+            state = self
+                .shared
+                .space
+                .wait_timeout(state, Duration::from_millis(100))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        if !state.receiver_alive {
+            return Err(TaskError::Disconnected("the downstream task is gone".into()));
+        }
+        let was_empty = state.queue.is_empty();
+        state.queue.push_back(message);
+        drop(state);
+        if was_empty {
+            self.shared.consumer.wake();
+        }
+        Ok(())
+    }
+
+    /// Number of messages waiting in the channel.
+    pub fn queued(&self) -> usize {
+        lock(&self.shared.state).queue.len()
+    }
+}
+
+impl<T> Drop for ChannelSender<T> {
+    fn drop(&mut self) {
+        lock(&self.shared.state).sender_alive = false;
+        self.shared.consumer.wake();
+    }
+}
+
+/// What a non-blocking receive found.
+#[derive(Debug)]
+pub enum TryRecv<T> {
+    /// The next message.
+    Message(Message<T>),
+    /// Nothing yet.
+    Empty,
+    /// Nothing, and the producer is gone.
+    Disconnected,
+}
+
+/// The consuming end of a channel.
+pub struct ChannelReceiver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> ChannelReceiver<T> {
+    /// Takes the next message without waiting.
+    pub fn try_recv(&self) -> TryRecv<T> {
+        let mut state = lock(&self.shared.state);
+        let was_full = state.queue.len() >= self.shared.capacity;
+        match state.queue.pop_front() {
+            Some(message) => {
+                drop(state);
+                if was_full {
+                    self.shared.space.notify_one();
+                }
+                TryRecv::Message(message)
+            }
+            None if !state.sender_alive => TryRecv::Disconnected,
+            None => TryRecv::Empty,
+        }
+    }
+}
+
+impl<T> Drop for ChannelReceiver<T> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared.state);
+        state.receiver_alive = false;
+        state.queue.clear();
+        drop(state);
+        self.shared.space.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread;
+
+    #[test]
+    fn delivers_in_order_and_reports_disconnect() {
+        let waker = TaskWaker::new();
+        let (tx, rx) = channel::<u32>(4, waker);
+        let cancel = CancelToken::new();
+        tx.send(Message::Watermark(Watermark(1)), &cancel).unwrap();
+        tx.send(Message::EndOfInput, &cancel).unwrap();
+        assert!(matches!(rx.try_recv(), TryRecv::Message(Message::Watermark(Watermark(1)))));
+        drop(tx);
+        assert!(matches!(rx.try_recv(), TryRecv::Message(Message::EndOfInput)));
+        assert!(matches!(rx.try_recv(), TryRecv::Disconnected));
+    }
+
+    #[test]
+    fn full_channel_blocks_producer_until_consumed() {
+        let waker = TaskWaker::new();
+        let (tx, rx) = channel::<u32>(2, waker.clone());
+        let cancel = CancelToken::new();
+        let producer = thread::spawn(move || {
+            for i in 0..10 {
+                tx.send(Message::Watermark(Watermark(i)), &cancel).unwrap();
+                assert!(tx.queued() <= 2);
+            }
+        });
+        let mut got = Vec::new();
+        while got.len() < 10 {
+            match rx.try_recv() {
+                TryRecv::Message(Message::Watermark(w)) => got.push(w.0),
+                TryRecv::Message(_) => unreachable!(),
+                TryRecv::Empty => waker.wait_until(Some(Instant::now() + Duration::from_millis(50))),
+                TryRecv::Disconnected => break,
+            }
+        }
+        producer.join().unwrap();
+        assert_eq!(got, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn dropped_consumer_unblocks_producer_with_error() {
+        let (tx, rx) = channel::<u32>(1, TaskWaker::new());
+        let cancel = CancelToken::new();
+        tx.send(Message::EndOfInput, &cancel).unwrap();
+        let producer = thread::spawn(move || tx.send(Message::EndOfInput, &cancel));
+        thread::sleep(Duration::from_millis(20));
+        drop(rx);
+        assert!(matches!(producer.join().unwrap(), Err(TaskError::Disconnected(_))));
+    }
+
+    #[test]
+    fn cancellation_unblocks_producer() {
+        let (tx, _rx) = channel::<u32>(1, TaskWaker::new());
+        let cancel = CancelToken::new();
+        tx.send(Message::EndOfInput, &cancel).unwrap();
+        let c2 = cancel.clone();
+        let producer = thread::spawn(move || tx.send(Message::EndOfInput, &c2));
+        cancel.cancel();
+        assert!(matches!(producer.join().unwrap(), Err(TaskError::Cancelled)));
+    }
+}

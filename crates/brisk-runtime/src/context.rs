@@ -1,0 +1,87 @@
+//! What a task and its operators know about where they run.
+
+use crate::channel::{CancelToken, TaskWaker};
+use crate::metrics::{AccumulatorRegistry, MetricGroup};
+use crate::time::ProcessingTimeService;
+use brisk_core::{Configuration, KeyGroupRange};
+use std::sync::Arc;
+
+/// Streaming gives a result per record as it arrives; batch gives Flink's batch results (one
+/// final value per key for keyed reductions, all event-time timers at the end of input).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutionMode {
+    /// Continuous, incremental results.
+    Streaming,
+    /// Final results of bounded inputs.
+    Batch,
+}
+
+/// Identity of one subtask of a job vertex.
+#[derive(Clone, Debug)]
+pub struct TaskInfo {
+    /// The job's name.
+    pub job_name: String,
+    /// The chain's name, e.g. `Source: words -> Flat Map`.
+    pub task_name: String,
+    /// 0-based index of this subtask.
+    pub subtask_index: usize,
+    /// Number of parallel subtasks of the vertex.
+    pub parallelism: usize,
+    /// Number of key groups.
+    pub max_parallelism: usize,
+    /// 0 for the first execution, counting up with every restart.
+    pub attempt_number: usize,
+}
+
+impl TaskInfo {
+    /// `name (i/n)` with a 1-based index, as Flink prints subtasks.
+    pub fn name_with_subtask(&self) -> String {
+        format!("{} ({}/{})", self.task_name, self.subtask_index + 1, self.parallelism)
+    }
+
+    /// The key groups this subtask owns.
+    pub fn key_group_range(&self) -> KeyGroupRange {
+        KeyGroupRange::for_operator(self.max_parallelism, self.parallelism, self.subtask_index)
+    }
+}
+
+/// Everything a task provides to the operators of its chain.
+pub struct TaskContext {
+    /// Which subtask this is.
+    pub info: TaskInfo,
+    /// Streaming or batch.
+    pub execution_mode: ExecutionMode,
+    /// The job's configuration.
+    pub config: Arc<Configuration>,
+    /// Processing time and processing-time wakeups of this task.
+    pub processing_time: ProcessingTimeService,
+    /// Accumulators registered by user functions of this task.
+    pub accumulators: AccumulatorRegistry,
+    /// Wakes this task (for source readers with background threads).
+    pub waker: Arc<TaskWaker>,
+    /// The job's cancellation flag.
+    pub cancel: CancelToken,
+}
+
+/// Identity of one operator in a chain.
+#[derive(Clone, Debug)]
+pub struct OperatorInfo {
+    /// Index of the operator's node in the stream graph.
+    pub node_id: usize,
+    /// Stable operator id (32 hex digits), from the `uid` or the graph position.
+    pub operator_id: String,
+    /// The operator's name.
+    pub name: String,
+    /// The user-given `uid`, if any.
+    pub uid: Option<String>,
+}
+
+/// What an operator gets when it is opened.
+pub struct OperatorContext<'a> {
+    /// The task it runs in.
+    pub task: &'a TaskContext,
+    /// The operator itself.
+    pub operator: &'a OperatorInfo,
+    /// The operator's user metrics.
+    pub metrics: &'a MetricGroup,
+}

@@ -1,0 +1,535 @@
+//! The embedded mini cluster: turns a job graph into subtasks (one thread each), connects
+//! them with channels, runs them and gathers the result. It follows the same
+//! JobGraph → ExecutionGraph → deployment path a standalone cluster does, in one process.
+
+use crate::chain::take_panicked_operator;
+use crate::channel::{CancelToken, TaskWaker};
+use crate::context::{ExecutionMode, OperatorInfo, TaskContext, TaskInfo};
+use crate::error::{JobError, TaskError, TaskResult, lock};
+use crate::graph::{
+    ErasedEnumerator, ErasedOutput, ErasedReceiver, ErasedSender, NetworkSettings, NodeKind, SideOutputs, StreamGraph,
+    TypeOps,
+};
+use crate::job_graph::{GraphDefaults, JobGraph};
+use crate::metrics::{AccumulatorRegistry, AccumulatorValue, TaskReport};
+use crate::partitioner::{PartitionerSpec, connected_consumers};
+use crate::task::{StreamTask, run_task};
+use crate::time::{Clock, ProcessingTimeService, SystemClock};
+use brisk_core::Configuration;
+use brisk_core::job_graph::JobGraphDescription;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// How a job runs.
+#[derive(Clone)]
+pub struct JobOptions {
+    /// Defaults for graph resolution.
+    pub defaults: GraphDefaults,
+    /// Streaming or batch.
+    pub execution_mode: ExecutionMode,
+    /// Longest time a record waits in a partly filled buffer; `None` sends only full buffers
+    /// (and flushes whenever a task goes idle).
+    pub buffer_timeout: Option<Duration>,
+    /// Bytes per network buffer.
+    pub buffer_bytes: usize,
+    /// Buffers each channel holds before its producer is backpressured.
+    pub buffers_per_channel: usize,
+    /// The job's configuration, visible to operators.
+    pub config: Arc<Configuration>,
+    /// The processing-time clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl JobOptions {
+    /// Options with Flink-like defaults for a job called `job_name`.
+    pub fn new(job_name: impl Into<String>) -> Self {
+        JobOptions {
+            defaults: GraphDefaults {
+                job_name: job_name.into(),
+                parallelism: 1,
+                max_parallelism: None,
+                chaining_enabled: true,
+            },
+            execution_mode: ExecutionMode::Streaming,
+            buffer_timeout: Some(Duration::from_millis(1)),
+            buffer_bytes: 32 * 1024,
+            buffers_per_channel: 4,
+            config: Arc::new(Configuration::new()),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Per-operator totals over all subtasks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorMetricsSummary {
+    /// Stable operator id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Number of subtasks.
+    pub parallelism: usize,
+    /// Records received.
+    pub records_in: u64,
+    /// Records emitted.
+    pub records_out: u64,
+    /// User counters, summed.
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// The outcome of a finished job (Flink's `JobExecutionResult`).
+#[derive(Clone, Debug)]
+pub struct JobExecutionResult {
+    /// The job's name.
+    pub job_name: String,
+    /// Wall time from deployment to the last task's end.
+    pub net_runtime: Duration,
+    /// Operators in graph order.
+    pub operators: Vec<OperatorMetricsSummary>,
+    /// Accumulators merged over all subtasks.
+    pub accumulators: BTreeMap<String, AccumulatorValue>,
+    /// The executed job graph.
+    pub job_graph: JobGraphDescription,
+}
+
+impl JobExecutionResult {
+    /// The job's runtime (Flink's `getNetRuntime`).
+    pub fn net_runtime(&self) -> Duration {
+        self.net_runtime
+    }
+
+    /// An accumulator's merged value.
+    pub fn accumulator(&self, name: &str) -> Option<&AccumulatorValue> {
+        self.accumulators.get(name)
+    }
+
+    /// The metrics of the first operator called `name`.
+    pub fn operator(&self, name: &str) -> Option<&OperatorMetricsSummary> {
+        self.operators.iter().find(|o| o.name == name)
+    }
+}
+
+/// One node's operator in a subtask's chain, with where its outputs go.
+struct ChainedOperator {
+    kind: NodeKind,
+    info: OperatorInfo,
+    output_type: Arc<dyn TypeOps>,
+    outputs: Vec<OutputGroup>,
+}
+
+/// The consumers of one of an operator's outputs (main or a side output).
+struct OutputGroup {
+    side_output: Option<String>,
+    type_ops: Arc<dyn TypeOps>,
+    targets: Vec<OutputTarget>,
+}
+
+enum OutputTarget {
+    Chained(Box<ChainedOperator>),
+    Network { partitioner: PartitionerSpec, senders: Vec<ErasedSender>, consumer_max_parallelism: usize },
+}
+
+/// Everything a subtask's thread needs to build and run its task.
+struct SubtaskDeployment {
+    info: TaskInfo,
+    head: ChainedOperator,
+    inputs: [Vec<ErasedReceiver>; 2],
+    input_type: Option<Arc<dyn TypeOps>>,
+    enumerator: Option<ErasedEnumerator>,
+    waker: Arc<TaskWaker>,
+}
+
+struct TaskOutcome {
+    task_name: String,
+    result: TaskResult<TaskReport>,
+}
+
+/// Shared between the client and the task threads.
+struct JobShared {
+    cancel: CancelToken,
+    wakers: Vec<Arc<TaskWaker>>,
+    first_failure: Mutex<Option<usize>>,
+    cancelled_by_client: std::sync::atomic::AtomicBool,
+}
+
+impl JobShared {
+    fn cancel_all(&self) {
+        self.cancel.cancel();
+        for w in &self.wakers {
+            w.wake();
+        }
+    }
+}
+
+/// A running job: wait for it or cancel it (Flink's `JobClient`).
+pub struct JobClient {
+    job_name: String,
+    shared: Arc<JobShared>,
+    threads: Vec<JoinHandle<TaskOutcome>>,
+    started: Instant,
+    graph: StreamGraphSummary,
+}
+
+struct StreamGraphSummary {
+    node_names: Vec<String>,
+    operator_ids: Vec<String>,
+    parallelism: Vec<usize>,
+    description: JobGraphDescription,
+}
+
+impl JobClient {
+    /// The job's name.
+    pub fn job_name(&self) -> &str {
+        &self.job_name
+    }
+
+    /// The job graph being executed.
+    pub fn job_graph(&self) -> &JobGraphDescription {
+        &self.graph.description
+    }
+
+    /// Cancels the job; `wait` then returns [`JobError::Cancelled`].
+    pub fn cancel(&self) {
+        self.shared.cancelled_by_client.store(true, std::sync::atomic::Ordering::Release);
+        self.shared.cancel_all();
+    }
+
+    /// Whether every task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+
+    /// Waits for the job to end.
+    pub fn wait(self) -> Result<JobExecutionResult, JobError> {
+        let mut outcomes = Vec::with_capacity(self.threads.len());
+        for handle in self.threads {
+            match handle.join() {
+                Ok(outcome) => outcomes.push(outcome),
+                // The thread body catches panics; reaching this means the runtime itself broke.
+                Err(_) => outcomes.push(TaskOutcome {
+                    task_name: "unknown".into(),
+                    result: Err(TaskError::msg("a task thread died unexpectedly")),
+                }),
+            }
+        }
+        let net_runtime = self.started.elapsed();
+        let first_failure = *lock(&self.shared.first_failure);
+        if self.shared.cancelled_by_client.load(std::sync::atomic::Ordering::Acquire) && first_failure.is_none() {
+            info!(job = %self.job_name, "job cancelled");
+            return Err(JobError::Cancelled(self.job_name));
+        }
+        let failed = first_failure.or_else(|| outcomes.iter().position(|o| o.result.is_err()));
+        if let Some(index) = failed {
+            let outcome = outcomes.swap_remove(index);
+            if let Err(cause) = outcome.result {
+                warn!(job = %self.job_name, task = %outcome.task_name, error = %cause, "job failed");
+                return Err(JobError::TaskFailed { job: self.job_name, task: outcome.task_name, cause });
+            }
+        }
+        let mut per_node: Vec<OperatorMetricsSummary> = self
+            .graph
+            .node_names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| OperatorMetricsSummary {
+                id: self.graph.operator_ids[i].clone(),
+                name: name.clone(),
+                parallelism: self.graph.parallelism[i],
+                records_in: 0,
+                records_out: 0,
+                counters: BTreeMap::new(),
+            })
+            .collect();
+        let mut accumulators: BTreeMap<String, AccumulatorValue> = BTreeMap::new();
+        for outcome in outcomes {
+            let Ok(report) = outcome.result else { continue };
+            for op in report.operators {
+                if let Some(summary) = per_node.get_mut(op.node_id) {
+                    summary.records_in += op.records_in;
+                    summary.records_out += op.records_out;
+                    for (name, value) in op.counters {
+                        *summary.counters.entry(name).or_default() += value;
+                    }
+                }
+            }
+            for (name, value) in report.accumulators {
+                match accumulators.get_mut(&name) {
+                    Some(existing) => existing.merge(&value),
+                    None => {
+                        accumulators.insert(name, value);
+                    }
+                }
+            }
+        }
+        info!(job = %self.job_name, runtime_ms = net_runtime.as_millis() as u64, "job finished");
+        Ok(JobExecutionResult {
+            job_name: self.job_name,
+            net_runtime,
+            operators: per_node,
+            accumulators,
+            job_graph: self.graph.description,
+        })
+    }
+}
+
+/// Deploys `graph` into an in-process cluster and starts it.
+pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobError> {
+    let job = JobGraph::build(&graph, &options.defaults)?;
+    let job_name = options.defaults.job_name.clone();
+    let subtasks: usize = job.vertices.iter().map(|v| v.parallelism).sum();
+    info!(job = %job_name, tasks = job.vertices.len(), subtasks, "submitting job");
+    debug!("execution plan:\n{}", job.description.to_plan_string());
+
+    // One waker per subtask, so channels can wake their consumer.
+    let mut subtask_base = Vec::with_capacity(job.vertices.len());
+    let mut wakers = Vec::new();
+    for v in &job.vertices {
+        subtask_base.push(wakers.len());
+        for _ in 0..v.parallelism {
+            wakers.push(TaskWaker::new());
+        }
+    }
+    let waker_of = |vertex: usize, subtask: usize| wakers[subtask_base[vertex] + subtask].clone();
+
+    // Channels of every exchange: senders by (edge, producer subtask), receivers by
+    // (consumer vertex, subtask, input).
+    let mut senders: HashMap<(usize, usize), Vec<ErasedSender>> = HashMap::new();
+    let mut receivers: HashMap<(usize, usize, usize), Vec<ErasedReceiver>> = HashMap::new();
+    for (e, edge) in graph.edges.iter().enumerate() {
+        if job.chained[e] {
+            continue;
+        }
+        let (pv, cv) = (job.vertex_of[edge.source], job.vertex_of[edge.target]);
+        let (pp, cp) = (job.vertices[pv].parallelism, job.vertices[cv].parallelism);
+        let kind = job.partitioners[e].kind;
+        for producer in 0..pp {
+            for consumer in connected_consumers(kind, producer, pp, cp) {
+                let (tx, rx) = edge.type_ops.channel(options.buffers_per_channel, waker_of(cv, consumer));
+                senders.entry((e, producer)).or_default().push(tx);
+                receivers.entry((cv, consumer, edge.input)).or_default().push(rx);
+            }
+        }
+    }
+
+    let mut enumerators: HashMap<usize, ErasedEnumerator> = HashMap::new();
+    for v in &job.vertices {
+        if let NodeKind::Source(factory) = &graph.nodes[v.head].kind {
+            let enumerator = factory.create_enumerator(v.parallelism).map_err(|cause| JobError::TaskFailed {
+                job: job_name.clone(),
+                task: v.name.clone(),
+                cause: TaskError::User(cause).in_operator(&graph.nodes[v.head].name),
+            })?;
+            enumerators.insert(v.head, enumerator);
+        }
+    }
+
+    let mut deployments = Vec::new();
+    for (vi, v) in job.vertices.iter().enumerate() {
+        for subtask in 0..v.parallelism {
+            let head = chain_for(&graph, &job, v.head, subtask, &mut senders);
+            let input_type = graph.in_edges(v.head).next().map(|(_, e)| e.type_ops.clone());
+            deployments.push(SubtaskDeployment {
+                info: TaskInfo {
+                    job_name: job_name.clone(),
+                    task_name: v.name.clone(),
+                    subtask_index: subtask,
+                    parallelism: v.parallelism,
+                    max_parallelism: v.max_parallelism,
+                    attempt_number: 0,
+                },
+                head,
+                inputs: [
+                    receivers.remove(&(vi, subtask, 1)).unwrap_or_default(),
+                    receivers.remove(&(vi, subtask, 2)).unwrap_or_default(),
+                ],
+                input_type,
+                enumerator: enumerators.get(&v.head).cloned(),
+                waker: waker_of(vi, subtask),
+            });
+        }
+    }
+
+    let shared = Arc::new(JobShared {
+        cancel: CancelToken::new(),
+        wakers: wakers.clone(),
+        first_failure: Mutex::new(None),
+        cancelled_by_client: std::sync::atomic::AtomicBool::new(false),
+    });
+    let started = Instant::now();
+    let mut threads = Vec::with_capacity(deployments.len());
+    for (index, deployment) in deployments.into_iter().enumerate() {
+        let task_shared = shared.clone();
+        let options = options.clone();
+        let name = deployment.info.name_with_subtask();
+        debug!(task = %name, "deploying subtask");
+        let spawned = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || run_subtask(index, deployment, &options, &task_shared));
+        match spawned {
+            Ok(handle) => threads.push(handle),
+            Err(e) => {
+                shared.cancel_all();
+                return Err(JobError::Spawn(e));
+            }
+        }
+    }
+    let summary = StreamGraphSummary {
+        node_names: graph.nodes.iter().map(|n| n.name.clone()).collect(),
+        operator_ids: job.operator_ids.clone(),
+        parallelism: job.parallelism.clone(),
+        description: job.description.clone(),
+    };
+    Ok(JobClient { job_name, shared, threads, started, graph: summary })
+}
+
+/// Runs `graph` to completion.
+pub fn execute(graph: StreamGraph, options: JobOptions) -> Result<JobExecutionResult, JobError> {
+    submit(graph, options)?.wait()
+}
+
+fn chain_for(
+    graph: &StreamGraph,
+    job: &JobGraph,
+    node: usize,
+    subtask: usize,
+    senders: &mut HashMap<(usize, usize), Vec<ErasedSender>>,
+) -> ChainedOperator {
+    let n = &graph.nodes[node];
+    let mut outputs: Vec<OutputGroup> = Vec::new();
+    for (e, edge) in graph.out_edges(node) {
+        let target = if job.chained[e] {
+            OutputTarget::Chained(Box::new(chain_for(graph, job, edge.target, subtask, senders)))
+        } else {
+            let consumer_vertex = &job.vertices[job.vertex_of[edge.target]];
+            OutputTarget::Network {
+                partitioner: job.partitioners[e].clone(),
+                senders: senders.remove(&(e, subtask)).unwrap_or_default(),
+                consumer_max_parallelism: consumer_vertex.max_parallelism,
+            }
+        };
+        match outputs.iter_mut().find(|g| g.side_output == edge.side_output) {
+            Some(group) => group.targets.push(target),
+            None => outputs.push(OutputGroup {
+                side_output: edge.side_output.clone(),
+                type_ops: edge.type_ops.clone(),
+                targets: vec![target],
+            }),
+        }
+    }
+    ChainedOperator {
+        kind: n.kind.clone_kind(),
+        info: OperatorInfo {
+            node_id: node,
+            operator_id: job.operator_ids[node].clone(),
+            name: n.name.clone(),
+            uid: n.uid.clone(),
+        },
+        output_type: n.output_type.clone(),
+        outputs,
+    }
+}
+
+/// Builds the outputs of an operator: its main output and its side outputs.
+fn build_outputs(
+    op_outputs: Vec<OutputGroup>,
+    output_type: &Arc<dyn TypeOps>,
+    settings: &NetworkSettings,
+) -> TaskResult<(ErasedOutput, SideOutputs)> {
+    let mut main = None;
+    let mut sides = Vec::new();
+    for group in op_outputs {
+        let mut targets = Vec::with_capacity(group.targets.len());
+        for target in group.targets {
+            targets.push(match target {
+                OutputTarget::Chained(op) => build_chained(*op, settings)?,
+                OutputTarget::Network { partitioner, senders, consumer_max_parallelism } => {
+                    let settings = NetworkSettings { consumer_max_parallelism, ..settings.clone() };
+                    group.type_ops.network_output(&partitioner, senders, &settings)?
+                }
+            });
+        }
+        let combined = group.type_ops.fan_out(targets)?;
+        match group.side_output {
+            None => main = Some(combined),
+            Some(tag) => sides.push((tag, group.type_ops.side_output(combined)?)),
+        }
+    }
+    let main = match main {
+        Some(m) => m,
+        None => output_type.fan_out(Vec::new())?,
+    };
+    Ok((main, sides))
+}
+
+fn build_chained(op: ChainedOperator, settings: &NetworkSettings) -> TaskResult<ErasedOutput> {
+    let (main, sides) = build_outputs(op.outputs, &op.output_type, settings)?;
+    match op.kind {
+        NodeKind::OneInput(factory) => factory.create(main, sides, op.info),
+        _ => Err(TaskError::msg("internal error: only one-input operators can be chained")),
+    }
+}
+
+fn build_task(d: SubtaskDeployment, settings: &NetworkSettings) -> TaskResult<Box<dyn StreamTask>> {
+    let head = d.head;
+    let (main, sides) = build_outputs(head.outputs, &head.output_type, settings)?;
+    let [inputs1, inputs2] = d.inputs;
+    match head.kind {
+        NodeKind::Source(factory) => {
+            let enumerator = d.enumerator.ok_or_else(|| TaskError::msg("internal error: source without enumerator"))?;
+            factory.create_task(enumerator, main, sides, head.info)
+        }
+        NodeKind::OneInput(factory) => {
+            let link = factory.create(main, sides, head.info)?;
+            let input_type = d.input_type.ok_or_else(|| TaskError::msg("internal error: operator without input"))?;
+            input_type.one_input_task(inputs1, link)
+        }
+        NodeKind::TwoInput(factory) => factory.create_task(inputs1, inputs2, main, sides, head.info),
+    }
+}
+
+fn run_subtask(index: usize, d: SubtaskDeployment, options: &JobOptions, shared: &JobShared) -> TaskOutcome {
+    let task_name = d.info.name_with_subtask();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let settings = NetworkSettings {
+            subtask_index: d.info.subtask_index,
+            consumer_max_parallelism: d.info.max_parallelism,
+            buffer_bytes: options.buffer_bytes,
+            cancel: shared.cancel.clone(),
+        };
+        let ctx = TaskContext {
+            info: d.info.clone(),
+            execution_mode: options.execution_mode,
+            config: options.config.clone(),
+            processing_time: ProcessingTimeService::new(options.clock.clone()),
+            accumulators: AccumulatorRegistry::default(),
+            waker: d.waker.clone(),
+            cancel: shared.cancel.clone(),
+        };
+        let mut task = build_task(d, &settings)?;
+        run_task(task.as_mut(), &ctx, options.buffer_timeout)
+    }));
+    let result = result.unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic payload".into());
+        Err(TaskError::Panic { operator: take_panicked_operator().unwrap_or_else(|| task_name.clone()), message })
+    });
+    if let Err(e) = &result {
+        if !e.is_consequence() {
+            let mut first = lock(&shared.first_failure);
+            if first.is_none() {
+                *first = Some(index);
+                warn!(task = %task_name, error = %e, "task failed; cancelling the job");
+            }
+        }
+        shared.cancel_all();
+    } else {
+        debug!(task = %task_name, "task finished");
+    }
+    TaskOutcome { task_name, result }
+}

@@ -1,0 +1,287 @@
+//! Split-based sources (Flink's FLIP-27 `Source`): an enumerator hands out splits (file ranges,
+//! sequence ranges, partitions) and a reader in each source subtask reads the splits it gets.
+
+use crate::chain::{LinkState, call_operator};
+use crate::channel::{CancelToken, TaskWaker};
+use crate::context::{OperatorInfo, TaskContext};
+use crate::error::{TaskError, TaskResult, lock};
+use crate::metrics::OperatorReport;
+use crate::output::{ChainControl, OperatorOutput};
+use brisk_core::{BoxError, StreamRecord, Watermark};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Whether a source ends by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boundedness {
+    /// The source has a finite amount of data; the job ends when it is read.
+    Bounded,
+    /// The source runs until cancelled (e.g. a monitored directory, a socket server).
+    ContinuousUnbounded,
+}
+
+/// A piece of a source's input that one reader reads start to end; it also describes the
+/// reader's position, so it is what a checkpoint stores.
+pub trait SourceSplit: Clone + Send + Debug + Serialize + DeserializeOwned + 'static {
+    /// A stable identifier, for logs and errors.
+    fn split_id(&self) -> String;
+}
+
+/// What the enumerator answers when a reader asks for work.
+#[derive(Debug)]
+pub enum NextSplit<S> {
+    /// Read this split.
+    Split(S),
+    /// Nothing now; ask again after the given time (new files may still appear).
+    NotYet(Duration),
+    /// There will never be more work for this reader.
+    NoMoreSplits,
+}
+
+/// Decides which reader reads which split (runs in the job master).
+pub trait SplitEnumerator<S>: Send {
+    /// Work for reader `subtask`.
+    fn next_split(&mut self, subtask: usize) -> Result<NextSplit<S>, BoxError>;
+    /// Splits handed out earlier come back (their reader failed before finishing them).
+    fn add_splits_back(&mut self, splits: Vec<S>, subtask: usize);
+}
+
+/// What a reader's poll found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadStatus {
+    /// Records were emitted and more are available at once.
+    More,
+    /// Nothing available now; poll again after the duration, or when the reader wakes the task.
+    Wait(Option<Duration>),
+    /// The current split is completely read.
+    SplitFinished,
+}
+
+/// Reads splits and emits their records.
+pub trait SplitReader<T, S>: Send {
+    /// Starts reading a split.
+    fn open_split(&mut self, split: S) -> Result<(), BoxError>;
+    /// Emits the next records of the current split: a bounded amount (about one network
+    /// buffer), so the task can react to timers and control messages in between.
+    fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<ReadStatus, BoxError>;
+    /// Releases resources.
+    fn close(&mut self) {}
+}
+
+/// What a reader needs to know about its subtask.
+#[derive(Clone)]
+pub struct ReaderContext {
+    /// 0-based index of the reading subtask.
+    pub subtask_index: usize,
+    /// Number of reading subtasks.
+    pub parallelism: usize,
+    /// Wakes the task when a background thread of the reader has data.
+    pub waker: Arc<TaskWaker>,
+    /// Set when the job is cancelled; background threads stop on it.
+    pub cancel: CancelToken,
+}
+
+/// A source: how to enumerate its splits and how to read them.
+pub trait Source<T>: Send + Sync + 'static {
+    /// The split type.
+    type Split: SourceSplit;
+    /// Whether the source ends by itself.
+    fn boundedness(&self) -> Boundedness;
+    /// Creates the enumerator for `parallelism` readers.
+    fn create_enumerator(&self, parallelism: usize) -> Result<Box<dyn SplitEnumerator<Self::Split>>, BoxError>;
+    /// Creates the reader of one subtask.
+    fn create_reader(&self, ctx: &ReaderContext) -> Result<Box<dyn SplitReader<T, Self::Split>>, BoxError>;
+}
+
+/// A reader's view of its output: emission errors are kept and surface after the poll, so a
+/// reader emits without checking each call.
+pub struct SourceOutput<'a, T> {
+    out: &'a mut OperatorOutput<T>,
+    error: Option<TaskError>,
+}
+
+impl<'a, T> SourceOutput<'a, T> {
+    /// Wraps an operator output.
+    pub fn new(out: &'a mut OperatorOutput<T>) -> Self {
+        SourceOutput { out, error: None }
+    }
+
+    /// Emits a record without a timestamp.
+    #[inline]
+    pub fn collect(&mut self, value: T) {
+        self.emit(StreamRecord::new(value));
+    }
+
+    /// Emits a record with an event-time timestamp.
+    #[inline]
+    pub fn collect_with_timestamp(&mut self, value: T, timestamp: i64) {
+        self.emit(StreamRecord::with_timestamp(value, timestamp));
+    }
+
+    #[inline]
+    fn emit(&mut self, record: StreamRecord<T>) {
+        if self.error.is_none()
+            && let Err(e) = self.out.collect(record)
+        {
+            self.error = Some(e);
+        }
+    }
+
+    /// True once an emission failed: the reader should return from its poll.
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    fn into_error(self) -> Option<TaskError> {
+        self.error
+    }
+}
+
+/// The enumerator of one source node, shared by its reader subtasks.
+pub type SharedEnumerator<S> = Arc<Mutex<Box<dyn SplitEnumerator<S>>>>;
+
+/// What the source head of a task reports after a poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceStatus {
+    /// Poll again at once.
+    MoreAvailable,
+    /// Nothing now; poll again at the instant, or when woken.
+    NothingAvailable(Option<Instant>),
+    /// The source has ended.
+    EndOfInput,
+}
+
+/// The head of a source task.
+pub trait SourceHead: ChainControl {
+    /// Lets the reader emit its next records.
+    fn poll_next(&mut self) -> TaskResult<SourceStatus>;
+}
+
+/// Drives a [`SplitReader`]: asks the enumerator for splits, reads them, ends the input.
+pub struct SourceLink<T, S: Source<T>> {
+    source: Arc<S>,
+    enumerator: SharedEnumerator<S::Split>,
+    reader: Option<Box<dyn SplitReader<T, S::Split>>>,
+    subtask_index: usize,
+    reading_split: bool,
+    no_more_splits: bool,
+    out: OperatorOutput<T>,
+    state: LinkState,
+    name: Arc<str>,
+}
+
+impl<T, S: Source<T>> SourceLink<T, S> {
+    /// A source head reading `source` with splits from `enumerator`.
+    pub fn new(
+        source: Arc<S>,
+        enumerator: SharedEnumerator<S::Split>,
+        out: OperatorOutput<T>,
+        info: OperatorInfo,
+    ) -> Self {
+        SourceLink {
+            source,
+            enumerator,
+            reader: None,
+            subtask_index: 0,
+            reading_split: false,
+            no_more_splits: false,
+            out,
+            name: info.name.as_str().into(),
+            state: LinkState::new(info),
+        }
+    }
+
+    fn poll_reader(&mut self) -> TaskResult<SourceStatus> {
+        loop {
+            if !self.reading_split {
+                if self.no_more_splits {
+                    // Bounded input is complete: fire every event-time timer downstream.
+                    self.out.emit_watermark(Watermark::MAX)?;
+                    return Ok(SourceStatus::EndOfInput);
+                }
+                let next = lock(&self.enumerator).next_split(self.subtask_index)?;
+                match next {
+                    NextSplit::Split(split) => {
+                        let reader =
+                            self.reader.as_mut().ok_or_else(|| TaskError::msg("source reader used before open"))?;
+                        reader.open_split(split)?;
+                        self.reading_split = true;
+                    }
+                    NextSplit::NotYet(retry) => {
+                        return Ok(SourceStatus::NothingAvailable(Some(Instant::now() + retry)));
+                    }
+                    NextSplit::NoMoreSplits => self.no_more_splits = true,
+                }
+                continue;
+            }
+            let reader = self.reader.as_mut().ok_or_else(|| TaskError::msg("source reader used before open"))?;
+            let before = self.out.records_out();
+            let mut output = SourceOutput::new(&mut self.out);
+            let status = reader.poll(&mut output);
+            if let Some(e) = output.into_error() {
+                return Err(e);
+            }
+            self.state.records_in += self.out.records_out() - before;
+            return Ok(match status? {
+                ReadStatus::More => SourceStatus::MoreAvailable,
+                ReadStatus::Wait(d) => SourceStatus::NothingAvailable(d.map(|d| Instant::now() + d)),
+                ReadStatus::SplitFinished => {
+                    self.reading_split = false;
+                    SourceStatus::MoreAvailable
+                }
+            });
+        }
+    }
+}
+
+impl<T: 'static, S: Source<T>> SourceHead for SourceLink<T, S> {
+    fn poll_next(&mut self) -> TaskResult<SourceStatus> {
+        let name = self.name.clone();
+        call_operator(&name, || self.poll_reader())
+    }
+}
+
+impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
+    fn open(&mut self, task: &TaskContext) -> TaskResult {
+        self.out.open(task)?;
+        self.subtask_index = task.info.subtask_index;
+        let ctx = ReaderContext {
+            subtask_index: task.info.subtask_index,
+            parallelism: task.info.parallelism,
+            waker: task.waker.clone(),
+            cancel: task.cancel.clone(),
+        };
+        let source = &self.source;
+        let reader = &mut self.reader;
+        call_operator(&self.state.info.name, || {
+            *reader = Some(source.create_reader(&ctx)?);
+            Ok(())
+        })
+    }
+
+    fn finish(&mut self) -> TaskResult {
+        self.out.finish()
+    }
+
+    fn close(&mut self) -> TaskResult {
+        if let Some(reader) = self.reader.as_mut() {
+            reader.close();
+        }
+        self.out.close()
+    }
+
+    fn flush(&mut self) -> TaskResult {
+        self.out.flush()
+    }
+
+    fn on_processing_time(&mut self, now: i64) -> TaskResult {
+        self.out.on_processing_time(now)
+    }
+
+    fn report(&self, into: &mut Vec<OperatorReport>) {
+        self.state.report(&self.out, into);
+    }
+}

@@ -1,0 +1,119 @@
+//! `KeyedStream`: a stream partitioned by key, with per-key reductions and aggregations.
+
+use crate::datastream::DataStream;
+use crate::operators::{KeySelector, KeyedReduceOperator};
+use brisk_core::{Data, Key};
+use brisk_runtime::graph::one_input_factory;
+use std::ops::{Add, Deref};
+
+/// A stream partitioned by key (Flink's `KeyedStream`). It is also a `DataStream`: operators
+/// applied through `Deref` keep the key partitioning.
+pub struct KeyedStream<T, K> {
+    stream: DataStream<T>,
+    key_selector: KeySelector<T, K>,
+}
+
+impl<T, K> Clone for KeyedStream<T, K> {
+    fn clone(&self) -> Self {
+        KeyedStream { stream: self.stream.clone(), key_selector: self.key_selector.clone() }
+    }
+}
+
+impl<T, K> Deref for KeyedStream<T, K> {
+    type Target = DataStream<T>;
+
+    fn deref(&self) -> &DataStream<T> {
+        &self.stream
+    }
+}
+
+impl<T: Data, K: Key> KeyedStream<T, K> {
+    pub(crate) fn new(stream: DataStream<T>, key_selector: KeySelector<T, K>) -> Self {
+        KeyedStream { stream, key_selector }
+    }
+
+    /// The key selector.
+    pub fn key_selector(&self) -> &KeySelector<T, K> {
+        &self.key_selector
+    }
+
+    /// Combines the records of each key with `f(accumulated, next)`: streaming mode emits the
+    /// new value per record, batch mode the final value per key.
+    pub fn reduce<F: FnMut(T, T) -> T + Clone + Send + 'static>(&self, f: F) -> DataStream<T> {
+        self.reduce_named("Keyed Reduce", f)
+    }
+
+    fn reduce_named<F: FnMut(T, T) -> T + Clone + Send + 'static>(&self, name: &str, f: F) -> DataStream<T> {
+        let selector = self.key_selector.clone();
+        self.stream.transform(
+            name,
+            one_input_factory::<T, T, _, _>(move || KeyedReduceOperator::new(selector.clone(), f.clone())),
+        )
+    }
+
+    /// Sums a field per key; the other fields are those of the key's first record (Flink's
+    /// `sum`). `field` gives access to the summed field, e.g. `|t| &mut t.1`.
+    pub fn sum<V, F>(&self, field: F) -> DataStream<T>
+    where
+        V: Add<Output = V> + Clone,
+        F: for<'a> Fn(&'a mut T) -> &'a mut V + Clone + Send + 'static,
+    {
+        self.reduce_named("Keyed Aggregation", move |mut acc, mut next| {
+            let total = field(&mut acc).clone() + field(&mut next).clone();
+            *field(&mut acc) = total;
+            acc
+        })
+    }
+
+    /// The minimum of a field per key, other fields from the key's first record (`min`).
+    pub fn min<V, F>(&self, field: F) -> DataStream<T>
+    where
+        V: PartialOrd + Clone,
+        F: for<'a> Fn(&'a mut T) -> &'a mut V + Clone + Send + 'static,
+    {
+        self.reduce_named("Keyed Aggregation", move |mut acc, mut next| {
+            if *field(&mut next) < *field(&mut acc) {
+                *field(&mut acc) = field(&mut next).clone();
+            }
+            acc
+        })
+    }
+
+    /// The maximum of a field per key, other fields from the key's first record (`max`).
+    pub fn max<V, F>(&self, field: F) -> DataStream<T>
+    where
+        V: PartialOrd + Clone,
+        F: for<'a> Fn(&'a mut T) -> &'a mut V + Clone + Send + 'static,
+    {
+        self.reduce_named("Keyed Aggregation", move |mut acc, mut next| {
+            if *field(&mut next) > *field(&mut acc) {
+                *field(&mut acc) = field(&mut next).clone();
+            }
+            acc
+        })
+    }
+
+    /// The record with the smallest field per key; the earliest wins ties (`minBy`).
+    pub fn min_by<V, F>(&self, field: F) -> DataStream<T>
+    where
+        V: PartialOrd,
+        F: for<'a> Fn(&'a mut T) -> &'a mut V + Clone + Send + 'static,
+    {
+        self.reduce_named(
+            "Keyed Aggregation",
+            move |mut acc, mut next| if *field(&mut next) < *field(&mut acc) { next } else { acc },
+        )
+    }
+
+    /// The record with the largest field per key; the earliest wins ties (`maxBy`).
+    pub fn max_by<V, F>(&self, field: F) -> DataStream<T>
+    where
+        V: PartialOrd,
+        F: for<'a> Fn(&'a mut T) -> &'a mut V + Clone + Send + 'static,
+    {
+        self.reduce_named(
+            "Keyed Aggregation",
+            move |mut acc, mut next| if *field(&mut next) > *field(&mut acc) { next } else { acc },
+        )
+    }
+}

@@ -1,0 +1,47 @@
+//! Sinks: the end of a stream.
+
+use super::{close_function, open_function};
+use crate::functions::{SinkContext, SinkFunction};
+use brisk_core::StreamRecord;
+use brisk_runtime::time::ProcessingTimeService;
+use brisk_runtime::{OneInputStreamOperator, OperatorContext, OperatorOutput, StreamOperator, TaskError, TaskResult};
+use std::marker::PhantomData;
+
+/// Hands every record to a [`SinkFunction`].
+pub struct SinkOperator<F, T> {
+    f: F,
+    time: Option<ProcessingTimeService>,
+    _type: PhantomData<fn(T)>,
+}
+
+impl<F, T> SinkOperator<F, T> {
+    /// Writes with `f`.
+    pub fn new(f: F) -> Self {
+        SinkOperator { f, time: None, _type: PhantomData }
+    }
+}
+
+impl<T, F: SinkFunction<T>> StreamOperator for SinkOperator<F, T> {
+    fn open(&mut self, ctx: &mut OperatorContext<'_>) -> TaskResult {
+        self.time = Some(ctx.task.processing_time.clone());
+        open_function(&mut self.f, ctx)
+    }
+    fn close(&mut self) -> TaskResult {
+        close_function(&mut self.f)
+    }
+}
+
+impl<T, F: SinkFunction<T>> OneInputStreamOperator<T, ()> for SinkOperator<F, T> {
+    #[inline]
+    fn process_element(&mut self, record: StreamRecord<T>, _: &mut OperatorOutput<()>) -> TaskResult {
+        let ctx = SinkContext {
+            timestamp: record.timestamp(),
+            current_processing_time: self.time.as_ref().map_or(0, |t| t.current_processing_time()),
+        };
+        self.f.invoke(record.value, &ctx).map_err(TaskError::User)
+    }
+
+    fn finish(&mut self, _: &mut OperatorOutput<()>) -> TaskResult {
+        self.f.finish().map_err(TaskError::User)
+    }
+}

@@ -1,0 +1,47 @@
+//! The configuration options the environment understands, with Flink's keys.
+
+use brisk_core::ConfigOption;
+use std::time::Duration;
+
+/// Default parallelism of operators.
+pub const PARALLELISM: ConfigOption<usize> =
+    ConfigOption { key: "parallelism.default", default: 1, description: "Default parallelism of operators." };
+
+/// Number of key groups (upper bound of the parallelism of keyed operators).
+pub const MAX_PARALLELISM: ConfigOption<usize> = ConfigOption {
+    key: "pipeline.max-parallelism",
+    default: brisk_core::DEFAULT_MAX_PARALLELISM,
+    description: "Number of key groups; derived from the parallelism when unset.",
+};
+
+/// `streaming`, `batch` or `automatic`.
+pub const RUNTIME_MODE: ConfigOption<&str> =
+    ConfigOption { key: "execution.runtime-mode", default: "streaming", description: "STREAMING, BATCH or AUTOMATIC." };
+
+/// Longest wait of a record in a partly filled network buffer.
+pub const BUFFER_TIMEOUT: ConfigOption<Duration> = ConfigOption {
+    key: "execution.buffer-timeout",
+    default: Duration::from_millis(1),
+    description: "Longest time a record waits in a partly filled network buffer.",
+};
+
+/// Whether operators are chained into one task.
+pub const CHAINING: ConfigOption<bool> = ConfigOption {
+    key: "pipeline.operator-chaining.enabled",
+    default: true,
+    description: "Whether operators are chained into tasks.",
+};
+
+/// Size of a network buffer.
+pub const SEGMENT_SIZE: ConfigOption<usize> = ConfigOption {
+    key: "taskmanager.memory.segment-size",
+    default: 32 * 1024,
+    description: "Bytes per network buffer.",
+};
+
+/// Buffers a channel holds before the producer is backpressured.
+pub const BUFFERS_PER_CHANNEL: ConfigOption<usize> = ConfigOption {
+    key: "taskmanager.network.memory.buffers-per-channel",
+    default: 4,
+    description: "Buffers per channel before backpressure.",
+};

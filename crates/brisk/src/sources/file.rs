@@ -1,0 +1,381 @@
+//! A splitting text-file source: files (or directories of files) are cut into byte ranges read
+//! in parallel; each range emits the lines that start inside it. Optionally the paths are
+//! re-scanned for new files (Flink's `FileSource.monitorContinuously`).
+
+use super::{RECORDS_PER_POLL, SplitQueue};
+use brisk_core::BoxError;
+use brisk_runtime::source::{
+    Boundedness, NextSplit, ReadStatus, ReaderContext, Source, SourceOutput, SourceSplit, SplitEnumerator, SplitReader,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Smallest split: below this, splitting costs more than it gains.
+const MIN_SPLIT_BYTES: u64 = 1 << 20;
+/// Largest split, so readers share big files evenly.
+const MAX_SPLIT_BYTES: u64 = 64 << 20;
+/// Bytes a reader emits per poll at most.
+const BYTES_PER_POLL: usize = 256 << 10;
+
+/// Why a file could not be read.
+#[derive(Debug, Error)]
+pub enum FileSourceError {
+    /// A configured input path does not exist.
+    #[error("input path '{0}' does not exist")]
+    NotFound(PathBuf),
+    /// A path could not be listed, opened or read.
+    #[error("cannot read '{path}': {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line is not valid UTF-8 text.
+    #[error("'{path}', line {line} (byte offset {offset}): the line is not valid UTF-8 text")]
+    InvalidUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// Byte offset of the line's start.
+        offset: u64,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> FileSourceError + '_ {
+    move |source| FileSourceError::Io { path: path.to_path_buf(), source }
+}
+
+/// Reads text files line by line (Flink's `FileSource` with a `TextLineInputFormat`).
+#[derive(Clone, Debug)]
+pub struct FileSource {
+    paths: Vec<PathBuf>,
+    monitor_interval: Option<Duration>,
+}
+
+impl FileSource {
+    /// Reads the given files and directories (recursively; names starting with `.` or `_` are
+    /// skipped, as in Flink, so writers can stage files under such names).
+    pub fn for_paths(paths: impl IntoIterator<Item = impl Into<PathBuf>>) -> Self {
+        FileSource { paths: paths.into_iter().map(Into::into).collect(), monitor_interval: None }
+    }
+
+    /// Keeps watching the paths and reads files that appear later; the source never ends.
+    pub fn monitor_continuously(mut self, interval: Duration) -> Self {
+        self.monitor_interval = Some(interval);
+        self
+    }
+}
+
+/// A byte range of a file: the lines starting in `start..end`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FileSplit {
+    /// The file.
+    pub path: PathBuf,
+    /// First byte of the range.
+    pub start: u64,
+    /// End of the range (exclusive).
+    pub end: u64,
+}
+
+impl SourceSplit for FileSplit {
+    fn split_id(&self) -> String {
+        format!("{}:{}+{}", self.path.display(), self.start, self.end - self.start)
+    }
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') || n.starts_with('_'))
+}
+
+/// All files under `path` with their sizes, in a stable order.
+fn list_files(path: &Path, out: &mut Vec<(PathBuf, u64)>) -> Result<(), FileSourceError> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            FileSourceError::NotFound(path.to_path_buf())
+        } else {
+            io_error(path)(e)
+        }
+    })?;
+    if meta.is_file() {
+        out.push((path.to_path_buf(), meta.len()));
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(io_error(path))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io_error(path))?;
+    entries.sort();
+    for entry in entries.into_iter().filter(|e| !is_hidden(e)) {
+        list_files(&entry, out)?;
+    }
+    Ok(())
+}
+
+fn split_file(path: PathBuf, size: u64, split_bytes: u64, out: &mut Vec<FileSplit>) {
+    if size == 0 {
+        return;
+    }
+    let mut start = 0;
+    while start < size {
+        let end = (start + split_bytes).min(size);
+        out.push(FileSplit { path: path.clone(), start, end });
+        start = end;
+    }
+}
+
+struct FileEnumerator {
+    paths: Vec<PathBuf>,
+    parallelism: usize,
+    queue: SplitQueue<FileSplit>,
+    seen: HashSet<PathBuf>,
+    monitor_interval: Option<Duration>,
+    next_scan: Instant,
+}
+
+impl FileEnumerator {
+    /// Finds files not seen before and queues their splits.
+    fn scan(&mut self) -> Result<(), FileSourceError> {
+        let mut files = Vec::new();
+        for path in &self.paths {
+            list_files(path, &mut files)?;
+        }
+        files.retain(|(path, _)| !self.seen.contains(path));
+        let total: u64 = files.iter().map(|(_, size)| size).sum();
+        // About four splits per reader balances the load without tiny reads.
+        let split_bytes = (total / (self.parallelism as u64 * 4).max(1)).clamp(MIN_SPLIT_BYTES, MAX_SPLIT_BYTES);
+        let mut splits = Vec::new();
+        for (path, size) in files {
+            self.seen.insert(path.clone());
+            split_file(path, size, split_bytes, &mut splits);
+        }
+        self.queue.push_shared(splits);
+        Ok(())
+    }
+}
+
+impl SplitEnumerator<FileSplit> for FileEnumerator {
+    fn next_split(&mut self, subtask: usize) -> Result<NextSplit<FileSplit>, BoxError> {
+        if let Some(split) = self.queue.take(subtask) {
+            return Ok(NextSplit::Split(split));
+        }
+        let Some(interval) = self.monitor_interval else { return Ok(NextSplit::NoMoreSplits) };
+        let now = Instant::now();
+        if now >= self.next_scan {
+            self.next_scan = now + interval;
+            self.scan()?;
+            if let Some(split) = self.queue.take(subtask) {
+                return Ok(NextSplit::Split(split));
+            }
+        }
+        Ok(NextSplit::NotYet(self.next_scan.saturating_duration_since(now).max(Duration::from_millis(1))))
+    }
+
+    fn add_splits_back(&mut self, splits: Vec<FileSplit>, subtask: usize) {
+        self.queue.add_splits_back(splits, subtask);
+    }
+}
+
+impl Source<String> for FileSource {
+    type Split = FileSplit;
+
+    fn boundedness(&self) -> Boundedness {
+        if self.monitor_interval.is_some() { Boundedness::ContinuousUnbounded } else { Boundedness::Bounded }
+    }
+
+    fn create_enumerator(&self, parallelism: usize) -> Result<Box<dyn SplitEnumerator<FileSplit>>, BoxError> {
+        if self.paths.is_empty() {
+            return Err("no input path given".into());
+        }
+        let mut enumerator = FileEnumerator {
+            paths: self.paths.clone(),
+            parallelism: parallelism.max(1),
+            queue: SplitQueue::shared(Vec::new()),
+            seen: HashSet::new(),
+            monitor_interval: self.monitor_interval,
+            next_scan: Instant::now() + self.monitor_interval.unwrap_or_default(),
+        };
+        enumerator.scan()?;
+        Ok(Box::new(enumerator))
+    }
+
+    fn create_reader(&self, _: &ReaderContext) -> Result<Box<dyn SplitReader<String, FileSplit>>, BoxError> {
+        Ok(Box::new(LineReader { current: None, line: Vec::new() }))
+    }
+}
+
+struct OpenSplit {
+    split: FileSplit,
+    reader: BufReader<File>,
+    /// Offset of the next unread byte.
+    position: u64,
+}
+
+struct LineReader {
+    current: Option<OpenSplit>,
+    line: Vec<u8>,
+}
+
+impl SplitReader<String, FileSplit> for LineReader {
+    fn open_split(&mut self, split: FileSplit) -> Result<(), BoxError> {
+        let path = split.path.clone();
+        let mut file = File::open(&path).map_err(io_error(&path))?;
+        // A range that starts mid-line leaves that line to the range before it.
+        let mut position = split.start;
+        let mut skip_partial = false;
+        if split.start > 0 {
+            file.seek(SeekFrom::Start(split.start - 1)).map_err(io_error(&path))?;
+            let mut previous = [0u8; 1];
+            file.read_exact(&mut previous).map_err(io_error(&path))?;
+            skip_partial = previous[0] != b'\n';
+        }
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        if skip_partial {
+            let mut discard = Vec::new();
+            position += reader.read_until(b'\n', &mut discard).map_err(io_error(&path))? as u64;
+        }
+        self.current = Some(OpenSplit { split, reader, position });
+        Ok(())
+    }
+
+    fn poll(&mut self, out: &mut SourceOutput<'_, String>) -> Result<ReadStatus, BoxError> {
+        let Some(open) = self.current.as_mut() else { return Ok(ReadStatus::SplitFinished) };
+        let mut bytes = 0;
+        for _ in 0..RECORDS_PER_POLL {
+            if open.position >= open.split.end || out.failed() {
+                break;
+            }
+            self.line.clear();
+            let n = open.reader.read_until(b'\n', &mut self.line).map_err(io_error(&open.split.path))?;
+            if n == 0 {
+                open.position = open.split.end;
+                break;
+            }
+            let line_start = open.position;
+            open.position += n as u64;
+            bytes += n;
+            let mut content = &self.line[..];
+            if let Some(rest) = content.strip_suffix(b"\n") {
+                content = rest.strip_suffix(b"\r").unwrap_or(rest);
+            }
+            match std::str::from_utf8(content) {
+                Ok(text) => out.collect(text.to_owned()),
+                Err(_) => {
+                    let line = line_number_at(&open.split.path, line_start)?;
+                    return Err(FileSourceError::InvalidUtf8 {
+                        path: open.split.path.clone(),
+                        line,
+                        offset: line_start,
+                    }
+                    .into());
+                }
+            }
+            if bytes >= BYTES_PER_POLL {
+                break;
+            }
+        }
+        if open.position >= open.split.end {
+            self.current = None;
+            Ok(ReadStatus::SplitFinished)
+        } else {
+            Ok(ReadStatus::More)
+        }
+    }
+}
+
+/// The 1-based number of the line starting at `offset` (only computed for error messages).
+fn line_number_at(path: &Path, offset: u64) -> Result<u64, FileSourceError> {
+    let file = File::open(path).map_err(io_error(path))?;
+    let mut reader = BufReader::new(file.take(offset));
+    let mut buf = [0u8; 64 << 10];
+    let mut newlines = 0u64;
+    loop {
+        let n = reader.read(&mut buf).map_err(io_error(path))?;
+        if n == 0 {
+            return Ok(newlines + 1);
+        }
+        newlines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brisk_runtime::OperatorOutput;
+    use brisk_runtime::output::{CollectedElement, CollectingOutput};
+    use std::io::Write;
+
+    fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("brisk-file-source-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        File::create(&path).unwrap().write_all(bytes).unwrap();
+        path
+    }
+
+    fn read_split(split: FileSplit) -> Result<Vec<String>, BoxError> {
+        let (collecting, elements) = CollectingOutput::<String>::new();
+        let mut out = OperatorOutput::new(Box::new(collecting), Vec::new());
+        let mut reader = LineReader { current: None, line: Vec::new() };
+        reader.open_split(split)?;
+        while reader.poll(&mut SourceOutput::new(&mut out))? != ReadStatus::SplitFinished {}
+        let lines = elements
+            .borrow()
+            .iter()
+            .filter_map(|e| match e {
+                CollectedElement::Record(r) => Some(r.value.clone()),
+                _ => None,
+            })
+            .collect();
+        Ok(lines)
+    }
+
+    #[test]
+    fn every_line_is_read_once_whatever_the_split_size() {
+        let text = "alpha\nbeta\r\n\ngamma delta\nlast line without newline";
+        let path = temp_file("lines.txt", text.as_bytes());
+        let expected = vec!["alpha", "beta", "", "gamma delta", "last line without newline"];
+        for split_bytes in 1..=text.len() as u64 + 1 {
+            let mut splits = Vec::new();
+            split_file(path.clone(), text.len() as u64, split_bytes, &mut splits);
+            let lines: Vec<String> = splits.into_iter().flat_map(|s| read_split(s).unwrap()).collect();
+            assert_eq!(lines, expected, "split size {split_bytes}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_names_file_and_line() {
+        let path = temp_file("bad.txt", b"ok\nfine\nbad \xff byte\nnever read\n");
+        let err = read_split(FileSplit { path, start: 0, end: 40 }).unwrap_err().to_string();
+        assert!(err.contains("bad.txt") && err.contains("line 3") && err.contains("offset 8"), "{err}");
+    }
+
+    #[test]
+    fn missing_path_is_named() {
+        let source = FileSource::for_paths(["/definitely/not/here.txt"]);
+        let err = source.create_enumerator(1).err().unwrap().to_string();
+        assert_eq!(err, "input path '/definitely/not/here.txt' does not exist");
+    }
+
+    #[test]
+    fn directories_are_read_recursively_without_hidden_files() {
+        let a = temp_file("a.txt", b"1\n");
+        let dir = a.parent().unwrap().to_path_buf();
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        File::create(dir.join("sub/b.txt")).unwrap().write_all(b"2\n").unwrap();
+        File::create(dir.join(".hidden")).unwrap().write_all(b"x\n").unwrap();
+        File::create(dir.join("_staging")).unwrap().write_all(b"y\n").unwrap();
+        let mut files = Vec::new();
+        list_files(&dir, &mut files).unwrap();
+        let names: Vec<String> =
+            files.iter().map(|(p, _)| p.strip_prefix(&dir).unwrap().display().to_string()).collect();
+        assert_eq!(names, vec!["a.txt", "sub/b.txt"]);
+    }
+}

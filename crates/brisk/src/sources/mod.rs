@@ -1,0 +1,19 @@
+//! Built-in sources: collections, number sequences, generated data, text files and sockets.
+//! Connectors for external systems live in `brisk-connectors`.
+
+mod collection;
+mod datagen;
+mod file;
+mod sequence;
+mod socket;
+mod split_queue;
+
+pub use collection::{CollectionSource, IndexSplit};
+pub use datagen::{DataGeneratorSource, GeneratorSplit};
+pub use file::{FileSource, FileSplit};
+pub use sequence::{NumberSequenceSource, SequenceSplit};
+pub use socket::{SocketSplit, SocketTextStreamSource};
+pub use split_queue::SplitQueue;
+
+/// Records a reader emits per poll: about one network buffer, so the task stays responsive.
+pub(crate) const RECORDS_PER_POLL: usize = 1024;

@@ -1,0 +1,4 @@
+//! The jobs behind the runnable examples, shared by the example binaries and the tests.
+
+pub mod cli;
+pub mod word_count;
