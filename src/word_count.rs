@@ -44,9 +44,10 @@ pub const DEFAULT_TEXT: &[&str] = &[
 ];
 
 /// Calls `emit` for every word of `line`, as Flink's WordCount tokenizes: lower-cased, split
-/// on non-word characters (anything but `[a-zA-Z0-9_]`), empty tokens dropped.
+/// on non-word characters (anything but `[a-zA-Z0-9_]`), empty tokens dropped. Words are
+/// `CompactString`s: stored inline, they need no heap allocation (see BENCHMARKS.md).
 #[inline]
-pub fn tokenize(line: &str, mut emit: impl FnMut(String)) {
+pub fn tokenize(line: &str, mut emit: impl FnMut(CompactString)) {
     let lower;
     let text = if line.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
         lower = line.to_lowercase();
@@ -56,7 +57,7 @@ pub fn tokenize(line: &str, mut emit: impl FnMut(String)) {
     };
     for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
         if !word.is_empty() {
-            emit(word.to_owned());
+            emit(CompactString::from(word));
         }
     }
 }
@@ -81,10 +82,10 @@ pub fn word_count(env: &StreamExecutionEnvironment, inputs: &[PathBuf], sink: &W
         env.from_source(FileSource::for_paths(inputs.iter().cloned()), "file-input")
     };
     let counts = text
-        .flat_map(|line: String, out: &mut Collector<'_, (String, i64)>| tokenize(&line, |word| out.collect((word, 1))))
+        .flat_map(|line: String, out: &mut Collector<'_, (CompactString, i64)>| tokenize(&line, |word| out.collect((word, 1))))
         .name("tokenizer")
-        .key_by(|(word, _): &(String, i64)| word.clone())
-        .sum(|(_, count): &mut (String, i64)| count)
+        .key_by_field(|(word, _): &(CompactString, i64)| word)
+        .sum(|(_, count): &mut (CompactString, i64)| count)
         .name("counter");
     match sink {
         WordCountSink::Print => {
@@ -103,7 +104,7 @@ pub fn word_count(env: &StreamExecutionEnvironment, inputs: &[PathBuf], sink: &W
 mod tests {
     use super::*;
 
-    fn words(line: &str) -> Vec<String> {
+    fn words(line: &str) -> Vec<CompactString> {
         let mut v = Vec::new();
         tokenize(line, |w| v.push(w));
         v

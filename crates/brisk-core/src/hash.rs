@@ -41,10 +41,10 @@ impl Hasher for StableHasher {
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
+            // Assembled byte by byte: a variable-length copy would call memcpy for a few bytes.
+            let word = rest.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
             // The length tag keeps "a" and "a\0" apart.
-            self.mix(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 56));
+            self.mix(word ^ ((rest.len() as u64) << 56));
         }
     }
 

@@ -17,7 +17,8 @@ pub const MAX_MAX_PARALLELISM: usize = 32_768;
 #[inline]
 pub fn key_group_for_hash(hash: u64, max_parallelism: usize) -> usize {
     let folded = (hash as u32) ^ ((hash >> 32) as u32);
-    murmur_hash(folded) as usize % max_parallelism
+    // max_parallelism ≤ 32768 fits u32, and a 32-bit division is much cheaper per record.
+    (murmur_hash(folded) % max_parallelism as u32) as usize
 }
 
 /// The stable hash a key group is derived from.

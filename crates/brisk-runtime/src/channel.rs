@@ -93,6 +93,9 @@ impl CancelToken {
 
 struct State<T> {
     queue: VecDeque<Message<T>>,
+    /// Emptied record buffers on their way back to the producer (Flink's buffer pool): reused
+    /// instead of freed and reallocated.
+    free_buffers: Vec<Vec<StreamRecord<T>>>,
     sender_alive: bool,
     receiver_alive: bool,
 }
@@ -107,7 +110,12 @@ struct Shared<T> {
 /// Creates a channel holding at most `capacity` messages whose consumer sleeps on `consumer`.
 pub fn channel<T>(capacity: usize, consumer: Arc<TaskWaker>) -> (ChannelSender<T>, ChannelReceiver<T>) {
     let shared = Arc::new(Shared {
-        state: Mutex::new(State { queue: VecDeque::with_capacity(capacity), sender_alive: true, receiver_alive: true }),
+        state: Mutex::new(State {
+            queue: VecDeque::with_capacity(capacity),
+            free_buffers: Vec::new(),
+            sender_alive: true,
+            receiver_alive: true,
+        }),
         space: Condvar::new(),
         capacity: capacity.max(1),
         consumer,
@@ -146,6 +154,14 @@ impl<T> ChannelSender<T> {
             self.shared.consumer.wake();
         }
         Ok(())
+    }
+
+    /// An empty record buffer with room for `records`: a recycled one when available.
+    pub fn take_buffer(&self, records: usize) -> Vec<StreamRecord<T>> {
+        match lock(&self.shared.state).free_buffers.pop() {
+            Some(buffer) => buffer,
+            None => Vec::with_capacity(records),
+        }
     }
 
     /// Number of messages waiting in the channel.
@@ -192,6 +208,18 @@ impl<T> ChannelReceiver<T> {
             }
             None if !state.sender_alive => TryRecv::Disconnected,
             None => TryRecv::Empty,
+        }
+    }
+}
+
+impl<T> ChannelReceiver<T> {
+    /// Hands an emptied record buffer back to the producer for reuse.
+    pub fn recycle(&self, mut buffer: Vec<StreamRecord<T>>) {
+        buffer.clear();
+        let mut state = lock(&self.shared.state);
+        // Enough for every buffer that can be in flight; more would only hold memory.
+        if state.free_buffers.len() <= self.shared.capacity + 1 {
+            state.free_buffers.push(buffer);
         }
     }
 }

@@ -75,7 +75,7 @@ impl JobGraph {
         if defaults.parallelism == 0 {
             return invalid("the default parallelism must be at least 1".into());
         }
-        let mut parallelism = Vec::with_capacity(graph.nodes.len());
+        let mut parallelism: Vec<usize> = Vec::with_capacity(graph.nodes.len());
         let mut max_parallelism = Vec::with_capacity(graph.nodes.len());
         for node in &graph.nodes {
             let p = node.parallelism.unwrap_or(match node.max_allowed_parallelism {

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// A user counter; cheap to clone, readable from outside the task while it runs.
 #[derive(Clone, Debug, Default)]
@@ -129,79 +130,141 @@ impl fmt::Display for AccumulatorValue {
 }
 
 /// An accumulator a user function updates; merged over all subtasks when the job ends.
-pub trait Accumulator: 'static {
+/// Updates take `&self` (atomics inside), so a handle can live in a function's fields.
+pub trait Accumulator: Send + Sync + 'static {
     /// The current local value.
     fn value(&self) -> AccumulatorValue;
 }
 
-macro_rules! scalar_accumulator {
-    ($(#[$doc:meta])* $name:ident, $t:ty, $init:expr, $variant:ident, |$a:ident, $b:ident| $combine:expr) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug)]
-        pub struct $name($t);
-        impl Default for $name {
-            fn default() -> Self { $name($init) }
-        }
-        impl $name {
-            /// Adds a value.
-            pub fn add(&mut self, v: $t) {
-                let $a = self.0;
-                let $b = v;
-                self.0 = $combine;
-            }
-            /// The local value.
-            pub fn get(&self) -> $t { self.0 }
-        }
-        impl Accumulator for $name {
-            fn value(&self) -> AccumulatorValue { AccumulatorValue::$variant(self.0) }
-        }
-    };
+/// Sums integers (Flink's `LongCounter`).
+#[derive(Debug, Default)]
+pub struct LongCounter(AtomicI64);
+
+impl LongCounter {
+    /// Adds `v`.
+    pub fn add(&self, v: i64) {
+        self.0.fetch_add(v, Ordering::Relaxed);
+    }
+    /// The local value.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
-scalar_accumulator!(
-    /// Sums integers.
-    LongCounter, i64, 0, LongSum, |a, b| a + b);
-scalar_accumulator!(
-    /// Sums floats.
-    DoubleCounter, f64, 0.0, DoubleSum, |a, b| a + b);
-scalar_accumulator!(
-    /// Keeps the maximum.
-    LongMaximum, i64, i64::MIN, LongMax, |a, b| a.max(b));
-scalar_accumulator!(
-    /// Keeps the minimum.
-    LongMinimum, i64, i64::MAX, LongMin, |a, b| a.min(b));
+impl Accumulator for LongCounter {
+    fn value(&self) -> AccumulatorValue {
+        AccumulatorValue::LongSum(self.get())
+    }
+}
 
-/// Counts occurrences of integer values.
-#[derive(Clone, Debug, Default)]
-pub struct Histogram(BTreeMap<i64, u64>);
+/// Keeps the maximum (Flink's `LongMaximum`).
+#[derive(Debug)]
+pub struct LongMaximum(AtomicI64);
+
+impl Default for LongMaximum {
+    fn default() -> Self {
+        LongMaximum(AtomicI64::new(i64::MIN))
+    }
+}
+
+impl LongMaximum {
+    /// Offers `v`.
+    pub fn add(&self, v: i64) {
+        self.0.fetch_max(v, Ordering::Relaxed);
+    }
+    /// The local value.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Accumulator for LongMaximum {
+    fn value(&self) -> AccumulatorValue {
+        AccumulatorValue::LongMax(self.get())
+    }
+}
+
+/// Keeps the minimum (Flink's `LongMinimum`).
+#[derive(Debug)]
+pub struct LongMinimum(AtomicI64);
+
+impl Default for LongMinimum {
+    fn default() -> Self {
+        LongMinimum(AtomicI64::new(i64::MAX))
+    }
+}
+
+impl LongMinimum {
+    /// Offers `v`.
+    pub fn add(&self, v: i64) {
+        self.0.fetch_min(v, Ordering::Relaxed);
+    }
+    /// The local value.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Accumulator for LongMinimum {
+    fn value(&self) -> AccumulatorValue {
+        AccumulatorValue::LongMin(self.get())
+    }
+}
+
+/// Sums floats (Flink's `DoubleCounter`).
+#[derive(Debug, Default)]
+pub struct DoubleCounter(Mutex<f64>);
+
+impl DoubleCounter {
+    /// Adds `v`.
+    pub fn add(&self, v: f64) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) += v;
+    }
+    /// The local value.
+    pub fn get(&self) -> f64 {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Accumulator for DoubleCounter {
+    fn value(&self) -> AccumulatorValue {
+        AccumulatorValue::DoubleSum(self.get())
+    }
+}
+
+/// Counts occurrences of integer values (Flink's `Histogram`).
+#[derive(Debug, Default)]
+pub struct Histogram(Mutex<BTreeMap<i64, u64>>);
 
 impl Histogram {
     /// Counts one occurrence of `v`.
-    pub fn add(&mut self, v: i64) {
-        *self.0.entry(v).or_default() += 1;
+    pub fn add(&self, v: i64) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner).entry(v).or_default() += 1;
     }
 }
 
 impl Accumulator for Histogram {
     fn value(&self) -> AccumulatorValue {
-        AccumulatorValue::Histogram(self.0.clone())
+        AccumulatorValue::Histogram(self.0.lock().unwrap_or_else(PoisonError::into_inner).clone())
     }
 }
 
 /// A shared handle to an accumulator registered with the task.
-pub type AccumulatorHandle<A> = Rc<RefCell<A>>;
+pub type AccumulatorHandle<A> = Arc<A>;
+
+type NamedAccumulators = Vec<(String, Arc<dyn Accumulator>)>;
 
 /// The accumulators of one task, by name.
 #[derive(Clone, Default)]
 pub struct AccumulatorRegistry {
-    entries: Rc<RefCell<Vec<(String, Rc<RefCell<dyn Accumulator>>)>>>,
+    entries: Rc<RefCell<NamedAccumulators>>,
 }
 
 impl AccumulatorRegistry {
-    /// Registers an accumulator under `name` and returns the handle to update it; a second
-    /// registration under the same name in the same task returns a new, separately merged one.
+    /// Registers an accumulator under `name` and returns the handle to update it; several
+    /// registrations under one name are merged.
     pub fn add<A: Accumulator>(&self, name: &str, accumulator: A) -> AccumulatorHandle<A> {
-        let handle = Rc::new(RefCell::new(accumulator));
+        let handle = Arc::new(accumulator);
         self.entries.borrow_mut().push((name.to_string(), handle.clone()));
         handle
     }
@@ -210,7 +273,7 @@ impl AccumulatorRegistry {
     pub fn values(&self) -> Vec<(String, AccumulatorValue)> {
         let mut merged: Vec<(String, AccumulatorValue)> = Vec::new();
         for (name, acc) in self.entries.borrow().iter() {
-            let value = acc.borrow().value();
+            let value = acc.value();
             match merged.iter_mut().find(|(n, _)| n == name) {
                 Some((_, existing)) => existing.merge(&value),
                 None => merged.push((name.clone(), value)),
@@ -238,11 +301,11 @@ mod tests {
         let reg = AccumulatorRegistry::default();
         let a = reg.add("n", LongCounter::default());
         let b = reg.add("n", LongCounter::default());
-        a.borrow_mut().add(2);
-        b.borrow_mut().add(3);
+        a.add(2);
+        b.add(3);
         let m = reg.add("max", LongMaximum::default());
-        m.borrow_mut().add(7);
-        m.borrow_mut().add(4);
+        m.add(7);
+        m.add(4);
         let values = reg.values();
         assert_eq!(
             values,

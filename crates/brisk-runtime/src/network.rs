@@ -37,7 +37,7 @@ impl<T: Clone> RecordWriterOutput<T> {
     fn push(&mut self, channel: usize, record: StreamRecord<T>) -> TaskResult {
         let buffer = &mut self.buffers[channel];
         if buffer.capacity() == 0 {
-            buffer.reserve_exact(self.buffer_records);
+            *buffer = self.channels[channel].take_buffer(self.buffer_records);
         }
         buffer.push(record);
         if buffer.len() >= self.buffer_records {
@@ -195,8 +195,8 @@ impl WatermarkValve {
 /// What an input gate produced.
 #[derive(Debug)]
 pub enum GateEvent<T> {
-    /// A buffer of records.
-    Records(Vec<StreamRecord<T>>),
+    /// A buffer of records from a channel; hand it back with [`InputGate::recycle`].
+    Records(Vec<StreamRecord<T>>, usize),
     /// The combined watermark advanced.
     Watermark(Watermark),
     /// The combined status changed.
@@ -230,6 +230,13 @@ impl<T> InputGate<T> {
         self.remaining == 0
     }
 
+    /// Returns an emptied buffer to the channel it came from.
+    pub fn recycle(&self, channel: usize, buffer: Vec<StreamRecord<T>>) {
+        if let Some(c) = self.channels.get(channel) {
+            c.recycle(buffer);
+        }
+    }
+
     /// Takes the next message from the next channel that has one.
     pub fn poll(&mut self) -> TaskResult<GateEvent<T>> {
         if self.remaining == 0 {
@@ -243,7 +250,7 @@ impl<T> InputGate<T> {
                 continue;
             }
             match self.channels[i].try_recv() {
-                TryRecv::Message(Message::Records(records)) => return Ok(GateEvent::Records(records)),
+                TryRecv::Message(Message::Records(records)) => return Ok(GateEvent::Records(records, i)),
                 TryRecv::Message(Message::Watermark(w)) => {
                     return Ok(Self::valve_event(self.valve.input_watermark(i, w)));
                 }

@@ -105,7 +105,7 @@ impl PartitionerSpec {
                 let key_hash = function_of("hash")?
                     .downcast_ref::<KeyHashFn<T>>()
                     .ok_or_else(|| TaskError::msg("hash partitioner of the wrong record type"))?;
-                Partitioner::Hash { key_hash: key_hash.clone(), max_parallelism }
+                Partitioner::Hash { key_hash: key_hash.clone(), max_parallelism, channel_of_key_group: Vec::new() }
             }
             PartitionKind::Custom => {
                 let f = function_of("custom")?
@@ -150,6 +150,8 @@ pub enum Partitioner<T> {
         key_hash: KeyHashFn<T>,
         /// Number of key groups.
         max_parallelism: usize,
+        /// The consumer of each key group, computed on first use (saves a division per record).
+        channel_of_key_group: Vec<u32>,
     },
     /// A user function.
     Custom(CustomPartitionFn<T>),
@@ -172,9 +174,14 @@ impl<T> Partitioner<T> {
                 Target::One((*state % channels as u64) as usize)
             }
             Partitioner::Broadcast => Target::All,
-            Partitioner::Hash { key_hash, max_parallelism } => {
+            Partitioner::Hash { key_hash, max_parallelism, channel_of_key_group } => {
+                if channel_of_key_group.len() != *max_parallelism {
+                    *channel_of_key_group = (0..*max_parallelism)
+                        .map(|kg| operator_index_for_key_group(*max_parallelism, channels, kg) as u32)
+                        .collect();
+                }
                 let key_group = key_group_for_hash(key_hash(value), *max_parallelism);
-                Target::One(operator_index_for_key_group(*max_parallelism, channels, key_group))
+                Target::One(channel_of_key_group[key_group] as usize)
             }
             Partitioner::Custom(f) => {
                 let target = f(value, channels);

@@ -75,10 +75,11 @@ impl<IN> StreamTask for OneInputStreamTask<IN> {
 
     fn process_input(&mut self) -> TaskResult<InputStatus> {
         Ok(match self.gate.poll()? {
-            GateEvent::Records(records) => {
-                for record in records {
+            GateEvent::Records(mut records, channel) => {
+                for record in records.drain(..) {
                     self.head.collect(record)?;
                 }
+                self.gate.recycle(channel, records);
                 InputStatus::More
             }
             GateEvent::Watermark(w) => {
@@ -118,10 +119,11 @@ impl<IN1, IN2> TwoInputStreamTask<IN1, IN2> {
         macro_rules! handle {
             ($gate:expr, $process:ident) => {
                 match $gate.poll()? {
-                    GateEvent::Records(records) => {
-                        for record in records {
+                    GateEvent::Records(mut records, channel) => {
+                        for record in records.drain(..) {
                             self.head.$process(record)?;
                         }
+                        $gate.recycle(channel, records);
                         Some(InputStatus::More)
                     }
                     GateEvent::Watermark(w) => {

@@ -9,7 +9,8 @@ use crate::functions::{
     SinkFunction,
 };
 use crate::keyed_stream::KeyedStream;
-use crate::operators::{KeySelector, ProcessOperator, SinkOperator, StreamFilter, StreamFlatMap, StreamMap};
+use crate::key_selector::KeySelector;
+use crate::operators::{ProcessOperator, SinkOperator, StreamFilter, StreamFlatMap, StreamMap};
 use crate::side_output::OutputTag;
 use crate::sinks::{CollectResult, CollectSink, PrintSink, TextFileSink};
 use brisk_core::key_group::key_hash;
@@ -142,11 +143,22 @@ impl<T: Data> DataStream<T> {
     /// Partitions by key: records with equal keys go to the same subtask, and keyed state and
     /// aggregations are per key.
     pub fn key_by<K: Key, F: Fn(&T) -> K + Send + Sync + 'static>(&self, key_selector: F) -> KeyedStream<T, K> {
-        let selector: KeySelector<T, K> = Arc::new(key_selector);
+        self.keyed(KeySelector::Computed(Arc::new(key_selector)))
+    }
+
+    /// Partitions by a field of the record, e.g. `key_by_field(|t| &t.0)`: like `key_by`, but
+    /// the key is borrowed to hash and look it up, so it is only copied when a new key is stored.
+    pub fn key_by_field<K: Key, F>(&self, field: F) -> KeyedStream<T, K>
+    where
+        F: for<'a> Fn(&'a T) -> &'a K + Send + Sync + 'static,
+    {
+        self.keyed(KeySelector::Field(Arc::new(field)))
+    }
+
+    fn keyed<K: Key>(&self, selector: KeySelector<T, K>) -> KeyedStream<T, K> {
         let hashing = selector.clone();
-        let hash: KeyHashFn<T> = Arc::new(move |v: &T| key_hash(&hashing(v)));
-        let keyed = self.repartition(PartitionerSpec::hash(hash));
-        KeyedStream::new(keyed, selector)
+        let hash: KeyHashFn<T> = Arc::new(move |v: &T| hashing.with_key(v, key_hash));
+        KeyedStream::new(self.repartition(PartitionerSpec::hash(hash)), selector)
     }
 
     fn repartition(&self, spec: PartitionerSpec) -> DataStream<T> {
@@ -338,10 +350,11 @@ impl<T: Data + TextFormat> DataStream<T> {
 }
 
 impl<T: Data> DataStream<T> {
-    /// Collects the records for the caller; read them after the job ran.
+    /// Collects the records for the caller; read them after the job ran. Like Flink's collect
+    /// sink it has one subtask, so the records of each upstream subtask keep their order.
     pub fn collect_async(&self) -> CollectResult<T> {
         let (sink, result) = CollectSink::new();
-        self.sink("Sink: Collect", sink);
+        self.sink("Sink: Collect", sink).set_parallelism(1);
         result
     }
 

@@ -63,6 +63,12 @@ impl TextFormat for String {
     }
 }
 
+impl TextFormat for compact_str::CompactString {
+    fn write_text(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
 impl TextFormat for &str {
     fn write_text(&self, out: &mut String) {
         out.push_str(self);

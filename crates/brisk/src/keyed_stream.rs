@@ -1,7 +1,8 @@
 //! `KeyedStream`: a stream partitioned by key, with per-key reductions and aggregations.
 
 use crate::datastream::DataStream;
-use crate::operators::{KeySelector, KeyedReduceOperator};
+use crate::key_selector::KeySelector;
+use crate::operators::KeyedReduceOperator;
 use brisk_core::{Data, Key};
 use brisk_runtime::graph::one_input_factory;
 use std::ops::{Add, Deref};

@@ -8,10 +8,12 @@ pub use crate::functions::{
     CoProcessFunction, Collector, ProcessContext, ProcessFunction, RichCoFlatMapFunction, RichCoMapFunction,
     RichFilterFunction, RichFlatMapFunction, RichFunction, RichMapFunction, RuntimeContext, SinkContext, SinkFunction,
 };
+pub use crate::key_selector::KeySelector;
 pub use crate::keyed_stream::KeyedStream;
 pub use crate::side_output::OutputTag;
 pub use crate::sinks::{CollectResult, DiscardingSink, PrintSink, TextFileSink};
 pub use crate::sources::{DataGeneratorSource, FileSource, NumberSequenceSource, SocketTextStreamSource};
+pub use crate::CompactString;
 pub use brisk_core::{BoxError, Configuration, Data, Key};
 pub use brisk_runtime::metrics::{DoubleCounter, Histogram, LongCounter, LongMaximum, LongMinimum};
 pub use brisk_runtime::{JobClient, JobError, JobExecutionResult};

@@ -12,6 +12,7 @@ pub use collector::{Collector, Emitter, ProcessContext};
 pub use runtime_context::RuntimeContext;
 
 use brisk_core::BoxError;
+use brisk_runtime::time::ProcessingTimeService;
 
 /// `open`/`close` hooks of a function (Flink's `RichFunction`).
 pub trait RichFunction {
@@ -93,7 +94,7 @@ pub trait CoProcessFunction<A, B, O>: RichFunction + Clone + Send + 'static {
 /// Writes records to an external system (Flink's `SinkFunction`).
 pub trait SinkFunction<T>: RichFunction + Clone + Send + 'static {
     /// Writes one record.
-    fn invoke(&mut self, value: T, ctx: &SinkContext) -> Result<(), BoxError>;
+    fn invoke(&mut self, value: T, ctx: &SinkContext<'_>) -> Result<(), BoxError>;
 
     /// The input ended: write out anything buffered.
     fn finish(&mut self) -> Result<(), BoxError> {
@@ -102,12 +103,27 @@ pub trait SinkFunction<T>: RichFunction + Clone + Send + 'static {
 }
 
 /// What a sink knows about the record it writes.
-#[derive(Clone, Copy, Debug)]
-pub struct SinkContext {
+#[derive(Clone, Copy)]
+pub struct SinkContext<'a> {
+    timestamp: i64,
+    time: &'a ProcessingTimeService,
+}
+
+impl<'a> SinkContext<'a> {
+    /// A context for a record with `timestamp`.
+    pub fn new(timestamp: i64, time: &'a ProcessingTimeService) -> Self {
+        SinkContext { timestamp, time }
+    }
+
     /// The record's event timestamp.
-    pub timestamp: Option<i64>,
-    /// Current processing time in epoch milliseconds.
-    pub current_processing_time: i64,
+    pub fn timestamp(&self) -> Option<i64> {
+        (self.timestamp != brisk_core::NO_TIMESTAMP).then_some(self.timestamp)
+    }
+
+    /// Current processing time in epoch milliseconds (read on demand: clocks cost).
+    pub fn current_processing_time(&self) -> i64 {
+        self.time.current_processing_time()
+    }
 }
 
 /// Adapts a closure to [`RichMapFunction`].
@@ -185,7 +201,7 @@ where
 pub struct SinkFn<F>(pub F);
 impl<F> RichFunction for SinkFn<F> {}
 impl<T, F: FnMut(T) + Clone + Send + 'static> SinkFunction<T> for SinkFn<F> {
-    fn invoke(&mut self, value: T, _: &SinkContext) -> Result<(), BoxError> {
+    fn invoke(&mut self, value: T, _: &SinkContext<'_>) -> Result<(), BoxError> {
         (self.0)(value);
         Ok(())
     }

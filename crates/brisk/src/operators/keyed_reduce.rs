@@ -7,10 +7,7 @@ use brisk_runtime::{
 };
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
-use std::sync::Arc;
-
-/// Extracts the key of a record.
-pub type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+use crate::key_selector::KeySelector;
 
 /// Folds the records of each key with a reduce function. In streaming mode every record
 /// emits the key's new value; in batch mode each key's final value is emitted at the end of
@@ -36,13 +33,20 @@ impl<T, K, F> StreamOperator for KeyedReduceOperator<T, K, F> {
     }
 }
 
-impl<T: Clone, K: std::hash::Hash + Eq, F: FnMut(T, T) -> T> OneInputStreamOperator<T, T>
+impl<T: Clone, K: std::hash::Hash + Eq + Clone, F: FnMut(T, T) -> T> OneInputStreamOperator<T, T>
     for KeyedReduceOperator<T, K, F>
 {
     #[inline]
     fn process_element(&mut self, record: StreamRecord<T>, out: &mut OperatorOutput<T>) -> TaskResult {
-        let key = (self.key_selector)(&record.value);
-        let slot = self.values.entry(key).or_insert(None);
+        let values = &mut self.values;
+        // Look the key up borrowed; only a new key is copied into the map.
+        let slot = match self.key_selector.with_key(&record.value, move |key| values.get_mut(key)) {
+            Some(slot) => slot,
+            None => {
+                let key = self.key_selector.get_key(&record.value);
+                self.values.entry(key).or_insert(None)
+            }
+        };
         let value = match slot.take() {
             Some(accumulated) => (self.reduce)(accumulated, record.value),
             None => record.value,

@@ -7,7 +7,7 @@ mod process;
 mod sink;
 
 pub use co::{CoFlatMapOperator, CoMapOperator, CoProcessOperator};
-pub use keyed_reduce::{KeySelector, KeyedReduceOperator};
+pub use keyed_reduce::KeyedReduceOperator;
 pub use map::{StreamFilter, StreamFlatMap, StreamMap};
 pub use process::ProcessOperator;
 pub use sink::SinkOperator;

@@ -34,11 +34,8 @@ impl<T, F: SinkFunction<T>> StreamOperator for SinkOperator<F, T> {
 impl<T, F: SinkFunction<T>> OneInputStreamOperator<T, ()> for SinkOperator<F, T> {
     #[inline]
     fn process_element(&mut self, record: StreamRecord<T>, _: &mut OperatorOutput<()>) -> TaskResult {
-        let ctx = SinkContext {
-            timestamp: record.timestamp(),
-            current_processing_time: self.time.as_ref().map_or(0, |t| t.current_processing_time()),
-        };
-        self.f.invoke(record.value, &ctx).map_err(TaskError::User)
+        let time = self.time.as_ref().ok_or_else(|| TaskError::msg("sink used before open"))?;
+        self.f.invoke(record.value, &SinkContext::new(record.timestamp, time)).map_err(TaskError::User)
     }
 
     fn finish(&mut self, _: &mut OperatorOutput<()>) -> TaskResult {

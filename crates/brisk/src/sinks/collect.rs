@@ -48,7 +48,7 @@ impl<T> CollectResult<T> {
 impl<T> RichFunction for CollectSink<T> {}
 
 impl<T: Send + 'static> SinkFunction<T> for CollectSink<T> {
-    fn invoke(&mut self, value: T, _: &SinkContext) -> Result<(), BoxError> {
+    fn invoke(&mut self, value: T, _: &SinkContext<'_>) -> Result<(), BoxError> {
         self.results.lock().unwrap_or_else(PoisonError::into_inner).push(value);
         Ok(())
     }

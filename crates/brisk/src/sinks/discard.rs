@@ -11,7 +11,7 @@ impl RichFunction for DiscardingSink {}
 
 impl<T> SinkFunction<T> for DiscardingSink {
     #[inline]
-    fn invoke(&mut self, _: T, _: &SinkContext) -> Result<(), BoxError> {
+    fn invoke(&mut self, _: T, _: &SinkContext<'_>) -> Result<(), BoxError> {
         Ok(())
     }
 }

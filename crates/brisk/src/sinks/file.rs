@@ -66,7 +66,7 @@ impl<T> RichFunction for TextFileSink<T> {
 }
 
 impl<T: Send + 'static> SinkFunction<T> for TextFileSink<T> {
-    fn invoke(&mut self, value: T, _: &SinkContext) -> Result<(), BoxError> {
+    fn invoke(&mut self, value: T, _: &SinkContext<'_>) -> Result<(), BoxError> {
         let Some((path, file)) = self.file.as_mut() else { return Err("file sink used before open".into()) };
         self.line.clear();
         (self.format)(&value, &mut self.line);

@@ -55,7 +55,7 @@ impl RichFunction for PrintSink {
 }
 
 impl<T: TextFormat> SinkFunction<T> for PrintSink {
-    fn invoke(&mut self, value: T, _: &SinkContext) -> Result<(), BoxError> {
+    fn invoke(&mut self, value: T, _: &SinkContext<'_>) -> Result<(), BoxError> {
         self.line.clear();
         self.line.push_str(&self.prefix);
         value.write_text(&mut self.line);
