@@ -82,7 +82,9 @@ pub fn word_count(env: &StreamExecutionEnvironment, inputs: &[PathBuf], sink: &W
         env.from_source(FileSource::for_paths(inputs.iter().cloned()), "file-input")
     };
     let counts = text
-        .flat_map(|line: String, out: &mut Collector<'_, (CompactString, i64)>| tokenize(&line, |word| out.collect((word, 1))))
+        .flat_map(|line: String, out: &mut Collector<'_, (CompactString, i64)>| {
+            tokenize(&line, |word| out.collect((word, 1)))
+        })
         .name("tokenizer")
         .key_by_field(|(word, _): &(CompactString, i64)| word)
         .sum(|(_, count): &mut (CompactString, i64)| count)

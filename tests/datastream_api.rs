@@ -514,7 +514,28 @@ fn reduce_may_change_the_key_field() {
         let e = env(3);
         e.set_runtime_mode(mode);
         let out = e.from_sequence(1, 10).key_by(|x| x % 2).reduce(|a, b| a + b).execute_and_collect("rekey").unwrap();
-        let finals: Vec<i64> = if mode == RuntimeExecutionMode::Batch { out } else { vec![*out.iter().filter(|v| **v <= 25).max().unwrap(), 30] };
+        let finals: Vec<i64> = if mode == RuntimeExecutionMode::Batch {
+            out
+        } else {
+            vec![*out.iter().filter(|v| **v <= 25).max().unwrap(), 30]
+        };
         assert_eq!(sorted(finals), vec![25, 30], "{mode:?}");
     }
+}
+
+#[test]
+fn slot_sharing_groups_need_enough_slots() {
+    let mut config = Configuration::new();
+    config.set("taskmanager.numberOfTaskSlots", 3);
+    config.set("parallelism.default", 2);
+    let e = StreamExecutionEnvironment::from_configuration(&config).unwrap();
+    e.from_sequence(1, 10).map(|x| x).slot_sharing_group("isolated").add_sink(DiscardingSink);
+    let err = e.execute("slots").unwrap_err().to_string();
+    assert!(
+        err.contains("needs 4 task slots") && err.contains("2 for group 'isolated'") && err.contains("has 3"),
+        "{err}"
+    );
+    let e = StreamExecutionEnvironment::from_configuration(&config).unwrap();
+    e.from_sequence(1, 10).map(|x| x).add_sink(DiscardingSink);
+    e.execute("fits").unwrap();
 }

@@ -16,7 +16,9 @@ fn counts_in_process(parallelism: usize, mode: RuntimeExecutionMode) -> Vec<Stri
     env.set_runtime_mode(mode);
     let counts = env
         .read_text_file(data("word_count/input.txt"))
-        .flat_map(|line: String, out: &mut Collector<'_, (String, i64)>| tokenize(&line, |w| out.collect((w.to_string(), 1))))
+        .flat_map(|line: String, out: &mut Collector<'_, (String, i64)>| {
+            tokenize(&line, |w| out.collect((w.to_string(), 1)))
+        })
         .key_by(|(w, _): &(String, i64)| w.clone())
         .sum(|(_, c): &mut (String, i64)| c);
     let mut lines: Vec<String> =

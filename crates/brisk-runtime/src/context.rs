@@ -5,6 +5,7 @@ use crate::metrics::{AccumulatorRegistry, MetricGroup};
 use crate::time::ProcessingTimeService;
 use brisk_core::{Configuration, KeyGroupRange};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 /// Streaming gives a result per record as it arrives; batch gives Flink's batch results (one
 /// final value per key for keyed reductions, all event-time timers at the end of input).
@@ -61,6 +62,8 @@ pub struct TaskContext {
     pub waker: Arc<TaskWaker>,
     /// The job's cancellation flag.
     pub cancel: CancelToken,
+    /// Records read by the job's sources so far, for progress reports.
+    pub records_read: Arc<AtomicU64>,
 }
 
 /// Identity of one operator in a chain.

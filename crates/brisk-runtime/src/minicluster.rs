@@ -18,6 +18,7 @@ use crate::time::{Clock, ProcessingTimeService, SystemClock};
 use brisk_core::Configuration;
 use brisk_core::job_graph::JobGraphDescription;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -41,6 +42,10 @@ pub struct JobOptions {
     pub config: Arc<Configuration>,
     /// The processing-time clock.
     pub clock: Arc<dyn Clock>,
+    /// How often a running job logs its progress; `None` never.
+    pub progress_interval: Option<Duration>,
+    /// Task slots of the mini cluster; `None` sizes it to what the job needs.
+    pub task_slots: Option<usize>,
 }
 
 impl JobOptions {
@@ -59,6 +64,8 @@ impl JobOptions {
             buffers_per_channel: 4,
             config: Arc::new(Configuration::new()),
             clock: Arc::new(SystemClock),
+            progress_interval: Some(Duration::from_secs(10)),
+            task_slots: None,
         }
     }
 }
@@ -153,6 +160,8 @@ struct JobShared {
     wakers: Vec<Arc<TaskWaker>>,
     first_failure: Mutex<Option<usize>>,
     cancelled_by_client: std::sync::atomic::AtomicBool,
+    records_read: Arc<AtomicU64>,
+    running_tasks: AtomicUsize,
 }
 
 impl JobShared {
@@ -326,9 +335,11 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
         }
     }
 
+    let slots = assign_slots(&job, options.task_slots)?;
     let mut deployments = Vec::new();
     for (vi, v) in job.vertices.iter().enumerate() {
         for subtask in 0..v.parallelism {
+            debug!(task = %v.name, subtask, slot = slots[vi] + subtask, "assigned to slot");
             let head = chain_for(&graph, &job, v.head, subtask, &mut senders);
             let input_type = graph.in_edges(v.head).next().map(|(_, e)| e.type_ops.clone());
             deployments.push(SubtaskDeployment {
@@ -357,6 +368,8 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
         wakers: wakers.clone(),
         first_failure: Mutex::new(None),
         cancelled_by_client: std::sync::atomic::AtomicBool::new(false),
+        records_read: Arc::new(AtomicU64::new(0)),
+        running_tasks: AtomicUsize::new(deployments.len()),
     });
     let started = Instant::now();
     let mut threads = Vec::with_capacity(deployments.len());
@@ -376,6 +389,9 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
             }
         }
     }
+    if let Some(interval) = options.progress_interval {
+        start_progress_reporter(job_name.clone(), shared.clone(), interval);
+    }
     let summary = StreamGraphSummary {
         node_names: graph.nodes.iter().map(|n| n.name.clone()).collect(),
         operator_ids: job.operator_ids.clone(),
@@ -388,6 +404,67 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
 /// Runs `graph` to completion.
 pub fn execute(graph: StreamGraph, options: JobOptions) -> Result<JobExecutionResult, JobError> {
     submit(graph, options)?.wait()
+}
+
+/// Places subtasks into the mini cluster's slots as Flink's slot sharing does: subtask `i` of
+/// every vertex in a slot sharing group shares slot `i` of that group, so a group needs as
+/// many slots as its largest parallelism. Returns the first slot of each vertex.
+fn assign_slots(job: &JobGraph, available: Option<usize>) -> Result<Vec<usize>, JobError> {
+    let mut groups: Vec<(&str, usize)> = Vec::new();
+    for v in &job.vertices {
+        match groups.iter_mut().find(|(g, _)| *g == v.slot_sharing_group) {
+            Some((_, size)) => *size = (*size).max(v.parallelism),
+            None => groups.push((&v.slot_sharing_group, v.parallelism)),
+        }
+    }
+    let needed: usize = groups.iter().map(|(_, size)| size).sum();
+    if let Some(available) = available
+        && needed > available
+    {
+        return Err(JobError::InvalidJob(format!(
+            "the job needs {needed} task slots ({}), but the cluster has {available}",
+            groups.iter().map(|(g, n)| format!("{n} for group '{g}'")).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let mut first = Vec::with_capacity(job.vertices.len());
+    for v in &job.vertices {
+        let mut offset = 0;
+        for (g, size) in &groups {
+            if *g == v.slot_sharing_group {
+                break;
+            }
+            offset += size;
+        }
+        first.push(offset);
+    }
+    Ok(first)
+}
+
+/// Logs how many records the sources have read, every `interval`, until the job ends.
+fn start_progress_reporter(job_name: String, shared: Arc<JobShared>, interval: Duration) {
+    let thread_name = format!("{job_name} progress");
+    let reporter_job = job_name.clone();
+    let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
+        let job_name = reporter_job;
+        let started = Instant::now();
+        let mut last = (started, 0u64);
+        loop {
+            let deadline = Instant::now() + interval;
+            while Instant::now() < deadline {
+                if shared.running_tasks.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100).min(interval));
+            }
+            let read = shared.records_read.load(Ordering::Relaxed);
+            let rate = (read - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-3);
+            info!(job = %job_name, elapsed_s = started.elapsed().as_secs(), records_read = read, records_per_s = rate as u64, "progress");
+            last = (Instant::now(), read);
+        }
+    });
+    if let Err(e) = spawned {
+        warn!(job = %job_name, error = %e, "cannot start the progress reporter");
+    }
 }
 
 fn chain_for(
@@ -507,6 +584,7 @@ fn run_subtask(index: usize, d: SubtaskDeployment, options: &JobOptions, shared:
             accumulators: AccumulatorRegistry::default(),
             waker: d.waker.clone(),
             cancel: shared.cancel.clone(),
+            records_read: shared.records_read.clone(),
         };
         let mut task = build_task(d, &settings)?;
         run_task(task.as_mut(), &ctx, options.buffer_timeout)
@@ -519,6 +597,7 @@ fn run_subtask(index: usize, d: SubtaskDeployment, options: &JobOptions, shared:
             .unwrap_or_else(|| "unknown panic payload".into());
         Err(TaskError::Panic { operator: take_panicked_operator().unwrap_or_else(|| task_name.clone()), message })
     });
+    shared.running_tasks.fetch_sub(1, Ordering::AcqRel);
     if let Err(e) = &result {
         if !e.is_consequence() {
             let mut first = lock(&shared.first_failure);

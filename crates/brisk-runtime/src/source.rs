@@ -168,6 +168,7 @@ pub struct SourceLink<T, S: Source<T>> {
     subtask_index: usize,
     reading_split: bool,
     no_more_splits: bool,
+    records_read: Option<Arc<std::sync::atomic::AtomicU64>>,
     out: OperatorOutput<T>,
     state: LinkState,
     name: Arc<str>,
@@ -188,6 +189,7 @@ impl<T, S: Source<T>> SourceLink<T, S> {
             subtask_index: 0,
             reading_split: false,
             no_more_splits: false,
+            records_read: None,
             out,
             name: info.name.as_str().into(),
             state: LinkState::new(info),
@@ -224,7 +226,11 @@ impl<T, S: Source<T>> SourceLink<T, S> {
             if let Some(e) = output.into_error() {
                 return Err(e);
             }
-            self.state.records_in += self.out.records_out() - before;
+            let read = self.out.records_out() - before;
+            self.state.records_in += read;
+            if let Some(counter) = &self.records_read {
+                counter.fetch_add(read, std::sync::atomic::Ordering::Relaxed);
+            }
             return Ok(match status? {
                 ReadStatus::More => SourceStatus::MoreAvailable,
                 ReadStatus::Wait(d) => SourceStatus::NothingAvailable(d.map(|d| Instant::now() + d)),
@@ -248,6 +254,7 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
     fn open(&mut self, task: &TaskContext) -> TaskResult {
         self.out.open(task)?;
         self.subtask_index = task.info.subtask_index;
+        self.records_read = Some(task.records_read.clone());
         let ctx = ReaderContext {
             subtask_index: task.info.subtask_index,
             parallelism: task.info.parallelism,

@@ -8,8 +8,8 @@ use crate::functions::{
     FilterFn, FlatMapFn, MapFn, ProcessFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction, SinkFn,
     SinkFunction,
 };
-use crate::keyed_stream::KeyedStream;
 use crate::key_selector::KeySelector;
+use crate::keyed_stream::KeyedStream;
 use crate::operators::{ProcessOperator, SinkOperator, StreamFilter, StreamFlatMap, StreamMap};
 use crate::side_output::OutputTag;
 use crate::sinks::{CollectResult, CollectSink, PrintSink, TextFileSink};

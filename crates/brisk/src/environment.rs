@@ -61,6 +61,8 @@ pub(crate) struct EnvState {
     pub chaining_enabled: bool,
     pub buffer_bytes: usize,
     pub buffers_per_channel: usize,
+    pub progress_interval: Option<Duration>,
+    pub task_slots: Option<usize>,
     pub config: Configuration,
     pub clock: Arc<dyn Clock>,
     /// Mistakes found while the job was declared; `execute` reports the first.
@@ -120,6 +122,8 @@ impl StreamExecutionEnvironment {
                 chaining_enabled: true,
                 buffer_bytes: options::SEGMENT_SIZE.default,
                 buffers_per_channel: options::BUFFERS_PER_CHANNEL.default,
+                progress_interval: Some(options::PROGRESS_INTERVAL.default),
+                task_slots: None,
                 config: Configuration::new(),
                 clock: Arc::new(SystemClock),
                 errors: Vec::new(),
@@ -160,6 +164,15 @@ impl StreamExecutionEnvironment {
             let bytes = brisk_core::config::parse_memory_size(size)
                 .map_err(|e| invalid(options::SEGMENT_SIZE.key, size.to_string(), &e))?;
             self.state.borrow_mut().buffer_bytes = bytes.max(1);
+        }
+        if let Some(interval) = config.get_optional::<Duration>(options::PROGRESS_INTERVAL.key)? {
+            self.state.borrow_mut().progress_interval = (!interval.is_zero()).then_some(interval);
+        }
+        if let Some(slots) = config.get_optional::<usize>(options::TASK_SLOTS.key)? {
+            if slots == 0 {
+                return Err(invalid(options::TASK_SLOTS.key, slots.to_string(), "must be at least 1"));
+            }
+            self.state.borrow_mut().task_slots = Some(slots);
         }
         if let Some(n) = config.get_optional::<usize>(options::BUFFERS_PER_CHANNEL.key)? {
             if n == 0 {
@@ -334,6 +347,8 @@ impl StreamExecutionEnvironment {
         // A zero timeout means "send every record at once": one record per buffer.
         options.buffer_bytes = if state.buffer_timeout == Some(Duration::ZERO) { 1 } else { state.buffer_bytes };
         options.buffers_per_channel = state.buffers_per_channel;
+        options.progress_interval = state.progress_interval;
+        options.task_slots = state.task_slots;
         options.config = Arc::new(state.config.clone());
         options.clock = state.clock.clone();
         Ok((std::mem::take(&mut state.graph), options))

@@ -21,8 +21,8 @@ pub mod connected;
 pub mod datastream;
 pub mod environment;
 pub mod format;
-pub mod key_selector;
 pub mod functions;
+pub mod key_selector;
 pub mod keyed_stream;
 pub mod operators;
 pub mod options;
@@ -32,8 +32,8 @@ pub mod sinks;
 pub mod sources;
 
 pub use brisk_core as core;
+pub use brisk_runtime as runtime;
+pub use brisk_runtime::{JobClient, JobError, JobExecutionResult, TaskError};
 /// A string stored inline up to 24 bytes: words and short keys without heap allocations, so
 /// they cross task threads without allocator or cache traffic.
 pub use compact_str::CompactString;
-pub use brisk_runtime as runtime;
-pub use brisk_runtime::{JobClient, JobError, JobExecutionResult, TaskError};

@@ -45,3 +45,17 @@ pub const BUFFERS_PER_CHANNEL: ConfigOption<usize> = ConfigOption {
     default: 4,
     description: "Buffers per channel before backpressure.",
 };
+
+/// How often a running job logs its progress (records read, rate); `0` turns it off.
+pub const PROGRESS_INTERVAL: ConfigOption<Duration> = ConfigOption {
+    key: "execution.progress-interval",
+    default: Duration::from_secs(10),
+    description: "How often a running job logs its progress; 0 turns it off.",
+};
+
+/// Task slots of the local mini cluster; unset sizes it to what the job needs.
+pub const TASK_SLOTS: ConfigOption<usize> = ConfigOption {
+    key: "taskmanager.numberOfTaskSlots",
+    default: 0,
+    description: "Task slots of the mini cluster; unset: as many as the job needs.",
+};

@@ -1,5 +1,6 @@
 //! What a job usually needs: `use brisk::prelude::*;`.
 
+pub use crate::CompactString;
 pub use crate::connected::ConnectedStreams;
 pub use crate::datastream::{DataStream, DataStreamSink};
 pub use crate::environment::{RuntimeExecutionMode, StreamExecutionEnvironment};
@@ -13,7 +14,6 @@ pub use crate::keyed_stream::KeyedStream;
 pub use crate::side_output::OutputTag;
 pub use crate::sinks::{CollectResult, DiscardingSink, PrintSink, TextFileSink};
 pub use crate::sources::{DataGeneratorSource, FileSource, NumberSequenceSource, SocketTextStreamSource};
-pub use crate::CompactString;
 pub use brisk_core::{BoxError, Configuration, Data, Key};
 pub use brisk_runtime::metrics::{DoubleCounter, Histogram, LongCounter, LongMaximum, LongMinimum};
 pub use brisk_runtime::{JobClient, JobError, JobExecutionResult};

@@ -1,5 +1,6 @@
 //! `reduce` and the aggregations (`sum`, `min`, `max`, `min_by`, `max_by`) on a keyed stream.
 
+use crate::key_selector::KeySelector;
 use brisk_core::StreamRecord;
 use brisk_core::hash::StableHasher;
 use brisk_runtime::{
@@ -7,7 +8,6 @@ use brisk_runtime::{
 };
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
-use crate::key_selector::KeySelector;
 
 /// Folds the records of each key with a reduce function. In streaming mode every record
 /// emits the key's new value; in batch mode each key's final value is emitted at the end of
