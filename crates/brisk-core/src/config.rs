@@ -29,6 +29,9 @@ pub enum ConfigError {
         /// What the parser said.
         reason: String,
     },
+    /// A combination of options that cannot work, explained.
+    #[error("{0}")]
+    Invalid(String),
     /// A value does not parse as the option's type or is out of range.
     #[error("invalid value '{value}' for configuration option '{key}': {reason}")]
     InvalidValue {

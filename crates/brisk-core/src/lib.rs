@@ -2,6 +2,7 @@
 //! hashing, durations and configuration. Nothing here knows about tasks or operators.
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod config;
 pub mod data;
 pub mod element;
@@ -11,6 +12,7 @@ pub mod job_graph;
 pub mod key_group;
 pub mod time;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, ConfigOption, Configuration};
 pub use data::{Data, Key};
 pub use element::{NO_TIMESTAMP, StreamRecord, Watermark, WatermarkStatus};

@@ -4,7 +4,7 @@ use crate::context::{OperatorContext, OperatorInfo, TaskContext};
 use crate::error::TaskResult;
 use crate::metrics::{MetricGroup, OperatorReport};
 use crate::operator::{OneInputStreamOperator, TwoInputStreamOperator};
-use crate::output::{ChainControl, OperatorOutput, Output};
+use crate::output::{ChainControl, OperatorOutput, Output, StateQuery};
 use brisk_core::{StreamRecord, Watermark, WatermarkStatus};
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -135,6 +135,10 @@ impl<IN, OUT, OP: OneInputStreamOperator<IN, OUT>> ChainControl for OneInputLink
     fn report(&self, into: &mut Vec<OperatorReport>) {
         self.state.report(&self.out, into);
     }
+
+    fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
+        self.op.query_state(query).or_else(|| self.out.query_state(query))
+    }
 }
 
 /// The head of a two-input task.
@@ -241,5 +245,9 @@ impl<IN1, IN2, OUT, OP: TwoInputStreamOperator<IN1, IN2, OUT>> ChainControl for 
 
     fn report(&self, into: &mut Vec<OperatorReport>) {
         self.state.report(&self.out, into);
+    }
+
+    fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
+        self.op.query_state(query).or_else(|| self.out.query_state(query))
     }
 }

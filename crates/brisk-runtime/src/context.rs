@@ -1,9 +1,12 @@
 //! What a task and its operators know about where they run.
 
 use crate::channel::{CancelToken, TaskWaker};
+use crate::mailbox::Mailbox;
 use crate::metrics::{AccumulatorRegistry, MetricGroup};
 use crate::time::ProcessingTimeService;
+use brisk_core::Clock;
 use brisk_core::{Configuration, KeyGroupRange};
+use brisk_state::{BackendContext, StateBackendConfig};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -64,6 +67,26 @@ pub struct TaskContext {
     pub cancel: CancelToken,
     /// Records read by the job's sources so far, for progress reports.
     pub records_read: Arc<AtomicU64>,
+    /// The keyed state backend keyed operators create.
+    pub state_backend: StateBackendConfig,
+    /// The processing-time clock (also read by state time-to-live).
+    pub clock: Arc<dyn Clock>,
+    /// Control messages for this task (queries of its state, and later checkpoints).
+    pub mailbox: Mailbox,
+}
+
+impl TaskContext {
+    /// The context of a keyed state backend for `operator` in this task.
+    pub fn backend_context(&self, operator: &OperatorInfo) -> BackendContext {
+        BackendContext {
+            operator: operator.name.clone(),
+            operator_id: operator.operator_id.clone(),
+            subtask_index: self.info.subtask_index,
+            key_group_range: self.info.key_group_range(),
+            max_parallelism: self.info.max_parallelism,
+            clock: self.clock.clone(),
+        }
+    }
 }
 
 /// Identity of one operator in a chain.

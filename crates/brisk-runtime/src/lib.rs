@@ -9,6 +9,7 @@ pub mod context;
 pub mod error;
 pub mod graph;
 pub mod job_graph;
+pub mod mailbox;
 pub mod metrics;
 pub mod minicluster;
 pub mod network;

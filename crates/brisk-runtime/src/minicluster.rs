@@ -11,12 +11,15 @@ use crate::graph::{
     TypeOps,
 };
 use crate::job_graph::{GraphDefaults, JobGraph};
+use crate::mailbox::{Mail, Mailbox};
 use crate::metrics::{AccumulatorRegistry, AccumulatorValue, TaskReport};
 use crate::partitioner::{PartitionerSpec, connected_consumers};
 use crate::task::{StreamTask, run_task};
 use crate::time::{Clock, ProcessingTimeService, SystemClock};
-use brisk_core::Configuration;
 use brisk_core::job_graph::JobGraphDescription;
+use brisk_core::key_group::{assign_to_key_group, operator_index_for_key_group};
+use brisk_core::{Configuration, Data, Key};
+use brisk_state::StateBackendConfig;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,6 +49,8 @@ pub struct JobOptions {
     pub progress_interval: Option<Duration>,
     /// Task slots of the mini cluster; `None` sizes it to what the job needs.
     pub task_slots: Option<usize>,
+    /// The keyed state backend.
+    pub state_backend: StateBackendConfig,
 }
 
 impl JobOptions {
@@ -66,6 +71,7 @@ impl JobOptions {
             clock: Arc::new(SystemClock),
             progress_interval: Some(Duration::from_secs(10)),
             task_slots: None,
+            state_backend: StateBackendConfig::default(),
         }
     }
 }
@@ -147,6 +153,7 @@ struct SubtaskDeployment {
     input_type: Option<Arc<dyn TypeOps>>,
     enumerator: Option<ErasedEnumerator>,
     waker: Arc<TaskWaker>,
+    mailbox: Mailbox,
 }
 
 struct TaskOutcome {
@@ -162,6 +169,8 @@ struct JobShared {
     cancelled_by_client: std::sync::atomic::AtomicBool,
     records_read: Arc<AtomicU64>,
     running_tasks: AtomicUsize,
+    /// Mailbox of every subtask, by vertex and subtask index.
+    mailboxes: Vec<Vec<Mailbox>>,
 }
 
 impl JobShared {
@@ -183,6 +192,8 @@ pub struct JobClient {
 }
 
 struct StreamGraphSummary {
+    /// Parallelism and max parallelism of each vertex.
+    vertices: Vec<(usize, usize)>,
     node_names: Vec<String>,
     operator_ids: Vec<String>,
     parallelism: Vec<usize>,
@@ -204,6 +215,35 @@ impl JobClient {
     pub fn cancel(&self) {
         self.shared.cancelled_by_client.store(true, std::sync::atomic::Ordering::Release);
         self.shared.cancel_all();
+    }
+
+    /// Looks up the value of keyed state `state` for `key` in the running job (Flink's
+    /// queryable state): asked of the subtask owning the key in every keyed vertex.
+    pub fn query_state<K: Key, V: Data>(&self, state: &str, key: &K) -> Result<Option<V>, JobError> {
+        let encoded = brisk_state::codec::encode(key)
+            .map_err(|e| JobError::InvalidJob(format!("cannot encode key {key:?}: {e}")))?;
+        for (vertex, (parallelism, max_parallelism)) in self.graph.vertices.iter().enumerate() {
+            let key_group = assign_to_key_group(key, *max_parallelism);
+            let subtask = operator_index_for_key_group(*max_parallelism, *parallelism, key_group);
+            let Some(mailbox) = self.shared.mailboxes.get(vertex).and_then(|m| m.get(subtask)) else { continue };
+            let (reply, answer) = std::sync::mpsc::channel();
+            mailbox.send(Mail::QueryState { state: state.to_string(), key_group, key: encoded.clone(), reply });
+            let query_failed = |reason: String| {
+                JobError::InvalidJob(format!("query of state '{state}' for key {key:?} failed: {reason}"))
+            };
+            match answer.recv_timeout(Duration::from_secs(30)) {
+                Ok(Ok(Some(bytes))) => {
+                    return brisk_state::codec::decode::<V>(&bytes)
+                        .map(Some)
+                        .map_err(|e| query_failed(format!("value does not decode: {e}")));
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(reason)) => return Err(query_failed(reason)),
+                // The task has ended (or is busy past the timeout): it cannot answer.
+                Err(_) => {}
+            }
+        }
+        Ok(None)
     }
 
     /// Whether every task has ended.
@@ -336,6 +376,12 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
     }
 
     let slots = assign_slots(&job, options.task_slots)?;
+    let mailboxes: Vec<Vec<Mailbox>> = job
+        .vertices
+        .iter()
+        .enumerate()
+        .map(|(vi, v)| (0..v.parallelism).map(|i| Mailbox::new(waker_of(vi, i))).collect())
+        .collect();
     let mut deployments = Vec::new();
     for (vi, v) in job.vertices.iter().enumerate() {
         for subtask in 0..v.parallelism {
@@ -359,6 +405,7 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
                 input_type,
                 enumerator: enumerators.get(&v.head).cloned(),
                 waker: waker_of(vi, subtask),
+                mailbox: mailboxes[vi][subtask].clone(),
             });
         }
     }
@@ -370,6 +417,7 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
         cancelled_by_client: std::sync::atomic::AtomicBool::new(false),
         records_read: Arc::new(AtomicU64::new(0)),
         running_tasks: AtomicUsize::new(deployments.len()),
+        mailboxes,
     });
     let started = Instant::now();
     let mut threads = Vec::with_capacity(deployments.len());
@@ -393,6 +441,7 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
         start_progress_reporter(job_name.clone(), shared.clone(), interval);
     }
     let summary = StreamGraphSummary {
+        vertices: job.vertices.iter().map(|v| (v.parallelism, v.max_parallelism)).collect(),
         node_names: graph.nodes.iter().map(|n| n.name.clone()).collect(),
         operator_ids: job.operator_ids.clone(),
         parallelism: job.parallelism.clone(),
@@ -585,6 +634,9 @@ fn run_subtask(index: usize, d: SubtaskDeployment, options: &JobOptions, shared:
             waker: d.waker.clone(),
             cancel: shared.cancel.clone(),
             records_read: shared.records_read.clone(),
+            state_backend: options.state_backend.clone(),
+            clock: options.clock.clone(),
+            mailbox: d.mailbox.clone(),
         };
         let mut task = build_task(d, &settings)?;
         run_task(task.as_mut(), &ctx, options.buffer_timeout)

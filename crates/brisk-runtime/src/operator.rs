@@ -3,7 +3,7 @@
 
 use crate::context::OperatorContext;
 use crate::error::TaskResult;
-use crate::output::OperatorOutput;
+use crate::output::{OperatorOutput, StateQuery};
 use brisk_core::{StreamRecord, Watermark};
 
 /// Lifecycle shared by all operators.
@@ -16,6 +16,11 @@ pub trait StreamOperator {
     /// Called once at the end, whether the task succeeded or failed.
     fn close(&mut self) -> TaskResult {
         Ok(())
+    }
+
+    /// Answers a query of keyed state by name, if the operator has such a state.
+    fn query_state(&mut self, _query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
+        None
     }
 }
 

@@ -25,6 +25,22 @@ pub trait ChainControl {
     fn on_processing_time(&mut self, now: i64) -> TaskResult;
     /// Appends a report per operator.
     fn report(&self, into: &mut Vec<OperatorReport>);
+    /// The encoded value of keyed state `state` for an encoded key, from the first operator of
+    /// the chain that has such a state (queryable state).
+    fn query_state(&mut self, _query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
+        None
+    }
+}
+
+/// A lookup of one keyed state value from outside the task.
+#[derive(Clone, Debug)]
+pub struct StateQuery {
+    /// The state's name.
+    pub state: String,
+    /// The key's key group.
+    pub key_group: usize,
+    /// The encoded key.
+    pub key: Vec<u8>,
 }
 
 /// The receiving end of a stream inside a task: a chained operator or a network writer.
@@ -68,6 +84,9 @@ impl<X> ChainControl for SideOutput<X> {
     }
     fn report(&self, into: &mut Vec<OperatorReport>) {
         self.0.report(into)
+    }
+    fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
+        self.0.query_state(query)
     }
 }
 
@@ -193,6 +212,9 @@ impl<OUT> ChainControl for OperatorOutput<OUT> {
             side.report(into);
         }
     }
+    fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
+        self.main.query_state(query).or_else(|| self.sides.iter_mut().find_map(|(_, s)| s.query_state(query)))
+    }
 }
 
 /// Copies every record to several receivers (a stream consumed by several operators).
@@ -225,6 +247,9 @@ impl<T> ChainControl for BroadcastingOutput<T> {
     }
     fn report(&self, into: &mut Vec<OperatorReport>) {
         self.outputs.iter().for_each(|o| o.report(into))
+    }
+    fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
+        self.outputs.iter_mut().find_map(|o| o.query_state(query))
     }
 }
 

@@ -291,4 +291,8 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
     fn report(&self, into: &mut Vec<OperatorReport>) {
         self.state.report(&self.out, into);
     }
+
+    fn query_state(&mut self, query: &crate::output::StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
+        self.out.query_state(query)
+    }
 }

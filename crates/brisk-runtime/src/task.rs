@@ -4,9 +4,10 @@
 use crate::chain::TwoInputHead;
 use crate::context::TaskContext;
 use crate::error::{TaskError, TaskResult};
+use crate::mailbox::Mail;
 use crate::metrics::TaskReport;
 use crate::network::{GateEvent, InputGate};
-use crate::output::{ChainControl, Output};
+use crate::output::{ChainControl, Output, StateQuery};
 use crate::source::{SourceHead, SourceStatus};
 use std::time::{Duration, Instant};
 
@@ -189,6 +190,9 @@ fn main_loop(task: &mut dyn StreamTask, ctx: &TaskContext, buffer_timeout: Optio
             return Err(TaskError::Cancelled);
         }
         fire_due_timers(task, ctx)?;
+        for mail in ctx.mailbox.drain() {
+            handle_mail(task, mail);
+        }
         match task.process_input()? {
             InputStatus::More => {
                 if let Some(timeout) = buffer_timeout
@@ -213,6 +217,16 @@ fn main_loop(task: &mut dyn StreamTask, ctx: &TaskContext, buffer_timeout: Optio
                 ctx.waker.wait_until(deadline);
             }
             InputStatus::End => return task.chain().finish(),
+        }
+    }
+}
+
+fn handle_mail(task: &mut dyn StreamTask, mail: Mail) {
+    match mail {
+        Mail::QueryState { state, key_group, key, reply } => {
+            let answer = task.chain().query_state(&StateQuery { state, key_group, key }).unwrap_or(Ok(None));
+            // The client may have given up waiting; that is no error of the task.
+            let _ = reply.send(answer);
         }
     }
 }

@@ -104,12 +104,12 @@ impl<T: Data> DataStream<T> {
 
     /// Applies `f` to every record.
     pub fn map<O: Data, F: FnMut(T) -> O + Clone + Send + 'static>(&self, f: F) -> DataStream<O> {
-        self.transform("Map", one_input_factory::<T, O, _, _>(move || StreamMap::new(MapFn(f.clone()))))
+        self.transform("Map", one_input_factory::<T, O, _, _>(move || StreamMap::new(MapFn(f.clone()), None)))
     }
 
     /// Applies a [`RichMapFunction`] to every record.
     pub fn rich_map<O: Data, F: RichMapFunction<T, O>>(&self, f: F) -> DataStream<O> {
-        self.transform("Map", one_input_factory::<T, O, _, _>(move || StreamMap::new(f.clone())))
+        self.transform("Map", one_input_factory::<T, O, _, _>(move || StreamMap::new(f.clone(), None)))
     }
 
     /// Emits any number of records per record.
@@ -117,27 +117,30 @@ impl<T: Data> DataStream<T> {
         &self,
         f: F,
     ) -> DataStream<O> {
-        self.transform("Flat Map", one_input_factory::<T, O, _, _>(move || StreamFlatMap::new(FlatMapFn(f.clone()))))
+        self.transform(
+            "Flat Map",
+            one_input_factory::<T, O, _, _>(move || StreamFlatMap::new(FlatMapFn(f.clone()), None)),
+        )
     }
 
     /// Applies a [`RichFlatMapFunction`] to every record.
     pub fn rich_flat_map<O: Data, F: RichFlatMapFunction<T, O>>(&self, f: F) -> DataStream<O> {
-        self.transform("Flat Map", one_input_factory::<T, O, _, _>(move || StreamFlatMap::new(f.clone())))
+        self.transform("Flat Map", one_input_factory::<T, O, _, _>(move || StreamFlatMap::new(f.clone(), None)))
     }
 
     /// Keeps the records for which `f` returns true.
     pub fn filter<F: FnMut(&T) -> bool + Clone + Send + 'static>(&self, f: F) -> DataStream<T> {
-        self.transform("Filter", one_input_factory::<T, T, _, _>(move || StreamFilter::new(FilterFn(f.clone()))))
+        self.transform("Filter", one_input_factory::<T, T, _, _>(move || StreamFilter::new(FilterFn(f.clone()), None)))
     }
 
     /// Keeps the records a [`RichFilterFunction`] accepts.
     pub fn rich_filter<F: RichFilterFunction<T>>(&self, f: F) -> DataStream<T> {
-        self.transform("Filter", one_input_factory::<T, T, _, _>(move || StreamFilter::new(f.clone())))
+        self.transform("Filter", one_input_factory::<T, T, _, _>(move || StreamFilter::new(f.clone(), None)))
     }
 
     /// Runs a [`ProcessFunction`]: records, timestamps and side outputs.
     pub fn process<O: Data, F: ProcessFunction<T, O>>(&self, f: F) -> DataStream<O> {
-        self.transform("Process", one_input_factory::<T, O, _, _>(move || ProcessOperator::new(f.clone())))
+        self.transform("Process", one_input_factory::<T, O, _, _>(move || ProcessOperator::new(f.clone(), None)))
     }
 
     /// Partitions by key: records with equal keys go to the same subtask, and keyed state and

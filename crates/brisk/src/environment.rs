@@ -10,6 +10,7 @@ use brisk_runtime::minicluster::{self, JobOptions};
 use brisk_runtime::source::Source;
 use brisk_runtime::time::{Clock, SystemClock};
 use brisk_runtime::{ExecutionMode, JobClient, JobError, JobExecutionResult};
+use brisk_state::StateBackendConfig;
 use std::cell::RefCell;
 use std::fmt;
 use std::path::PathBuf;
@@ -63,6 +64,7 @@ pub(crate) struct EnvState {
     pub buffers_per_channel: usize,
     pub progress_interval: Option<Duration>,
     pub task_slots: Option<usize>,
+    pub state_backend: StateBackendConfig,
     pub config: Configuration,
     pub clock: Arc<dyn Clock>,
     /// Mistakes found while the job was declared; `execute` reports the first.
@@ -124,6 +126,7 @@ impl StreamExecutionEnvironment {
                 buffers_per_channel: options::BUFFERS_PER_CHANNEL.default,
                 progress_interval: Some(options::PROGRESS_INTERVAL.default),
                 task_slots: None,
+                state_backend: StateBackendConfig::default(),
                 config: Configuration::new(),
                 clock: Arc::new(SystemClock),
                 errors: Vec::new(),
@@ -180,8 +183,22 @@ impl StreamExecutionEnvironment {
             }
             self.state.borrow_mut().buffers_per_channel = n;
         }
+        let backend =
+            StateBackendConfig::from_configuration(config).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.state.borrow_mut().state_backend = backend;
         self.state.borrow_mut().config.merge(config);
         Ok(self)
+    }
+
+    /// Chooses where keyed state lives: `hashmap` (memory) or `rocksdb` (local disk).
+    pub fn set_state_backend(&self, backend: StateBackendConfig) -> &Self {
+        self.state.borrow_mut().state_backend = backend;
+        self
+    }
+
+    /// The configured state backend.
+    pub fn get_state_backend(&self) -> StateBackendConfig {
+        self.state.borrow().state_backend.clone()
     }
 
     /// The configuration given to operators.
@@ -247,12 +264,12 @@ impl StreamExecutionEnvironment {
     }
 
     /// A source over the values of a vector (parallelism 1).
-    pub fn from_collection<T: Data + Sync>(&self, values: Vec<T>) -> DataStream<T> {
+    pub fn from_collection<T: Data>(&self, values: Vec<T>) -> DataStream<T> {
         self.add_source_node(CollectionSource::new(values), "Collection Source", Some(1))
     }
 
     /// A source over the values of an iterator (parallelism 1).
-    pub fn from_iter<T: Data + Sync>(&self, values: impl IntoIterator<Item = T>) -> DataStream<T> {
+    pub fn from_iter<T: Data>(&self, values: impl IntoIterator<Item = T>) -> DataStream<T> {
         self.from_collection(values.into_iter().collect())
     }
 
@@ -349,6 +366,7 @@ impl StreamExecutionEnvironment {
         options.buffers_per_channel = state.buffers_per_channel;
         options.progress_interval = state.progress_interval;
         options.task_slots = state.task_slots;
+        options.state_backend = state.state_backend.clone();
         options.config = Arc::new(state.config.clone());
         options.clock = state.clock.clone();
         Ok((std::mem::take(&mut state.graph), options))

@@ -1,8 +1,9 @@
 //! `KeyedStream`: a stream partitioned by key, with per-key reductions and aggregations.
 
 use crate::datastream::DataStream;
+use crate::functions::{RichFilterFunction, RichFlatMapFunction, RichMapFunction};
 use crate::key_selector::KeySelector;
-use crate::operators::KeyedReduceOperator;
+use crate::operators::{KeySetter, KeyedReduceOperator, StreamFilter, StreamFlatMap, StreamMap, key_setter};
 use brisk_core::{Data, Key};
 use brisk_runtime::graph::one_input_factory;
 use std::ops::{Add, Deref};
@@ -36,6 +37,31 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
     /// The key selector.
     pub fn key_selector(&self) -> &KeySelector<T, K> {
         &self.key_selector
+    }
+
+    fn key_setter(&self) -> Option<KeySetter<T>> {
+        Some(key_setter(self.key_selector.clone()))
+    }
+
+    /// Applies a [`RichMapFunction`] with keyed state: in `open`, `ctx.get_state(..)` gives
+    /// state of the current record's key.
+    pub fn rich_map<O: Data, F: RichMapFunction<T, O>>(&self, f: F) -> DataStream<O> {
+        let key = self.key_setter();
+        self.stream.transform("Map", one_input_factory::<T, O, _, _>(move || StreamMap::new(f.clone(), key.clone())))
+    }
+
+    /// Applies a [`RichFlatMapFunction`] with keyed state.
+    pub fn rich_flat_map<O: Data, F: RichFlatMapFunction<T, O>>(&self, f: F) -> DataStream<O> {
+        let key = self.key_setter();
+        self.stream
+            .transform("Flat Map", one_input_factory::<T, O, _, _>(move || StreamFlatMap::new(f.clone(), key.clone())))
+    }
+
+    /// Applies a [`RichFilterFunction`] with keyed state.
+    pub fn rich_filter<F: RichFilterFunction<T>>(&self, f: F) -> DataStream<T> {
+        let key = self.key_setter();
+        self.stream
+            .transform("Filter", one_input_factory::<T, T, _, _>(move || StreamFilter::new(f.clone(), key.clone())))
     }
 
     /// Combines the records of each key with `f(accumulated, next)`: streaming mode emits the

@@ -17,6 +17,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod broadcast;
 pub mod connected;
 pub mod datastream;
 pub mod environment;

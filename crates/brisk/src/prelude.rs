@@ -1,13 +1,15 @@
 //! What a job usually needs: `use brisk::prelude::*;`.
 
 pub use crate::CompactString;
+pub use crate::broadcast::{BroadcastContext, BroadcastProcessFunction, BroadcastStream, ReadOnlyBroadcastContext};
 pub use crate::connected::ConnectedStreams;
 pub use crate::datastream::{DataStream, DataStreamSink};
 pub use crate::environment::{RuntimeExecutionMode, StreamExecutionEnvironment};
 pub use crate::format::TextFormat;
 pub use crate::functions::{
-    CoProcessFunction, Collector, ProcessContext, ProcessFunction, RichCoFlatMapFunction, RichCoMapFunction,
-    RichFilterFunction, RichFlatMapFunction, RichFunction, RichMapFunction, RuntimeContext, SinkContext, SinkFunction,
+    CoProcessFunction, Collector, FunctionInitializationContext, FunctionSnapshotContext, ProcessContext,
+    ProcessFunction, RichCoFlatMapFunction, RichCoMapFunction, RichFilterFunction, RichFlatMapFunction, RichFunction,
+    RichMapFunction, RuntimeContext, SinkContext, SinkFunction,
 };
 pub use crate::key_selector::KeySelector;
 pub use crate::keyed_stream::KeyedStream;
@@ -17,3 +19,8 @@ pub use crate::sources::{DataGeneratorSource, FileSource, NumberSequenceSource, 
 pub use brisk_core::{BoxError, Configuration, Data, Key};
 pub use brisk_runtime::metrics::{DoubleCounter, Histogram, LongCounter, LongMaximum, LongMinimum};
 pub use brisk_runtime::{JobClient, JobError, JobExecutionResult};
+pub use brisk_state::{
+    AggregateFunction, AggregatingState, AggregatingStateDescriptor, ListState, ListStateDescriptor, MapState,
+    MapStateDescriptor, ReducingState, ReducingStateDescriptor, StateBackendConfig, StateBackendKind, StateError,
+    StateTtlConfig, StateVisibility, TtlUpdateType, ValueState, ValueStateDescriptor,
+};

@@ -9,15 +9,28 @@ mod collector;
 mod runtime_context;
 
 pub use collector::{Collector, Emitter, ProcessContext};
-pub use runtime_context::RuntimeContext;
+pub use runtime_context::{FunctionInitializationContext, FunctionSnapshotContext, RuntimeContext};
 
 use brisk_core::BoxError;
 use brisk_runtime::time::ProcessingTimeService;
 
-/// `open`/`close` hooks of a function (Flink's `RichFunction`).
+/// Lifecycle hooks of a function (Flink's `RichFunction` and `CheckpointedFunction`): every
+/// hook has a default, so a function implements only what it needs.
 pub trait RichFunction {
+    /// Called once per subtask before `open`, also after a restore: register operator state
+    /// here (Flink's `CheckpointedFunction.initializeState`).
+    fn initialize_state(&mut self, _ctx: &mut FunctionInitializationContext<'_>) -> Result<(), BoxError> {
+        Ok(())
+    }
+
     /// Called once per subtask before the first record.
     fn open(&mut self, _ctx: &mut RuntimeContext<'_>) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Called when a checkpoint is taken: copy local variables into operator state here
+    /// (Flink's `CheckpointedFunction.snapshotState`).
+    fn snapshot_state(&mut self, _ctx: &FunctionSnapshotContext) -> Result<(), BoxError> {
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! Operators over connected streams: `map`, `flat_map` and `process` with two inputs.
 
-use super::{close_function, open_function};
+use super::{FunctionStores, close_function};
 use crate::functions::{CoProcessFunction, Emitter, RichCoFlatMapFunction, RichCoMapFunction};
 use brisk_core::StreamRecord;
 use brisk_runtime::{OperatorContext, OperatorOutput, StreamOperator, TaskResult, TwoInputStreamOperator};
@@ -10,7 +10,8 @@ macro_rules! rich_operator {
     ($name:ident, $bound:ident) => {
         impl<A, B, O, F: $bound<A, B, O>> StreamOperator for $name<F, A, B, O> {
             fn open(&mut self, ctx: &mut OperatorContext<'_>) -> TaskResult {
-                open_function(&mut self.f, ctx)
+                self.stores = Some(FunctionStores::open(&mut self.f, ctx, false)?);
+                Ok(())
             }
             fn close(&mut self) -> TaskResult {
                 close_function(&mut self.f)
@@ -19,7 +20,7 @@ macro_rules! rich_operator {
         impl<F, A, B, O> $name<F, A, B, O> {
             /// Wraps the function.
             pub fn new(f: F) -> Self {
-                $name { f, _types: PhantomData }
+                $name { f, stores: None, _types: PhantomData }
             }
         }
     };
@@ -28,6 +29,7 @@ macro_rules! rich_operator {
 /// Maps each input with its own function into one output type.
 pub struct CoMapOperator<F, A, B, O> {
     f: F,
+    stores: Option<FunctionStores>,
     _types: PhantomData<fn(A, B) -> O>,
 }
 rich_operator!(CoMapOperator, RichCoMapFunction);
@@ -46,6 +48,7 @@ impl<A, B, O, F: RichCoMapFunction<A, B, O>> TwoInputStreamOperator<A, B, O> for
 /// Flat-maps each input with its own function into one output type.
 pub struct CoFlatMapOperator<F, A, B, O> {
     f: F,
+    stores: Option<FunctionStores>,
     _types: PhantomData<fn(A, B) -> O>,
 }
 rich_operator!(CoFlatMapOperator, RichCoFlatMapFunction);
@@ -66,6 +69,7 @@ impl<A, B, O, F: RichCoFlatMapFunction<A, B, O>> TwoInputStreamOperator<A, B, O>
 /// Runs a [`CoProcessFunction`].
 pub struct CoProcessOperator<F, A, B, O> {
     f: F,
+    stores: Option<FunctionStores>,
     _types: PhantomData<fn(A, B) -> O>,
 }
 rich_operator!(CoProcessOperator, CoProcessFunction);

@@ -1,97 +1,89 @@
-//! `map`, `flat_map` and `filter`.
+//! `map`, `flat_map` and `filter`, on plain and (with a key setter) keyed streams.
 
-use super::{close_function, open_function};
+use super::{FunctionStores, KeySetter, close_function};
 use crate::functions::{Emitter, RichFilterFunction, RichFlatMapFunction, RichMapFunction};
 use brisk_core::StreamRecord;
+use brisk_runtime::output::StateQuery;
 use brisk_runtime::{OneInputStreamOperator, OperatorContext, OperatorOutput, StreamOperator, TaskResult};
 use std::marker::PhantomData;
 
-/// Applies a map function to every record, keeping its timestamp.
-pub struct StreamMap<F, T, O> {
-    f: F,
-    _types: PhantomData<fn(T) -> O>,
-}
+/// Declares a one-input operator over a rich function: its fields, constructor and lifecycle.
+macro_rules! function_operator {
+    ($(#[$doc:meta])* $name:ident <$($t:ident),*>, $bound:path) => {
+        $(#[$doc])*
+        pub struct $name<F, $($t),*> {
+            f: F,
+            key: Option<KeySetter<T>>,
+            stores: Option<FunctionStores>,
+            _types: PhantomData<fn($($t),*)>,
+        }
 
-impl<F, T, O> StreamMap<F, T, O> {
-    /// Maps with `f`.
-    pub fn new(f: F) -> Self {
-        StreamMap { f, _types: PhantomData }
-    }
-}
+        impl<F, $($t),*> $name<F, $($t),*> {
+            /// Runs `f`; with `key`, on a keyed stream (keyed state available to `f`).
+            pub fn new(f: F, key: Option<KeySetter<T>>) -> Self {
+                $name { f, key, stores: None, _types: PhantomData }
+            }
+        }
 
-impl<T, O, F: RichMapFunction<T, O>> StreamOperator for StreamMap<F, T, O> {
-    fn open(&mut self, ctx: &mut OperatorContext<'_>) -> TaskResult {
-        open_function(&mut self.f, ctx)
-    }
-    fn close(&mut self) -> TaskResult {
-        close_function(&mut self.f)
-    }
+        impl<F: $bound, $($t),*> StreamOperator for $name<F, $($t),*> {
+            fn open(&mut self, ctx: &mut OperatorContext<'_>) -> TaskResult {
+                self.stores = Some(FunctionStores::open(&mut self.f, ctx, self.key.is_some())?);
+                Ok(())
+            }
+            fn close(&mut self) -> TaskResult {
+                close_function(&mut self.f)
+            }
+            fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
+                self.stores.as_ref()?.query(query)
+            }
+        }
+
+        impl<F, $($t),*> $name<F, $($t),*> {
+            #[inline]
+            fn set_key(&self, value: &T) -> TaskResult {
+                match &self.stores {
+                    Some(stores) => stores.set_key(self.key.as_ref(), value),
+                    None => Ok(()),
+                }
+            }
+        }
+    };
 }
+pub(crate) use function_operator;
+
+function_operator!(
+    /// Applies a map function to every record, keeping its timestamp.
+    StreamMap<T, O>, RichMapFunction<T, O>);
+function_operator!(
+    /// Applies a flat-map function to every record; emitted records keep the input's timestamp.
+    StreamFlatMap<T, O>, RichFlatMapFunction<T, O>);
+function_operator!(
+    /// Keeps the records a filter function accepts.
+    StreamFilter<T>, RichFilterFunction<T>);
 
 impl<T, O, F: RichMapFunction<T, O>> OneInputStreamOperator<T, O> for StreamMap<F, T, O> {
     #[inline]
     fn process_element(&mut self, record: StreamRecord<T>, out: &mut OperatorOutput<O>) -> TaskResult {
+        self.set_key(&record.value)?;
         let value = self.f.map(record.value)?;
         out.collect(StreamRecord { value, timestamp: record.timestamp })
-    }
-}
-
-/// Applies a flat-map function to every record; emitted records keep the input's timestamp.
-pub struct StreamFlatMap<F, T, O> {
-    f: F,
-    _types: PhantomData<fn(T) -> O>,
-}
-
-impl<F, T, O> StreamFlatMap<F, T, O> {
-    /// Flat-maps with `f`.
-    pub fn new(f: F) -> Self {
-        StreamFlatMap { f, _types: PhantomData }
-    }
-}
-
-impl<T, O, F: RichFlatMapFunction<T, O>> StreamOperator for StreamFlatMap<F, T, O> {
-    fn open(&mut self, ctx: &mut OperatorContext<'_>) -> TaskResult {
-        open_function(&mut self.f, ctx)
-    }
-    fn close(&mut self) -> TaskResult {
-        close_function(&mut self.f)
     }
 }
 
 impl<T, O, F: RichFlatMapFunction<T, O>> OneInputStreamOperator<T, O> for StreamFlatMap<F, T, O> {
     #[inline]
     fn process_element(&mut self, record: StreamRecord<T>, out: &mut OperatorOutput<O>) -> TaskResult {
+        self.set_key(&record.value)?;
         let emitter = Emitter::new(out, record.timestamp);
         let result = self.f.flat_map(record.value, &mut emitter.collector());
         emitter.finish(result)
     }
 }
 
-/// Keeps the records a filter function accepts.
-pub struct StreamFilter<F, T> {
-    f: F,
-    _type: PhantomData<fn(T)>,
-}
-
-impl<F, T> StreamFilter<F, T> {
-    /// Filters with `f`.
-    pub fn new(f: F) -> Self {
-        StreamFilter { f, _type: PhantomData }
-    }
-}
-
-impl<T, F: RichFilterFunction<T>> StreamOperator for StreamFilter<F, T> {
-    fn open(&mut self, ctx: &mut OperatorContext<'_>) -> TaskResult {
-        open_function(&mut self.f, ctx)
-    }
-    fn close(&mut self) -> TaskResult {
-        close_function(&mut self.f)
-    }
-}
-
 impl<T, F: RichFilterFunction<T>> OneInputStreamOperator<T, T> for StreamFilter<F, T> {
     #[inline]
     fn process_element(&mut self, record: StreamRecord<T>, out: &mut OperatorOutput<T>) -> TaskResult {
+        self.set_key(&record.value)?;
         if self.f.filter(&record.value)? { out.collect(record) } else { Ok(()) }
     }
 }

@@ -12,15 +12,89 @@ pub use map::{StreamFilter, StreamFlatMap, StreamMap};
 pub use process::ProcessOperator;
 pub use sink::SinkOperator;
 
-use crate::functions::{RichFunction, RuntimeContext};
+use crate::functions::{FunctionInitializationContext, RichFunction, RuntimeContext};
+use crate::key_selector::KeySelector;
+use brisk_core::Key;
+use brisk_runtime::output::StateQuery;
 use brisk_runtime::{OperatorContext, TaskError, TaskResult};
+use brisk_state::{KeyedStateBackend, KeyedStore, OperatorStateBackend, Registered, StateError};
+use std::sync::Arc;
 
-/// Opens a rich function with the operator's context.
-pub(crate) fn open_function<F: RichFunction>(f: &mut F, ctx: &mut OperatorContext<'_>) -> TaskResult {
-    f.open(&mut RuntimeContext::new(ctx)).map_err(TaskError::User)
+/// Turns a state error into a task error (it then names the operator).
+pub fn state_error(e: StateError) -> TaskError {
+    TaskError::User(Box::new(e))
+}
+
+/// Sets the current key of a keyed backend from a record, with the key type erased so
+/// operators need not carry it (their state handles do not either).
+pub type KeySetter<T> = Arc<dyn Fn(&T, &Registered<KeyedStateBackend>) -> Result<(), StateError> + Send + Sync>;
+
+/// The key setter of a key selector.
+pub fn key_setter<T: 'static, K: Key>(selector: KeySelector<T, K>) -> KeySetter<T> {
+    Arc::new(move |value: &T, backend: &Registered<KeyedStateBackend>| {
+        selector.with_key(value, |key| backend.with("current key", |b| b.set_current_key(key)))
+    })
+}
+
+/// The state an operator's user function can reach: keyed state on keyed streams, and
+/// operator state.
+pub struct FunctionStores {
+    /// Keyed state, on keyed streams.
+    pub keyed: Option<Registered<KeyedStateBackend>>,
+    /// Operator (list and broadcast) state.
+    pub operator: Registered<OperatorStateBackend>,
+}
+
+impl FunctionStores {
+    /// Creates the stores without a function (operators whose state is internal).
+    pub fn create(ctx: &OperatorContext<'_>, keyed: bool) -> TaskResult<Self> {
+        let keyed = if keyed {
+            let backend = KeyedStateBackend::create(&ctx.task.state_backend, ctx.task.backend_context(ctx.operator))
+                .map_err(state_error)?;
+            Some(Registered::new(backend))
+        } else {
+            None
+        };
+        Ok(FunctionStores { keyed, operator: Registered::new(OperatorStateBackend::new(&ctx.operator.name, None)) })
+    }
+
+    /// Creates the stores and runs the function's `initialize_state`, then `open`.
+    pub fn open<F: RichFunction>(f: &mut F, ctx: &mut OperatorContext<'_>, keyed: bool) -> TaskResult<Self> {
+        let stores = Self::create(ctx, keyed)?;
+        {
+            let restored = stores.operator.with("restore check", |b| Ok(b.is_restored())).map_err(state_error)?;
+            let mut init = FunctionInitializationContext::new(
+                RuntimeContext::new(ctx, stores.keyed.as_ref()),
+                &stores.operator,
+                restored,
+            );
+            f.initialize_state(&mut init).map_err(TaskError::User)?;
+        }
+        f.open(&mut RuntimeContext::new(ctx, stores.keyed.as_ref())).map_err(TaskError::User)?;
+        Ok(stores)
+    }
+
+    /// Sets the current key from a record, when keyed.
+    #[inline]
+    pub fn set_key<T>(&self, setter: Option<&KeySetter<T>>, value: &T) -> TaskResult {
+        match (setter, &self.keyed) {
+            (Some(set), Some(backend)) => set(value, backend).map_err(state_error),
+            _ => Ok(()),
+        }
+    }
+
+    /// Answers a state query from the keyed backend.
+    pub fn query(&self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
+        let backend = self.keyed.as_ref()?;
+        match backend.with(&query.state, |b| b.store().query(&query.state, query.key_group, &query.key)) {
+            Ok(None) => None,
+            Ok(Some(value)) => Some(Ok(Some(value))),
+            Err(e) => Some(Err(e.to_string())),
+        }
+    }
 }
 
 /// Closes a rich function.
-pub(crate) fn close_function<F: RichFunction>(f: &mut F) -> TaskResult {
+pub fn close_function<F: RichFunction>(f: &mut F) -> TaskResult {
     f.close().map_err(TaskError::User)
 }

@@ -1,6 +1,6 @@
 //! Sinks: the end of a stream.
 
-use super::{close_function, open_function};
+use super::{FunctionStores, close_function};
 use crate::functions::{SinkContext, SinkFunction};
 use brisk_core::StreamRecord;
 use brisk_runtime::time::ProcessingTimeService;
@@ -11,20 +11,22 @@ use std::marker::PhantomData;
 pub struct SinkOperator<F, T> {
     f: F,
     time: Option<ProcessingTimeService>,
+    stores: Option<FunctionStores>,
     _type: PhantomData<fn(T)>,
 }
 
 impl<F, T> SinkOperator<F, T> {
     /// Writes with `f`.
     pub fn new(f: F) -> Self {
-        SinkOperator { f, time: None, _type: PhantomData }
+        SinkOperator { f, time: None, stores: None, _type: PhantomData }
     }
 }
 
 impl<T, F: SinkFunction<T>> StreamOperator for SinkOperator<F, T> {
     fn open(&mut self, ctx: &mut OperatorContext<'_>) -> TaskResult {
         self.time = Some(ctx.task.processing_time.clone());
-        open_function(&mut self.f, ctx)
+        self.stores = Some(FunctionStores::open(&mut self.f, ctx, false)?);
+        Ok(())
     }
     fn close(&mut self) -> TaskResult {
         close_function(&mut self.f)

@@ -35,7 +35,7 @@ impl SourceSplit for IndexSplit {
     }
 }
 
-impl<T: Data + Sync> Source<T> for CollectionSource<T> {
+impl<T: Data> Source<T> for CollectionSource<T> {
     type Split = IndexSplit;
 
     fn boundedness(&self) -> Boundedness {
@@ -56,7 +56,7 @@ struct CollectionReader<T> {
     split: Option<IndexSplit>,
 }
 
-impl<T: Data + Sync> SplitReader<T, IndexSplit> for CollectionReader<T> {
+impl<T: Data> SplitReader<T, IndexSplit> for CollectionReader<T> {
     fn open_split(&mut self, split: IndexSplit) -> Result<(), BoxError> {
         self.split = Some(split);
         Ok(())

@@ -1,0 +1,57 @@
+//! A task's mailbox: control messages handled on the task thread between input records, so
+//! operator state is only ever touched by that thread (Flink's mailbox model).
+
+use crate::channel::TaskWaker;
+use crate::error::lock;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+
+/// A request to a task.
+pub enum Mail {
+    /// Look up the encoded value of keyed state `state` for an encoded key (queryable state).
+    QueryState {
+        /// The state's name.
+        state: String,
+        /// The key's key group.
+        key_group: usize,
+        /// The encoded key.
+        key: Vec<u8>,
+        /// Where the answer goes: `Ok(None)` when this task has no such state or value.
+        reply: Sender<Result<Option<Vec<u8>>, String>>,
+    },
+}
+
+/// The mailbox of one task; cheap to check when empty.
+#[derive(Clone)]
+pub struct Mailbox {
+    queue: Arc<Mutex<VecDeque<Mail>>>,
+    pending: Arc<AtomicBool>,
+    waker: Arc<TaskWaker>,
+}
+
+impl Mailbox {
+    /// A mailbox that wakes the task on `waker`.
+    pub fn new(waker: Arc<TaskWaker>) -> Self {
+        Mailbox { queue: Arc::default(), pending: Arc::default(), waker }
+    }
+
+    /// Puts a mail in and wakes the task.
+    pub fn send(&self, mail: Mail) {
+        lock(&self.queue).push_back(mail);
+        self.pending.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Takes all waiting mail (one atomic load when there is none).
+    #[inline]
+    pub fn drain(&self) -> Vec<Mail> {
+        if !self.pending.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut queue = lock(&self.queue);
+        self.pending.store(false, Ordering::Release);
+        queue.drain(..).collect()
+    }
+}

@@ -1,0 +1,408 @@
+//! The keyed state backend: one trait both stores implement, the backend that wraps the chosen
+//! store with the current key, and how a job chooses it (`state.backend`).
+
+use crate::codec;
+use crate::descriptor::StateKind;
+use crate::error::{StateError, StateResult};
+use crate::heap::HeapKeyedStateBackend;
+use crate::snapshot::KeyedStateSnapshot;
+use crate::ttl::StateTtlConfig;
+use brisk_core::key_group::assign_to_key_group;
+use brisk_core::{Clock, ConfigOption, Configuration, Data, Key, KeyGroupRange};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A registered state of a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StateId(pub usize);
+
+/// Where a backend runs: its operator, key groups and clock.
+#[derive(Clone)]
+pub struct BackendContext {
+    /// The operator's name (for error messages).
+    pub operator: String,
+    /// The operator's stable id (names RocksDB's directory).
+    pub operator_id: String,
+    /// The subtask.
+    pub subtask_index: usize,
+    /// The key groups the subtask owns.
+    pub key_group_range: KeyGroupRange,
+    /// Number of key groups of the job.
+    pub max_parallelism: usize,
+    /// Processing time, for time-to-live.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The encoding half of a snapshot, run off the task thread.
+pub trait SnapshotWriter: Send {
+    /// Produces the canonical snapshot.
+    fn write(self: Box<Self>) -> StateResult<KeyedStateSnapshot>;
+}
+
+/// What a keyed state store does. `key` is the encoded key followed by the encoded
+/// namespace (nothing for user state, the window for window state), `kg` its key group.
+pub trait KeyedStore {
+    /// `hashmap` or `rocksdb`.
+    fn backend_name(&self) -> &'static str;
+    /// Registers (or re-binds after a restore) a state holding one value per key.
+    fn register_value<V: Data>(
+        &mut self,
+        name: &str,
+        kind: StateKind,
+        ttl: Option<&StateTtlConfig>,
+    ) -> StateResult<StateId>;
+    /// Registers a list state.
+    fn register_list<V: Data>(&mut self, name: &str, ttl: Option<&StateTtlConfig>) -> StateResult<StateId>;
+    /// Registers a map state.
+    fn register_map<UK: Key, UV: Data>(&mut self, name: &str, ttl: Option<&StateTtlConfig>) -> StateResult<StateId>;
+    /// The value, if any.
+    fn value_get<V: Data>(&mut self, id: StateId, kg: usize, key: &[u8]) -> StateResult<Option<V>>;
+    /// Sets the value.
+    fn value_put<V: Data>(&mut self, id: StateId, kg: usize, key: &[u8], value: V) -> StateResult;
+    /// Read-modify-write: `f` gets the old value and returns the new one (`None` removes it).
+    fn value_update<V: Data, R>(
+        &mut self,
+        id: StateId,
+        kg: usize,
+        key: &[u8],
+        f: impl FnOnce(Option<V>) -> (Option<V>, R),
+    ) -> StateResult<R>;
+    /// The list's elements (empty when there is none).
+    fn list_get<V: Data>(&mut self, id: StateId, kg: usize, key: &[u8]) -> StateResult<Vec<V>>;
+    /// Appends elements.
+    fn list_add<V: Data>(&mut self, id: StateId, kg: usize, key: &[u8], values: Vec<V>) -> StateResult;
+    /// Replaces the list (an empty list removes it).
+    fn list_update<V: Data>(&mut self, id: StateId, kg: usize, key: &[u8], values: Vec<V>) -> StateResult;
+    /// One map entry.
+    fn map_get<UK: Key, UV: Data>(
+        &mut self,
+        id: StateId,
+        kg: usize,
+        key: &[u8],
+        user_key: &UK,
+    ) -> StateResult<Option<UV>>;
+    /// Sets a map entry.
+    fn map_put<UK: Key, UV: Data>(
+        &mut self,
+        id: StateId,
+        kg: usize,
+        key: &[u8],
+        user_key: UK,
+        value: UV,
+    ) -> StateResult;
+    /// Removes a map entry.
+    fn map_remove<UK: Key, UV: Data>(&mut self, id: StateId, kg: usize, key: &[u8], user_key: &UK) -> StateResult;
+    /// All entries of the map.
+    fn map_entries<UK: Key, UV: Data>(&mut self, id: StateId, kg: usize, key: &[u8]) -> StateResult<Vec<(UK, UV)>>;
+    /// Removes whatever the state holds for the key.
+    fn remove(&mut self, id: StateId, kg: usize, key: &[u8]) -> StateResult;
+    /// Every key (encoded, with namespace) and value of a value-like state.
+    fn value_entries<V: Data>(&mut self, id: StateId) -> StateResult<Vec<(Vec<u8>, V)>>;
+    /// Starts a snapshot; the returned writer encodes it (possibly on another thread).
+    fn snapshot(&mut self) -> StateResult<Box<dyn SnapshotWriter>>;
+    /// Loads a canonical snapshot (entries outside this subtask's key groups are skipped).
+    fn restore(&mut self, snapshot: KeyedStateSnapshot) -> StateResult;
+    /// The encoded value of a value-like state for `key` (queryable state).
+    fn query(&mut self, state: &str, kg: usize, key: &[u8]) -> StateResult<Option<Vec<u8>>>;
+    /// Names of the states the backend holds.
+    fn state_names(&self) -> Vec<String>;
+}
+
+/// Which backend keeps keyed state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateBackendKind {
+    /// In memory (Flink's `hashmap`).
+    HashMap,
+    /// In an embedded RocksDB on local disk.
+    RocksDb,
+}
+
+/// The job's state backend choice and its options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateBackendConfig {
+    /// The backend.
+    pub kind: StateBackendKind,
+    /// RocksDB's local working directory (default: the system temp directory).
+    pub rocksdb_local_dir: Option<PathBuf>,
+    /// Memory RocksDB may use per keyed operator subtask: block cache and write buffers share it.
+    pub rocksdb_memory_bytes: usize,
+}
+
+/// `state.backend`: `hashmap` or `rocksdb`.
+pub const STATE_BACKEND: ConfigOption<&str> =
+    ConfigOption { key: "state.backend", default: "hashmap", description: "Keyed state backend: hashmap or rocksdb." };
+/// `state.backend.rocksdb.localdir`: RocksDB's working directory.
+pub const ROCKSDB_LOCAL_DIR: ConfigOption<&str> = ConfigOption {
+    key: "state.backend.rocksdb.localdir",
+    default: "",
+    description: "Directory for RocksDB's files (default: the system temp directory).",
+};
+/// `state.backend.rocksdb.memory.fixed-per-slot`: RocksDB's memory budget.
+pub const ROCKSDB_MEMORY: ConfigOption<&str> = ConfigOption {
+    key: "state.backend.rocksdb.memory.fixed-per-slot",
+    default: "256mb",
+    description: "Memory for RocksDB's block cache and write buffers per keyed operator subtask.",
+};
+
+impl Default for StateBackendConfig {
+    fn default() -> Self {
+        StateBackendConfig { kind: StateBackendKind::HashMap, rocksdb_local_dir: None, rocksdb_memory_bytes: 256 << 20 }
+    }
+}
+
+impl StateBackendConfig {
+    /// Whether this build includes the RocksDB backend.
+    pub const ROCKSDB_AVAILABLE: bool = cfg!(feature = "rocksdb");
+
+    /// Reads `state.backend*` options; unknown backends and RocksDB in a build without it are
+    /// errors that say what to do.
+    pub fn from_configuration(config: &Configuration) -> StateResult<Self> {
+        let mut result = StateBackendConfig::default();
+        if let Some(name) = config.get_raw(STATE_BACKEND.key) {
+            result.kind = Self::parse_kind(name)?;
+        }
+        if let Some(dir) = config.get_raw(ROCKSDB_LOCAL_DIR.key).filter(|d| !d.is_empty()) {
+            result.rocksdb_local_dir = Some(PathBuf::from(dir));
+        }
+        if let Some(size) = config.get_raw(ROCKSDB_MEMORY.key) {
+            result.rocksdb_memory_bytes = brisk_core::config::parse_memory_size(size)
+                .map_err(|e| StateError::Config(format!("invalid value for '{}': {e}", ROCKSDB_MEMORY.key)))?;
+        }
+        Ok(result)
+    }
+
+    /// Parses a backend name.
+    pub fn parse_kind(name: &str) -> StateResult<StateBackendKind> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "hashmap" | "heap" | "memory" => Ok(StateBackendKind::HashMap),
+            "rocksdb" => {
+                if Self::ROCKSDB_AVAILABLE {
+                    Ok(StateBackendKind::RocksDb)
+                } else {
+                    Err(StateError::Config(
+                        "the RocksDB state backend is not part of this build: rebuild with `--features rocksdb` \
+                         (e.g. `cargo run --release --features rocksdb --example window_agg -- --state-backend rocksdb`)"
+                            .into(),
+                    ))
+                }
+            }
+            other => {
+                Err(StateError::Config(format!("unknown state backend '{other}': expected 'hashmap' or 'rocksdb'")))
+            }
+        }
+    }
+}
+
+/// The configured store.
+pub enum StateStore {
+    /// Typed hash maps in memory.
+    Heap(HeapKeyedStateBackend),
+    /// An embedded RocksDB.
+    #[cfg(feature = "rocksdb")]
+    RocksDb(crate::rocksdb::RocksDbKeyedStateBackend),
+}
+
+/// Calls the same method on whichever store is configured.
+macro_rules! store {
+    ($self:expr, $store:ident => $call:expr) => {
+        match $self {
+            StateStore::Heap($store) => $call,
+            #[cfg(feature = "rocksdb")]
+            StateStore::RocksDb($store) => $call,
+        }
+    };
+}
+
+impl KeyedStore for StateStore {
+    fn backend_name(&self) -> &'static str {
+        store!(self, s => s.backend_name())
+    }
+    fn register_value<V: Data>(
+        &mut self,
+        name: &str,
+        kind: StateKind,
+        ttl: Option<&StateTtlConfig>,
+    ) -> StateResult<StateId> {
+        store!(self, s => s.register_value::<V>(name, kind, ttl))
+    }
+    fn register_list<V: Data>(&mut self, name: &str, ttl: Option<&StateTtlConfig>) -> StateResult<StateId> {
+        store!(self, s => s.register_list::<V>(name, ttl))
+    }
+    fn register_map<UK: Key, UV: Data>(&mut self, name: &str, ttl: Option<&StateTtlConfig>) -> StateResult<StateId> {
+        store!(self, s => s.register_map::<UK, UV>(name, ttl))
+    }
+    #[inline]
+    fn value_get<V: Data>(&mut self, id: StateId, kg: usize, key: &[u8]) -> StateResult<Option<V>> {
+        store!(self, s => s.value_get(id, kg, key))
+    }
+    #[inline]
+    fn value_put<V: Data>(&mut self, id: StateId, kg: usize, key: &[u8], value: V) -> StateResult {
+        store!(self, s => s.value_put(id, kg, key, value))
+    }
+    #[inline]
+    fn value_update<V: Data, R>(
+        &mut self,
+        id: StateId,
+        kg: usize,
+        key: &[u8],
+        f: impl FnOnce(Option<V>) -> (Option<V>, R),
+    ) -> StateResult<R> {
+        store!(self, s => s.value_update(id, kg, key, f))
+    }
+    fn list_get<V: Data>(&mut self, id: StateId, kg: usize, key: &[u8]) -> StateResult<Vec<V>> {
+        store!(self, s => s.list_get(id, kg, key))
+    }
+    fn list_add<V: Data>(&mut self, id: StateId, kg: usize, key: &[u8], values: Vec<V>) -> StateResult {
+        store!(self, s => s.list_add(id, kg, key, values))
+    }
+    fn list_update<V: Data>(&mut self, id: StateId, kg: usize, key: &[u8], values: Vec<V>) -> StateResult {
+        store!(self, s => s.list_update(id, kg, key, values))
+    }
+    fn map_get<UK: Key, UV: Data>(
+        &mut self,
+        id: StateId,
+        kg: usize,
+        key: &[u8],
+        user_key: &UK,
+    ) -> StateResult<Option<UV>> {
+        store!(self, s => s.map_get(id, kg, key, user_key))
+    }
+    fn map_put<UK: Key, UV: Data>(
+        &mut self,
+        id: StateId,
+        kg: usize,
+        key: &[u8],
+        user_key: UK,
+        value: UV,
+    ) -> StateResult {
+        store!(self, s => s.map_put(id, kg, key, user_key, value))
+    }
+    fn map_remove<UK: Key, UV: Data>(&mut self, id: StateId, kg: usize, key: &[u8], user_key: &UK) -> StateResult {
+        store!(self, s => s.map_remove::<UK, UV>(id, kg, key, user_key))
+    }
+    fn map_entries<UK: Key, UV: Data>(&mut self, id: StateId, kg: usize, key: &[u8]) -> StateResult<Vec<(UK, UV)>> {
+        store!(self, s => s.map_entries(id, kg, key))
+    }
+    fn remove(&mut self, id: StateId, kg: usize, key: &[u8]) -> StateResult {
+        store!(self, s => s.remove(id, kg, key))
+    }
+    fn value_entries<V: Data>(&mut self, id: StateId) -> StateResult<Vec<(Vec<u8>, V)>> {
+        store!(self, s => s.value_entries(id))
+    }
+    fn snapshot(&mut self) -> StateResult<Box<dyn SnapshotWriter>> {
+        store!(self, s => s.snapshot())
+    }
+    fn restore(&mut self, snapshot: KeyedStateSnapshot) -> StateResult {
+        store!(self, s => s.restore(snapshot))
+    }
+    fn query(&mut self, state: &str, kg: usize, key: &[u8]) -> StateResult<Option<Vec<u8>>> {
+        store!(self, s => s.query(state, kg, key))
+    }
+    fn state_names(&self) -> Vec<String> {
+        store!(self, s => s.state_names())
+    }
+}
+
+/// The keyed state of one operator subtask: the configured store plus the current key (its
+/// encoding and key group), which user state handles read (Flink's `KeyedStateBackend`).
+/// Keys are stored encoded, so neither the backend nor the handles depend on the key type.
+pub struct KeyedStateBackend {
+    store: StateStore,
+    ctx: BackendContext,
+    current_key: Vec<u8>,
+    current_key_group: Option<usize>,
+    scratch: Vec<u8>,
+}
+
+impl KeyedStateBackend {
+    /// Creates the configured backend.
+    pub fn create(config: &StateBackendConfig, ctx: BackendContext) -> StateResult<Self> {
+        let store = match config.kind {
+            StateBackendKind::HashMap => StateStore::Heap(HeapKeyedStateBackend::new(ctx.clone())),
+            #[cfg(feature = "rocksdb")]
+            StateBackendKind::RocksDb => {
+                StateStore::RocksDb(crate::rocksdb::RocksDbKeyedStateBackend::open(config, ctx.clone())?)
+            }
+            #[cfg(not(feature = "rocksdb"))]
+            StateBackendKind::RocksDb => {
+                StateBackendConfig::parse_kind("rocksdb")?;
+                StateStore::Heap(HeapKeyedStateBackend::new(ctx.clone()))
+            }
+        };
+        Ok(KeyedStateBackend { store, ctx, current_key: Vec::new(), current_key_group: None, scratch: Vec::new() })
+    }
+
+    /// The backend's context.
+    pub fn context(&self) -> &BackendContext {
+        &self.ctx
+    }
+
+    /// The store.
+    #[inline]
+    pub fn store(&mut self) -> &mut StateStore {
+        &mut self.store
+    }
+
+    /// The key group of `key`, checked against the subtask's range.
+    #[inline]
+    pub fn key_group_of<K: Key>(&self, key: &K) -> StateResult<usize> {
+        let kg = assign_to_key_group(key, self.ctx.max_parallelism);
+        if self.ctx.key_group_range.contains(kg) {
+            Ok(kg)
+        } else {
+            Err(StateError::Config(format!(
+                "key {key:?} belongs to key group {kg}, which operator '{}' subtask {} does not own ({:?}): \
+                 is the key selector deterministic?",
+                self.ctx.operator, self.ctx.subtask_index, self.ctx.key_group_range
+            )))
+        }
+    }
+
+    /// Sets the key that state handles read and write (Flink's `setCurrentKey`).
+    #[inline]
+    pub fn set_current_key<K: Key>(&mut self, key: &K) -> StateResult {
+        let kg = self.key_group_of(key)?;
+        self.current_key.clear();
+        codec::encode_into(key, &mut self.current_key).map_err(|e| StateError::Storage {
+            operator: self.ctx.operator.clone(),
+            message: format!("cannot encode key {key:?}: {e}"),
+        })?;
+        self.current_key_group = Some(kg);
+        Ok(())
+    }
+
+    /// The encoded current key and its key group.
+    pub fn current_key(&self) -> Option<(usize, &[u8])> {
+        self.current_key_group.map(|kg| (kg, self.current_key.as_slice()))
+    }
+
+    /// Runs `f` on the store with the current key; `state` names the state in the error when
+    /// no key is set.
+    #[inline]
+    pub fn with_current<R>(
+        &mut self,
+        state: &str,
+        f: impl FnOnce(&mut StateStore, usize, &[u8]) -> StateResult<R>,
+    ) -> StateResult<R> {
+        let kg = self.current_key_group.ok_or_else(|| StateError::NoCurrentKey(state.to_string()))?;
+        f(&mut self.store, kg, &self.current_key)
+    }
+
+    /// Runs `f` on the store with the current key followed by `namespace` (window state).
+    #[inline]
+    pub fn with_namespace<N: Key, R>(
+        &mut self,
+        state: &str,
+        namespace: &N,
+        f: impl FnOnce(&mut StateStore, usize, &[u8]) -> StateResult<R>,
+    ) -> StateResult<R> {
+        let kg = self.current_key_group.ok_or_else(|| StateError::NoCurrentKey(state.to_string()))?;
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&self.current_key);
+        codec::encode_into(namespace, &mut self.scratch).map_err(|e| StateError::Storage {
+            operator: self.ctx.operator.clone(),
+            message: format!("cannot encode namespace: {e}"),
+        })?;
+        f(&mut self.store, kg, &self.scratch)
+    }
+}

@@ -1,0 +1,272 @@
+//! The canonical keyed-state snapshot: one format both backends write and read, so a job can
+//! move between heap and RocksDB through a savepoint, and organised by key group, so it can be
+//! restored at another parallelism. Files carry a magic number, a version and a CRC-32.
+
+use crate::descriptor::StateKind;
+use crate::error::{StateError, StateResult};
+use brisk_core::KeyGroupRange;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Version of the snapshot encoding; readers reject versions they do not know.
+pub const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"BRSKSNAP";
+
+/// What a state is: enough to check it is read back as the same thing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateMeta {
+    /// The state's name.
+    pub name: String,
+    /// Its kind.
+    pub kind: StateKind,
+    /// Type name of its values (for the error when a type changed).
+    pub value_type: String,
+    /// Whether values carry a time-to-live timestamp.
+    pub ttl: bool,
+}
+
+/// One stored entry: the encoded key followed by the encoded namespace, the encoded user key
+/// of a map entry (empty otherwise), and the value (`[ttl timestamp][value]`, or
+/// concatenated elements for lists).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateEntry {
+    /// Index of the state in [`KeyedStateSnapshot::states`].
+    pub state: u32,
+    /// Encoded key and namespace.
+    pub key: Vec<u8>,
+    /// Encoded user key (map state), else empty.
+    pub user_key: Vec<u8>,
+    /// Encoded value.
+    pub value: Vec<u8>,
+}
+
+/// A timer stored with keyed state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerEntry {
+    /// The timer service's name.
+    pub service: String,
+    /// True for event time, false for processing time.
+    pub event_time: bool,
+    /// When it fires.
+    pub timestamp: i64,
+    /// Encoded key followed by the encoded namespace.
+    pub key_and_namespace: Vec<u8>,
+}
+
+/// The entries of one key group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGroupSnapshot {
+    /// The key group.
+    pub key_group: u32,
+    /// Its state entries.
+    pub entries: Vec<StateEntry>,
+    /// Its timers.
+    pub timers: Vec<TimerEntry>,
+}
+
+/// All keyed state of one operator subtask.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyedStateSnapshot {
+    /// Encoding version.
+    pub version: u32,
+    /// The backend that wrote it (`hashmap` or `rocksdb`): informational only.
+    pub backend: String,
+    /// Number of key groups of the job.
+    pub max_parallelism: u32,
+    /// The key groups the writing subtask owned.
+    pub key_group_range: KeyGroupRange,
+    /// The states, indexed by [`StateEntry::state`].
+    pub states: Vec<StateMeta>,
+    /// Entries by key group (only non-empty groups).
+    pub key_groups: Vec<KeyGroupSnapshot>,
+}
+
+impl KeyedStateSnapshot {
+    /// An empty snapshot.
+    pub fn new(backend: &str, max_parallelism: usize, key_group_range: KeyGroupRange) -> Self {
+        KeyedStateSnapshot {
+            version: FORMAT_VERSION,
+            backend: backend.to_string(),
+            max_parallelism: max_parallelism as u32,
+            key_group_range,
+            states: Vec::new(),
+            key_groups: Vec::new(),
+        }
+    }
+
+    /// Index of a state, added if new.
+    pub fn state_index(&mut self, meta: &StateMeta) -> u32 {
+        match self.states.iter().position(|m| m.name == meta.name) {
+            Some(i) => i as u32,
+            None => {
+                self.states.push(meta.clone());
+                (self.states.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The snapshot of `key_group`, added if new.
+    pub fn key_group_mut(&mut self, key_group: usize) -> &mut KeyGroupSnapshot {
+        let index = match self.key_groups.iter().position(|g| g.key_group == key_group as u32) {
+            Some(i) => i,
+            None => {
+                self.key_groups.push(KeyGroupSnapshot { key_group: key_group as u32, ..Default::default() });
+                self.key_groups.len() - 1
+            }
+        };
+        &mut self.key_groups[index]
+    }
+
+    /// Encodes with magic, version and checksum.
+    pub fn to_bytes(&self) -> StateResult<Vec<u8>> {
+        encode_file(MAGIC, self)
+    }
+
+    /// Decodes and verifies bytes written by [`Self::to_bytes`].
+    pub fn from_bytes(bytes: &[u8], what: &str) -> StateResult<Self> {
+        decode_file(MAGIC, bytes, what)
+    }
+
+    /// Writes the snapshot to a file (atomically: a temporary file renamed into place).
+    pub fn write_to(&self, path: &Path) -> StateResult {
+        let bytes = self.to_bytes()?;
+        let io = |e: std::io::Error| snapshot_error(&path.display().to_string(), e.to_string());
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let tmp = path.with_extension("inprogress");
+        std::fs::write(&tmp, bytes).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// Reads and verifies a snapshot file.
+    pub fn read_from(path: &Path) -> StateResult<Self> {
+        let what = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| snapshot_error(&what, e.to_string()))?;
+        Self::from_bytes(&bytes, &what)
+    }
+
+    /// The key groups of `range` gathered from snapshots of any parallelism, with state indices
+    /// mapped onto one combined state list (restoring into a new parallelism).
+    pub fn merge_for_range(
+        snapshots: &[KeyedStateSnapshot],
+        range: KeyGroupRange,
+        backend: &str,
+        max_parallelism: usize,
+    ) -> StateResult<Self> {
+        let mut merged = KeyedStateSnapshot::new(backend, max_parallelism, range);
+        for snapshot in snapshots {
+            if snapshot.max_parallelism as usize != max_parallelism {
+                return Err(snapshot_error(
+                    "restore",
+                    format!(
+                        "the snapshot has {} key groups but the job has {max_parallelism}: the max parallelism cannot change",
+                        snapshot.max_parallelism
+                    ),
+                ));
+            }
+            let mapping: Vec<u32> = snapshot.states.iter().map(|m| merged.state_index(m)).collect();
+            for group in snapshot.key_groups.iter().filter(|g| range.contains(g.key_group as usize)) {
+                let target = merged.key_group_mut(group.key_group as usize);
+                target
+                    .entries
+                    .extend(group.entries.iter().map(|e| StateEntry { state: mapping[e.state as usize], ..e.clone() }));
+                target.timers.extend(group.timers.iter().cloned());
+            }
+        }
+        Ok(merged)
+    }
+}
+
+/// Frames an encoded value: magic, format version, CRC-32 and length, then the payload.
+pub fn encode_file<T: Serialize>(magic: &[u8; 8], value: &T) -> StateResult<Vec<u8>> {
+    let payload = crate::codec::encode(value).map_err(|reason| snapshot_error("encoding", reason))?;
+    let mut out = Vec::with_capacity(payload.len() + 24);
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// Verifies and decodes bytes framed by [`encode_file`]; `what` names the source in errors.
+pub fn decode_file<T: serde::de::DeserializeOwned>(magic: &[u8; 8], bytes: &[u8], what: &str) -> StateResult<T> {
+    let err = |reason: String| snapshot_error(what, reason);
+    if bytes.len() < 24 || &bytes[..8] != magic {
+        return Err(err("not a Brisk state snapshot of this kind (bad magic number)".into()));
+    }
+    let word = |range: std::ops::Range<usize>| -> u64 {
+        bytes[range].iter().rev().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+    };
+    let version = word(8..12) as u32;
+    if version != FORMAT_VERSION {
+        return Err(err(format!("format version {version} is not supported (this build reads {FORMAT_VERSION})")));
+    }
+    let checksum = word(12..16) as u32;
+    let len = word(16..24) as usize;
+    let payload = bytes.get(24..24 + len).ok_or_else(|| err("the file is truncated".into()))?;
+    if crc32fast::hash(payload) != checksum {
+        return Err(err("checksum mismatch: the file is corrupt".into()));
+    }
+    crate::codec::decode(payload).map_err(|reason| err(format!("cannot decode: {reason}")))
+}
+
+fn snapshot_error(what: &str, reason: String) -> StateError {
+    StateError::Snapshot { what: what.to_string(), reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> KeyedStateSnapshot {
+        let mut s = KeyedStateSnapshot::new("hashmap", 8, KeyGroupRange::new(0, 3));
+        let idx = s.state_index(&StateMeta {
+            name: "count".into(),
+            kind: StateKind::Value,
+            value_type: "i64".into(),
+            ttl: false,
+        });
+        for kg in [1, 3] {
+            s.key_group_mut(kg).entries.push(StateEntry {
+                state: idx,
+                key: vec![kg as u8],
+                user_key: vec![],
+                value: vec![9],
+            });
+        }
+        s
+    }
+
+    #[test]
+    fn round_trips_and_detects_corruption() {
+        let s = sample();
+        let bytes = s.to_bytes().unwrap();
+        assert_eq!(KeyedStateSnapshot::from_bytes(&bytes, "mem").unwrap(), s);
+        let mut bad = bytes.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(KeyedStateSnapshot::from_bytes(&bad, "mem").unwrap_err().to_string().contains("checksum"));
+        assert!(
+            KeyedStateSnapshot::from_bytes(&bytes[..bytes.len() - 2], "mem")
+                .unwrap_err()
+                .to_string()
+                .contains("truncated")
+        );
+        assert!(
+            KeyedStateSnapshot::from_bytes(b"not a snapshot at all, no", "mem")
+                .unwrap_err()
+                .to_string()
+                .contains("magic")
+        );
+    }
+
+    #[test]
+    fn merging_keeps_only_the_requested_key_groups() {
+        let merged = KeyedStateSnapshot::merge_for_range(&[sample()], KeyGroupRange::new(2, 7), "rocksdb", 8).unwrap();
+        assert_eq!(merged.key_groups.len(), 1);
+        assert_eq!(merged.key_groups[0].key_group, 3);
+        assert!(KeyedStateSnapshot::merge_for_range(&[sample()], KeyGroupRange::new(0, 3), "x", 16).is_err());
+    }
+}
