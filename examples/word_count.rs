@@ -1,9 +1,8 @@
 //! WordCount: counts words in text files, or in a built-in text when no input is given.
 //!
 //! `cargo run --release --example word_count -- [--input PATH]... [--output PATH]
-//! [--parallelism N] [--execution-mode streaming|batch]`
+//! [--parallelism N] [--execution-mode streaming|batch] [--state-backend hashmap|rocksdb]`
 
-use anyhow::Context;
 use brisk_examples::cli;
 use brisk_examples::word_count::{WordCountSink, word_count};
 use clap::Parser;
@@ -24,30 +23,15 @@ struct Args {
     /// Output file (a directory of part files at parallelism > 1); without it, results are printed.
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Parallelism of every operator (default: number of CPU cores).
-    #[arg(long)]
-    parallelism: Option<String>,
-    /// streaming (a count per word occurrence) or batch (one final count per word).
-    #[arg(long, value_name = "streaming|batch")]
-    execution_mode: Option<String>,
-    /// YAML configuration file with Flink-style keys (e.g. parallelism.default); flags win.
-    #[arg(long)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    common: cli::CommonArgs,
     /// Drop the results instead of printing them (for benchmarks).
     #[arg(long, conflicts_with = "output")]
     discard: bool,
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let parallelism = args
-        .parallelism
-        .as_deref()
-        .map(|p| {
-            p.parse::<usize>()
-                .with_context(|| format!("invalid --parallelism '{p}': expected a whole number of at least 1"))
-        })
-        .transpose()?;
-    let env = cli::environment(args.config.as_deref(), parallelism, args.execution_mode.as_deref())?;
+    let env = args.common.environment()?;
     let sink = match (args.output, args.discard) {
         (Some(path), _) => WordCountSink::File(path),
         (None, true) => WordCountSink::Discard,

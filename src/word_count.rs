@@ -79,7 +79,7 @@ pub fn word_count(env: &StreamExecutionEnvironment, inputs: &[PathBuf], sink: &W
     let text = if inputs.is_empty() {
         env.from_iter(DEFAULT_TEXT.iter().map(|l| l.to_string()))
     } else {
-        env.from_source(FileSource::for_paths(inputs.iter().cloned()), "file-input")
+        env.from_source(FileSource::for_paths(inputs.iter().cloned()), WatermarkStrategy::no_watermarks(), "file-input")
     };
     let counts = text
         .flat_map(|line: String, out: &mut Collector<'_, (CompactString, i64)>| {

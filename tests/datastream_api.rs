@@ -264,7 +264,7 @@ fn job_validation_errors_are_clear() {
     assert!(e.execute("union name").unwrap_err().to_string().contains("union"));
     let e = env(1);
     e.set_runtime_mode(RuntimeExecutionMode::Batch);
-    e.from_source(DataGeneratorSource::unbounded(|i| i), "gen").print();
+    e.from_source(DataGeneratorSource::unbounded(|i| i), WatermarkStrategy::no_watermarks(), "gen").print();
     assert!(e.execute("unbounded batch").unwrap_err().to_string().contains("BATCH"));
 }
 
@@ -400,12 +400,19 @@ fn execution_plan_shows_chains_and_exchanges() {
 #[test]
 fn data_generator_is_complete_and_rate_limited() {
     let e = env(3);
-    let all = e.from_source(DataGeneratorSource::new(|i| i * 10, 10_000), "gen").execute_and_collect("gen").unwrap();
+    let all = e
+        .from_source(DataGeneratorSource::new(|i| i * 10, 10_000), WatermarkStrategy::no_watermarks(), "gen")
+        .execute_and_collect("gen")
+        .unwrap();
     assert_eq!(sorted(all), (0..10_000).map(|i| i * 10).collect::<Vec<u64>>());
     let e = env(2);
     let started = Instant::now();
     let limited = e
-        .from_source(DataGeneratorSource::new(|i| i, 300).with_rate_limit(1000.0), "slow gen")
+        .from_source(
+            DataGeneratorSource::new(|i| i, 300).with_rate_limit(1000.0),
+            WatermarkStrategy::no_watermarks(),
+            "slow gen",
+        )
         .execute_and_collect("rate")
         .unwrap();
     assert_eq!(limited.len(), 300);
@@ -458,7 +465,11 @@ fn monitored_directory_picks_up_new_files_until_cancelled() {
     std::fs::write(dir.join("first.txt"), "one\ntwo\n").unwrap();
     let e = env(2);
     let lines = e
-        .from_source(FileSource::for_paths([dir.clone()]).monitor_continuously(Duration::from_millis(20)), "watched")
+        .from_source(
+            FileSource::for_paths([dir.clone()]).monitor_continuously(Duration::from_millis(20)),
+            WatermarkStrategy::no_watermarks(),
+            "watched",
+        )
         .collect_async();
     let client = e.execute_async("monitor").unwrap();
     let wait_for = |n: usize, seen: &mut Vec<String>| {

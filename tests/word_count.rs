@@ -149,10 +149,39 @@ fn bad_input_fails_clearly_without_panic() {
 }
 
 #[test]
+fn state_backends_give_identical_results() {
+    let dir = temp_dir("wc-backends");
+    let run_with = |backend: &str| {
+        let out = dir.join(backend);
+        let result = run(example("word_count")
+            .arg("--input")
+            .arg(data("word_count/input.txt"))
+            .arg("--output")
+            .arg(&out)
+            .args(["--parallelism", "2", "--execution-mode", "batch", "--state-backend", backend, "--state-dir"])
+            .arg(dir.join("rocksdb-files")));
+        (result, out)
+    };
+    let ((status, _, stderr), out) = run_with("hashmap");
+    assert!(status.status.success(), "{stderr}");
+    assert_eq!(read_sorted_lines(&out), expected("expected_batch.txt"));
+    let ((status, _, stderr), out) = run_with("rocksdb");
+    if cfg!(feature = "rocksdb") {
+        assert!(status.status.success(), "{stderr}");
+        assert_eq!(read_sorted_lines(&out), expected("expected_batch.txt"));
+    } else {
+        assert!(!status.status.success() && stderr.contains("--features rocksdb"), "{stderr}");
+    }
+    assert_clean_failure(&["--state-backend", "memory-mapped"], &["unknown state backend 'memory-mapped'"]);
+}
+
+#[test]
 fn help_describes_every_flag() {
     let (out, stdout, _) = run(example("word_count").arg("--help"));
     assert!(out.status.success());
-    for flag in ["--input", "--output", "--parallelism", "--execution-mode", "--config"] {
+    for flag in
+        ["--input", "--output", "--parallelism", "--execution-mode", "--config", "--state-backend", "--state-dir"]
+    {
         assert!(stdout.contains(flag), "--help lacks {flag}");
     }
 }

@@ -73,6 +73,8 @@ pub struct TaskContext {
     pub clock: Arc<dyn Clock>,
     /// Control messages for this task (queries of its state, and later checkpoints).
     pub mailbox: Mailbox,
+    /// Interval of periodic watermark generation.
+    pub auto_watermark_interval: std::time::Duration,
 }
 
 impl TaskContext {

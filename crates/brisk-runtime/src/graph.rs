@@ -11,6 +11,7 @@ use crate::output::{BroadcastingOutput, DiscardOutput, ErasedSideOutput, Operato
 use crate::partitioner::PartitionerSpec;
 use crate::source::{SharedEnumerator, Source, SourceLink};
 use crate::task::{OneInputStreamTask, SourceStreamTask, StreamTask, TwoInputStreamTask};
+use crate::watermark::WatermarkStrategy;
 use brisk_core::{BoxError, Data, StreamRecord};
 use std::any::Any;
 use std::marker::PhantomData;
@@ -261,17 +262,21 @@ pub trait SourceFactory: Send {
 
 struct SourceFactoryImpl<T, S> {
     source: Arc<S>,
-    _type: PhantomData<fn() -> T>,
+    strategy: Option<WatermarkStrategy<T>>,
 }
 
-/// The factory of a source node reading `source`.
-pub fn source_factory<T: Data, S: Source<T>>(source: S) -> Box<dyn SourceFactory> {
-    Box::new(SourceFactoryImpl::<T, S> { source: Arc::new(source), _type: PhantomData })
+/// The factory of a source node reading `source` with timestamps and watermarks from
+/// `strategy`.
+pub fn source_factory<T: Data, S: Source<T>>(
+    source: S,
+    strategy: Option<WatermarkStrategy<T>>,
+) -> Box<dyn SourceFactory> {
+    Box::new(SourceFactoryImpl::<T, S> { source: Arc::new(source), strategy })
 }
 
 impl<T: Data, S: Source<T>> SourceFactory for SourceFactoryImpl<T, S> {
     fn clone_box(&self) -> Box<dyn SourceFactory> {
-        Box::new(SourceFactoryImpl::<T, S> { source: self.source.clone(), _type: PhantomData })
+        Box::new(SourceFactoryImpl::<T, S> { source: self.source.clone(), strategy: self.strategy.clone() })
     }
 
     fn is_bounded(&self) -> bool {
@@ -295,7 +300,7 @@ impl<T: Data, S: Source<T>> SourceFactory for SourceFactoryImpl<T, S> {
             .ok_or_else(|| wrong_type("split enumerator"))?
             .clone();
         let out = OperatorOutput::new(downcast_output::<T>(main)?, sides);
-        let head = SourceLink::new(self.source, enumerator, out, info);
+        let head = SourceLink::new(self.source, self.strategy, enumerator, out, info);
         Ok(Box::new(SourceStreamTask::new(Box::new(head))))
     }
 }

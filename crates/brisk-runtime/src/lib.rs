@@ -19,6 +19,7 @@ pub mod partitioner;
 pub mod source;
 pub mod task;
 pub mod time;
+pub mod watermark;
 
 pub use context::{ExecutionMode, OperatorContext, OperatorInfo, TaskContext, TaskInfo};
 pub use error::{JobError, TaskError, TaskResult};

@@ -51,6 +51,8 @@ pub struct JobOptions {
     pub task_slots: Option<usize>,
     /// The keyed state backend.
     pub state_backend: StateBackendConfig,
+    /// Interval of periodic watermark generation.
+    pub auto_watermark_interval: Duration,
 }
 
 impl JobOptions {
@@ -72,6 +74,7 @@ impl JobOptions {
             progress_interval: Some(Duration::from_secs(10)),
             task_slots: None,
             state_backend: StateBackendConfig::default(),
+            auto_watermark_interval: crate::watermark::DEFAULT_AUTO_WATERMARK_INTERVAL,
         }
     }
 }
@@ -384,7 +387,7 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
         .collect();
     let mut deployments = Vec::new();
     for (vi, v) in job.vertices.iter().enumerate() {
-        for subtask in 0..v.parallelism {
+        for (subtask, mailbox) in mailboxes[vi].iter().enumerate() {
             debug!(task = %v.name, subtask, slot = slots[vi] + subtask, "assigned to slot");
             let head = chain_for(&graph, &job, v.head, subtask, &mut senders);
             let input_type = graph.in_edges(v.head).next().map(|(_, e)| e.type_ops.clone());
@@ -405,7 +408,7 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
                 input_type,
                 enumerator: enumerators.get(&v.head).cloned(),
                 waker: waker_of(vi, subtask),
-                mailbox: mailboxes[vi][subtask].clone(),
+                mailbox: mailbox.clone(),
             });
         }
     }
@@ -637,6 +640,7 @@ fn run_subtask(index: usize, d: SubtaskDeployment, options: &JobOptions, shared:
             state_backend: options.state_backend.clone(),
             clock: options.clock.clone(),
             mailbox: d.mailbox.clone(),
+            auto_watermark_interval: options.auto_watermark_interval,
         };
         let mut task = build_task(d, &settings)?;
         run_task(task.as_mut(), &ctx, options.buffer_timeout)

@@ -7,7 +7,9 @@ use crate::context::{OperatorInfo, TaskContext};
 use crate::error::{TaskError, TaskResult, lock};
 use crate::metrics::OperatorReport;
 use crate::output::{ChainControl, OperatorOutput};
-use brisk_core::{BoxError, StreamRecord, Watermark};
+use crate::time::ProcessingTimeService;
+use crate::watermark::{WatermarkStrategy, WatermarkTracker, WatermarkUpdate};
+use brisk_core::{BoxError, NO_TIMESTAMP, StreamRecord, Watermark};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
@@ -96,36 +98,52 @@ pub trait Source<T>: Send + Sync + 'static {
     fn create_reader(&self, ctx: &ReaderContext) -> Result<Box<dyn SplitReader<T, Self::Split>>, BoxError>;
 }
 
-/// A reader's view of its output: emission errors are kept and surface after the poll, so a
-/// reader emits without checking each call.
+/// A reader's view of its output: timestamps and watermarks of the current split are applied
+/// here, and emission errors are kept and surface after the poll, so a reader emits without
+/// checking each call.
 pub struct SourceOutput<'a, T> {
     out: &'a mut OperatorOutput<T>,
+    watermarks: Option<(&'a mut WatermarkTracker<T>, usize)>,
     error: Option<TaskError>,
 }
 
-impl<'a, T> SourceOutput<'a, T> {
+impl<'a, T: 'static> SourceOutput<'a, T> {
     /// Wraps an operator output.
     pub fn new(out: &'a mut OperatorOutput<T>) -> Self {
-        SourceOutput { out, error: None }
+        SourceOutput { out, watermarks: None, error: None }
     }
 
-    /// Emits a record without a timestamp.
+    /// Wraps an operator output, generating watermarks for the tracker's part `part`.
+    pub fn with_watermarks(out: &'a mut OperatorOutput<T>, tracker: &'a mut WatermarkTracker<T>, part: usize) -> Self {
+        SourceOutput { out, watermarks: Some((tracker, part)), error: None }
+    }
+
+    /// Emits a record without a timestamp (the watermark strategy may assign one).
     #[inline]
     pub fn collect(&mut self, value: T) {
-        self.emit(StreamRecord::new(value));
+        self.emit(value, NO_TIMESTAMP);
     }
 
     /// Emits a record with an event-time timestamp.
     #[inline]
     pub fn collect_with_timestamp(&mut self, value: T, timestamp: i64) {
-        self.emit(StreamRecord::with_timestamp(value, timestamp));
+        self.emit(value, timestamp);
     }
 
     #[inline]
-    fn emit(&mut self, record: StreamRecord<T>) {
-        if self.error.is_none()
-            && let Err(e) = self.out.collect(record)
-        {
+    fn emit(&mut self, value: T, timestamp: i64) {
+        if self.error.is_some() {
+            return;
+        }
+        let result = match &mut self.watermarks {
+            None => self.out.collect(StreamRecord { value, timestamp }),
+            Some((tracker, part)) => {
+                let (timestamp, status, watermark) = tracker.on_event(*part, &value, timestamp);
+                let emitted = self.out.collect(StreamRecord { value, timestamp });
+                emitted.and_then(|_| emit_updates(self.out, status.into_iter().chain(watermark)))
+            }
+        };
+        if let Err(e) = result {
             self.error = Some(e);
         }
     }
@@ -138,6 +156,17 @@ impl<'a, T> SourceOutput<'a, T> {
     fn into_error(self) -> Option<TaskError> {
         self.error
     }
+}
+
+/// Passes watermark updates on.
+pub fn emit_updates<T>(out: &mut OperatorOutput<T>, updates: impl IntoIterator<Item = WatermarkUpdate>) -> TaskResult {
+    for update in updates {
+        match update {
+            WatermarkUpdate::Watermark(w) => out.emit_watermark(w)?,
+            WatermarkUpdate::Status(s) => out.emit_watermark_status(s)?,
+        }
+    }
+    Ok(())
 }
 
 /// The enumerator of one source node, shared by its reader subtasks.
@@ -163,6 +192,10 @@ pub trait SourceHead: ChainControl {
 /// Drives a [`SplitReader`]: asks the enumerator for splits, reads them, ends the input.
 pub struct SourceLink<T, S: Source<T>> {
     source: Arc<S>,
+    strategy: Option<WatermarkStrategy<T>>,
+    watermarks: Option<WatermarkTracker<T>>,
+    current_split: Option<String>,
+    time: Option<(ProcessingTimeService, i64)>,
     enumerator: SharedEnumerator<S::Split>,
     reader: Option<Box<dyn SplitReader<T, S::Split>>>,
     subtask_index: usize,
@@ -174,16 +207,22 @@ pub struct SourceLink<T, S: Source<T>> {
     name: Arc<str>,
 }
 
-impl<T, S: Source<T>> SourceLink<T, S> {
-    /// A source head reading `source` with splits from `enumerator`.
+impl<T: 'static, S: Source<T>> SourceLink<T, S> {
+    /// A source head reading `source` with splits from `enumerator`, timestamps and watermarks
+    /// from `strategy` (per split).
     pub fn new(
         source: Arc<S>,
+        strategy: Option<WatermarkStrategy<T>>,
         enumerator: SharedEnumerator<S::Split>,
         out: OperatorOutput<T>,
         info: OperatorInfo,
     ) -> Self {
         SourceLink {
             source,
+            strategy,
+            watermarks: None,
+            current_split: None,
+            time: None,
             enumerator,
             reader: None,
             subtask_index: 0,
@@ -221,7 +260,14 @@ impl<T, S: Source<T>> SourceLink<T, S> {
             }
             let reader = self.reader.as_mut().ok_or_else(|| TaskError::msg("source reader used before open"))?;
             let before = self.out.records_out();
-            let mut output = SourceOutput::new(&mut self.out);
+            let part = match (&self.watermarks, &self.current_split) {
+                (Some(tracker), Some(id)) => tracker.part_index(id),
+                _ => None,
+            };
+            let mut output = match (&mut self.watermarks, part) {
+                (Some(tracker), Some(part)) => SourceOutput::with_watermarks(&mut self.out, tracker, part),
+                _ => SourceOutput::new(&mut self.out),
+            };
             let status = reader.poll(&mut output);
             if let Some(e) = output.into_error() {
                 return Err(e);
@@ -236,6 +282,10 @@ impl<T, S: Source<T>> SourceLink<T, S> {
                 ReadStatus::Wait(d) => SourceStatus::NothingAvailable(d.map(|d| Instant::now() + d)),
                 ReadStatus::SplitFinished => {
                     self.reading_split = false;
+                    if let (Some(tracker), Some(id)) = (&mut self.watermarks, self.current_split.take()) {
+                        let update = tracker.remove_part(&id);
+                        emit_updates(&mut self.out, update)?;
+                    }
                     SourceStatus::MoreAvailable
                 }
             });
@@ -255,6 +305,16 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
         self.out.open(task)?;
         self.subtask_index = task.info.subtask_index;
         self.records_read = Some(task.records_read.clone());
+        // Batch execution needs no watermarks but the final one; timestamps are still assigned.
+        if let Some(strategy) = &self.strategy {
+            self.watermarks = Some(WatermarkTracker::new(strategy.clone(), task.clock.clone()));
+            if task.execution_mode == crate::context::ExecutionMode::Streaming && strategy.generates_watermarks() {
+                let interval = task.auto_watermark_interval.as_millis().max(1) as i64;
+                let time = task.processing_time.clone();
+                time.register_wakeup(time.current_processing_time() + interval);
+                self.time = Some((time, interval));
+            }
+        }
         let ctx = ReaderContext {
             subtask_index: task.info.subtask_index,
             parallelism: task.info.parallelism,
@@ -285,6 +345,11 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
     }
 
     fn on_processing_time(&mut self, now: i64) -> TaskResult {
+        if let (Some(tracker), Some((time, interval))) = (&mut self.watermarks, &self.time) {
+            let updates = tracker.on_periodic_emit();
+            emit_updates(&mut self.out, updates)?;
+            time.register_wakeup(now + interval);
+        }
         self.out.on_processing_time(now)
     }
 

@@ -5,7 +5,8 @@ use crate::codec;
 use crate::descriptor::StateKind;
 use crate::error::{StateError, StateResult};
 use crate::heap::HeapKeyedStateBackend;
-use crate::snapshot::KeyedStateSnapshot;
+use crate::snapshot::{KeyedStateSnapshot, TimerEntry};
+use crate::timers::{TimeDomain, Timer, TimerQueue};
 use crate::ttl::StateTtlConfig;
 use brisk_core::key_group::assign_to_key_group;
 use brisk_core::{Clock, ConfigOption, Configuration, Data, Key, KeyGroupRange};
@@ -96,8 +97,9 @@ pub trait KeyedStore {
     fn map_entries<UK: Key, UV: Data>(&mut self, id: StateId, kg: usize, key: &[u8]) -> StateResult<Vec<(UK, UV)>>;
     /// Removes whatever the state holds for the key.
     fn remove(&mut self, id: StateId, kg: usize, key: &[u8]) -> StateResult;
-    /// Every key (encoded, with namespace) and value of a value-like state.
-    fn value_entries<V: Data>(&mut self, id: StateId) -> StateResult<Vec<(Vec<u8>, V)>>;
+    /// Every key (encoded, with namespace) and value of a value-like state in key group `kg`
+    /// (one group at a time keeps memory bounded when state is larger than memory).
+    fn value_entries<V: Data>(&mut self, id: StateId, kg: usize) -> StateResult<Vec<(Vec<u8>, V)>>;
     /// Starts a snapshot; the returned writer encodes it (possibly on another thread).
     fn snapshot(&mut self) -> StateResult<Box<dyn SnapshotWriter>>;
     /// Loads a canonical snapshot (entries outside this subtask's key groups are skipped).
@@ -106,6 +108,23 @@ pub trait KeyedStore {
     fn query(&mut self, state: &str, kg: usize, key: &[u8]) -> StateResult<Option<Vec<u8>>>;
     /// Names of the states the backend holds.
     fn state_names(&self) -> Vec<String>;
+}
+
+/// A store snapshot plus the timers, written together.
+struct WithTimers {
+    store: Box<dyn SnapshotWriter>,
+    timers: Vec<(usize, TimerEntry)>,
+}
+
+impl SnapshotWriter for WithTimers {
+    fn write(self: Box<Self>) -> StateResult<KeyedStateSnapshot> {
+        let mut snapshot = self.store.write()?;
+        for (key_group, timer) in self.timers {
+            snapshot.key_group_mut(key_group).timers.push(timer);
+        }
+        snapshot.key_groups.sort_by_key(|g| g.key_group);
+        Ok(snapshot)
+    }
 }
 
 /// Which backend keeps keyed state.
@@ -199,7 +218,7 @@ pub enum StateStore {
     Heap(HeapKeyedStateBackend),
     /// An embedded RocksDB.
     #[cfg(feature = "rocksdb")]
-    RocksDb(crate::rocksdb::RocksDbKeyedStateBackend),
+    RocksDb(Box<crate::rocksdb::RocksDbKeyedStateBackend>),
 }
 
 /// Calls the same method on whichever store is configured.
@@ -286,8 +305,8 @@ impl KeyedStore for StateStore {
     fn remove(&mut self, id: StateId, kg: usize, key: &[u8]) -> StateResult {
         store!(self, s => s.remove(id, kg, key))
     }
-    fn value_entries<V: Data>(&mut self, id: StateId) -> StateResult<Vec<(Vec<u8>, V)>> {
-        store!(self, s => s.value_entries(id))
+    fn value_entries<V: Data>(&mut self, id: StateId, kg: usize) -> StateResult<Vec<(Vec<u8>, V)>> {
+        store!(self, s => s.value_entries(id, kg))
     }
     fn snapshot(&mut self) -> StateResult<Box<dyn SnapshotWriter>> {
         store!(self, s => s.snapshot())
@@ -312,6 +331,8 @@ pub struct KeyedStateBackend {
     current_key: Vec<u8>,
     current_key_group: Option<usize>,
     scratch: Vec<u8>,
+    /// Timer services by name: event-time and processing-time queues.
+    timers: Vec<(String, TimerQueue, TimerQueue)>,
 }
 
 impl KeyedStateBackend {
@@ -321,7 +342,7 @@ impl KeyedStateBackend {
             StateBackendKind::HashMap => StateStore::Heap(HeapKeyedStateBackend::new(ctx.clone())),
             #[cfg(feature = "rocksdb")]
             StateBackendKind::RocksDb => {
-                StateStore::RocksDb(crate::rocksdb::RocksDbKeyedStateBackend::open(config, ctx.clone())?)
+                StateStore::RocksDb(Box::new(crate::rocksdb::RocksDbKeyedStateBackend::open(config, ctx.clone())?))
             }
             #[cfg(not(feature = "rocksdb"))]
             StateBackendKind::RocksDb => {
@@ -329,7 +350,14 @@ impl KeyedStateBackend {
                 StateStore::Heap(HeapKeyedStateBackend::new(ctx.clone()))
             }
         };
-        Ok(KeyedStateBackend { store, ctx, current_key: Vec::new(), current_key_group: None, scratch: Vec::new() })
+        Ok(KeyedStateBackend {
+            store,
+            ctx,
+            current_key: Vec::new(),
+            current_key_group: None,
+            scratch: Vec::new(),
+            timers: Vec::new(),
+        })
     }
 
     /// The backend's context.
@@ -369,6 +397,106 @@ impl KeyedStateBackend {
         })?;
         self.current_key_group = Some(kg);
         Ok(())
+    }
+
+    /// Sets an already encoded current key (a timer's).
+    pub fn set_current_key_encoded(&mut self, key_group: usize, key: &[u8]) {
+        self.current_key.clear();
+        self.current_key.extend_from_slice(key);
+        self.current_key_group = Some(key_group);
+    }
+
+    fn queue(&mut self, service: &str, domain: TimeDomain) -> &mut TimerQueue {
+        let index = match self.timers.iter().position(|(name, _, _)| name == service) {
+            Some(i) => i,
+            None => {
+                self.timers.push((service.to_string(), TimerQueue::default(), TimerQueue::default()));
+                self.timers.len() - 1
+            }
+        };
+        let (_, event, processing) = &mut self.timers[index];
+        match domain {
+            TimeDomain::EventTime => event,
+            TimeDomain::ProcessingTime => processing,
+        }
+    }
+
+    fn timer_for(&self, timestamp: i64, namespace: &[u8]) -> StateResult<Timer> {
+        let key_group = self.current_key_group.ok_or_else(|| StateError::NoCurrentKey("timer".into()))?;
+        Ok(Timer { timestamp, key_group, key: self.current_key.clone(), namespace: namespace.to_vec() })
+    }
+
+    /// Registers a timer for the current key and an encoded namespace; false if it existed.
+    pub fn register_timer(
+        &mut self,
+        service: &str,
+        domain: TimeDomain,
+        timestamp: i64,
+        namespace: &[u8],
+    ) -> StateResult<bool> {
+        let timer = self.timer_for(timestamp, namespace)?;
+        Ok(self.queue(service, domain).register(timer))
+    }
+
+    /// Deletes a timer of the current key.
+    pub fn delete_timer(&mut self, service: &str, domain: TimeDomain, timestamp: i64, namespace: &[u8]) -> StateResult {
+        let timer = self.timer_for(timestamp, namespace)?;
+        self.queue(service, domain).delete(&timer);
+        Ok(())
+    }
+
+    /// The earliest timer of a service.
+    pub fn next_timer(&mut self, service: &str, domain: TimeDomain) -> Option<i64> {
+        self.queue(service, domain).next_time()
+    }
+
+    /// Removes the earliest timer due at `time`, if any.
+    pub fn pop_due_timer(&mut self, service: &str, domain: TimeDomain, time: i64) -> Option<Timer> {
+        self.queue(service, domain).pop_due(time)
+    }
+
+    /// Number of registered timers of a service.
+    pub fn timer_count(&mut self, service: &str, domain: TimeDomain) -> usize {
+        self.queue(service, domain).len()
+    }
+
+    /// Starts a snapshot of state and timers; the writer encodes it (possibly on another thread).
+    pub fn snapshot(&mut self) -> StateResult<Box<dyn SnapshotWriter>> {
+        let store = self.store.snapshot()?;
+        let mut timers = Vec::new();
+        for (service, event, processing) in &self.timers {
+            for (event_time, queue) in [(true, event), (false, processing)] {
+                for t in queue.iter() {
+                    let entry = TimerEntry {
+                        service: service.clone(),
+                        event_time,
+                        timestamp: t.timestamp,
+                        key: t.key.clone(),
+                        namespace: t.namespace.clone(),
+                    };
+                    timers.push((t.key_group, entry));
+                }
+            }
+        }
+        Ok(Box::new(WithTimers { store, timers }))
+    }
+
+    /// Restores state and timers from a canonical snapshot (keeping only this subtask's key groups).
+    pub fn restore(&mut self, mut snapshot: KeyedStateSnapshot) -> StateResult {
+        let range = self.ctx.key_group_range;
+        for group in snapshot.key_groups.iter_mut().filter(|g| range.contains(g.key_group as usize)) {
+            for entry in std::mem::take(&mut group.timers) {
+                let domain = if entry.event_time { TimeDomain::EventTime } else { TimeDomain::ProcessingTime };
+                let timer = Timer {
+                    timestamp: entry.timestamp,
+                    key_group: group.key_group as usize,
+                    key: entry.key,
+                    namespace: entry.namespace,
+                };
+                self.queue(&entry.service, domain).register(timer);
+            }
+        }
+        self.store.restore(snapshot)
     }
 
     /// The encoded current key and its key group.

@@ -54,8 +54,11 @@ pub fn put_list_element(element: &[u8], ts: Option<i64>, out: &mut Vec<u8>) -> R
     Ok(())
 }
 
-/// Splits the list elements of a stored list value: `(timestamp, element bytes)`.
-pub fn list_elements(mut bytes: &[u8], ttl: bool) -> Result<Vec<(Option<i64>, &[u8])>, String> {
+/// One stored list element: its time-to-live timestamp (if any) and its bytes.
+pub type ListElement<'a> = (Option<i64>, &'a [u8]);
+
+/// Splits the list elements of a stored list value.
+pub fn list_elements(mut bytes: &[u8], ttl: bool) -> Result<Vec<ListElement<'_>>, String> {
     let mut elements = Vec::new();
     while !bytes.is_empty() {
         let ts = if ttl {

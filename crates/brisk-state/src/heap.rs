@@ -434,7 +434,7 @@ impl HeapKeyedStateBackend {
         self.accesses += 1;
         let accesses = self.accesses;
         let due = |s: &HeapState| {
-            s.ttl.as_ref().and_then(|t| t.incremental_cleanup).is_some_and(|n| accesses % n as u64 == 0)
+            s.ttl.as_ref().and_then(|t| t.incremental_cleanup).is_some_and(|n| accesses.is_multiple_of(n as u64))
         };
         if !self.states.iter().any(due) {
             return;
@@ -628,15 +628,13 @@ impl KeyedStore for HeapKeyedStateBackend {
         Ok(())
     }
 
-    fn value_entries<V: Data>(&mut self, id: StateId) -> StateResult<Vec<(Vec<u8>, V)>> {
+    fn value_entries<V: Data>(&mut self, id: StateId, kg: usize) -> StateResult<Vec<(Vec<u8>, V)>> {
         let (table, check) = self.table::<Timestamped<V>>(id)?;
         let mut out = Vec::new();
-        for group in &table.groups {
-            for (key, entry) in group.iter() {
-                let mut ts = entry.ts;
-                if visible(&check, &mut ts) {
-                    out.push((key.to_vec(), entry.value.clone()));
-                }
+        for (key, entry) in table.group(kg).iter() {
+            let mut ts = entry.ts;
+            if visible(&check, &mut ts) {
+                out.push((key.to_vec(), entry.value.clone()));
             }
         }
         Ok(out)

@@ -15,6 +15,7 @@ pub mod registry;
 #[cfg(feature = "rocksdb")]
 pub mod rocksdb;
 pub mod snapshot;
+pub mod timers;
 pub mod ttl;
 
 pub use backend::{
@@ -29,4 +30,5 @@ pub use handles::{AggregatingState, ListState, MapState, ReducingState, ValueSta
 pub use operator_state::{Distribution, OperatorStateBackend, OperatorStateSnapshot};
 pub use registry::Registered;
 pub use snapshot::KeyedStateSnapshot;
+pub use timers::{TimeDomain, Timer, TimerQueue};
 pub use ttl::{StateTtlConfig, StateVisibility, TtlUpdateType};

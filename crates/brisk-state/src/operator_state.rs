@@ -24,13 +24,16 @@ pub enum Distribution {
     Union,
 }
 
+/// An encoded (key, value) pair of a broadcast state.
+pub type EncodedEntry = (Vec<u8>, Vec<u8>);
+
 /// The operator state of one subtask, as stored in a checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorStateSnapshot {
     /// List states: name, distribution and encoded elements.
     pub lists: Vec<(String, Distribution, Vec<Vec<u8>>)>,
     /// Broadcast states: name and encoded entries.
-    pub broadcast: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>,
+    pub broadcast: Vec<(String, Vec<EncodedEntry>)>,
 }
 
 const MAGIC: &[u8; 8] = b"BRSKOPST";
@@ -99,19 +102,21 @@ pub fn redistribute(old: &[OperatorStateSnapshot], parallelism: usize) -> Vec<Op
 
 type FastMap<K, V> = hashbrown::HashMap<K, V, BuildHasherDefault<StableHasher>>;
 
+type EncodeList = fn(&dyn Any) -> Result<Vec<Vec<u8>>, String>;
+
 struct OperatorList {
     name: String,
     distribution: Distribution,
     type_name: &'static str,
     elements: Box<dyn Any>,
-    encode: fn(&dyn Any) -> Result<Vec<Vec<u8>>, String>,
+    encode: EncodeList,
 }
 
 struct BroadcastMap {
     name: String,
     type_name: &'static str,
     map: Box<dyn Any>,
-    encode: fn(&dyn Any) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String>,
+    encode: fn(&dyn Any) -> Result<Vec<EncodedEntry>, String>,
 }
 
 /// The operator state of one operator subtask.
@@ -128,7 +133,7 @@ fn encode_list<T: Data>(elements: &dyn Any) -> Result<Vec<Vec<u8>>, String> {
     elements.iter().map(codec::encode).collect()
 }
 
-fn encode_map<K: Key, V: Data>(map: &dyn Any) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+fn encode_map<K: Key, V: Data>(map: &dyn Any) -> Result<Vec<EncodedEntry>, String> {
     let map = map.downcast_ref::<FastMap<K, V>>().ok_or("map of another type")?;
     map.iter().map(|(k, v)| Ok((codec::encode(k)?, codec::encode(v)?))).collect()
 }

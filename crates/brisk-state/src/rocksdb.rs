@@ -12,12 +12,14 @@ use crate::descriptor::StateKind;
 use crate::error::{StateError, StateResult};
 use crate::snapshot::{KeyedStateSnapshot, StateEntry, StateMeta};
 use crate::ttl::{StateTtlConfig, StateVisibility, TtlUpdateType};
-use brisk_core::{Clock, Data, Key};
-use rocksdb::compaction_filter::Decision;
+use brisk_core::{Data, Key};
+use rocksdb::compaction_filter::{CompactionFilter, Decision};
+use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, DB, Direction, IteratorMode, MergeOperands, Options, WriteBatch,
-    WriteBufferManager, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, MergeOperands,
+    Options, WriteBatch, WriteBufferManager, WriteOptions,
 };
+use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -36,6 +38,44 @@ fn concat_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) 
         out.extend_from_slice(operand);
     }
     Some(out)
+}
+
+/// Creates the compaction filters that drop expired values of a state with time-to-live.
+struct TtlFilterFactory {
+    ttl: FilterTtl,
+    clock: Arc<dyn brisk_core::Clock>,
+}
+
+impl CompactionFilterFactory for TtlFilterFactory {
+    type Filter = TtlFilter;
+
+    fn create(&mut self, _: CompactionFilterContext) -> TtlFilter {
+        let ttl_ms = self.ttl.read().map(|t| *t).unwrap_or(None);
+        TtlFilter { ttl_ms, now: self.clock.now_millis() }
+    }
+
+    fn name(&self) -> &CStr {
+        c"brisk-ttl-factory"
+    }
+}
+
+/// Drops values whose time-to-live timestamp is older than the state's TTL.
+struct TtlFilter {
+    ttl_ms: Option<i64>,
+    now: i64,
+}
+
+impl CompactionFilter for TtlFilter {
+    fn filter(&mut self, _level: u32, _key: &[u8], value: &[u8]) -> Decision {
+        match (self.ttl_ms, codec::take_timestamp(value)) {
+            (Some(ttl), Ok((ts, _))) if ts.saturating_add(ttl) <= self.now => Decision::Remove,
+            _ => Decision::Keep,
+        }
+    }
+
+    fn name(&self) -> &CStr {
+        c"brisk-ttl"
+    }
 }
 
 /// Time-to-live of a column family as its compaction filter sees it (set when the state is
@@ -155,13 +195,11 @@ impl RocksDbKeyedStateBackend {
         }
         let mut options = self.cf_options.clone();
         if kind != StateKind::List {
-            let (ttl, clock) = (filter_ttl.clone(), self.ctx.clock.clone());
-            options.set_compaction_filter("brisk-ttl", move |_level: u32, _key: &[u8], value: &[u8]| {
-                let Some(ttl_ms) = ttl.read().map(|t| *t).unwrap_or(None) else { return Decision::Keep };
-                match codec::take_timestamp(value) {
-                    Ok((ts, _)) if ts.saturating_add(ttl_ms) <= clock.now_millis() => Decision::Remove,
-                    _ => Decision::Keep,
-                }
+            // A factory, not a filter: RocksDB holds factories by shared pointer, while a plain
+            // filter is a raw pointer it may outlive.
+            options.set_compaction_filter_factory(TtlFilterFactory {
+                ttl: filter_ttl.clone(),
+                clock: self.ctx.clock.clone(),
             });
         }
         let db = self
@@ -476,10 +514,9 @@ impl KeyedStore for RocksDbKeyedStateBackend {
         self.delete_raw(id, &self.key)
     }
 
-    fn value_entries<V: Data>(&mut self, id: StateId) -> StateResult<Vec<(Vec<u8>, V)>> {
+    fn value_entries<V: Data>(&mut self, id: StateId, kg: usize) -> StateResult<Vec<(Vec<u8>, V)>> {
         let mut out = Vec::new();
-        for item in self.db()?.iterator_cf(self.cf(id)?, IteratorMode::Start) {
-            let (key, value) = item.map_err(|e| self.storage(e))?;
+        for (key, value) in self.scan_prefix(id, &(kg as u16).to_be_bytes())? {
             let (len, rest) =
                 codec::decode_prefix::<u32>(key.get(2..).unwrap_or_default()).map_err(|e| self.decode_error(id, e))?;
             let key = rest
@@ -582,7 +619,15 @@ impl SnapshotWriter for RocksSnapshotWriter {
     fn write(self: Box<Self>) -> StateResult<KeyedStateSnapshot> {
         let storage = |e: String| StateError::Storage { operator: self.operator.clone(), message: e };
         let cfs: Vec<String> = self.states.iter().map(|(m, _)| cf_name(&m.name)).collect();
-        let db = DB::open_cf_for_read_only(&Options::default(), &self.dir, &cfs, false)
+        // List state may still hold unmerged appends: every column family needs the operator.
+        let with_merge = || {
+            let mut options = Options::default();
+            options.set_merge_operator_associative("brisk-list-append", concat_merge);
+            options
+        };
+        let descriptors: Vec<ColumnFamilyDescriptor> =
+            cfs.iter().map(|name| ColumnFamilyDescriptor::new(name, with_merge())).collect();
+        let db = DB::open_cf_descriptors_read_only(&with_merge(), &self.dir, descriptors, false)
             .map_err(|e| storage(e.to_string()))?;
         let mut out = KeyedStateSnapshot::new("rocksdb", self.max_parallelism, self.range);
         for (meta, drop_expired) in &self.states {

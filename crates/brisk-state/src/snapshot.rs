@@ -49,8 +49,10 @@ pub struct TimerEntry {
     pub event_time: bool,
     /// When it fires.
     pub timestamp: i64,
-    /// Encoded key followed by the encoded namespace.
-    pub key_and_namespace: Vec<u8>,
+    /// The encoded key.
+    pub key: Vec<u8>,
+    /// The encoded namespace.
+    pub namespace: Vec<u8>,
 }
 
 /// The entries of one key group.

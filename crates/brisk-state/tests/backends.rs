@@ -45,7 +45,7 @@ fn set_key(b: &Registered<KeyedStateBackend>, key: &str) {
 }
 
 fn snapshot(b: &Registered<KeyedStateBackend>) -> KeyedStateSnapshot {
-    b.with("snapshot", |b| b.store().snapshot()).unwrap().write().unwrap()
+    b.with("snapshot", |b| b.snapshot()).unwrap().write().unwrap()
 }
 
 #[derive(Clone, Copy)]
@@ -223,10 +223,7 @@ fn fill(b: &Registered<KeyedStateBackend>, keys: &[String]) {
     }
 }
 
-fn read_all(
-    b: &Registered<KeyedStateBackend>,
-    keys: &[String],
-) -> BTreeMap<String, (Option<i64>, Vec<String>, Vec<(u32, String)>)> {
+fn read_all(b: &Registered<KeyedStateBackend>, keys: &[String]) -> BTreeMap<String, KeyView> {
     let value = keyed_value_state(b, &ValueStateDescriptor::<i64>::new("count")).unwrap();
     let list = keyed_list_state(b, &ListStateDescriptor::<String>::new("seen")).unwrap();
     let map = keyed_map_state(b, &MapStateDescriptor::<u32, String>::new("tags")).unwrap();
@@ -239,6 +236,9 @@ fn read_all(
         })
         .collect()
 }
+
+/// One key's value, list and sorted map entries.
+type KeyView = (Option<i64>, Vec<String>, Vec<(u32, String)>);
 
 fn owned_keys(range: KeyGroupRange, keys: &[String]) -> Vec<String> {
     keys.iter()
@@ -270,7 +270,7 @@ fn rescale_and_switch(a: &StateBackendConfig, b: &StateBackendConfig, from: usiz
         let range = KeyGroupRange::for_operator(MAX_PARALLELISM, to, i);
         let merged = KeyedStateSnapshot::merge_for_range(&snapshots, range, "any", MAX_PARALLELISM).unwrap();
         let subtask = backend_with_clock(b, range, ManualClock::new(0));
-        subtask.with("restore", |s| s.store().restore(merged)).unwrap();
+        subtask.with("restore", |s| s.restore(merged)).unwrap();
         restored.extend(read_all(&subtask, &owned_keys(range, &keys)));
     }
     assert_eq!(restored, expected, "{a:?} p{from} -> {b:?} p{to}");
@@ -293,7 +293,7 @@ fn a_changed_state_type_is_a_clear_error() {
         fill(&b, &["k".to_string()]);
         let snap = snapshot(&b);
         let restored = backend(&config);
-        restored.with("restore", |s| s.store().restore(snap.clone())).unwrap();
+        restored.with("restore", |s| s.restore(snap.clone())).unwrap();
         let result = keyed_value_state(&restored, &ValueStateDescriptor::<String>::new("count")).and_then(|s| {
             set_key(&restored, "k");
             s.value()

@@ -10,7 +10,9 @@ use crate::functions::{
 };
 use crate::key_selector::KeySelector;
 use crate::keyed_stream::KeyedStream;
-use crate::operators::{ProcessOperator, SinkOperator, StreamFilter, StreamFlatMap, StreamMap};
+use crate::operators::{
+    ProcessOperator, SinkOperator, StreamFilter, StreamFlatMap, StreamMap, TimestampsAndWatermarksOperator,
+};
 use crate::side_output::OutputTag;
 use crate::sinks::{CollectResult, CollectSink, PrintSink, TextFileSink};
 use brisk_core::key_group::key_hash;
@@ -20,6 +22,7 @@ use brisk_runtime::graph::{
     ChainingStrategy, OneInputFactory, StreamEdge, StreamNode, TwoInputFactory, one_input_factory, type_ops,
 };
 use brisk_runtime::partitioner::{CustomPartitionFn, KeyHashFn, PartitionKind, PartitionerSpec};
+use brisk_runtime::watermark::WatermarkStrategy;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -141,6 +144,15 @@ impl<T: Data> DataStream<T> {
     /// Runs a [`ProcessFunction`]: records, timestamps and side outputs.
     pub fn process<O: Data, F: ProcessFunction<T, O>>(&self, f: F) -> DataStream<O> {
         self.transform("Process", one_input_factory::<T, O, _, _>(move || ProcessOperator::new(f.clone(), None)))
+    }
+
+    /// Assigns event timestamps and generates watermarks with `strategy` (Flink's
+    /// `assignTimestampsAndWatermarks`).
+    pub fn assign_timestamps_and_watermarks(&self, strategy: WatermarkStrategy<T>) -> DataStream<T> {
+        self.transform(
+            "Timestamps/Watermarks",
+            one_input_factory::<T, T, _, _>(move || TimestampsAndWatermarksOperator::new(strategy.clone())),
+        )
     }
 
     /// Partitions by key: records with equal keys go to the same subtask, and keyed state and

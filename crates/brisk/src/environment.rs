@@ -9,6 +9,7 @@ use brisk_runtime::job_graph::{GraphDefaults, JobGraph};
 use brisk_runtime::minicluster::{self, JobOptions};
 use brisk_runtime::source::Source;
 use brisk_runtime::time::{Clock, SystemClock};
+use brisk_runtime::watermark::WatermarkStrategy;
 use brisk_runtime::{ExecutionMode, JobClient, JobError, JobExecutionResult};
 use brisk_state::StateBackendConfig;
 use std::cell::RefCell;
@@ -63,6 +64,7 @@ pub(crate) struct EnvState {
     pub buffer_bytes: usize,
     pub buffers_per_channel: usize,
     pub progress_interval: Option<Duration>,
+    pub auto_watermark_interval: Duration,
     pub task_slots: Option<usize>,
     pub state_backend: StateBackendConfig,
     pub config: Configuration,
@@ -125,6 +127,7 @@ impl StreamExecutionEnvironment {
                 buffer_bytes: options::SEGMENT_SIZE.default,
                 buffers_per_channel: options::BUFFERS_PER_CHANNEL.default,
                 progress_interval: Some(options::PROGRESS_INTERVAL.default),
+                auto_watermark_interval: options::AUTO_WATERMARK_INTERVAL.default,
                 task_slots: None,
                 state_backend: StateBackendConfig::default(),
                 config: Configuration::new(),
@@ -170,6 +173,9 @@ impl StreamExecutionEnvironment {
         }
         if let Some(interval) = config.get_optional::<Duration>(options::PROGRESS_INTERVAL.key)? {
             self.state.borrow_mut().progress_interval = (!interval.is_zero()).then_some(interval);
+        }
+        if let Some(interval) = config.get_optional::<Duration>(options::AUTO_WATERMARK_INTERVAL.key)? {
+            self.set_auto_watermark_interval(interval);
         }
         if let Some(slots) = config.get_optional::<usize>(options::TASK_SLOTS.key)? {
             if slots == 0 {
@@ -251,6 +257,13 @@ impl StreamExecutionEnvironment {
         self
     }
 
+    /// How often periodic watermarks are generated (Flink's `setAutoWatermarkInterval`, 200 ms
+    /// by default).
+    pub fn set_auto_watermark_interval(&self, interval: Duration) -> &Self {
+        self.state.borrow_mut().auto_watermark_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
     /// Runs every operator in its own task (no chaining).
     pub fn disable_operator_chaining(&self) -> &Self {
         self.state.borrow_mut().chaining_enabled = false;
@@ -265,7 +278,7 @@ impl StreamExecutionEnvironment {
 
     /// A source over the values of a vector (parallelism 1).
     pub fn from_collection<T: Data>(&self, values: Vec<T>) -> DataStream<T> {
-        self.add_source_node(CollectionSource::new(values), "Collection Source", Some(1))
+        self.add_source_node(CollectionSource::new(values), None, "Collection Source", Some(1))
     }
 
     /// A source over the values of an iterator (parallelism 1).
@@ -275,37 +288,41 @@ impl StreamExecutionEnvironment {
 
     /// The numbers `from..=to`, split over the subtasks.
     pub fn from_sequence(&self, from: i64, to: i64) -> DataStream<i64> {
-        self.add_source_node(NumberSequenceSource::new(from, to), "Sequence Source", None)
+        self.add_source_node(NumberSequenceSource::new(from, to), None, "Sequence Source", None)
     }
 
     /// The lines of a text file or of all files in a directory (split for parallel reading).
     pub fn read_text_file(&self, path: impl Into<PathBuf>) -> DataStream<String> {
-        self.from_source(FileSource::for_paths([path.into()]), "FileSource")
+        self.from_source(FileSource::for_paths([path.into()]), WatermarkStrategy::no_watermarks(), "FileSource")
     }
 
     /// Lines from a TCP server at `host:port`; ends when the server closes the connection.
     pub fn socket_text_stream(&self, host: &str, port: u16) -> DataStream<String> {
-        self.add_source_node(SocketTextStreamSource::new(host, port), "Socket Stream", Some(1))
+        self.add_source_node(SocketTextStreamSource::new(host, port), None, "Socket Stream", Some(1))
     }
 
-    /// A stream from any [`Source`] (Flink's `fromSource`).
-    pub fn from_source<T: Data, S: Source<T>>(&self, source: S, name: &str) -> DataStream<T> {
-        self.add_source_node(source, name, None)
+    /// A stream from any [`Source`], with timestamps and watermarks generated per split by
+    /// `strategy` (Flink's `fromSource`).
+    pub fn from_source<T: Data, S: Source<T>>(
+        &self,
+        source: S,
+        strategy: WatermarkStrategy<T>,
+        name: &str,
+    ) -> DataStream<T> {
+        self.add_source_node(source, Some(strategy), name, None)
     }
 
     fn add_source_node<T: Data, S: Source<T>>(
         &self,
         source: S,
+        strategy: Option<WatermarkStrategy<T>>,
         name: &str,
         max_parallelism: Option<usize>,
     ) -> DataStream<T> {
         let node = {
             let mut state = self.state.borrow_mut();
-            let node = state.graph.add_node(
-                format!("Source: {name}"),
-                NodeKind::Source(source_factory::<T, S>(source)),
-                type_ops::<T>(),
-            );
+            let factory = source_factory::<T, S>(source, strategy);
+            let node = state.graph.add_node(format!("Source: {name}"), NodeKind::Source(factory), type_ops::<T>());
             state.graph.nodes[node].max_allowed_parallelism = max_parallelism;
             node
         };
@@ -365,6 +382,7 @@ impl StreamExecutionEnvironment {
         options.buffer_bytes = if state.buffer_timeout == Some(Duration::ZERO) { 1 } else { state.buffer_bytes };
         options.buffers_per_channel = state.buffers_per_channel;
         options.progress_interval = state.progress_interval;
+        options.auto_watermark_interval = state.auto_watermark_interval;
         options.task_slots = state.task_slots;
         options.state_backend = state.state_backend.clone();
         options.config = Arc::new(state.config.clone());

@@ -1,9 +1,11 @@
 //! `KeyedStream`: a stream partitioned by key, with per-key reductions and aggregations.
 
 use crate::datastream::DataStream;
-use crate::functions::{RichFilterFunction, RichFlatMapFunction, RichMapFunction};
+use crate::functions::{KeyedProcessFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction};
 use crate::key_selector::KeySelector;
-use crate::operators::{KeySetter, KeyedReduceOperator, StreamFilter, StreamFlatMap, StreamMap, key_setter};
+use crate::operators::{
+    KeySetter, KeyedProcessOperator, KeyedReduceOperator, StreamFilter, StreamFlatMap, StreamMap, key_setter,
+};
 use brisk_core::{Data, Key};
 use brisk_runtime::graph::one_input_factory;
 use std::ops::{Add, Deref};
@@ -62,6 +64,15 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
         let key = self.key_setter();
         self.stream
             .transform("Filter", one_input_factory::<T, T, _, _>(move || StreamFilter::new(f.clone(), key.clone())))
+    }
+
+    /// Runs a [`KeyedProcessFunction`]: keyed state and timers per key.
+    pub fn process<O: Data, F: KeyedProcessFunction<K, T, O>>(&self, f: F) -> DataStream<O> {
+        let selector = self.key_selector.clone();
+        self.stream.transform(
+            "KeyedProcess",
+            one_input_factory::<T, O, _, _>(move || KeyedProcessOperator::new(f.clone(), selector.clone())),
+        )
     }
 
     /// Combines the records of each key with `f(accumulated, next)`: streaming mode emits the

@@ -59,3 +59,16 @@ pub const TASK_SLOTS: ConfigOption<usize> = ConfigOption {
     default: 0,
     description: "Task slots of the mini cluster; unset: as many as the job needs.",
 };
+
+/// `state.backend`: `hashmap` or `rocksdb`.
+pub const STATE_BACKEND_KEY: &str = brisk_state::backend::STATE_BACKEND.key;
+
+/// `state.backend.rocksdb.localdir`: RocksDB's working directory.
+pub const ROCKSDB_LOCAL_DIR_KEY: &str = brisk_state::backend::ROCKSDB_LOCAL_DIR.key;
+
+/// Interval of periodic watermark generation.
+pub const AUTO_WATERMARK_INTERVAL: ConfigOption<Duration> = ConfigOption {
+    key: "pipeline.auto-watermark-interval",
+    default: Duration::from_millis(200),
+    description: "How often periodic watermarks are generated.",
+};

@@ -7,20 +7,23 @@ pub use crate::datastream::{DataStream, DataStreamSink};
 pub use crate::environment::{RuntimeExecutionMode, StreamExecutionEnvironment};
 pub use crate::format::TextFormat;
 pub use crate::functions::{
-    CoProcessFunction, Collector, FunctionInitializationContext, FunctionSnapshotContext, ProcessContext,
-    ProcessFunction, RichCoFlatMapFunction, RichCoMapFunction, RichFilterFunction, RichFlatMapFunction, RichFunction,
-    RichMapFunction, RuntimeContext, SinkContext, SinkFunction,
+    CoProcessFunction, Collector, FunctionInitializationContext, FunctionSnapshotContext, KeyedProcessContext,
+    KeyedProcessFunction, ProcessContext, ProcessFunction, RichCoFlatMapFunction, RichCoMapFunction,
+    RichFilterFunction, RichFlatMapFunction, RichFunction, RichMapFunction, RuntimeContext, SinkContext, SinkFunction,
+    TimerService,
 };
 pub use crate::key_selector::KeySelector;
 pub use crate::keyed_stream::KeyedStream;
 pub use crate::side_output::OutputTag;
 pub use crate::sinks::{CollectResult, DiscardingSink, PrintSink, TextFileSink};
 pub use crate::sources::{DataGeneratorSource, FileSource, NumberSequenceSource, SocketTextStreamSource};
+pub use brisk_core::Watermark;
 pub use brisk_core::{BoxError, Configuration, Data, Key};
 pub use brisk_runtime::metrics::{DoubleCounter, Histogram, LongCounter, LongMaximum, LongMinimum};
+pub use brisk_runtime::watermark::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
 pub use brisk_runtime::{JobClient, JobError, JobExecutionResult};
 pub use brisk_state::{
     AggregateFunction, AggregatingState, AggregatingStateDescriptor, ListState, ListStateDescriptor, MapState,
     MapStateDescriptor, ReducingState, ReducingStateDescriptor, StateBackendConfig, StateBackendKind, StateError,
-    StateTtlConfig, StateVisibility, TtlUpdateType, ValueState, ValueStateDescriptor,
+    StateTtlConfig, StateVisibility, TimeDomain, TtlUpdateType, ValueState, ValueStateDescriptor,
 };

@@ -6,9 +6,12 @@
 //! function's fields are per-subtask local state, as in Flink.
 
 mod collector;
+mod keyed_process;
 mod runtime_context;
 
 pub use collector::{Collector, Emitter, ProcessContext};
+pub(crate) use keyed_process::USER_TIMERS;
+pub use keyed_process::{KeyedProcessContext, KeyedProcessFunction, TimerService};
 pub use runtime_context::{FunctionInitializationContext, FunctionSnapshotContext, RuntimeContext};
 
 use brisk_core::BoxError;

@@ -82,9 +82,13 @@ impl<T: Data, K: Key, F: FnMut(T, T) -> T> OneInputStreamOperator<T, T> for Keye
         }
         let Some((stores, id)) = &self.stores else { return Ok(()) };
         let Some(backend) = &stores.keyed else { return Ok(()) };
-        let values = backend.with(REDUCE_STATE, |b| b.store().value_entries::<T>(*id)).map_err(state_error)?;
-        for (_, value) in values {
-            out.collect(StreamRecord::new(value))?;
+        let range = backend.with(REDUCE_STATE, |b| Ok(b.context().key_group_range)).map_err(state_error)?;
+        for kg in range.iter() {
+            // One key group at a time, emitted outside the backend's borrow.
+            let values = backend.with(REDUCE_STATE, |b| b.store().value_entries::<T>(*id, kg)).map_err(state_error)?;
+            for (_, value) in values {
+                out.collect(StreamRecord::new(value))?;
+            }
         }
         Ok(())
     }

@@ -1,16 +1,20 @@
 //! The operators behind the DataStream API's transformations.
 
 mod co;
+mod keyed_process;
 mod keyed_reduce;
 mod map;
 mod process;
 mod sink;
+mod timestamps;
 
 pub use co::{CoFlatMapOperator, CoMapOperator, CoProcessOperator};
+pub use keyed_process::KeyedProcessOperator;
 pub use keyed_reduce::KeyedReduceOperator;
 pub use map::{StreamFilter, StreamFlatMap, StreamMap};
 pub use process::ProcessOperator;
 pub use sink::SinkOperator;
+pub use timestamps::TimestampsAndWatermarksOperator;
 
 use crate::functions::{FunctionInitializationContext, RichFunction, RuntimeContext};
 use crate::key_selector::KeySelector;
