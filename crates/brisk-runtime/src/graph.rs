@@ -1,7 +1,7 @@
 //! The stream graph: operators as the API declared them, with typed factories behind
 //! type-erased handles so the runtime can wire subtasks together without knowing user types.
 
-use crate::chain::{OneInputLink, TwoInputLink};
+use crate::chain::{OneInputLink, TwoInputHead, TwoInputLink};
 use crate::channel::{CancelToken, ChannelReceiver, ChannelSender, TaskWaker, channel};
 use crate::context::OperatorInfo;
 use crate::error::{TaskError, TaskResult};
@@ -195,6 +195,14 @@ pub trait TwoInputFactory: Send {
         sides: SideOutputs,
         info: OperatorInfo,
     ) -> TaskResult<Box<dyn StreamTask>>;
+    /// The operator linked to its outputs, as a `Box<dyn TwoInputHead<IN1, IN2>>` behind `Any`
+    /// (for operator test harnesses, which drive it without a task).
+    fn create_head(
+        self: Box<Self>,
+        main: ErasedOutput,
+        sides: SideOutputs,
+        info: OperatorInfo,
+    ) -> TaskResult<ErasedOutput>;
 }
 
 struct TwoInputFactoryImpl<IN1, IN2, OUT, F> {
@@ -226,6 +234,16 @@ where
         Box::new(TwoInputFactoryImpl::<IN1, IN2, OUT, F> { make: self.make.clone(), _types: PhantomData })
     }
 
+    fn create_head(
+        self: Box<Self>,
+        main: ErasedOutput,
+        sides: SideOutputs,
+        info: OperatorInfo,
+    ) -> TaskResult<ErasedOutput> {
+        let head: Box<dyn TwoInputHead<IN1, IN2>> = self.link(main, sides, info)?;
+        Ok(Box::new(head))
+    }
+
     fn create_task(
         self: Box<Self>,
         inputs1: Vec<ErasedReceiver>,
@@ -234,11 +252,29 @@ where
         sides: SideOutputs,
         info: OperatorInfo,
     ) -> TaskResult<Box<dyn StreamTask>> {
-        let out = OperatorOutput::new(downcast_output::<OUT>(main)?, sides);
-        let head = Box::new(TwoInputLink::new((self.make)(), out, info));
+        let head = self.link(main, sides, info)?;
         let gate1 = InputGate::new(downcast_receivers::<IN1>(inputs1)?);
         let gate2 = InputGate::new(downcast_receivers::<IN2>(inputs2)?);
         Ok(Box::new(TwoInputStreamTask::new(gate1, gate2, head)))
+    }
+}
+
+impl<IN1, IN2, OUT, OP, F> TwoInputFactoryImpl<IN1, IN2, OUT, F>
+where
+    IN1: Data,
+    IN2: Data,
+    OUT: Data,
+    OP: TwoInputStreamOperator<IN1, IN2, OUT> + 'static,
+    F: Fn() -> OP + Clone + Send + 'static,
+{
+    fn link(
+        &self,
+        main: ErasedOutput,
+        sides: SideOutputs,
+        info: OperatorInfo,
+    ) -> TaskResult<Box<TwoInputLink<IN1, IN2, OUT, OP>>> {
+        let out = OperatorOutput::new(downcast_output::<OUT>(main)?, sides);
+        Ok(Box::new(TwoInputLink::new((self.make)(), out, info)))
     }
 }
 

@@ -248,7 +248,13 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
                     NextSplit::Split(split) => {
                         let reader =
                             self.reader.as_mut().ok_or_else(|| TaskError::msg("source reader used before open"))?;
+                        let id = split.split_id();
                         reader.open_split(split)?;
+                        // Each split gets its own watermark generator (Flink's per-split watermarks).
+                        if let Some(tracker) = &mut self.watermarks {
+                            tracker.add_part(&id);
+                        }
+                        self.current_split = Some(id);
                         self.reading_split = true;
                     }
                     NextSplit::NotYet(retry) => {

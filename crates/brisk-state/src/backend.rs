@@ -421,11 +421,6 @@ impl KeyedStateBackend {
         }
     }
 
-    fn timer_for(&self, timestamp: i64, namespace: &[u8]) -> StateResult<Timer> {
-        let key_group = self.current_key_group.ok_or_else(|| StateError::NoCurrentKey("timer".into()))?;
-        Ok(Timer { timestamp, key_group, key: self.current_key.clone(), namespace: namespace.to_vec() })
-    }
-
     /// Registers a timer for the current key and an encoded namespace; false if it existed.
     pub fn register_timer(
         &mut self,
@@ -434,14 +429,19 @@ impl KeyedStateBackend {
         timestamp: i64,
         namespace: &[u8],
     ) -> StateResult<bool> {
-        let timer = self.timer_for(timestamp, namespace)?;
-        Ok(self.queue(service, domain).register(timer))
+        let key_group = self.current_key_group.ok_or_else(|| StateError::NoCurrentKey("timer".into()))?;
+        let key = std::mem::take(&mut self.current_key);
+        let added = self.queue(service, domain).register(timestamp, key_group, &key, namespace);
+        self.current_key = key;
+        Ok(added)
     }
 
     /// Deletes a timer of the current key.
     pub fn delete_timer(&mut self, service: &str, domain: TimeDomain, timestamp: i64, namespace: &[u8]) -> StateResult {
-        let timer = self.timer_for(timestamp, namespace)?;
-        self.queue(service, domain).delete(&timer);
+        let key_group = self.current_key_group.ok_or_else(|| StateError::NoCurrentKey("timer".into()))?;
+        let key = std::mem::take(&mut self.current_key);
+        self.queue(service, domain).delete(timestamp, key_group, &key, namespace);
+        self.current_key = key;
         Ok(())
     }
 
@@ -487,13 +487,12 @@ impl KeyedStateBackend {
         for group in snapshot.key_groups.iter_mut().filter(|g| range.contains(g.key_group as usize)) {
             for entry in std::mem::take(&mut group.timers) {
                 let domain = if entry.event_time { TimeDomain::EventTime } else { TimeDomain::ProcessingTime };
-                let timer = Timer {
-                    timestamp: entry.timestamp,
-                    key_group: group.key_group as usize,
-                    key: entry.key,
-                    namespace: entry.namespace,
-                };
-                self.queue(&entry.service, domain).register(timer);
+                self.queue(&entry.service, domain).register(
+                    entry.timestamp,
+                    group.key_group as usize,
+                    &entry.key,
+                    &entry.namespace,
+                );
             }
         }
         self.store.restore(snapshot)
@@ -514,6 +513,21 @@ impl KeyedStateBackend {
     ) -> StateResult<R> {
         let kg = self.current_key_group.ok_or_else(|| StateError::NoCurrentKey(state.to_string()))?;
         f(&mut self.store, kg, &self.current_key)
+    }
+
+    /// Runs `f` on the store with the current key followed by an encoded namespace.
+    #[inline]
+    pub fn with_namespace_bytes<R>(
+        &mut self,
+        state: &str,
+        namespace: &[u8],
+        f: impl FnOnce(&mut StateStore, usize, &[u8]) -> StateResult<R>,
+    ) -> StateResult<R> {
+        let kg = self.current_key_group.ok_or_else(|| StateError::NoCurrentKey(state.to_string()))?;
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&self.current_key);
+        self.scratch.extend_from_slice(namespace);
+        f(&mut self.store, kg, &self.scratch)
     }
 
     /// Runs `f` on the store with the current key followed by `namespace` (window state).

@@ -2,7 +2,7 @@
 //! or processing time, deduplicated, fired in time order, and snapshotted with the keyed state
 //! of their key group. They are kept in memory for both backends (Flink's `HEAP` timer option).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 /// The clock a timer follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -26,46 +26,110 @@ pub struct Timer {
     pub namespace: Vec<u8>,
 }
 
-/// Timers of one service in one time domain, ordered by time.
+/// Who a timer is for: key group, encoded key and namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct TimerTarget {
+    key_group: usize,
+    key: Box<[u8]>,
+    namespace: Box<[u8]>,
+}
+
+/// A borrowed [`TimerTarget`], for lookups that allocate nothing.
+#[derive(Hash)]
+struct TargetRef<'a> {
+    key_group: usize,
+    key: &'a [u8],
+    namespace: &'a [u8],
+}
+
+impl hashbrown::Equivalent<TimerTarget> for TargetRef<'_> {
+    fn equivalent(&self, t: &TimerTarget) -> bool {
+        self.key_group == t.key_group && self.key == &*t.key && self.namespace == &*t.namespace
+    }
+}
+
+type TargetSet = hashbrown::HashSet<TimerTarget, std::hash::BuildHasherDefault<brisk_core::hash::StableHasher>>;
+
+/// Timers of one service in one time domain, ordered by time. Registering a timer that
+/// exists allocates nothing: operators re-register timers for every element (as Flink's
+/// event-time trigger does).
 #[derive(Clone, Debug, Default)]
 pub struct TimerQueue {
-    timers: BTreeSet<Timer>,
+    by_time: BTreeMap<i64, TargetSet>,
+    len: usize,
 }
 
 impl TimerQueue {
     /// Adds a timer; false if it was already registered.
-    pub fn register(&mut self, timer: Timer) -> bool {
-        self.timers.insert(timer)
+    pub fn register(&mut self, timestamp: i64, key_group: usize, key: &[u8], namespace: &[u8]) -> bool {
+        let targets = self.by_time.entry(timestamp).or_default();
+        if targets.contains(&TargetRef { key_group, key, namespace }) {
+            return false;
+        }
+        targets.insert(TimerTarget { key_group, key: key.into(), namespace: namespace.into() });
+        self.len += 1;
+        true
     }
 
-    /// Removes a timer.
-    pub fn delete(&mut self, timer: &Timer) -> bool {
-        self.timers.remove(timer)
+    /// Removes a timer; false if there was none.
+    pub fn delete(&mut self, timestamp: i64, key_group: usize, key: &[u8], namespace: &[u8]) -> bool {
+        let Some(targets) = self.by_time.get_mut(&timestamp) else { return false };
+        if !targets.remove(&TargetRef { key_group, key, namespace }) {
+            return false;
+        }
+        if targets.is_empty() {
+            self.by_time.remove(&timestamp);
+        }
+        self.len -= 1;
+        true
     }
 
     /// The earliest timer's time.
     pub fn next_time(&self) -> Option<i64> {
-        self.timers.first().map(|t| t.timestamp)
+        self.by_time.keys().next().copied()
     }
 
-    /// Removes and returns the earliest timer if it is due at `time`.
+    /// Removes and returns a timer due at `time` (earliest first), if any.
     pub fn pop_due(&mut self, time: i64) -> Option<Timer> {
-        if self.timers.first().is_some_and(|t| t.timestamp <= time) { self.timers.pop_first() } else { None }
+        let mut entry = self.by_time.first_entry()?;
+        if *entry.key() > time {
+            return None;
+        }
+        let timestamp = *entry.key();
+        let target = entry.get().iter().next().cloned()?;
+        entry.get_mut().remove(&target);
+        if entry.get().is_empty() {
+            entry.remove();
+        }
+        self.len -= 1;
+        Some(Timer {
+            timestamp,
+            key_group: target.key_group,
+            key: target.key.into_vec(),
+            namespace: target.namespace.into_vec(),
+        })
     }
 
-    /// All timers, in order.
-    pub fn iter(&self) -> impl Iterator<Item = &Timer> {
-        self.timers.iter()
+    /// All timers, in time order.
+    pub fn iter(&self) -> impl Iterator<Item = Timer> + '_ {
+        self.by_time.iter().flat_map(|(ts, targets)| {
+            targets.iter().map(move |t| Timer {
+                timestamp: *ts,
+                key_group: t.key_group,
+                key: t.key.to_vec(),
+                namespace: t.namespace.to_vec(),
+            })
+        })
     }
 
     /// Number of timers.
     pub fn len(&self) -> usize {
-        self.timers.len()
+        self.len
     }
 
     /// Whether there are no timers.
     pub fn is_empty(&self) -> bool {
-        self.timers.is_empty()
+        self.len == 0
     }
 }
 
@@ -80,12 +144,13 @@ mod tests {
     #[test]
     fn timers_fire_in_time_order_once() {
         let mut q = TimerQueue::default();
-        assert!(q.register(timer(20, 1)));
-        assert!(q.register(timer(10, 2)));
-        assert!(!q.register(timer(10, 2)), "deduplicated");
-        assert!(q.register(timer(10, 3)));
-        assert_eq!(q.next_time(), Some(10));
-        assert!(q.delete(&timer(10, 3)));
+        let reg = |q: &mut TimerQueue, t: Timer| q.register(t.timestamp, t.key_group, &t.key, &t.namespace);
+        assert!(reg(&mut q, timer(20, 1)));
+        assert!(reg(&mut q, timer(10, 2)));
+        assert!(!reg(&mut q, timer(10, 2)), "deduplicated");
+        assert!(reg(&mut q, timer(10, 3)));
+        assert_eq!((q.next_time(), q.len()), (Some(10), 3));
+        assert!(q.delete(10, 0, &[3], &[]));
         assert_eq!(q.pop_due(9), None);
         assert_eq!(q.pop_due(15), Some(timer(10, 2)));
         assert_eq!(q.pop_due(15), None);
