@@ -182,3 +182,175 @@ proptest! {
         prop_assert!(bound < RECORDS / 2, "the bound must be far below the input size to mean anything");
     }
 }
+
+/// A window kind and its parameters (ms), for the event-time window property.
+#[derive(Clone, Copy, Debug)]
+enum WindowKind {
+    Tumbling(i64),
+    Sliding(i64, i64),
+    Session(i64),
+}
+
+/// `(key, window start, window end, sum, count)`.
+type WindowRow = (u8, i64, i64, i64, u64);
+
+fn window_kind() -> impl Strategy<Value = WindowKind> {
+    prop_oneof![
+        (1i64..60).prop_map(WindowKind::Tumbling),
+        (1i64..8, 1i64..40).prop_map(|(n, slide)| WindowKind::Sliding(slide * n, slide)),
+        (1i64..30).prop_map(WindowKind::Session),
+    ]
+}
+
+/// Events with timestamps at most `bound` behind the highest timestamp before them.
+fn disordered_events(bound: i64) -> impl Strategy<Value = Vec<(u8, i64, i64)>> {
+    prop::collection::vec((0u8..6, 0i64..=bound, 0i64..4, -50i64..50), 0..300).prop_map(move |raw| {
+        let mut base = 0;
+        raw.into_iter()
+            .map(|(key, jitter, step, value)| {
+                base += step;
+                (key, base + jitter, value)
+            })
+            .collect()
+    })
+}
+
+/// The sequential model: sort each key's events by time and cut them into windows.
+fn reference_windows(events: &[(u8, i64, i64)], kind: WindowKind) -> Vec<WindowRow> {
+    let mut per_key: BTreeMap<u8, Vec<(i64, i64)>> = BTreeMap::new();
+    for &(k, ts, v) in events {
+        per_key.entry(k).or_default().push((ts, v));
+    }
+    let mut windows: BTreeMap<(u8, i64, i64), (i64, u64)> = BTreeMap::new();
+    for (k, mut list) in per_key {
+        list.sort();
+        let mut add = |start: i64, end: i64, v: i64| {
+            let w = windows.entry((k, start, end)).or_default();
+            w.0 += v;
+            w.1 += 1;
+        };
+        match kind {
+            WindowKind::Tumbling(size) => {
+                list.iter().for_each(|&(ts, v)| add(ts - ts.rem_euclid(size), ts - ts.rem_euclid(size) + size, v))
+            }
+            WindowKind::Sliding(size, slide) => {
+                for &(ts, v) in &list {
+                    let mut start = ts - ts.rem_euclid(slide);
+                    while start > ts - size {
+                        add(start, start + size, v);
+                        start -= slide;
+                    }
+                }
+            }
+            WindowKind::Session(gap) => {
+                let mut session: Option<(i64, i64, Vec<i64>)> = None;
+                for &(ts, v) in &list {
+                    session = match session {
+                        Some((start, end, mut values)) if ts <= end => {
+                            values.push(v);
+                            Some((start, end.max(ts + gap), values))
+                        }
+                        Some((start, end, values)) => {
+                            values.iter().for_each(|&v| add(start, end, v));
+                            Some((ts, ts + gap, vec![v]))
+                        }
+                        None => Some((ts, ts + gap, vec![v])),
+                    };
+                }
+                if let Some((start, end, values)) = session {
+                    values.iter().for_each(|&v| add(start, end, v));
+                }
+            }
+        }
+    }
+    windows.into_iter().map(|((k, s, e), (sum, count))| (k, s, e, sum, count)).collect()
+}
+
+#[derive(Clone)]
+struct SumCount;
+
+impl AggregateFunction<(u8, i64, i64), (i64, u64), (i64, u64)> for SumCount {
+    fn create_accumulator(&self) -> (i64, u64) {
+        (0, 0)
+    }
+    fn add(&self, value: (u8, i64, i64), acc: (i64, u64)) -> (i64, u64) {
+        (acc.0 + value.2, acc.1 + 1)
+    }
+    fn get_result(&self, acc: &(i64, u64)) -> (i64, u64) {
+        *acc
+    }
+    fn merge(&self, a: (i64, u64), b: (i64, u64)) -> (i64, u64) {
+        (a.0 + b.0, a.1 + b.1)
+    }
+}
+
+fn windowed_job(
+    events: &[(u8, i64, i64)],
+    kind: WindowKind,
+    bound: i64,
+    parallelism: usize,
+    incremental: bool,
+    rocksdb: bool,
+) -> Vec<WindowRow> {
+    let env = StreamExecutionEnvironment::create_local_environment(parallelism);
+    // Heap state keeps incremental windows in memory panes; RocksDB takes the generic path.
+    if rocksdb && StateBackendConfig::ROCKSDB_AVAILABLE {
+        env.set_state_backend(StateBackendConfig { kind: StateBackendKind::RocksDb, ..StateBackendConfig::default() });
+    }
+    env.set_auto_watermark_interval(Duration::from_millis(1));
+    let strategy = WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_millis(bound as u64))
+        .with_timestamp_assigner(|e: &(u8, i64, i64), _| e.1);
+    let keyed = env
+        .from_collection(events.to_vec())
+        .rebalance()
+        .assign_timestamps_and_watermarks(strategy)
+        .key_by(|e: &(u8, i64, i64)| e.0);
+    fn finish<A: WindowAssigner<(u8, i64, i64), W = TimeWindow>>(
+        w: WindowedStream<(u8, i64, i64), u8, A>,
+        incremental: bool,
+    ) -> DataStream<WindowRow> {
+        if incremental {
+            w.aggregate_with(
+                SumCount,
+                brisk::windowing::functions::WindowFn(
+                    |k: &u8, w: &TimeWindow, r: Vec<(i64, u64)>, out: &mut Collector<'_, WindowRow>| {
+                        r.into_iter().for_each(|(sum, count)| out.collect((*k, w.start, w.end, sum, count)))
+                    },
+                ),
+            )
+        } else {
+            w.apply(|k: &u8, w: &TimeWindow, els: Vec<(u8, i64, i64)>, out: &mut Collector<'_, WindowRow>| {
+                out.collect((*k, w.start, w.end, els.iter().map(|e| e.2).sum(), els.len() as u64))
+            })
+        }
+    }
+    let ms = |n: i64| Duration::from_millis(n as u64);
+    let out = match kind {
+        WindowKind::Tumbling(size) => finish(keyed.window(TumblingEventTimeWindows::of(ms(size))), incremental),
+        WindowKind::Sliding(size, slide) => {
+            finish(keyed.window(SlidingEventTimeWindows::of(ms(size), ms(slide))), incremental)
+        }
+        WindowKind::Session(gap) => finish(keyed.window(EventTimeSessionWindows::with_gap(ms(gap))), incremental),
+    };
+    let mut rows = out.execute_and_collect("windows").expect("job runs");
+    rows.sort();
+    rows
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Event-time windows over disordered events (within the watermark bound) equal the
+    /// sequential model that sorts by time, whatever the parallelism and window function.
+    #[test]
+    fn event_time_windows_equal_a_sorted_sequential_model(
+        (bound, events) in (0i64..20).prop_flat_map(|bound| (Just(bound), disordered_events(bound))),
+        kind in window_kind(),
+        parallelism in 1usize..=4,
+        incremental in any::<bool>(),
+        rocksdb in any::<bool>(),
+    ) {
+        let expected = reference_windows(&events, kind);
+        prop_assert_eq!(windowed_job(&events, kind, bound, parallelism, incremental, rocksdb), expected);
+    }
+}

@@ -299,6 +299,11 @@ impl<T: Data> DataStream<T> {
         self.configure("set_parallelism", |n| n.parallelism = Some(parallelism))
     }
 
+    /// Marks the operator non-parallel: a parallelism above 1 is a build error.
+    pub(crate) fn not_parallel(self) -> Self {
+        self.configure("not_parallel", |n| n.max_allowed_parallelism = Some(1))
+    }
+
     /// Sets the operator's number of key groups.
     pub fn set_max_parallelism(self, max_parallelism: usize) -> Self {
         self.configure("set_max_parallelism", |n| n.max_parallelism = Some(max_parallelism))

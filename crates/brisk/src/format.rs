@@ -69,9 +69,18 @@ impl TextFormat for compact_str::CompactString {
     }
 }
 
-impl TextFormat for &str {
+impl TextFormat for str {
     fn write_text(&self, out: &mut String) {
         out.push_str(self);
+    }
+}
+
+impl<T: TextFormat + ?Sized> TextFormat for &T {
+    fn write_text(&self, out: &mut String) {
+        (**self).write_text(out);
+    }
+    fn write_csv(&self, out: &mut String) {
+        (**self).write_csv(out);
     }
 }
 

@@ -1,5 +1,6 @@
 //! `KeyedStream`: a stream partitioned by key, with per-key reductions and aggregations.
 
+use crate::aggregations;
 use crate::datastream::DataStream;
 use crate::functions::{KeyedProcessFunction, RichFilterFunction, RichFlatMapFunction, RichMapFunction};
 use crate::key_selector::KeySelector;
@@ -96,11 +97,7 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
         V: Add<Output = V> + Clone,
         F: for<'a> Fn(&'a mut T) -> &'a mut V + Clone + Send + 'static,
     {
-        self.reduce_named("Keyed Aggregation", move |mut acc, mut next| {
-            let total = field(&mut acc).clone() + field(&mut next).clone();
-            *field(&mut acc) = total;
-            acc
-        })
+        self.reduce_named("Keyed Aggregation", aggregations::sum(field))
     }
 
     /// The minimum of a field per key, other fields from the key's first record (`min`).
@@ -109,12 +106,7 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
         V: PartialOrd + Clone,
         F: for<'a> Fn(&'a mut T) -> &'a mut V + Clone + Send + 'static,
     {
-        self.reduce_named("Keyed Aggregation", move |mut acc, mut next| {
-            if *field(&mut next) < *field(&mut acc) {
-                *field(&mut acc) = field(&mut next).clone();
-            }
-            acc
-        })
+        self.reduce_named("Keyed Aggregation", aggregations::min(field))
     }
 
     /// The maximum of a field per key, other fields from the key's first record (`max`).
@@ -123,12 +115,7 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
         V: PartialOrd + Clone,
         F: for<'a> Fn(&'a mut T) -> &'a mut V + Clone + Send + 'static,
     {
-        self.reduce_named("Keyed Aggregation", move |mut acc, mut next| {
-            if *field(&mut next) > *field(&mut acc) {
-                *field(&mut acc) = field(&mut next).clone();
-            }
-            acc
-        })
+        self.reduce_named("Keyed Aggregation", aggregations::max(field))
     }
 
     /// The record with the smallest field per key; the earliest wins ties (`minBy`).
@@ -137,10 +124,7 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
         V: PartialOrd,
         F: for<'a> Fn(&'a mut T) -> &'a mut V + Clone + Send + 'static,
     {
-        self.reduce_named(
-            "Keyed Aggregation",
-            move |mut acc, mut next| if *field(&mut next) < *field(&mut acc) { next } else { acc },
-        )
+        self.reduce_named("Keyed Aggregation", aggregations::min_by(field))
     }
 
     /// The record with the largest field per key; the earliest wins ties (`maxBy`).
@@ -149,9 +133,6 @@ impl<T: Data, K: Key> KeyedStream<T, K> {
         V: PartialOrd,
         F: for<'a> Fn(&'a mut T) -> &'a mut V + Clone + Send + 'static,
     {
-        self.reduce_named(
-            "Keyed Aggregation",
-            move |mut acc, mut next| if *field(&mut next) > *field(&mut acc) { next } else { acc },
-        )
+        self.reduce_named("Keyed Aggregation", aggregations::max_by(field))
     }
 }

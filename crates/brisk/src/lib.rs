@@ -17,12 +17,14 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod aggregations;
 pub mod broadcast;
 pub mod connected;
 pub mod datastream;
 pub mod environment;
 pub mod format;
 pub mod functions;
+pub mod joins;
 pub mod key_selector;
 pub mod keyed_stream;
 pub mod operators;
@@ -31,6 +33,8 @@ pub mod prelude;
 pub mod side_output;
 pub mod sinks;
 pub mod sources;
+pub mod testing;
+pub mod windowing;
 
 pub use brisk_core as core;
 pub use brisk_runtime as runtime;

@@ -12,13 +12,21 @@ pub use crate::functions::{
     RichFilterFunction, RichFlatMapFunction, RichFunction, RichMapFunction, RuntimeContext, SinkContext, SinkFunction,
     TimerService,
 };
+pub use crate::joins::{ProcessJoinContext, ProcessJoinFunction, TaggedUnion};
 pub use crate::key_selector::KeySelector;
 pub use crate::keyed_stream::KeyedStream;
 pub use crate::side_output::OutputTag;
 pub use crate::sinks::{CollectResult, DiscardingSink, PrintSink, TextFileSink};
 pub use crate::sources::{DataGeneratorSource, FileSource, NumberSequenceSource, SocketTextStreamSource};
-pub use brisk_core::Watermark;
+pub use crate::windowing::{
+    ContinuousEventTimeTrigger, ContinuousProcessingTimeTrigger, CountEvictor, CountTrigger, DeltaEvictor,
+    EventTimeSessionWindows, EventTimeTrigger, Evictor, GlobalWindow, GlobalWindows, ProcessWindowContext,
+    ProcessWindowFunction, ProcessingTimeSessionWindows, ProcessingTimeTrigger, PurgingTrigger,
+    SlidingEventTimeWindows, SlidingProcessingTimeWindows, TimeEvictor, TimeWindow, Trigger, TriggerContext,
+    TriggerResult, TumblingEventTimeWindows, TumblingProcessingTimeWindows, Window, WindowAssigner, WindowedStream,
+};
 pub use brisk_core::{BoxError, Configuration, Data, Key};
+pub use brisk_core::{Watermark, WatermarkStatus};
 pub use brisk_runtime::metrics::{DoubleCounter, Histogram, LongCounter, LongMaximum, LongMinimum};
 pub use brisk_runtime::watermark::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
 pub use brisk_runtime::{JobClient, JobError, JobExecutionResult};

@@ -63,7 +63,7 @@ impl FunctionStores {
     }
 
     /// Creates the stores and runs the function's `initialize_state`, then `open`.
-    pub fn open<F: RichFunction>(f: &mut F, ctx: &mut OperatorContext<'_>, keyed: bool) -> TaskResult<Self> {
+    pub fn open(f: &mut dyn RichFunction, ctx: &mut OperatorContext<'_>, keyed: bool) -> TaskResult<Self> {
         let stores = Self::create(ctx, keyed)?;
         {
             let restored = stores.operator.with("restore check", |b| Ok(b.is_restored())).map_err(state_error)?;
@@ -99,6 +99,6 @@ impl FunctionStores {
 }
 
 /// Closes a rich function.
-pub fn close_function<F: RichFunction>(f: &mut F) -> TaskResult {
+pub fn close_function(f: &mut dyn RichFunction) -> TaskResult {
     f.close().map_err(TaskError::User)
 }

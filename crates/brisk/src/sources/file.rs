@@ -4,6 +4,7 @@
 
 use super::{RECORDS_PER_POLL, SplitQueue};
 use brisk_core::BoxError;
+use brisk_core::Data;
 use brisk_runtime::source::{
     Boundedness, NextSplit, ReadStatus, ReaderContext, Source, SourceOutput, SourceSplit, SplitEnumerator, SplitReader,
 };
@@ -12,13 +13,16 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Smallest split: below this, splitting costs more than it gains.
 const MIN_SPLIT_BYTES: u64 = 1 << 20;
 /// Largest split, so readers share big files evenly.
-const MAX_SPLIT_BYTES: u64 = 64 << 20;
+const MAX_SPLIT_BYTES: u64 = 16 << 20;
+/// Splits per reader a scan aims for.
+const SPLITS_PER_READER: u64 = 64;
 /// Bytes a reader emits per poll at most.
 const BYTES_PER_POLL: usize = 256 << 10;
 
@@ -46,24 +50,61 @@ pub enum FileSourceError {
         /// Byte offset of the line's start.
         offset: u64,
     },
+    /// The line format rejected a line.
+    #[error("'{path}', line {line} (byte offset {offset}): {message}")]
+    InvalidRecord {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// Byte offset of the line's start.
+        offset: u64,
+        /// What the format found wrong.
+        message: String,
+    },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> FileSourceError + '_ {
     move |source| FileSourceError::Io { path: path.to_path_buf(), source }
 }
 
-/// Reads text files line by line (Flink's `FileSource` with a `TextLineInputFormat`).
-#[derive(Clone, Debug)]
-pub struct FileSource {
+/// Turns one line (without its line break) into a record, or says what is wrong with it.
+pub type LineFormat<T> = Arc<dyn Fn(&str) -> Result<T, String> + Send + Sync>;
+
+/// Reads text files line by line (Flink's `FileSource` with a `TextLineInputFormat`, or with
+/// [`for_record_format`](FileSource::for_record_format) a record format parsed per line).
+pub struct FileSource<T = String> {
     paths: Vec<PathBuf>,
     monitor_interval: Option<Duration>,
+    format: LineFormat<T>,
 }
 
-impl FileSource {
+impl<T> Clone for FileSource<T> {
+    fn clone(&self) -> Self {
+        FileSource { paths: self.paths.clone(), monitor_interval: self.monitor_interval, format: self.format.clone() }
+    }
+}
+
+impl FileSource<String> {
     /// Reads the given files and directories (recursively; names starting with `.` or `_` are
     /// skipped, as in Flink, so writers can stage files under such names).
     pub fn for_paths(paths: impl IntoIterator<Item = impl Into<PathBuf>>) -> Self {
-        FileSource { paths: paths.into_iter().map(Into::into).collect(), monitor_interval: None }
+        Self::for_record_format(paths, |line: &str| Ok(line.to_owned()))
+    }
+}
+
+impl<T> FileSource<T> {
+    /// Reads records parsed from each line by `format`; a line it rejects fails the source
+    /// with the file, line number and byte offset (Flink's `forRecordStreamFormat`).
+    pub fn for_record_format(
+        paths: impl IntoIterator<Item = impl Into<PathBuf>>,
+        format: impl Fn(&str) -> Result<T, String> + Send + Sync + 'static,
+    ) -> Self {
+        FileSource {
+            paths: paths.into_iter().map(Into::into).collect(),
+            monitor_interval: None,
+            format: Arc::new(format),
+        }
     }
 
     /// Keeps watching the paths and reads files that appear later; the source never ends.
@@ -149,8 +190,11 @@ impl FileEnumerator {
         }
         files.retain(|(path, _)| !self.seen.contains(path));
         let total: u64 = files.iter().map(|(_, size)| size).sum();
-        // About four splits per reader balances the load without tiny reads.
-        let split_bytes = (total / (self.parallelism as u64 * 4).max(1)).clamp(MIN_SPLIT_BYTES, MAX_SPLIT_BYTES);
+        // Many small splits per reader balance the load, and keep parallel readers of a
+        // time-ordered file close in event time: readers far apart hold back the watermark and
+        // then fire many windows at once (latency, memory).
+        let split_bytes =
+            (total / (self.parallelism as u64 * SPLITS_PER_READER).max(1)).clamp(MIN_SPLIT_BYTES, MAX_SPLIT_BYTES);
         let mut splits = Vec::new();
         for (path, size) in files {
             self.seen.insert(path.clone());
@@ -183,7 +227,7 @@ impl SplitEnumerator<FileSplit> for FileEnumerator {
     }
 }
 
-impl Source<String> for FileSource {
+impl<T: Data> Source<T> for FileSource<T> {
     type Split = FileSplit;
 
     fn boundedness(&self) -> Boundedness {
@@ -206,8 +250,8 @@ impl Source<String> for FileSource {
         Ok(Box::new(enumerator))
     }
 
-    fn create_reader(&self, _: &ReaderContext) -> Result<Box<dyn SplitReader<String, FileSplit>>, BoxError> {
-        Ok(Box::new(LineReader { current: None, line: Vec::new() }))
+    fn create_reader(&self, _: &ReaderContext) -> Result<Box<dyn SplitReader<T, FileSplit>>, BoxError> {
+        Ok(Box::new(LineReader { current: None, line: Vec::new(), format: self.format.clone() }))
     }
 }
 
@@ -218,12 +262,13 @@ struct OpenSplit {
     position: u64,
 }
 
-struct LineReader {
+struct LineReader<T> {
     current: Option<OpenSplit>,
     line: Vec<u8>,
+    format: LineFormat<T>,
 }
 
-impl SplitReader<String, FileSplit> for LineReader {
+impl<T: 'static> SplitReader<T, FileSplit> for LineReader<T> {
     fn open_split(&mut self, split: FileSplit) -> Result<(), BoxError> {
         let path = split.path.clone();
         let mut file = File::open(&path).map_err(io_error(&path))?;
@@ -245,7 +290,7 @@ impl SplitReader<String, FileSplit> for LineReader {
         Ok(())
     }
 
-    fn poll(&mut self, out: &mut SourceOutput<'_, String>) -> Result<ReadStatus, BoxError> {
+    fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<ReadStatus, BoxError> {
         let Some(open) = self.current.as_mut() else { return Ok(ReadStatus::SplitFinished) };
         let mut bytes = 0;
         for _ in 0..RECORDS_PER_POLL {
@@ -265,14 +310,20 @@ impl SplitReader<String, FileSplit> for LineReader {
             if let Some(rest) = content.strip_suffix(b"\n") {
                 content = rest.strip_suffix(b"\r").unwrap_or(rest);
             }
-            match std::str::from_utf8(content) {
-                Ok(text) => out.collect(text.to_owned()),
-                Err(_) => {
-                    let line = line_number_at(&open.split.path, line_start)?;
-                    return Err(FileSourceError::InvalidUtf8 {
-                        path: open.split.path.clone(),
+            let path = &open.split.path;
+            let Ok(text) = std::str::from_utf8(content) else {
+                let line = line_number_at(path, line_start)?;
+                return Err(FileSourceError::InvalidUtf8 { path: path.clone(), line, offset: line_start }.into());
+            };
+            match (self.format)(text) {
+                Ok(record) => out.collect(record),
+                Err(message) => {
+                    let line = line_number_at(path, line_start)?;
+                    return Err(FileSourceError::InvalidRecord {
+                        path: path.clone(),
                         line,
                         offset: line_start,
+                        message,
                     }
                     .into());
                 }
@@ -323,7 +374,7 @@ mod tests {
     fn read_split(split: FileSplit) -> Result<Vec<String>, BoxError> {
         let (collecting, elements) = CollectingOutput::<String>::new();
         let mut out = OperatorOutput::new(Box::new(collecting), Vec::new());
-        let mut reader = LineReader { current: None, line: Vec::new() };
+        let mut reader = LineReader { current: None, line: Vec::new(), format: FileSource::for_paths([""]).format };
         reader.open_split(split)?;
         while reader.poll(&mut SourceOutput::new(&mut out))? != ReadStatus::SplitFinished {}
         let lines = elements
@@ -355,6 +406,26 @@ mod tests {
         let path = temp_file("bad.txt", b"ok\nfine\nbad \xff byte\nnever read\n");
         let err = read_split(FileSplit { path, start: 0, end: 40 }).unwrap_err().to_string();
         assert!(err.contains("bad.txt") && err.contains("line 3") && err.contains("offset 8"), "{err}");
+    }
+
+    #[test]
+    fn record_format_errors_name_file_line_and_offset() {
+        let path = temp_file("numbers.txt", b"1\n22\nthree\n4\n");
+        let source = FileSource::for_record_format([path.clone()], |l: &str| {
+            l.parse::<i64>().map_err(|e| format!("'{l}' is not a number: {e}"))
+        });
+        let mut reader = LineReader { current: None, line: Vec::new(), format: source.format };
+        reader.open_split(FileSplit { path, start: 0, end: 20 }).unwrap();
+        let (collecting, elements) = CollectingOutput::<i64>::new();
+        let mut out = OperatorOutput::new(Box::new(collecting), Vec::new());
+        let err = reader.poll(&mut SourceOutput::new(&mut out)).unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                "numbers.txt', line 3 (byte offset 5): 'three' is not a number: invalid digit found in string"
+            ),
+            "{err}"
+        );
+        assert_eq!(elements.borrow().len(), 2, "the lines before it were emitted");
     }
 
     #[test]
