@@ -1,4 +1,5 @@
 //! The jobs behind the runnable examples, shared by the example binaries and the tests.
 
 pub mod cli;
+pub mod window_agg;
 pub mod word_count;
