@@ -2,9 +2,10 @@
 
 use crate::context::{OperatorContext, OperatorInfo, TaskContext};
 use crate::error::TaskResult;
+use crate::failure::FailureInjector;
 use crate::metrics::{MetricGroup, OperatorReport};
-use crate::operator::{OneInputStreamOperator, TwoInputStreamOperator};
-use crate::output::{ChainControl, OperatorOutput, Output, StateQuery};
+use crate::operator::{OneInputStreamOperator, StreamOperator, TwoInputStreamOperator};
+use crate::output::{ChainControl, CheckpointEvent, OperatorOutput, Output, StateQuery};
 use brisk_core::{StreamRecord, Watermark, WatermarkStatus};
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -50,11 +51,12 @@ pub(crate) struct LinkState {
     pub info: OperatorInfo,
     pub metrics: MetricGroup,
     pub records_in: u64,
+    pub failures: FailureInjector,
 }
 
 impl LinkState {
     pub fn new(info: OperatorInfo) -> Self {
-        LinkState { info, metrics: MetricGroup::default(), records_in: 0 }
+        LinkState { info, metrics: MetricGroup::default(), records_in: 0, failures: FailureInjector::default() }
     }
 
     pub fn report<OUT>(&self, out: &OperatorOutput<OUT>, into: &mut Vec<OperatorReport>) {
@@ -66,6 +68,26 @@ impl LinkState {
         });
         out.report(into);
     }
+}
+
+/// Lets operator `op` handle a checkpoint event, attributing errors to it.
+pub(crate) fn operator_checkpoint(
+    info: &OperatorInfo,
+    op: &mut dyn StreamOperator,
+    event: &mut CheckpointEvent<'_>,
+) -> TaskResult {
+    call_operator(&info.name, || match event {
+        CheckpointEvent::Snapshot { barrier, into } => {
+            let snapshot = op.snapshot_state(barrier)?;
+            if !snapshot.is_empty() {
+                into.operators.push((info.operator_id.clone(), snapshot));
+            }
+            Ok(())
+        }
+        CheckpointEvent::Barrier(_) => Ok(()),
+        CheckpointEvent::Complete(id) => op.notify_checkpoint_complete(*id),
+        CheckpointEvent::Aborted(id) => op.notify_checkpoint_aborted(*id),
+    })
 }
 
 /// A one-input operator and everything downstream of it.
@@ -87,8 +109,11 @@ impl<IN, OUT, OP: OneInputStreamOperator<IN, OUT>> Output<IN> for OneInputLink<I
     #[inline]
     fn collect(&mut self, record: StreamRecord<IN>) -> TaskResult {
         self.state.records_in += 1;
-        let (op, out) = (&mut self.op, &mut self.out);
-        call_operator(&self.state.info.name, || op.process_element(record, out))
+        let (op, out, failures) = (&mut self.op, &mut self.out, &self.state.failures);
+        call_operator(&self.state.info.name, || {
+            failures.on_record()?;
+            op.process_element(record, out)
+        })
     }
 
     fn emit_watermark(&mut self, watermark: Watermark) -> TaskResult {
@@ -104,6 +129,7 @@ impl<IN, OUT, OP: OneInputStreamOperator<IN, OUT>> Output<IN> for OneInputLink<I
 impl<IN, OUT, OP: OneInputStreamOperator<IN, OUT>> ChainControl for OneInputLink<IN, OUT, OP> {
     fn open(&mut self, task: &TaskContext) -> TaskResult {
         self.out.open(task)?;
+        self.state.failures = task.failures.clone();
         let mut ctx = OperatorContext { task, operator: &self.state.info, metrics: &self.state.metrics };
         let op = &mut self.op;
         call_operator(&self.state.info.name, || op.open(&mut ctx))
@@ -138,6 +164,11 @@ impl<IN, OUT, OP: OneInputStreamOperator<IN, OUT>> ChainControl for OneInputLink
 
     fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
         self.op.query_state(query).or_else(|| self.out.query_state(query))
+    }
+
+    fn on_checkpoint(&mut self, event: &mut CheckpointEvent<'_>) -> TaskResult {
+        operator_checkpoint(&self.state.info, &mut self.op, event)?;
+        self.out.on_checkpoint(event)
     }
 }
 
@@ -183,15 +214,21 @@ impl<IN1, IN2, OUT, OP: TwoInputStreamOperator<IN1, IN2, OUT>> TwoInputHead<IN1,
     #[inline]
     fn process1(&mut self, record: StreamRecord<IN1>) -> TaskResult {
         self.state.records_in += 1;
-        let (op, out) = (&mut self.op, &mut self.out);
-        call_operator(&self.state.info.name, || op.process_element1(record, out))
+        let (op, out, failures) = (&mut self.op, &mut self.out, &self.state.failures);
+        call_operator(&self.state.info.name, || {
+            failures.on_record()?;
+            op.process_element1(record, out)
+        })
     }
 
     #[inline]
     fn process2(&mut self, record: StreamRecord<IN2>) -> TaskResult {
         self.state.records_in += 1;
-        let (op, out) = (&mut self.op, &mut self.out);
-        call_operator(&self.state.info.name, || op.process_element2(record, out))
+        let (op, out, failures) = (&mut self.op, &mut self.out, &self.state.failures);
+        call_operator(&self.state.info.name, || {
+            failures.on_record()?;
+            op.process_element2(record, out)
+        })
     }
 
     fn watermark(&mut self, input: usize, watermark: Watermark) -> TaskResult {
@@ -215,6 +252,7 @@ impl<IN1, IN2, OUT, OP: TwoInputStreamOperator<IN1, IN2, OUT>> TwoInputHead<IN1,
 impl<IN1, IN2, OUT, OP: TwoInputStreamOperator<IN1, IN2, OUT>> ChainControl for TwoInputLink<IN1, IN2, OUT, OP> {
     fn open(&mut self, task: &TaskContext) -> TaskResult {
         self.out.open(task)?;
+        self.state.failures = task.failures.clone();
         let mut ctx = OperatorContext { task, operator: &self.state.info, metrics: &self.state.metrics };
         let op = &mut self.op;
         call_operator(&self.state.info.name, || op.open(&mut ctx))
@@ -249,5 +287,10 @@ impl<IN1, IN2, OUT, OP: TwoInputStreamOperator<IN1, IN2, OUT>> ChainControl for 
 
     fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
         self.op.query_state(query).or_else(|| self.out.query_state(query))
+    }
+
+    fn on_checkpoint(&mut self, event: &mut CheckpointEvent<'_>) -> TaskResult {
+        operator_checkpoint(&self.state.info, &mut self.op, event)?;
+        self.out.on_checkpoint(event)
     }
 }

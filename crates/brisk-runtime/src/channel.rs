@@ -6,6 +6,7 @@
 //! upstream. Every channel into a task, and the task's mailbox, wake the same
 //! [`TaskWaker`], so a task waits for "anything" with one call.
 
+use crate::checkpoint::CheckpointBarrier;
 use crate::error::{TaskError, lock};
 use brisk_core::{StreamRecord, Watermark, WatermarkStatus};
 use std::collections::VecDeque;
@@ -24,6 +25,8 @@ pub enum Message<T> {
     WatermarkStatus(WatermarkStatus),
     /// The producer has emitted everything it ever will.
     EndOfInput,
+    /// Everything before it belongs to the checkpoint.
+    Barrier(CheckpointBarrier),
 }
 
 /// Wakes a sleeping task when input, mail or a source's data arrives.

@@ -1,6 +1,10 @@
 //! What a task and its operators know about where they run.
 
 use crate::channel::{CancelToken, TaskWaker};
+use crate::checkpoint::restore::{OperatorRestore, TaskRestore};
+use crate::checkpoint::{CheckpointConfig, TaskEvent};
+use crate::failure::FailureInjector;
+use std::sync::mpsc::Sender;
 use crate::mailbox::Mailbox;
 use crate::metrics::{AccumulatorRegistry, MetricGroup};
 use crate::time::ProcessingTimeService;
@@ -75,6 +79,41 @@ pub struct TaskContext {
     pub mailbox: Mailbox,
     /// Interval of periodic watermark generation.
     pub auto_watermark_interval: std::time::Duration,
+    /// Checkpointing, if the job takes checkpoints.
+    pub checkpoint_config: Option<CheckpointConfig>,
+    /// Where the task reports checkpoint acknowledgements and the end of its input.
+    pub events: TaskEvents,
+    /// The state the subtask starts from, when the job was restored.
+    pub restore: Option<Arc<TaskRestore>>,
+    /// Planned failures (tests, `--inject-failures`).
+    pub failures: FailureInjector,
+}
+
+/// The task's line to the job master.
+#[derive(Clone, Debug)]
+pub struct TaskEvents {
+    /// Index of the subtask in the job's deployment order.
+    pub task_index: usize,
+    sender: Option<Sender<TaskEvent>>,
+}
+
+impl TaskEvents {
+    /// Events of task `task_index` go to `sender`.
+    pub fn new(task_index: usize, sender: Sender<TaskEvent>) -> Self {
+        TaskEvents { task_index, sender: Some(sender) }
+    }
+
+    /// A task without a job master (operator test harnesses).
+    pub fn detached() -> Self {
+        TaskEvents { task_index: 0, sender: None }
+    }
+
+    /// Sends an event; a job master that is gone (the job ended) needs none.
+    pub fn send(&self, event: TaskEvent) {
+        if let Some(sender) = &self.sender {
+            let _ = sender.send(event);
+        }
+    }
 }
 
 impl TaskContext {
@@ -112,4 +151,11 @@ pub struct OperatorContext<'a> {
     pub operator: &'a OperatorInfo,
     /// The operator's user metrics.
     pub metrics: &'a MetricGroup,
+}
+
+impl OperatorContext<'_> {
+    /// The operator's restored state, when the job started from a checkpoint.
+    pub fn restored(&self) -> Option<&OperatorRestore> {
+        self.task.restore.as_ref().and_then(|r| r.operators.get(&self.operator.operator_id))
+    }
 }

@@ -9,13 +9,13 @@ use crate::network::{InputGate, RecordWriterOutput};
 use crate::operator::{OneInputStreamOperator, TwoInputStreamOperator};
 use crate::output::{BroadcastingOutput, DiscardOutput, ErasedSideOutput, OperatorOutput, Output, SideOutput};
 use crate::partitioner::PartitionerSpec;
-use crate::source::{SharedEnumerator, Source, SourceLink};
+use crate::source::{EnumeratorCell, SharedEnumerator, Source, SourceLink};
 use crate::task::{OneInputStreamTask, SourceStreamTask, StreamTask, TwoInputStreamTask};
 use crate::watermark::WatermarkStrategy;
 use brisk_core::{BoxError, Data, StreamRecord};
 use std::any::Any;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// A `Box<dyn Output<T>>` behind `Any`.
 pub type ErasedOutput = Box<dyn Any>;
@@ -286,6 +286,13 @@ pub trait SourceFactory: Send {
     fn is_bounded(&self) -> bool;
     /// The enumerator, shared by all readers of the node.
     fn create_enumerator(&self, parallelism: usize) -> Result<ErasedEnumerator, BoxError>;
+    /// Snapshots the enumerator for a checkpoint and pauses split assignment until each
+    /// reader took its snapshot.
+    fn snapshot_enumerator(&self, enumerator: &ErasedEnumerator) -> Result<Vec<u8>, BoxError>;
+    /// Lets readers take splits again (the checkpoint was abandoned).
+    fn resume_enumerator(&self, enumerator: &ErasedEnumerator);
+    /// Restores the enumerator from its snapshot and the readers' in-progress splits.
+    fn restore_enumerator(&self, enumerator: &ErasedEnumerator, state: &[u8], readers: &[Vec<u8>]) -> Result<(), BoxError>;
     /// The source task of one subtask.
     fn create_task(
         self: Box<Self>,
@@ -320,8 +327,30 @@ impl<T: Data, S: Source<T>> SourceFactory for SourceFactoryImpl<T, S> {
     }
 
     fn create_enumerator(&self, parallelism: usize) -> Result<ErasedEnumerator, BoxError> {
-        let enumerator: SharedEnumerator<S::Split> = Arc::new(Mutex::new(self.source.create_enumerator(parallelism)?));
+        let enumerator: SharedEnumerator<S::Split> =
+            Arc::new(EnumeratorCell::new(self.source.create_enumerator(parallelism)?, parallelism));
         Ok(Arc::new(enumerator))
+    }
+
+    fn snapshot_enumerator(&self, enumerator: &ErasedEnumerator) -> Result<Vec<u8>, BoxError> {
+        let cell = enumerator.downcast_ref::<SharedEnumerator<S::Split>>().ok_or("internal error: split enumerator of another type")?;
+        cell.snapshot_for_checkpoint()
+    }
+
+    fn resume_enumerator(&self, enumerator: &ErasedEnumerator) {
+        if let Some(cell) = enumerator.downcast_ref::<SharedEnumerator<S::Split>>() {
+            cell.resume_all();
+        }
+    }
+
+    fn restore_enumerator(&self, enumerator: &ErasedEnumerator, state: &[u8], readers: &[Vec<u8>]) -> Result<(), BoxError> {
+        let cell = enumerator.downcast_ref::<SharedEnumerator<S::Split>>().ok_or("internal error: split enumerator of another type")?;
+        let mut in_progress = Vec::new();
+        for bytes in readers {
+            let splits: Vec<S::Split> = brisk_state::codec::decode(bytes).map_err(|e| format!("a reader's split positions do not decode: {e}"))?;
+            in_progress.extend(splits);
+        }
+        cell.restore(state, in_progress)
     }
 
     fn create_task(

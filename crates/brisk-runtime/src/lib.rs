@@ -4,12 +4,15 @@
 #![deny(missing_docs)]
 
 pub mod chain;
+pub mod checkpoint;
 pub mod channel;
 pub mod context;
 pub mod error;
+pub mod failure;
 pub mod graph;
 pub mod job_graph;
 pub mod mailbox;
+pub mod master;
 pub mod metrics;
 pub mod minicluster;
 pub mod network;

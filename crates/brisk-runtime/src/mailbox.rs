@@ -2,6 +2,7 @@
 //! operator state is only ever touched by that thread (Flink's mailbox model).
 
 use crate::channel::TaskWaker;
+use crate::checkpoint::{CheckpointBarrier, CheckpointId};
 use crate::error::lock;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +22,12 @@ pub enum Mail {
         /// Where the answer goes: `Ok(None)` when this task has no such state or value.
         reply: Sender<Result<Option<Vec<u8>>, String>>,
     },
+    /// Take a checkpoint now (sent to source tasks by the coordinator).
+    TriggerCheckpoint(CheckpointBarrier),
+    /// A checkpoint completed (or the job finished: `FINAL_CHECKPOINT`).
+    CheckpointComplete(CheckpointId),
+    /// A checkpoint was abandoned.
+    CheckpointAborted(CheckpointId),
 }
 
 /// The mailbox of one task; cheap to check when empty.

@@ -1,17 +1,24 @@
 //! The embedded mini cluster: turns a job graph into subtasks (one thread each), connects
-//! them with channels, runs them and gathers the result. It follows the same
-//! JobGraph → ExecutionGraph → deployment path a standalone cluster does, in one process.
+//! them with channels and runs them under a job master (see `master.rs`) that coordinates
+//! checkpoints and restarts the job after failures. It follows the same JobGraph →
+//! ExecutionGraph → deployment path a standalone cluster does, in one process.
 
 use crate::chain::take_panicked_operator;
 use crate::channel::{CancelToken, TaskWaker};
-use crate::context::{ExecutionMode, OperatorInfo, TaskContext, TaskInfo};
+use crate::checkpoint::coordinator::{CheckpointStats, TaskDescriptor};
+use crate::checkpoint::restore::{JobRestore, TaskRestore};
+use crate::checkpoint::storage::CompletedCheckpoint;
+use crate::checkpoint::{CheckpointConfig, RestartStrategy, TaskEvent};
+use crate::context::{ExecutionMode, OperatorInfo, TaskContext, TaskEvents, TaskInfo};
 use crate::error::{JobError, TaskError, TaskResult, lock};
+use crate::failure::FailureInjector;
 use crate::graph::{
-    ErasedEnumerator, ErasedOutput, ErasedReceiver, ErasedSender, NetworkSettings, NodeKind, SideOutputs, StreamGraph,
-    TypeOps,
+    ErasedEnumerator, ErasedOutput, ErasedReceiver, ErasedSender, NetworkSettings, NodeKind, SideOutputs, SourceFactory,
+    StreamGraph, TypeOps,
 };
 use crate::job_graph::{GraphDefaults, JobGraph};
 use crate::mailbox::{Mail, Mailbox};
+use crate::master::{JobControl, run_master};
 use crate::metrics::{AccumulatorRegistry, AccumulatorValue, TaskReport};
 use crate::partitioner::{PartitionerSpec, connected_consumers};
 use crate::task::{StreamTask, run_task};
@@ -20,9 +27,11 @@ use brisk_core::job_graph::JobGraphDescription;
 use brisk_core::key_group::{assign_to_key_group, operator_index_for_key_group};
 use brisk_core::{Configuration, Data, Key};
 use brisk_state::StateBackendConfig;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
@@ -53,6 +62,16 @@ pub struct JobOptions {
     pub state_backend: StateBackendConfig,
     /// Interval of periodic watermark generation.
     pub auto_watermark_interval: Duration,
+    /// Checkpointing.
+    pub checkpoint: CheckpointConfig,
+    /// What happens after a failure.
+    pub restart_strategy: RestartStrategy,
+    /// Start from this savepoint or retained checkpoint.
+    pub restore_from: Option<PathBuf>,
+    /// Start even if the savepoint has state for operators the job does not have.
+    pub allow_non_restored_state: bool,
+    /// Planned failures (recovery tests).
+    pub failures: FailureInjector,
 }
 
 impl JobOptions {
@@ -75,6 +94,11 @@ impl JobOptions {
             task_slots: None,
             state_backend: StateBackendConfig::default(),
             auto_watermark_interval: crate::watermark::DEFAULT_AUTO_WATERMARK_INTERVAL,
+            checkpoint: CheckpointConfig::default(),
+            restart_strategy: RestartStrategy::None,
+            restore_from: None,
+            allow_non_restored_state: false,
+            failures: FailureInjector::default(),
         }
     }
 }
@@ -109,6 +133,12 @@ pub struct JobExecutionResult {
     pub accumulators: BTreeMap<String, AccumulatorValue>,
     /// The executed job graph.
     pub job_graph: JobGraphDescription,
+    /// Every checkpoint and savepoint the job took, in order.
+    pub checkpoints: Vec<CheckpointStats>,
+    /// How often the job restarted after failures.
+    pub restarts: usize,
+    /// The savepoint written by stop-with-savepoint, if the job was stopped with one.
+    pub savepoint: Option<PathBuf>,
 }
 
 impl JobExecutionResult {
@@ -148,6 +178,7 @@ enum OutputTarget {
     Network { partitioner: PartitionerSpec, senders: Vec<ErasedSender>, consumer_max_parallelism: usize },
 }
 
+
 /// Everything a subtask's thread needs to build and run its task.
 struct SubtaskDeployment {
     info: TaskInfo,
@@ -157,50 +188,92 @@ struct SubtaskDeployment {
     enumerator: Option<ErasedEnumerator>,
     waker: Arc<TaskWaker>,
     mailbox: Mailbox,
+    restore: Option<Arc<TaskRestore>>,
 }
 
-struct TaskOutcome {
-    task_name: String,
-    result: TaskResult<TaskReport>,
+/// How one subtask ended.
+pub(crate) struct TaskOutcome {
+    pub task_name: String,
+    pub result: TaskResult<TaskReport>,
 }
 
-/// Shared between the client and the task threads.
-struct JobShared {
-    cancel: CancelToken,
-    wakers: Vec<Arc<TaskWaker>>,
-    first_failure: Mutex<Option<usize>>,
-    cancelled_by_client: std::sync::atomic::AtomicBool,
-    records_read: Arc<AtomicU64>,
-    running_tasks: AtomicUsize,
-    /// Mailbox of every subtask, by vertex and subtask index.
-    mailboxes: Vec<Vec<Mailbox>>,
+/// One attempt at running the job: its tasks, and what the master needs to reach them.
+pub(crate) struct Attempt {
+    pub number: usize,
+    pub cancel: CancelToken,
+    pub wakers: Vec<Arc<TaskWaker>>,
+    /// Every subtask's mailbox, by vertex and subtask index.
+    pub mailboxes: Vec<Vec<Mailbox>>,
+    pub threads: Vec<JoinHandle<TaskOutcome>>,
+    /// Source nodes: operator id, factory and enumerator.
+    pub sources: Vec<(String, Box<dyn SourceFactory>, ErasedEnumerator)>,
+    /// Task index of each source subtask.
+    pub source_tasks: Vec<usize>,
+    /// What the coordinator records per task.
+    pub tasks: Vec<TaskDescriptor>,
 }
 
-impl JobShared {
-    fn cancel_all(&self) {
+impl Attempt {
+    /// Cancels every task of the attempt.
+    pub fn cancel(&self) {
         self.cancel.cancel();
-        for w in &self.wakers {
-            w.wake();
-        }
+        self.wakers.iter().for_each(|w| w.wake());
+    }
+
+    /// Sends `mail` to every task.
+    pub fn broadcast(&self, mail: impl Fn() -> Mail) {
+        self.mailboxes.iter().flatten().for_each(|m| m.send(mail()));
+    }
+
+    /// The mailbox of task `index` (deployment order).
+    pub fn mailbox(&self, index: usize) -> Option<&Mailbox> {
+        self.mailboxes.iter().flatten().nth(index)
     }
 }
 
-/// A running job: wait for it or cancel it (Flink's `JobClient`).
+/// The resolved job the master redeploys after failures.
+pub(crate) struct Deployable {
+    pub graph: StreamGraph,
+    pub job: JobGraph,
+    pub options: JobOptions,
+}
+
+/// A running job: wait for it, cancel it, or take savepoints (Flink's `JobClient`).
 pub struct JobClient {
     job_name: String,
-    shared: Arc<JobShared>,
-    threads: Vec<JoinHandle<TaskOutcome>>,
-    started: Instant,
+    control: Arc<JobControl>,
+    master: JoinHandle<Result<JobExecutionResult, JobError>>,
     graph: StreamGraphSummary,
 }
 
 struct StreamGraphSummary {
     /// Parallelism and max parallelism of each vertex.
     vertices: Vec<(usize, usize)>,
-    node_names: Vec<String>,
-    operator_ids: Vec<String>,
-    parallelism: Vec<usize>,
     description: JobGraphDescription,
+}
+
+/// A handle on a running job that can be shared with other threads (e.g. a signal handler).
+#[derive(Clone)]
+pub struct JobController {
+    control: Arc<JobControl>,
+}
+
+impl JobController {
+    /// Cancels the job.
+    pub fn cancel(&self) {
+        self.control.request_cancel();
+    }
+
+    /// Writes a savepoint into a new directory inside `dir`; returns its path.
+    pub fn trigger_savepoint(&self, dir: &Path) -> Result<PathBuf, JobError> {
+        self.control.savepoint(dir, None)
+    }
+
+    /// Takes a savepoint and stops the job after it (with `drain`, the final watermark first
+    /// flushes event-time state, as if the input had ended).
+    pub fn stop_with_savepoint(&self, dir: &Path, drain: bool) -> Result<PathBuf, JobError> {
+        self.control.savepoint(dir, Some(drain))
+    }
 }
 
 impl JobClient {
@@ -214,10 +287,29 @@ impl JobClient {
         &self.graph.description
     }
 
+    /// A handle for other threads.
+    pub fn controller(&self) -> JobController {
+        JobController { control: self.control.clone() }
+    }
+
     /// Cancels the job; `wait` then returns [`JobError::Cancelled`].
     pub fn cancel(&self) {
-        self.shared.cancelled_by_client.store(true, std::sync::atomic::Ordering::Release);
-        self.shared.cancel_all();
+        self.control.request_cancel();
+    }
+
+    /// Writes a savepoint into a new directory inside `dir`; returns its path.
+    pub fn trigger_savepoint(&self, dir: &Path) -> Result<PathBuf, JobError> {
+        self.control.savepoint(dir, None)
+    }
+
+    /// Takes a savepoint and stops the job after it; `wait` then returns normally.
+    pub fn stop_with_savepoint(&self, dir: &Path, drain: bool) -> Result<PathBuf, JobError> {
+        self.control.savepoint(dir, Some(drain))
+    }
+
+    /// The checkpoints taken so far.
+    pub fn checkpoint_history(&self) -> Vec<CheckpointStats> {
+        lock(&self.control.history).clone()
     }
 
     /// Looks up the value of keyed state `state` for `key` in the running job (Flink's
@@ -225,10 +317,11 @@ impl JobClient {
     pub fn query_state<K: Key, V: Data>(&self, state: &str, key: &K) -> Result<Option<V>, JobError> {
         let encoded = brisk_state::codec::encode(key)
             .map_err(|e| JobError::InvalidJob(format!("cannot encode key {key:?}: {e}")))?;
+        let mailboxes = lock(&self.control.mailboxes).clone();
         for (vertex, (parallelism, max_parallelism)) in self.graph.vertices.iter().enumerate() {
             let key_group = assign_to_key_group(key, *max_parallelism);
             let subtask = operator_index_for_key_group(*max_parallelism, *parallelism, key_group);
-            let Some(mailbox) = self.shared.mailboxes.get(vertex).and_then(|m| m.get(subtask)) else { continue };
+            let Some(mailbox) = mailboxes.get(vertex).and_then(|m| m.get(subtask)) else { continue };
             let (reply, answer) = std::sync::mpsc::channel();
             mailbox.send(Mail::QueryState { state: state.to_string(), key_group, key: encoded.clone(), reply });
             let query_failed = |reason: String| {
@@ -249,82 +342,33 @@ impl JobClient {
         Ok(None)
     }
 
-    /// Whether every task has ended.
+    /// Whether the job has ended.
     pub fn is_finished(&self) -> bool {
-        self.threads.iter().all(|t| t.is_finished())
+        self.master.is_finished()
     }
 
     /// Waits for the job to end.
     pub fn wait(self) -> Result<JobExecutionResult, JobError> {
-        let mut outcomes = Vec::with_capacity(self.threads.len());
-        for handle in self.threads {
-            match handle.join() {
-                Ok(outcome) => outcomes.push(outcome),
-                // The thread body catches panics; reaching this means the runtime itself broke.
-                Err(_) => outcomes.push(TaskOutcome {
-                    task_name: "unknown".into(),
-                    result: Err(TaskError::msg("a task thread died unexpectedly")),
-                }),
-            }
+        match self.master.join() {
+            Ok(result) => result,
+            Err(_) => Err(JobError::TaskFailed {
+                job: self.job_name,
+                task: "job master".into(),
+                cause: TaskError::msg("the job master thread died unexpectedly"),
+            }),
         }
-        let net_runtime = self.started.elapsed();
-        let first_failure = *lock(&self.shared.first_failure);
-        if self.shared.cancelled_by_client.load(std::sync::atomic::Ordering::Acquire) && first_failure.is_none() {
-            info!(job = %self.job_name, "job cancelled");
-            return Err(JobError::Cancelled(self.job_name));
-        }
-        let failed = first_failure.or_else(|| outcomes.iter().position(|o| o.result.is_err()));
-        if let Some(index) = failed {
-            let outcome = outcomes.swap_remove(index);
-            if let Err(cause) = outcome.result {
-                warn!(job = %self.job_name, task = %outcome.task_name, error = %cause, "job failed");
-                return Err(JobError::TaskFailed { job: self.job_name, task: outcome.task_name, cause });
-            }
-        }
-        let mut per_node: Vec<OperatorMetricsSummary> = self
-            .graph
-            .node_names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| OperatorMetricsSummary {
-                id: self.graph.operator_ids[i].clone(),
-                name: name.clone(),
-                parallelism: self.graph.parallelism[i],
-                records_in: 0,
-                records_out: 0,
-                counters: BTreeMap::new(),
-            })
-            .collect();
-        let mut accumulators: BTreeMap<String, AccumulatorValue> = BTreeMap::new();
-        for outcome in outcomes {
-            let Ok(report) = outcome.result else { continue };
-            for op in report.operators {
-                if let Some(summary) = per_node.get_mut(op.node_id) {
-                    summary.records_in += op.records_in;
-                    summary.records_out += op.records_out;
-                    for (name, value) in op.counters {
-                        *summary.counters.entry(name).or_default() += value;
-                    }
-                }
-            }
-            for (name, value) in report.accumulators {
-                match accumulators.get_mut(&name) {
-                    Some(existing) => existing.merge(&value),
-                    None => {
-                        accumulators.insert(name, value);
-                    }
-                }
-            }
-        }
-        info!(job = %self.job_name, runtime_ms = net_runtime.as_millis() as u64, "job finished");
-        Ok(JobExecutionResult {
-            job_name: self.job_name,
-            net_runtime,
-            operators: per_node,
-            accumulators,
-            job_graph: self.graph.description,
-        })
     }
+}
+
+/// Reads the savepoint or checkpoint to start from and checks it fits the job.
+fn initial_restore(deployable: &Deployable) -> Result<Option<JobRestore>, JobError> {
+    let Some(path) = &deployable.options.restore_from else { return Ok(None) };
+    let checkpoint = CompletedCheckpoint::load(path).map_err(|e| JobError::InvalidJob(format!("cannot restore from '{}': {e}", path.display())))?;
+    let restore = JobRestore::new(checkpoint);
+    let ids: BTreeSet<String> = deployable.job.operator_ids.iter().cloned().collect();
+    restore.check_mapping(&ids, deployable.options.allow_non_restored_state).map_err(JobError::InvalidJob)?;
+    info!(path = %path.display(), checkpoint = restore.id(), "restoring the job from a snapshot");
+    Ok(Some(restore))
 }
 
 /// Deploys `graph` into an in-process cluster and starts it.
@@ -334,7 +378,44 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
     let subtasks: usize = job.vertices.iter().map(|v| v.parallelism).sum();
     info!(job = %job_name, tasks = job.vertices.len(), subtasks, "submitting job");
     debug!("execution plan:\n{}", job.description.to_plan_string());
+    if options.checkpoint.is_enabled() && options.execution_mode == ExecutionMode::Batch {
+        return Err(JobError::InvalidJob("checkpointing is not supported in BATCH execution mode (bounded jobs recompute on failure); use STREAMING".into()));
+    }
+    let summary = StreamGraphSummary {
+        vertices: job.vertices.iter().map(|v| (v.parallelism, v.max_parallelism)).collect(),
+        description: job.description.clone(),
+    };
+    let deployable = Deployable { graph, job, options };
+    let restore = initial_restore(&deployable)?;
+    let control = Arc::new(JobControl::new());
+    let (events, receiver) = std::sync::mpsc::channel();
+    let first = deploy(&deployable, restore.as_ref(), 0, &events, &control)?;
+    if let Some(interval) = deployable.options.progress_interval {
+        start_progress_reporter(job_name.clone(), control.clone(), interval);
+    }
+    let master_control = control.clone();
+    let master = std::thread::Builder::new()
+        .name(format!("{job_name} master"))
+        .spawn(move || run_master(deployable, first, restore, events, receiver, master_control))
+        .map_err(JobError::Spawn)?;
+    Ok(JobClient { job_name, control, master, graph: summary })
+}
 
+/// Runs `graph` to completion.
+pub fn execute(graph: StreamGraph, options: JobOptions) -> Result<JobExecutionResult, JobError> {
+    submit(graph, options)?.wait()
+}
+
+/// Builds the tasks of one attempt (restoring `restore`) and starts their threads.
+pub(crate) fn deploy(
+    deployable: &Deployable,
+    restore: Option<&JobRestore>,
+    attempt: usize,
+    events: &Sender<TaskEvent>,
+    control: &Arc<JobControl>,
+) -> Result<Attempt, JobError> {
+    let Deployable { graph, job, options } = deployable;
+    let job_name = options.defaults.job_name.clone();
     // One waker per subtask, so channels can wake their consumer.
     let mut subtask_base = Vec::with_capacity(job.vertices.len());
     let mut wakers = Vec::new();
@@ -366,19 +447,28 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
         }
     }
 
+    let mut sources = Vec::new();
     let mut enumerators: HashMap<usize, ErasedEnumerator> = HashMap::new();
     for v in &job.vertices {
         if let NodeKind::Source(factory) = &graph.nodes[v.head].kind {
-            let enumerator = factory.create_enumerator(v.parallelism).map_err(|cause| JobError::TaskFailed {
+            let operator = &graph.nodes[v.head].name;
+            let failed = |cause: brisk_core::BoxError| JobError::TaskFailed {
                 job: job_name.clone(),
                 task: v.name.clone(),
-                cause: TaskError::User(cause).in_operator(&graph.nodes[v.head].name),
-            })?;
+                cause: TaskError::User(cause).in_operator(operator),
+            };
+            let enumerator = factory.create_enumerator(v.parallelism).map_err(failed)?;
+            let operator_id = job.operator_ids[v.head].clone();
+            if let Some(state) = restore.and_then(|r| r.enumerator_state(&operator_id)) {
+                let readers = restore.map(|r| r.raw_states(&operator_id)).unwrap_or_default();
+                factory.restore_enumerator(&enumerator, state, &readers).map_err(failed)?;
+            }
+            sources.push((operator_id, factory.clone_box(), enumerator.clone()));
             enumerators.insert(v.head, enumerator);
         }
     }
 
-    let slots = assign_slots(&job, options.task_slots)?;
+    let slots = assign_slots(job, options.task_slots)?;
     let mailboxes: Vec<Vec<Mailbox>> = job
         .vertices
         .iter()
@@ -386,11 +476,22 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
         .map(|(vi, v)| (0..v.parallelism).map(|i| Mailbox::new(waker_of(vi, i))).collect())
         .collect();
     let mut deployments = Vec::new();
+    let mut tasks = Vec::new();
+    let mut source_tasks = Vec::new();
     for (vi, v) in job.vertices.iter().enumerate() {
+        let chain_ids: Vec<String> = v.nodes.iter().map(|n| job.operator_ids[*n].clone()).collect();
         for (subtask, mailbox) in mailboxes[vi].iter().enumerate() {
             debug!(task = %v.name, subtask, slot = slots[vi] + subtask, "assigned to slot");
-            let head = chain_for(&graph, &job, v.head, subtask, &mut senders);
+            let head = chain_for(graph, job, v.head, subtask, &mut senders);
             let input_type = graph.in_edges(v.head).next().map(|(_, e)| e.type_ops.clone());
+            let task_restore = match restore {
+                Some(r) => Some(Arc::new(r.for_subtask(&chain_ids, subtask, v.parallelism, v.max_parallelism).map_err(JobError::InvalidJob)?)),
+                None => None,
+            };
+            if matches!(graph.nodes[v.head].kind, NodeKind::Source(_)) {
+                source_tasks.push(deployments.len());
+            }
+            tasks.push(TaskDescriptor { subtask, parallelism: v.parallelism, operator_ids: chain_ids.clone() });
             deployments.push(SubtaskDeployment {
                 info: TaskInfo {
                     job_name: job_name.clone(),
@@ -398,7 +499,7 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
                     subtask_index: subtask,
                     parallelism: v.parallelism,
                     max_parallelism: v.max_parallelism,
-                    attempt_number: 0,
+                    attempt_number: attempt,
                 },
                 head,
                 inputs: [
@@ -409,53 +510,38 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
                 enumerator: enumerators.get(&v.head).cloned(),
                 waker: waker_of(vi, subtask),
                 mailbox: mailbox.clone(),
+                restore: task_restore,
             });
         }
     }
 
-    let shared = Arc::new(JobShared {
-        cancel: CancelToken::new(),
-        wakers: wakers.clone(),
-        first_failure: Mutex::new(None),
-        cancelled_by_client: std::sync::atomic::AtomicBool::new(false),
-        records_read: Arc::new(AtomicU64::new(0)),
-        running_tasks: AtomicUsize::new(deployments.len()),
-        mailboxes,
-    });
-    let started = Instant::now();
+    let cancel = CancelToken::new();
+    let first_failure = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::with_capacity(deployments.len());
     for (index, deployment) in deployments.into_iter().enumerate() {
-        let task_shared = shared.clone();
-        let options = options.clone();
         let name = deployment.info.name_with_subtask();
-        debug!(task = %name, "deploying subtask");
-        let spawned = std::thread::Builder::new()
-            .name(name.clone())
-            .spawn(move || run_subtask(index, deployment, &options, &task_shared));
+        debug!(task = %name, attempt, "deploying subtask");
+        let runtime = SubtaskRuntime {
+            index,
+            options: options.clone(),
+            cancel: cancel.clone(),
+            wakers: wakers.clone(),
+            events: events.clone(),
+            records_read: control.records_read.clone(),
+            first_failure: first_failure.clone(),
+        };
+        let spawned = std::thread::Builder::new().name(name).spawn(move || run_subtask(deployment, runtime));
         match spawned {
             Ok(handle) => threads.push(handle),
             Err(e) => {
-                shared.cancel_all();
+                cancel.cancel();
+                wakers.iter().for_each(|w| w.wake());
                 return Err(JobError::Spawn(e));
             }
         }
     }
-    if let Some(interval) = options.progress_interval {
-        start_progress_reporter(job_name.clone(), shared.clone(), interval);
-    }
-    let summary = StreamGraphSummary {
-        vertices: job.vertices.iter().map(|v| (v.parallelism, v.max_parallelism)).collect(),
-        node_names: graph.nodes.iter().map(|n| n.name.clone()).collect(),
-        operator_ids: job.operator_ids.clone(),
-        parallelism: job.parallelism.clone(),
-        description: job.description.clone(),
-    };
-    Ok(JobClient { job_name, shared, threads, started, graph: summary })
-}
-
-/// Runs `graph` to completion.
-pub fn execute(graph: StreamGraph, options: JobOptions) -> Result<JobExecutionResult, JobError> {
-    submit(graph, options)?.wait()
+    *lock(&control.mailboxes) = mailboxes.clone();
+    Ok(Attempt { number: attempt, cancel, wakers, mailboxes, threads, sources, source_tasks, tasks })
 }
 
 /// Places subtasks into the mini cluster's slots as Flink's slot sharing does: subtask `i` of
@@ -490,33 +576,6 @@ fn assign_slots(job: &JobGraph, available: Option<usize>) -> Result<Vec<usize>, 
         first.push(offset);
     }
     Ok(first)
-}
-
-/// Logs how many records the sources have read, every `interval`, until the job ends.
-fn start_progress_reporter(job_name: String, shared: Arc<JobShared>, interval: Duration) {
-    let thread_name = format!("{job_name} progress");
-    let reporter_job = job_name.clone();
-    let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
-        let job_name = reporter_job;
-        let started = Instant::now();
-        let mut last = (started, 0u64);
-        loop {
-            let deadline = Instant::now() + interval;
-            while Instant::now() < deadline {
-                if shared.running_tasks.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100).min(interval));
-            }
-            let read = shared.records_read.load(Ordering::Relaxed);
-            let rate = (read - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-3);
-            info!(job = %job_name, elapsed_s = started.elapsed().as_secs(), records_read = read, records_per_s = rate as u64, "progress");
-            last = (Instant::now(), read);
-        }
-    });
-    if let Err(e) = spawned {
-        warn!(job = %job_name, error = %e, "cannot start the progress reporter");
-    }
 }
 
 fn chain_for(
@@ -619,14 +678,55 @@ fn build_task(d: SubtaskDeployment, settings: &NetworkSettings) -> TaskResult<Bo
     }
 }
 
-fn run_subtask(index: usize, d: SubtaskDeployment, options: &JobOptions, shared: &JobShared) -> TaskOutcome {
+
+/// Logs how many records the sources have read, every `interval`, until the job ends.
+fn start_progress_reporter(job_name: String, control: Arc<JobControl>, interval: Duration) {
+    let thread_name = format!("{job_name} progress");
+    let reporter_job = job_name.clone();
+    let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
+        let job_name = reporter_job;
+        let started = Instant::now();
+        let mut last = (started, 0u64);
+        loop {
+            let deadline = Instant::now() + interval;
+            while Instant::now() < deadline {
+                if control.finished.load(Ordering::Acquire) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100).min(interval));
+            }
+            let read = control.records_read.load(Ordering::Relaxed);
+            let rate = (read - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-3);
+            info!(job = %job_name, elapsed_s = started.elapsed().as_secs(), records_read = read, records_per_s = rate as u64, "progress");
+            last = (Instant::now(), read);
+        }
+    });
+    if let Err(e) = spawned {
+        warn!(job = %job_name, error = %e, "cannot start the progress reporter");
+    }
+}
+
+
+/// What a subtask thread shares with its attempt and the job master.
+struct SubtaskRuntime {
+    index: usize,
+    options: JobOptions,
+    cancel: CancelToken,
+    wakers: Vec<Arc<TaskWaker>>,
+    events: Sender<TaskEvent>,
+    records_read: Arc<AtomicU64>,
+    first_failure: Arc<AtomicBool>,
+}
+
+fn run_subtask(d: SubtaskDeployment, rt: SubtaskRuntime) -> TaskOutcome {
     let task_name = d.info.name_with_subtask();
+    let options = &rt.options;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let settings = NetworkSettings {
             subtask_index: d.info.subtask_index,
             consumer_max_parallelism: d.info.max_parallelism,
             buffer_bytes: options.buffer_bytes,
-            cancel: shared.cancel.clone(),
+            cancel: rt.cancel.clone(),
         };
         let ctx = TaskContext {
             info: d.info.clone(),
@@ -635,12 +735,16 @@ fn run_subtask(index: usize, d: SubtaskDeployment, options: &JobOptions, shared:
             processing_time: ProcessingTimeService::new(options.clock.clone()),
             accumulators: AccumulatorRegistry::default(),
             waker: d.waker.clone(),
-            cancel: shared.cancel.clone(),
-            records_read: shared.records_read.clone(),
+            cancel: rt.cancel.clone(),
+            records_read: rt.records_read.clone(),
             state_backend: options.state_backend.clone(),
             clock: options.clock.clone(),
             mailbox: d.mailbox.clone(),
             auto_watermark_interval: options.auto_watermark_interval,
+            checkpoint_config: options.checkpoint.is_enabled().then(|| options.checkpoint.clone()),
+            events: TaskEvents::new(rt.index, rt.events.clone()),
+            restore: d.restore.clone(),
+            failures: options.failures.clone(),
         };
         let mut task = build_task(d, &settings)?;
         run_task(task.as_mut(), &ctx, options.buffer_timeout)
@@ -653,18 +757,15 @@ fn run_subtask(index: usize, d: SubtaskDeployment, options: &JobOptions, shared:
             .unwrap_or_else(|| "unknown panic payload".into());
         Err(TaskError::Panic { operator: take_panicked_operator().unwrap_or_else(|| task_name.clone()), message })
     });
-    shared.running_tasks.fetch_sub(1, Ordering::AcqRel);
     if let Err(e) = &result {
-        if !e.is_consequence() {
-            let mut first = lock(&shared.first_failure);
-            if first.is_none() {
-                *first = Some(index);
-                warn!(task = %task_name, error = %e, "task failed; cancelling the job");
-            }
+        if !e.is_consequence() && !rt.first_failure.swap(true, Ordering::AcqRel) {
+            warn!(task = %task_name, error = %e, "task failed; cancelling the attempt");
         }
-        shared.cancel_all();
+        rt.cancel.cancel();
+        rt.wakers.iter().for_each(|w| w.wake());
     } else {
         debug!(task = %task_name, "task finished");
     }
+    let _ = rt.events.send(TaskEvent::Ended(rt.index));
     TaskOutcome { task_name, result }
 }

@@ -2,10 +2,11 @@
 //! reading them back from all input channels.
 
 use crate::channel::{CancelToken, ChannelReceiver, ChannelSender, Message, TryRecv};
+use crate::checkpoint::CheckpointBarrier;
 use crate::context::TaskContext;
 use crate::error::{TaskError, TaskResult};
 use crate::metrics::OperatorReport;
-use crate::output::{ChainControl, Output};
+use crate::output::{ChainControl, CheckpointEvent, Output};
 use crate::partitioner::{Partitioner, Target};
 use brisk_core::{StreamRecord, Watermark, WatermarkStatus};
 
@@ -108,6 +109,12 @@ impl<T: Clone> ChainControl for RecordWriterOutput<T> {
         Ok(())
     }
     fn report(&self, _: &mut Vec<OperatorReport>) {}
+    fn on_checkpoint(&mut self, event: &mut CheckpointEvent<'_>) -> TaskResult {
+        match event {
+            CheckpointEvent::Barrier(barrier) => self.broadcast_event(|| Message::Barrier((*barrier).clone())),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Combines the watermarks of a task's input channels (Flink's `StatusWatermarkValve`): the
@@ -201,6 +208,10 @@ pub enum GateEvent<T> {
     Watermark(Watermark),
     /// The combined status changed.
     Status(WatermarkStatus),
+    /// A checkpoint barrier from a channel.
+    Barrier(CheckpointBarrier, usize),
+    /// A channel ended (it no longer holds back barrier alignment).
+    ChannelEnded(usize),
     /// A message was consumed that changes nothing downstream.
     Progress,
     /// No channel has anything now.
@@ -213,6 +224,10 @@ pub enum GateEvent<T> {
 pub struct InputGate<T> {
     channels: Vec<ChannelReceiver<T>>,
     ended: Vec<bool>,
+    /// Channels held back for barrier alignment.
+    blocked: Vec<bool>,
+    /// A channel end to report once its watermark effect was reported.
+    pending_end: Option<usize>,
     remaining: usize,
     next: usize,
     valve: WatermarkValve,
@@ -222,7 +237,32 @@ impl<T> InputGate<T> {
     /// A gate over `channels`.
     pub fn new(channels: Vec<ChannelReceiver<T>>) -> Self {
         let n = channels.len();
-        InputGate { ended: vec![false; n], remaining: n, next: 0, valve: WatermarkValve::new(n), channels }
+        InputGate {
+            ended: vec![false; n],
+            blocked: vec![false; n],
+            pending_end: None,
+            remaining: n,
+            next: 0,
+            valve: WatermarkValve::new(n),
+            channels,
+        }
+    }
+
+    /// Number of channels.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Holds back (or releases) a channel for barrier alignment.
+    pub fn set_blocked(&mut self, channel: usize, blocked: bool) {
+        if let Some(b) = self.blocked.get_mut(channel) {
+            *b = blocked;
+        }
+    }
+
+    /// Releases every channel.
+    pub fn unblock_all(&mut self) {
+        self.blocked.iter_mut().for_each(|b| *b = false);
     }
 
     /// Whether every channel has ended.
@@ -239,6 +279,9 @@ impl<T> InputGate<T> {
 
     /// Takes the next message from the next channel that has one.
     pub fn poll(&mut self) -> TaskResult<GateEvent<T>> {
+        if let Some(channel) = self.pending_end.take() {
+            return Ok(GateEvent::ChannelEnded(channel));
+        }
         if self.remaining == 0 {
             return Ok(GateEvent::Finished);
         }
@@ -246,7 +289,7 @@ impl<T> InputGate<T> {
         for _ in 0..n {
             let i = self.next;
             self.next = if i + 1 == n { 0 } else { i + 1 };
-            if self.ended[i] {
+            if self.ended[i] || self.blocked[i] {
                 continue;
             }
             match self.channels[i].try_recv() {
@@ -257,6 +300,7 @@ impl<T> InputGate<T> {
                 TryRecv::Message(Message::WatermarkStatus(s)) => {
                     return Ok(Self::valve_event(self.valve.input_status(i, s)));
                 }
+                TryRecv::Message(Message::Barrier(barrier)) => return Ok(GateEvent::Barrier(barrier, i)),
                 TryRecv::Message(Message::EndOfInput) => {
                     self.ended[i] = true;
                     self.remaining -= 1;
@@ -265,6 +309,7 @@ impl<T> InputGate<T> {
                     if self.remaining == 0 {
                         return Ok(GateEvent::Finished);
                     }
+                    self.pending_end = Some(i);
                     return Ok(Self::valve_event(out));
                 }
                 TryRecv::Empty => {}

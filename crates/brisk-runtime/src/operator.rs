@@ -1,6 +1,7 @@
 //! The operator contracts: what the runtime calls on an operator, with default no-op hooks so
 //! an operator implements only what it needs.
 
+use crate::checkpoint::{CheckpointBarrier, CheckpointId, OperatorSnapshot};
 use crate::context::OperatorContext;
 use crate::error::TaskResult;
 use crate::output::{OperatorOutput, StateQuery};
@@ -21,6 +22,21 @@ pub trait StreamOperator {
     /// Answers a query of keyed state by name, if the operator has such a state.
     fn query_state(&mut self, _query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
         None
+    }
+
+    /// The synchronous part of a snapshot of the operator's state (Flink's `snapshotState`).
+    fn snapshot_state(&mut self, _barrier: &CheckpointBarrier) -> TaskResult<OperatorSnapshot> {
+        Ok(OperatorSnapshot::default())
+    }
+
+    /// A checkpoint completed: commit what it covers (two-phase-commit sinks).
+    fn notify_checkpoint_complete(&mut self, _checkpoint: CheckpointId) -> TaskResult {
+        Ok(())
+    }
+
+    /// A checkpoint was abandoned.
+    fn notify_checkpoint_aborted(&mut self, _checkpoint: CheckpointId) -> TaskResult {
+        Ok(())
     }
 }
 

@@ -4,6 +4,7 @@
 //! ([`Output::collect`]); so do the control calls of [`ChainControl`] (open, finish, flush,
 //! timers, reports), each operator handling its part before passing the call on.
 
+use crate::checkpoint::{CheckpointBarrier, CheckpointId, TaskSnapshot};
 use crate::context::TaskContext;
 use crate::error::{TaskError, TaskResult};
 use crate::metrics::OperatorReport;
@@ -30,6 +31,26 @@ pub trait ChainControl {
     fn query_state(&mut self, _query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
         None
     }
+    /// A checkpoint event: each operator handles it, then passes it down the chain.
+    fn on_checkpoint(&mut self, event: &mut CheckpointEvent<'_>) -> TaskResult;
+}
+
+/// What happens to a checkpoint, as the operators of a chain see it.
+pub enum CheckpointEvent<'a> {
+    /// Take the synchronous part of a snapshot.
+    Snapshot {
+        /// The checkpoint.
+        barrier: &'a CheckpointBarrier,
+        /// Where each operator puts its state.
+        into: &'a mut TaskSnapshot,
+    },
+    /// Send the barrier on every network output (after the snapshot).
+    Barrier(&'a CheckpointBarrier),
+    /// The checkpoint completed ([`FINAL_CHECKPOINT`](crate::checkpoint::FINAL_CHECKPOINT):
+    /// the job finished): commit what it covers.
+    Complete(CheckpointId),
+    /// The checkpoint was abandoned.
+    Aborted(CheckpointId),
 }
 
 /// A lookup of one keyed state value from outside the task.
@@ -87,6 +108,9 @@ impl<X> ChainControl for SideOutput<X> {
     }
     fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
         self.0.query_state(query)
+    }
+    fn on_checkpoint(&mut self, event: &mut CheckpointEvent<'_>) -> TaskResult {
+        self.0.on_checkpoint(event)
     }
 }
 
@@ -215,6 +239,12 @@ impl<OUT> ChainControl for OperatorOutput<OUT> {
     fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
         self.main.query_state(query).or_else(|| self.sides.iter_mut().find_map(|(_, s)| s.query_state(query)))
     }
+    fn on_checkpoint(&mut self, event: &mut CheckpointEvent<'_>) -> TaskResult {
+        for (_, side) in &mut self.sides {
+            side.on_checkpoint(event)?;
+        }
+        self.main.on_checkpoint(event)
+    }
 }
 
 /// Copies every record to several receivers (a stream consumed by several operators).
@@ -250,6 +280,9 @@ impl<T> ChainControl for BroadcastingOutput<T> {
     }
     fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
         self.outputs.iter_mut().find_map(|o| o.query_state(query))
+    }
+    fn on_checkpoint(&mut self, event: &mut CheckpointEvent<'_>) -> TaskResult {
+        self.outputs.iter_mut().try_for_each(|o| o.on_checkpoint(event))
     }
 }
 
@@ -292,6 +325,9 @@ impl ChainControl for DiscardOutput {
         Ok(())
     }
     fn report(&self, _: &mut Vec<OperatorReport>) {}
+    fn on_checkpoint(&mut self, _: &mut CheckpointEvent<'_>) -> TaskResult {
+        Ok(())
+    }
 }
 
 impl<T> Output<T> for DiscardOutput {
@@ -348,6 +384,9 @@ impl<T> ChainControl for CollectingOutput<T> {
         Ok(())
     }
     fn report(&self, _: &mut Vec<OperatorReport>) {}
+    fn on_checkpoint(&mut self, _: &mut CheckpointEvent<'_>) -> TaskResult {
+        Ok(())
+    }
 }
 
 impl<T> Output<T> for CollectingOutput<T> {

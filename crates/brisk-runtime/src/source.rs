@@ -6,13 +6,15 @@ use crate::channel::{CancelToken, TaskWaker};
 use crate::context::{OperatorInfo, TaskContext};
 use crate::error::{TaskError, TaskResult, lock};
 use crate::metrics::OperatorReport;
-use crate::output::{ChainControl, OperatorOutput};
+use crate::checkpoint::OperatorSnapshot;
+use crate::output::{ChainControl, CheckpointEvent, OperatorOutput};
 use crate::time::ProcessingTimeService;
 use crate::watermark::{WatermarkStrategy, WatermarkTracker, WatermarkUpdate};
 use brisk_core::{BoxError, NO_TIMESTAMP, StreamRecord, Watermark};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,8 +49,14 @@ pub enum NextSplit<S> {
 pub trait SplitEnumerator<S>: Send {
     /// Work for reader `subtask`.
     fn next_split(&mut self, subtask: usize) -> Result<NextSplit<S>, BoxError>;
-    /// Splits handed out earlier come back (their reader failed before finishing them).
+    /// Splits handed out earlier come back (their reader failed before finishing them, or a
+    /// checkpoint is restored); `subtask` may not exist any more (rescaling).
     fn add_splits_back(&mut self, splits: Vec<S>, subtask: usize);
+    /// The enumerator's state for a checkpoint: the splits no reader has got yet (and what
+    /// else it needs, e.g. the files already seen).
+    fn snapshot_state(&mut self) -> Result<Vec<u8>, BoxError>;
+    /// Replaces the state by one from [`snapshot_state`](Self::snapshot_state).
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), BoxError>;
 }
 
 /// What a reader's poll found.
@@ -71,6 +79,9 @@ pub trait SplitReader<T, S>: Send {
     fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<ReadStatus, BoxError>;
     /// Releases resources.
     fn close(&mut self) {}
+    /// The splits it is reading, each with its current position, for a checkpoint: reading
+    /// them from there after a restore continues exactly after the last emitted record.
+    fn snapshot_state(&self) -> Vec<S>;
 }
 
 /// What a reader needs to know about its subtask.
@@ -169,8 +180,63 @@ pub fn emit_updates<T>(out: &mut OperatorOutput<T>, updates: impl IntoIterator<I
     Ok(())
 }
 
-/// The enumerator of one source node, shared by its reader subtasks.
-pub type SharedEnumerator<S> = Arc<Mutex<Box<dyn SplitEnumerator<S>>>>;
+/// The enumerator of one source node, shared by its reader subtasks. While a checkpoint is
+/// being triggered a reader gets no new split until it has taken its snapshot, so the
+/// enumerator's snapshot and the readers' snapshots cover every split exactly once.
+pub struct EnumeratorCell<S> {
+    enumerator: Mutex<Box<dyn SplitEnumerator<S>>>,
+    paused: Vec<AtomicBool>,
+}
+
+/// An [`EnumeratorCell`] shared by the readers of a source node.
+pub type SharedEnumerator<S> = Arc<EnumeratorCell<S>>;
+
+impl<S: SourceSplit> EnumeratorCell<S> {
+    /// Shares `enumerator` among `readers` readers.
+    pub fn new(enumerator: Box<dyn SplitEnumerator<S>>, readers: usize) -> Self {
+        EnumeratorCell { enumerator: Mutex::new(enumerator), paused: (0..readers).map(|_| AtomicBool::new(false)).collect() }
+    }
+
+    /// Work for reader `subtask` (nothing while it owes a checkpoint snapshot).
+    pub fn next_split(&self, subtask: usize) -> Result<Option<NextSplit<S>>, BoxError> {
+        if self.paused.get(subtask).is_some_and(|p| p.load(Ordering::Acquire)) {
+            return Ok(None);
+        }
+        lock(&self.enumerator).next_split(subtask).map(Some)
+    }
+
+    /// Snapshots the unassigned splits and pauses every reader until it took its snapshot.
+    pub fn snapshot_for_checkpoint(&self) -> Result<Vec<u8>, BoxError> {
+        let mut enumerator = lock(&self.enumerator);
+        self.paused.iter().for_each(|p| p.store(true, Ordering::Release));
+        enumerator.snapshot_state()
+    }
+
+    /// Reader `subtask` took its snapshot (or will not: the checkpoint was abandoned).
+    pub fn resume(&self, subtask: usize) {
+        if let Some(p) = self.paused.get(subtask) {
+            p.store(false, Ordering::Release);
+        }
+    }
+
+    /// Lets every reader continue.
+    pub fn resume_all(&self) {
+        self.paused.iter().for_each(|p| p.store(false, Ordering::Release));
+    }
+
+    /// Restores the enumerator and gives back the splits readers were in the middle of.
+    pub fn restore(&self, state: &[u8], in_progress: Vec<S>) -> Result<(), BoxError> {
+        let mut enumerator = lock(&self.enumerator);
+        enumerator.restore_state(state)?;
+        enumerator.add_splits_back(in_progress, usize::MAX);
+        Ok(())
+    }
+
+    /// Gives back splits of readers that failed.
+    pub fn add_splits_back(&self, splits: Vec<S>, subtask: usize) {
+        lock(&self.enumerator).add_splits_back(splits, subtask);
+    }
+}
 
 /// What the source head of a task reports after a poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +267,8 @@ pub struct SourceLink<T, S: Source<T>> {
     subtask_index: usize,
     reading_split: bool,
     no_more_splits: bool,
+    /// Stop-with-savepoint: end after the savepoint (with the final watermark if draining).
+    stopping: Option<bool>,
     records_read: Option<Arc<std::sync::atomic::AtomicU64>>,
     out: OperatorOutput<T>,
     state: LinkState,
@@ -228,6 +296,7 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
             subtask_index: 0,
             reading_split: false,
             no_more_splits: false,
+            stopping: None,
             records_read: None,
             out,
             name: info.name.as_str().into(),
@@ -236,6 +305,12 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
     }
 
     fn poll_reader(&mut self) -> TaskResult<SourceStatus> {
+        if let Some(drain) = self.stopping {
+            if drain {
+                self.out.emit_watermark(Watermark::MAX)?;
+            }
+            return Ok(SourceStatus::EndOfInput);
+        }
         loop {
             if !self.reading_split {
                 if self.no_more_splits {
@@ -243,7 +318,10 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
                     self.out.emit_watermark(Watermark::MAX)?;
                     return Ok(SourceStatus::EndOfInput);
                 }
-                let next = lock(&self.enumerator).next_split(self.subtask_index)?;
+                // Paused while this reader owes a checkpoint snapshot: the trigger is in the mailbox.
+                let Some(next) = self.enumerator.next_split(self.subtask_index)? else {
+                    return Ok(SourceStatus::NothingAvailable(None));
+                };
                 match next {
                     NextSplit::Split(split) => {
                         let reader =
@@ -365,5 +443,23 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
 
     fn query_state(&mut self, query: &crate::output::StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
         self.out.query_state(query)
+    }
+
+    fn on_checkpoint(&mut self, event: &mut CheckpointEvent<'_>) -> TaskResult {
+        match event {
+            CheckpointEvent::Snapshot { barrier, into } => {
+                let splits = self.reader.as_ref().map(|r| r.snapshot_state()).unwrap_or_default();
+                let raw = brisk_state::codec::encode(&splits)
+                    .map_err(|e| TaskError::msg(format!("cannot encode the source's split positions: {e}")))?;
+                into.operators.push((self.state.info.operator_id.clone(), OperatorSnapshot { raw: Some(raw), ..Default::default() }));
+                self.enumerator.resume(self.subtask_index);
+                if let Some(drain) = barrier.stop {
+                    self.stopping = Some(drain);
+                }
+            }
+            CheckpointEvent::Aborted(_) => self.enumerator.resume(self.subtask_index),
+            CheckpointEvent::Barrier(_) | CheckpointEvent::Complete(_) => {}
+        }
+        self.out.on_checkpoint(event)
     }
 }

@@ -2,17 +2,27 @@
 //! processing-time wakeups and flushes output buffers, with no locks around operator state.
 
 use crate::chain::TwoInputHead;
+use crate::checkpoint::barrier::{BarrierAction, BarrierHandler};
+use crate::checkpoint::restore::encode_operator_snapshot;
+use crate::checkpoint::storage::{encode_task_state, write_atomically};
+use crate::checkpoint::{
+    CheckpointBarrier, CheckpointConfig, CheckpointId, FINAL_CHECKPOINT, TaskAcknowledgement, TaskEvent,
+    TaskSnapshot, TaskStateFile,
+};
+use crate::failure::{FailureInjector, InjectionPoint};
 use crate::context::TaskContext;
 use crate::error::{TaskError, TaskResult};
 use crate::mailbox::Mail;
 use crate::metrics::TaskReport;
 use crate::network::{GateEvent, InputGate};
-use crate::output::{ChainControl, Output, StateQuery};
+use crate::output::{ChainControl, CheckpointEvent, Output, StateQuery};
 use crate::source::{SourceHead, SourceStatus};
+use brisk_core::{Data, StreamRecord};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// What one step of a task's input processing found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum InputStatus {
     /// Something was processed; more may be available.
     More,
@@ -20,7 +30,21 @@ pub enum InputStatus {
     Nothing(Option<Instant>),
     /// All input is processed.
     End,
+    /// The barriers of a checkpoint are through: take the snapshot.
+    Checkpoint {
+        /// The checkpoint.
+        barrier: CheckpointBarrier,
+        /// Time the barriers took to align.
+        alignment: Duration,
+        /// Whether in-flight records still follow ([`InputStatus::InFlightComplete`]).
+        unaligned: bool,
+    },
+    /// The in-flight records of an unaligned snapshot are complete.
+    InFlightComplete(CheckpointId, InFlight),
 }
+
+/// Encoded records per input (1 or 2) that were in flight at an unaligned snapshot.
+pub type InFlight = Vec<(usize, Vec<Vec<u8>>)>;
 
 /// The input side of a task: sources, one or two network inputs.
 pub trait StreamTask {
@@ -28,6 +52,12 @@ pub trait StreamTask {
     fn chain(&mut self) -> &mut dyn ChainControl;
     /// Processes the next unit of input (a buffer, an event, a source poll).
     fn process_input(&mut self) -> TaskResult<InputStatus>;
+    /// Prepares barrier handling on the network inputs.
+    fn init_checkpointing(&mut self, _config: &CheckpointConfig) {}
+    /// Processes the records that were in flight when the restored checkpoint was taken.
+    fn replay_in_flight(&mut self, _in_flight: &InFlight) -> TaskResult {
+        Ok(())
+    }
 }
 
 /// A task whose head is a source.
@@ -56,27 +86,137 @@ impl StreamTask for SourceStreamTask {
     }
 }
 
+/// Barrier handling and in-flight recording over a task's network inputs.
+#[derive(Default)]
+struct Barriers {
+    handler: Option<BarrierHandler>,
+    /// Statuses produced by one event beyond the first.
+    queued: VecDeque<InputStatus>,
+    /// In-flight records being recorded, per input.
+    recording: [Vec<Vec<u8>>; 2],
+}
+
+impl Barriers {
+    fn init(&mut self, channels: usize, config: &CheckpointConfig) {
+        self.handler = Some(BarrierHandler::new(channels, config));
+    }
+
+    #[inline]
+    fn is_recording(&self, channel: usize) -> bool {
+        self.handler.as_ref().is_some_and(|h| h.is_recording(channel))
+    }
+
+    /// Turns handler actions into statuses; `block` holds back a channel of the right gate.
+    fn apply(&mut self, actions: Vec<BarrierAction>, mut block: impl FnMut(Option<usize>)) -> InputStatus {
+        for action in actions {
+            let status = match action {
+                BarrierAction::Wait => continue,
+                BarrierAction::Block(channel) => {
+                    block(Some(channel));
+                    continue;
+                }
+                BarrierAction::Snapshot { barrier, alignment, unaligned } => {
+                    block(None);
+                    InputStatus::Checkpoint { barrier, alignment, unaligned }
+                }
+                BarrierAction::InFlightComplete(id) => {
+                    let records = self.recording.iter_mut().enumerate().map(|(i, r)| (i + 1, std::mem::take(r))).collect();
+                    InputStatus::InFlightComplete(id, records)
+                }
+            };
+            self.queued.push_back(status);
+        }
+        self.queued.pop_front().unwrap_or(InputStatus::More)
+    }
+
+    fn on_barrier(&mut self, channel: usize, barrier: CheckpointBarrier, block: impl FnMut(Option<usize>)) -> InputStatus {
+        let actions = match &mut self.handler {
+            Some(h) => h.on_barrier(channel, barrier),
+            None => Vec::new(),
+        };
+        self.apply(actions, block)
+    }
+
+    fn on_channel_end(&mut self, channel: usize, block: impl FnMut(Option<usize>)) -> InputStatus {
+        let actions = match &mut self.handler {
+            Some(h) => h.on_end_of_input(channel),
+            None => Vec::new(),
+        };
+        self.apply(actions, block)
+    }
+
+    /// A queued status, or the result of an alignment timeout.
+    fn next_status(&mut self, block: impl FnMut(Option<usize>)) -> Option<InputStatus> {
+        if let Some(status) = self.queued.pop_front() {
+            return Some(status);
+        }
+        let actions = match &mut self.handler {
+            Some(h) if h.is_aligning() => h.poll_timeout(),
+            _ => return None,
+        };
+        (!actions.is_empty()).then(|| self.apply(actions, block))
+    }
+
+    fn record<T: Data>(&mut self, input: usize, records: &[StreamRecord<T>]) -> TaskResult {
+        for r in records {
+            let bytes = brisk_state::codec::encode(&(&r.value, r.timestamp))
+                .map_err(|e| TaskError::msg(format!("cannot store an in-flight record: {e}")))?;
+            self.recording[input - 1].push(bytes);
+        }
+        Ok(())
+    }
+}
+
+fn decode_in_flight<T: Data>(bytes: &[u8]) -> TaskResult<StreamRecord<T>> {
+    let (value, timestamp): (T, i64) =
+        brisk_state::codec::decode(bytes).map_err(|e| TaskError::msg(format!("a restored in-flight record does not decode: {e}")))?;
+    Ok(StreamRecord { value, timestamp })
+}
+
 /// A task with one (possibly unioned) network input.
 pub struct OneInputStreamTask<IN> {
     gate: InputGate<IN>,
     head: Box<dyn Output<IN>>,
+    barriers: Barriers,
 }
 
 impl<IN> OneInputStreamTask<IN> {
     /// A task reading `gate` into `head`.
     pub fn new(gate: InputGate<IN>, head: Box<dyn Output<IN>>) -> Self {
-        OneInputStreamTask { gate, head }
+        OneInputStreamTask { gate, head, barriers: Barriers::default() }
     }
 }
 
-impl<IN> StreamTask for OneInputStreamTask<IN> {
+impl<IN: Data> StreamTask for OneInputStreamTask<IN> {
     fn chain(&mut self) -> &mut dyn ChainControl {
         &mut *self.head
     }
 
+    fn init_checkpointing(&mut self, config: &CheckpointConfig) {
+        self.barriers.init(self.gate.channel_count(), config);
+    }
+
+    fn replay_in_flight(&mut self, in_flight: &InFlight) -> TaskResult {
+        for bytes in in_flight.iter().filter(|(input, _)| *input == 1).flat_map(|(_, records)| records) {
+            self.head.collect(decode_in_flight(bytes)?)?;
+        }
+        Ok(())
+    }
+
     fn process_input(&mut self) -> TaskResult<InputStatus> {
+        let gate = &mut self.gate;
+        let block = |c: Option<usize>| match c {
+            Some(c) => gate.set_blocked(c, true),
+            None => gate.unblock_all(),
+        };
+        if let Some(status) = self.barriers.next_status(block) {
+            return Ok(status);
+        }
         Ok(match self.gate.poll()? {
             GateEvent::Records(mut records, channel) => {
+                if self.barriers.is_recording(channel) {
+                    self.barriers.record(1, &records)?;
+                }
                 for record in records.drain(..) {
                     self.head.collect(record)?;
                 }
@@ -91,6 +231,20 @@ impl<IN> StreamTask for OneInputStreamTask<IN> {
                 self.head.emit_watermark_status(s)?;
                 InputStatus::More
             }
+            GateEvent::Barrier(barrier, channel) => {
+                let gate = &mut self.gate;
+                self.barriers.on_barrier(channel, barrier, |c| match c {
+                    Some(c) => gate.set_blocked(c, true),
+                    None => gate.unblock_all(),
+                })
+            }
+            GateEvent::ChannelEnded(channel) => {
+                let gate = &mut self.gate;
+                self.barriers.on_channel_end(channel, |c| match c {
+                    Some(c) => gate.set_blocked(c, true),
+                    None => gate.unblock_all(),
+                })
+            }
             GateEvent::Progress => InputStatus::More,
             GateEvent::Nothing => InputStatus::Nothing(None),
             GateEvent::Finished => InputStatus::End,
@@ -98,29 +252,50 @@ impl<IN> StreamTask for OneInputStreamTask<IN> {
     }
 }
 
-/// A task with two network inputs of different types.
+/// A task with two network inputs of different types; barrier alignment spans both (the
+/// channels of input 2 are numbered after those of input 1).
 pub struct TwoInputStreamTask<IN1, IN2> {
     gate1: InputGate<IN1>,
     gate2: InputGate<IN2>,
     head: Box<dyn TwoInputHead<IN1, IN2>>,
     ended: [bool; 2],
     prefer_second: bool,
+    barriers: Barriers,
 }
 
 impl<IN1, IN2> TwoInputStreamTask<IN1, IN2> {
     /// A task reading both gates into `head`.
     pub fn new(gate1: InputGate<IN1>, gate2: InputGate<IN2>, head: Box<dyn TwoInputHead<IN1, IN2>>) -> Self {
-        TwoInputStreamTask { gate1, gate2, head, ended: [false; 2], prefer_second: false }
+        TwoInputStreamTask { gate1, gate2, head, ended: [false; 2], prefer_second: false, barriers: Barriers::default() }
     }
+}
 
+/// Blocks or releases channel `c` (numbered across both gates) of a two-input task.
+fn block_two<A, B>(gate1: &mut InputGate<A>, gate2: &mut InputGate<B>, c: Option<usize>) {
+    let n1 = gate1.channel_count();
+    match c {
+        Some(c) if c < n1 => gate1.set_blocked(c, true),
+        Some(c) => gate2.set_blocked(c - n1, true),
+        None => {
+            gate1.unblock_all();
+            gate2.unblock_all();
+        }
+    }
+}
+
+impl<IN1: Data, IN2: Data> TwoInputStreamTask<IN1, IN2> {
     fn poll_input(&mut self, input: usize) -> TaskResult<Option<InputStatus>> {
         if self.ended[input - 1] {
             return Ok(None);
         }
+        let offset = if input == 1 { 0 } else { self.gate1.channel_count() };
         macro_rules! handle {
             ($gate:expr, $process:ident) => {
                 match $gate.poll()? {
                     GateEvent::Records(mut records, channel) => {
+                        if self.barriers.is_recording(offset + channel) {
+                            self.barriers.record(input, &records)?;
+                        }
                         for record in records.drain(..) {
                             self.head.$process(record)?;
                         }
@@ -131,12 +306,29 @@ impl<IN1, IN2> TwoInputStreamTask<IN1, IN2> {
                         self.head.watermark(input, w)?;
                         Some(InputStatus::More)
                     }
+                    GateEvent::Barrier(barrier, channel) => {
+                        let (g1, g2) = (&mut self.gate1, &mut self.gate2);
+                        Some(self.barriers.on_barrier(offset + channel, barrier, |c| block_two(g1, g2, c)))
+                    }
+                    GateEvent::ChannelEnded(channel) => {
+                        let (g1, g2) = (&mut self.gate1, &mut self.gate2);
+                        Some(self.barriers.on_channel_end(offset + channel, |c| block_two(g1, g2, c)))
+                    }
                     GateEvent::Status(_) | GateEvent::Progress => Some(InputStatus::More),
                     GateEvent::Nothing => None,
                     GateEvent::Finished => {
                         self.ended[input - 1] = true;
                         self.head.end_input(input)?;
-                        Some(InputStatus::More)
+                        // Its channels no longer hold back barrier alignment.
+                        let n = if input == 1 { self.gate1.channel_count() } else { self.gate2.channel_count() };
+                        let (g1, g2) = (&mut self.gate1, &mut self.gate2);
+                        let mut status = InputStatus::More;
+                        for c in 0..n {
+                            if let s @ InputStatus::Checkpoint { .. } = self.barriers.on_channel_end(offset + c, |c| block_two(g1, g2, c)) {
+                                status = s;
+                            }
+                        }
+                        Some(status)
                     }
                 }
             };
@@ -145,12 +337,32 @@ impl<IN1, IN2> TwoInputStreamTask<IN1, IN2> {
     }
 }
 
-impl<IN1, IN2> StreamTask for TwoInputStreamTask<IN1, IN2> {
+impl<IN1: Data, IN2: Data> StreamTask for TwoInputStreamTask<IN1, IN2> {
     fn chain(&mut self) -> &mut dyn ChainControl {
         &mut *self.head
     }
 
+    fn init_checkpointing(&mut self, config: &CheckpointConfig) {
+        self.barriers.init(self.gate1.channel_count() + self.gate2.channel_count(), config);
+    }
+
+    fn replay_in_flight(&mut self, in_flight: &InFlight) -> TaskResult {
+        for (input, records) in in_flight {
+            for bytes in records {
+                match input {
+                    1 => self.head.process1(decode_in_flight(bytes)?)?,
+                    _ => self.head.process2(decode_in_flight(bytes)?)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn process_input(&mut self) -> TaskResult<InputStatus> {
+        let (g1, g2) = (&mut self.gate1, &mut self.gate2);
+        if let Some(status) = self.barriers.next_status(|c| block_two(g1, g2, c)) {
+            return Ok(status);
+        }
         if self.ended == [true, true] {
             return Ok(InputStatus::End);
         }
@@ -166,15 +378,113 @@ impl<IN1, IN2> StreamTask for TwoInputStreamTask<IN1, IN2> {
     }
 }
 
+/// The synchronous part of a snapshot, kept until its in-flight records are complete
+/// (unaligned) and then written off the task thread.
+struct PendingSnapshot {
+    barrier: CheckpointBarrier,
+    snapshot: TaskSnapshot,
+    alignment: Duration,
+    sync: Duration,
+}
+
+impl PendingSnapshot {
+    /// Encodes and writes the snapshot on another thread, then acknowledges it.
+    fn write_async(self, ctx: &TaskContext, in_flight: InFlight) {
+        let events = ctx.events.clone();
+        let failure = ctx.failures.clone();
+        let started = Instant::now();
+        let spawned = std::thread::Builder::new().name(format!("checkpoint {} writer", self.barrier.id)).spawn(move || {
+            let PendingSnapshot { barrier, snapshot, alignment, sync } = self;
+            let id = barrier.id;
+            match write_task_state(&barrier, events.task_index, snapshot, in_flight, &failure) {
+                Ok((file, size)) => events.send(TaskEvent::Acknowledge(TaskAcknowledgement {
+                    checkpoint: id,
+                    task: events.task_index,
+                    file,
+                    size,
+                    alignment,
+                    sync,
+                    async_part: started.elapsed(),
+                })),
+                Err(reason) => events.send(TaskEvent::Decline { checkpoint: id, reason }),
+            }
+        });
+        if let Err(e) = spawned {
+            ctx.events.send(TaskEvent::Decline { checkpoint: 0, reason: format!("cannot start a checkpoint writer: {e}") });
+        }
+    }
+}
+
+/// Encodes every operator's state and writes the task's file; `None` when it has no state.
+fn write_task_state(
+    barrier: &CheckpointBarrier,
+    task: usize,
+    snapshot: TaskSnapshot,
+    in_flight: InFlight,
+    failures: &FailureInjector,
+) -> Result<(Option<String>, u64), String> {
+    let mut file = TaskStateFile { operators: Vec::new(), in_flight };
+    for (operator_id, op) in snapshot.operators {
+        file.operators.push(encode_operator_snapshot(operator_id, op)?);
+    }
+    failures.maybe_fail(InjectionPoint::AsyncSnapshot).map_err(|e| e.to_string())?;
+    if file.operators.is_empty() && file.in_flight.iter().all(|(_, r)| r.is_empty()) {
+        return Ok((None, 0));
+    }
+    let name = format!("task-{task}");
+    let bytes = encode_task_state(&file).map_err(|e| e.to_string())?;
+    write_atomically(&barrier.target.join(&name), &bytes).map_err(|e| e.to_string())?;
+    Ok((Some(name), bytes.len() as u64))
+}
+
+/// Unaligned snapshots waiting for their in-flight records.
+#[derive(Default)]
+struct Checkpoints {
+    waiting: Vec<PendingSnapshot>,
+}
+
+/// Takes the synchronous snapshot of the chain, sends the barrier on, and writes the state
+/// off the task thread (for unaligned snapshots once the in-flight records are complete).
+fn perform_checkpoint(
+    task: &mut dyn StreamTask,
+    ctx: &TaskContext,
+    barrier: CheckpointBarrier,
+    alignment: Duration,
+    unaligned: bool,
+    checkpoints: &mut Checkpoints,
+) -> TaskResult {
+    let started = Instant::now();
+    let mut snapshot = TaskSnapshot::default();
+    ctx.failures.maybe_fail(InjectionPoint::SyncSnapshot)?;
+    task.chain().on_checkpoint(&mut CheckpointEvent::Snapshot { barrier: &barrier, into: &mut snapshot })?;
+    task.chain().on_checkpoint(&mut CheckpointEvent::Barrier(&barrier))?;
+    let pending = PendingSnapshot { barrier, snapshot, alignment, sync: started.elapsed() };
+    if unaligned {
+        checkpoints.waiting.push(pending);
+    } else {
+        pending.write_async(ctx, Vec::new());
+    }
+    Ok(())
+}
+
 /// Runs a task to the end of its input, or until it fails or is cancelled; the chain is
-/// always closed.
+/// always closed. After its input ends, the task waits for the job to finish (so two-phase
+/// commit sinks commit only what every task completed) and commits then.
 pub fn run_task(
     task: &mut dyn StreamTask,
     ctx: &TaskContext,
     buffer_timeout: Option<Duration>,
 ) -> TaskResult<TaskReport> {
     let opened = task.chain().open(ctx);
-    let result = opened.and_then(|_| main_loop(task, ctx, buffer_timeout));
+    let result = opened.and_then(|_| {
+        if let Some(config) = &ctx.checkpoint_config {
+            task.init_checkpointing(config);
+        }
+        if let Some(restore) = &ctx.restore {
+            task.replay_in_flight(&restore.in_flight)?;
+        }
+        main_loop(task, ctx, buffer_timeout)
+    });
     let closed = task.chain().close();
     let result = result.and(closed);
     let mut report = TaskReport::default();
@@ -185,13 +495,14 @@ pub fn run_task(
 
 fn main_loop(task: &mut dyn StreamTask, ctx: &TaskContext, buffer_timeout: Option<Duration>) -> TaskResult {
     let mut last_flush = Instant::now();
+    let mut checkpoints = Checkpoints::default();
     loop {
         if ctx.cancel.is_cancelled() {
             return Err(TaskError::Cancelled);
         }
         fire_due_timers(task, ctx)?;
         for mail in ctx.mailbox.drain() {
-            handle_mail(task, mail);
+            handle_mail(task, ctx, mail, &mut checkpoints)?;
         }
         match task.process_input()? {
             InputStatus::More => {
@@ -216,17 +527,66 @@ fn main_loop(task: &mut dyn StreamTask, ctx: &TaskContext, buffer_timeout: Optio
                 };
                 ctx.waker.wait_until(deadline);
             }
-            InputStatus::End => return task.chain().finish(),
+            InputStatus::Checkpoint { barrier, alignment, unaligned } => {
+                perform_checkpoint(task, ctx, barrier, alignment, unaligned, &mut checkpoints)?;
+            }
+            InputStatus::InFlightComplete(id, in_flight) => {
+                if let Some(i) = checkpoints.waiting.iter().position(|p| p.barrier.id == id) {
+                    checkpoints.waiting.swap_remove(i).write_async(ctx, in_flight);
+                }
+            }
+            InputStatus::End => {
+                task.chain().finish()?;
+                task.chain().flush()?;
+                return wait_for_job_end(task, ctx);
+            }
         }
     }
 }
 
-fn handle_mail(task: &mut dyn StreamTask, mail: Mail) {
+/// After the input ended: reports it, then handles mail until the job master says the whole
+/// job finished (the final commit) or cancels.
+fn wait_for_job_end(task: &mut dyn StreamTask, ctx: &TaskContext) -> TaskResult {
+    ctx.events.send(TaskEvent::InputFinished(ctx.events.task_index));
+    loop {
+        if ctx.cancel.is_cancelled() {
+            return Err(TaskError::Cancelled);
+        }
+        for mail in ctx.mailbox.drain() {
+            match mail {
+                Mail::CheckpointComplete(id) => {
+                    task.chain().on_checkpoint(&mut CheckpointEvent::Complete(id))?;
+                    if id == FINAL_CHECKPOINT {
+                        return Ok(());
+                    }
+                }
+                Mail::CheckpointAborted(id) => task.chain().on_checkpoint(&mut CheckpointEvent::Aborted(id))?,
+                Mail::TriggerCheckpoint(barrier) => ctx.events.send(TaskEvent::Decline {
+                    checkpoint: barrier.id,
+                    reason: format!("task {} has already finished its input", ctx.info.name_with_subtask()),
+                }),
+                Mail::QueryState { reply, .. } => {
+                    let _ = reply.send(Ok(None));
+                }
+            }
+        }
+        ctx.waker.wait_until(Some(Instant::now() + Duration::from_millis(50)));
+    }
+}
+
+fn handle_mail(task: &mut dyn StreamTask, ctx: &TaskContext, mail: Mail, checkpoints: &mut Checkpoints) -> TaskResult {
     match mail {
         Mail::QueryState { state, key_group, key, reply } => {
             let answer = task.chain().query_state(&StateQuery { state, key_group, key }).unwrap_or(Ok(None));
             // The client may have given up waiting; that is no error of the task.
             let _ = reply.send(answer);
+            Ok(())
+        }
+        Mail::TriggerCheckpoint(barrier) => perform_checkpoint(task, ctx, barrier, Duration::ZERO, false, checkpoints),
+        Mail::CheckpointComplete(id) => task.chain().on_checkpoint(&mut CheckpointEvent::Complete(id)),
+        Mail::CheckpointAborted(id) => {
+            checkpoints.waiting.retain(|p| p.barrier.id != id);
+            task.chain().on_checkpoint(&mut CheckpointEvent::Aborted(id))
         }
     }
 }

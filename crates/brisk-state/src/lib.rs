@@ -19,7 +19,7 @@ pub mod timers;
 pub mod ttl;
 
 pub use backend::{
-    BackendContext, KeyedStateBackend, KeyedStore, StateBackendConfig, StateBackendKind, StateId, StateStore,
+    BackendContext, KeyedStateBackend, KeyedStore, SnapshotWriter, StateBackendConfig, StateBackendKind, StateId, StateStore,
 };
 pub use descriptor::{
     AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor, ReducingStateDescriptor,
@@ -27,7 +27,7 @@ pub use descriptor::{
 };
 pub use error::{StateError, StateResult};
 pub use handles::{AggregatingState, ListState, MapState, ReducingState, ValueState};
-pub use operator_state::{Distribution, OperatorStateBackend, OperatorStateSnapshot};
+pub use operator_state::{Distribution, OperatorStateBackend, OperatorStateSnapshot, redistribute};
 pub use registry::Registered;
 pub use snapshot::KeyedStateSnapshot;
 pub use timers::{TimeDomain, Timer, TimerQueue};

@@ -176,6 +176,7 @@ impl<F: RichFunction, T, B, O, K: Key, V: Data> StreamOperator for BroadcastProc
     fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
         self.stores.as_ref()?.query(query)
     }
+    crate::operators::checkpoint_hooks!(stores, f);
 }
 
 impl<F, T, B, O, K, V> TwoInputStreamOperator<T, B, O> for BroadcastProcessOperator<F, T, B, O, K, V>

@@ -1,5 +1,7 @@
 //! `StreamExecutionEnvironment`: where a job is declared, configured and executed.
 
+use brisk_runtime::checkpoint::{CheckpointConfig, RestartStrategy};
+use brisk_runtime::failure::FailureInjector;
 use crate::datastream::DataStream;
 use crate::options;
 use crate::sources::{CollectionSource, FileSource, NumberSequenceSource, SocketTextStreamSource};
@@ -69,6 +71,12 @@ pub(crate) struct EnvState {
     pub state_backend: StateBackendConfig,
     pub config: Configuration,
     pub clock: Arc<dyn Clock>,
+    pub checkpoint: CheckpointConfig,
+    /// Set explicitly; else derived from the configuration when the job runs.
+    pub restart_strategy: Option<RestartStrategy>,
+    pub restore_from: Option<PathBuf>,
+    pub allow_non_restored_state: bool,
+    pub failures: FailureInjector,
     /// Mistakes found while the job was declared; `execute` reports the first.
     pub errors: Vec<String>,
 }
@@ -132,6 +140,11 @@ impl StreamExecutionEnvironment {
                 state_backend: StateBackendConfig::default(),
                 config: Configuration::new(),
                 clock: Arc::new(SystemClock),
+                checkpoint: CheckpointConfig::default(),
+                restart_strategy: None,
+                restore_from: None,
+                allow_non_restored_state: false,
+                failures: FailureInjector::default(),
                 errors: Vec::new(),
             })),
         }
@@ -193,7 +206,59 @@ impl StreamExecutionEnvironment {
             StateBackendConfig::from_configuration(config).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.state.borrow_mut().state_backend = backend;
         self.state.borrow_mut().config.merge(config);
+        let merged = self.state.borrow().config.clone();
+        let checkpoint = CheckpointConfig::from_configuration(&merged)?;
+        RestartStrategy::from_configuration(&merged, checkpoint.is_enabled())?;
+        let mut state = self.state.borrow_mut();
+        state.checkpoint = checkpoint;
+        if let Some(path) = merged.get_raw(options::SAVEPOINT_PATH.key).filter(|p| !p.is_empty()) {
+            state.restore_from = Some(brisk_runtime::checkpoint::config::parse_directory(options::SAVEPOINT_PATH.key, path)?);
+        }
+        if let Some(allow) = merged.get_optional::<bool>(options::SAVEPOINT_IGNORE_UNCLAIMED.key)? {
+            state.allow_non_restored_state = allow;
+        }
+        drop(state);
         Ok(self)
+    }
+
+    /// Takes a checkpoint every `interval` (Flink's `enableCheckpointing`).
+    pub fn enable_checkpointing(&self, interval: Duration) -> &Self {
+        self.state.borrow_mut().checkpoint.interval = (!interval.is_zero()).then_some(interval);
+        self
+    }
+
+    /// The checkpointing configuration.
+    pub fn get_checkpoint_config(&self) -> CheckpointConfig {
+        self.state.borrow().checkpoint.clone()
+    }
+
+    /// Replaces the checkpointing configuration.
+    pub fn set_checkpoint_config(&self, config: CheckpointConfig) -> &Self {
+        self.state.borrow_mut().checkpoint = config;
+        self
+    }
+
+    /// How the job restarts after failures (default: exponential delay with checkpointing,
+    /// none without).
+    pub fn set_restart_strategy(&self, strategy: RestartStrategy) -> &Self {
+        self.state.borrow_mut().restart_strategy = Some(strategy);
+        self
+    }
+
+    /// Starts the job from a savepoint or retained checkpoint; with `allow_non_restored_state`,
+    /// state of operators the job no longer has is dropped instead of failing the start.
+    pub fn set_savepoint_restore(&self, path: impl Into<PathBuf>, allow_non_restored_state: bool) -> &Self {
+        let mut state = self.state.borrow_mut();
+        state.restore_from = Some(path.into());
+        state.allow_non_restored_state = allow_non_restored_state;
+        drop(state);
+        self
+    }
+
+    /// Injects planned failures (recovery tests, `--inject-failures`).
+    pub fn set_failure_injector(&self, failures: FailureInjector) -> &Self {
+        self.state.borrow_mut().failures = failures;
+        self
     }
 
     /// Chooses where keyed state lives: `hashmap` (memory) or `rocksdb` (local disk).
@@ -387,6 +452,15 @@ impl StreamExecutionEnvironment {
         options.state_backend = state.state_backend.clone();
         options.config = Arc::new(state.config.clone());
         options.clock = state.clock.clone();
+        options.checkpoint = state.checkpoint.clone();
+        options.restart_strategy = match &state.restart_strategy {
+            Some(strategy) => strategy.clone(),
+            None => RestartStrategy::from_configuration(&state.config, state.checkpoint.is_enabled())
+                .map_err(|e| JobError::InvalidJob(e.to_string()))?,
+        };
+        options.restore_from = state.restore_from.clone();
+        options.allow_non_restored_state = state.allow_non_restored_state;
+        options.failures = state.failures.clone();
         Ok((std::mem::take(&mut state.graph), options))
     }
 

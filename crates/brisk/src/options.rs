@@ -3,6 +3,17 @@
 use brisk_core::ConfigOption;
 use std::time::Duration;
 
+/// A savepoint or retained checkpoint to start the job from.
+pub const SAVEPOINT_PATH: ConfigOption<&str> =
+    ConfigOption { key: "execution.savepoint.path", default: "", description: "Savepoint to start from." };
+
+/// Start even if the savepoint has state for operators the job lacks.
+pub const SAVEPOINT_IGNORE_UNCLAIMED: ConfigOption<bool> = ConfigOption {
+    key: "execution.savepoint.ignore-unclaimed-state",
+    default: false,
+    description: "Allow state of operators the job does not have (it is dropped).",
+};
+
 /// Default parallelism of operators.
 pub const PARALLELISM: ConfigOption<usize> =
     ConfigOption { key: "parallelism.default", default: 1, description: "Default parallelism of operators." };

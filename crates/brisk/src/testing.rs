@@ -9,11 +9,16 @@ use crate::side_output::OutputTag;
 use brisk_core::{Configuration, Data, StreamRecord, Watermark};
 use brisk_runtime::chain::TwoInputHead;
 use brisk_runtime::channel::{CancelToken, TaskWaker};
+use brisk_runtime::checkpoint::restore::{OperatorRestore, TaskRestore, encode_operator_snapshot};
+use brisk_runtime::checkpoint::{CheckpointBarrier, CheckpointId, OperatorSubtaskState, SnapshotKind, TaskSnapshot};
+use brisk_runtime::context::TaskEvents;
+use brisk_runtime::failure::FailureInjector;
+use brisk_runtime::output::CheckpointEvent;
 use brisk_runtime::graph::{ErasedOutput, NodeKind, SideOutputs};
 use brisk_runtime::mailbox::Mailbox;
 use brisk_runtime::metrics::AccumulatorRegistry;
 use brisk_runtime::output::{ChainControl, CollectedElement, CollectingOutput, Output, SideOutput};
-use brisk_runtime::time::{ManualClock, ProcessingTimeService};
+use brisk_runtime::time::{Clock, ManualClock, ProcessingTimeService};
 use brisk_runtime::{ExecutionMode, JobError, OperatorInfo, TaskContext, TaskError, TaskInfo, TaskResult};
 use std::any::Any;
 use std::cell::RefCell;
@@ -75,6 +80,10 @@ impl<OUT: Data> HarnessCore<OUT> {
             state_backend: state.state_backend.clone(),
             clock: clock.clone(),
             auto_watermark_interval: Duration::from_millis(200),
+            checkpoint_config: None,
+            events: TaskEvents::detached(),
+            restore: None,
+            failures: FailureInjector::default(),
         };
         let info = OperatorInfo {
             node_id: node.id,
@@ -118,6 +127,32 @@ impl<OUT: Data> HarnessCore<OUT> {
             .filter_map(|(_, any)| any.downcast_ref::<Collected<X>>())
             .flat_map(|c| c.borrow().clone())
             .collect()
+    }
+
+    fn initialize_state(&mut self, states: &[OperatorSubtaskState]) -> TaskResult {
+        if self.main.is_none() {
+            return Err(TaskError::msg("initialize the state before opening the harness"));
+        }
+        let max_parallelism = self.task.info.max_parallelism;
+        let restore = OperatorRestore::from_states(states, 0, 1, max_parallelism).map_err(TaskError::msg)?;
+        let mut task = TaskRestore::default();
+        task.operators.insert(self.info.operator_id.clone(), restore);
+        self.task.restore = Some(Arc::new(task));
+        Ok(())
+    }
+
+    fn snapshot(&self, chain: &mut dyn ChainControl, checkpoint_id: CheckpointId) -> TaskResult<OperatorSubtaskState> {
+        let barrier = CheckpointBarrier {
+            id: checkpoint_id,
+            timestamp: self.clock.now_millis(),
+            kind: SnapshotKind::Checkpoint,
+            stop: None,
+            target: std::env::temp_dir().into(),
+        };
+        let mut snapshot = TaskSnapshot::default();
+        chain.on_checkpoint(&mut CheckpointEvent::Snapshot { barrier: &barrier, into: &mut snapshot })?;
+        let operator = snapshot.operators.into_iter().find(|(id, _)| *id == self.info.operator_id).map(|(_, s)| s).unwrap_or_default();
+        encode_operator_snapshot(self.info.operator_id.clone(), operator).map_err(TaskError::msg)
     }
 
     fn advance_time(&mut self, to: i64, chain: &mut dyn ChainControl) -> TaskResult {
@@ -178,6 +213,24 @@ impl<IN: Data, OUT: Data> OneInputOperatorTestHarness<IN, OUT> {
     /// Collects side output `tag` (declare before [`open`](Self::open)).
     pub fn side_output<X: Data>(&mut self, tag: &OutputTag<X>) -> TaskResult {
         self.core.declare_side_output(tag)
+    }
+
+    /// Starts the operator from snapshots of earlier harnesses (call before
+    /// [`open`](Self::open)); keyed state of all of them is restored (one subtask owns all key
+    /// groups).
+    pub fn initialize_state(&mut self, states: &[OperatorSubtaskState]) -> TaskResult {
+        self.core.initialize_state(states)
+    }
+
+    /// Snapshots the operator's state, as a checkpoint would.
+    pub fn snapshot(&mut self, checkpoint_id: CheckpointId) -> TaskResult<OperatorSubtaskState> {
+        let head = self.head.as_mut().ok_or_else(not_open)?;
+        self.core.snapshot(head.as_mut(), checkpoint_id)
+    }
+
+    /// Tells the operator that checkpoint `checkpoint_id` completed.
+    pub fn notify_checkpoint_complete(&mut self, checkpoint_id: CheckpointId) -> TaskResult {
+        self.head.as_mut().ok_or_else(not_open)?.on_checkpoint(&mut CheckpointEvent::Complete(checkpoint_id))
     }
 
     /// Creates and opens the operator.
@@ -291,6 +344,24 @@ impl<IN1: Data, IN2: Data, OUT: Data> TwoInputOperatorTestHarness<IN1, IN2, OUT>
     /// Collects side output `tag` (declare before [`open`](Self::open)).
     pub fn side_output<X: Data>(&mut self, tag: &OutputTag<X>) -> TaskResult {
         self.core.declare_side_output(tag)
+    }
+
+    /// Starts the operator from snapshots of earlier harnesses (call before
+    /// [`open`](Self::open)); keyed state of all of them is restored (one subtask owns all key
+    /// groups).
+    pub fn initialize_state(&mut self, states: &[OperatorSubtaskState]) -> TaskResult {
+        self.core.initialize_state(states)
+    }
+
+    /// Snapshots the operator's state, as a checkpoint would.
+    pub fn snapshot(&mut self, checkpoint_id: CheckpointId) -> TaskResult<OperatorSubtaskState> {
+        let head = self.head.as_mut().ok_or_else(not_open)?;
+        self.core.snapshot(head.as_mut(), checkpoint_id)
+    }
+
+    /// Tells the operator that checkpoint `checkpoint_id` completed.
+    pub fn notify_checkpoint_complete(&mut self, checkpoint_id: CheckpointId) -> TaskResult {
+        self.head.as_mut().ok_or_else(not_open)?.on_checkpoint(&mut CheckpointEvent::Complete(checkpoint_id))
     }
 
     /// Creates and opens the operator.

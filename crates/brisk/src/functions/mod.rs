@@ -37,6 +37,12 @@ pub trait RichFunction {
         Ok(())
     }
 
+    /// Called when a checkpoint completed, or with `u64::MAX` when the whole job finished:
+    /// commit side effects it covers (Flink's `CheckpointListener`).
+    fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<(), BoxError> {
+        Ok(())
+    }
+
     /// Called once per subtask at the end.
     fn close(&mut self) -> Result<(), BoxError> {
         Ok(())

@@ -11,6 +11,7 @@ use crate::keyed_stream::KeyedStream;
 use crate::operators::{FunctionStores, close_function, state_error};
 use crate::side_output::OutputTag;
 use brisk_core::{BoxError, Data, Key, NO_TIMESTAMP, StreamRecord, Watermark};
+use brisk_runtime::checkpoint::{CheckpointBarrier, CheckpointId, OperatorSnapshot};
 use brisk_runtime::graph::two_input_factory;
 use brisk_runtime::metrics::Counter;
 use brisk_runtime::output::StateQuery;
@@ -336,6 +337,14 @@ impl<A: Data, B: Data, K: Key, O: Data, F: ProcessJoinFunction<A, B, O>> StreamO
 
     fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
         self.stores.as_ref()?.query(query)
+    }
+
+    fn snapshot_state(&mut self, barrier: &CheckpointBarrier) -> TaskResult<OperatorSnapshot> {
+        FunctionStores::snapshot(self.stores.as_ref(), &mut self.spec.f, barrier)
+    }
+
+    fn notify_checkpoint_complete(&mut self, id: CheckpointId) -> TaskResult {
+        self.spec.f.notify_checkpoint_complete(id).map_err(TaskError::User)
     }
 }
 

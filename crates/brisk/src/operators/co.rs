@@ -16,6 +16,7 @@ macro_rules! rich_operator {
             fn close(&mut self) -> TaskResult {
                 close_function(&mut self.f)
             }
+            super::checkpoint_hooks!(stores, f);
         }
         impl<F, A, B, O> $name<F, A, B, O> {
             /// Wraps the function.

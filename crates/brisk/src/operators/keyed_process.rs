@@ -77,7 +77,14 @@ impl<F: KeyedProcessFunction<K, I, O>, K: Key, I, O> StreamOperator for KeyedPro
     fn open(&mut self, ctx: &mut OperatorContext<'_>) -> TaskResult {
         self.batch = ctx.task.execution_mode == ExecutionMode::Batch;
         self.time = Some(ctx.task.processing_time.clone());
-        self.stores = Some(FunctionStores::open(&mut self.f, ctx, true)?);
+        let stores = FunctionStores::open(&mut self.f, ctx, true)?;
+        // Restored processing-time timers need a wakeup.
+        if let Some(backend) = &stores.keyed
+            && let Some(next) = backend.with("timer", |b| Ok(b.next_timer(USER_TIMERS, TimeDomain::ProcessingTime))).map_err(state_error)?
+        {
+            ctx.task.processing_time.register_wakeup(next);
+        }
+        self.stores = Some(stores);
         Ok(())
     }
 
@@ -88,6 +95,8 @@ impl<F: KeyedProcessFunction<K, I, O>, K: Key, I, O> StreamOperator for KeyedPro
     fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
         self.stores.as_ref()?.query(query)
     }
+
+    super::checkpoint_hooks!(stores, f);
 }
 
 impl<F: KeyedProcessFunction<K, I, O>, K: Key, I, O> OneInputStreamOperator<I, O> for KeyedProcessOperator<F, K, I, O> {

@@ -47,6 +47,13 @@ impl<T: Data, K, F> StreamOperator for KeyedReduceOperator<T, K, F> {
     fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
         self.stores.as_ref()?.0.query(query)
     }
+
+    fn snapshot_state(&mut self, _: &brisk_runtime::checkpoint::CheckpointBarrier) -> TaskResult<brisk_runtime::checkpoint::OperatorSnapshot> {
+        match &self.stores {
+            Some((stores, _)) => stores.snapshot_state(),
+            None => Ok(Default::default()),
+        }
+    }
 }
 
 impl<T: Data, K: Key, F: FnMut(T, T) -> T> OneInputStreamOperator<T, T> for KeyedReduceOperator<T, K, F> {

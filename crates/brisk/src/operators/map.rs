@@ -36,6 +36,7 @@ macro_rules! function_operator {
             fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
                 self.stores.as_ref()?.query(query)
             }
+            super::checkpoint_hooks!(stores, f);
         }
 
         impl<F, $($t),*> $name<F, $($t),*> {

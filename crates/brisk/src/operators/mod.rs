@@ -16,13 +16,31 @@ pub use process::ProcessOperator;
 pub use sink::SinkOperator;
 pub use timestamps::TimestampsAndWatermarksOperator;
 
-use crate::functions::{FunctionInitializationContext, RichFunction, RuntimeContext};
+use crate::functions::{FunctionInitializationContext, FunctionSnapshotContext, RichFunction, RuntimeContext};
+use brisk_runtime::checkpoint::{CheckpointBarrier, OperatorSnapshot};
 use crate::key_selector::KeySelector;
 use brisk_core::Key;
 use brisk_runtime::output::StateQuery;
 use brisk_runtime::{OperatorContext, TaskError, TaskResult};
 use brisk_state::{KeyedStateBackend, KeyedStore, OperatorStateBackend, Registered, StateError};
 use std::sync::Arc;
+
+/// The checkpoint hooks of an operator whose state is its function's and its stores': the
+/// body of `snapshot_state` and `notify_checkpoint_complete` in a `StreamOperator` impl.
+macro_rules! checkpoint_hooks {
+    ($stores:ident, $f:ident) => {
+        fn snapshot_state(
+            &mut self,
+            barrier: &brisk_runtime::checkpoint::CheckpointBarrier,
+        ) -> brisk_runtime::TaskResult<brisk_runtime::checkpoint::OperatorSnapshot> {
+            $crate::operators::FunctionStores::snapshot(self.$stores.as_ref(), &mut self.$f, barrier)
+        }
+        fn notify_checkpoint_complete(&mut self, id: brisk_runtime::checkpoint::CheckpointId) -> brisk_runtime::TaskResult {
+            $crate::functions::RichFunction::notify_checkpoint_complete(&mut self.$f, id).map_err(brisk_runtime::TaskError::User)
+        }
+    };
+}
+pub(crate) use checkpoint_hooks;
 
 /// Turns a state error into a task error (it then names the operator).
 pub fn state_error(e: StateError) -> TaskError {
@@ -52,14 +70,38 @@ pub struct FunctionStores {
 impl FunctionStores {
     /// Creates the stores without a function (operators whose state is internal).
     pub fn create(ctx: &OperatorContext<'_>, keyed: bool) -> TaskResult<Self> {
+        let restored = ctx.restored();
         let keyed = if keyed {
-            let backend = KeyedStateBackend::create(&ctx.task.state_backend, ctx.task.backend_context(ctx.operator))
+            let mut backend = KeyedStateBackend::create(&ctx.task.state_backend, ctx.task.backend_context(ctx.operator))
                 .map_err(state_error)?;
+            if let Some(snapshot) = restored.and_then(|r| r.keyed.clone()) {
+                backend.restore(snapshot).map_err(state_error)?;
+            }
             Some(Registered::new(backend))
         } else {
             None
         };
-        Ok(FunctionStores { keyed, operator: Registered::new(OperatorStateBackend::new(&ctx.operator.name, None)) })
+        let operator = OperatorStateBackend::new(&ctx.operator.name, restored.and_then(|r| r.operator.clone()));
+        Ok(FunctionStores { keyed, operator: Registered::new(operator) })
+    }
+
+    /// The synchronous part of a snapshot: the function copies what it keeps into operator
+    /// state (`snapshot_state`), then keyed and operator state are captured.
+    pub fn snapshot(stores: Option<&Self>, f: &mut dyn RichFunction, barrier: &CheckpointBarrier) -> TaskResult<OperatorSnapshot> {
+        let ctx = FunctionSnapshotContext { checkpoint_id: barrier.id, checkpoint_timestamp: barrier.timestamp };
+        f.snapshot_state(&ctx).map_err(TaskError::User)?;
+        let Some(stores) = stores else { return Ok(OperatorSnapshot::default()) };
+        stores.snapshot_state()
+    }
+
+    /// Captures keyed and operator state.
+    pub fn snapshot_state(&self) -> TaskResult<OperatorSnapshot> {
+        let keyed = match &self.keyed {
+            Some(backend) => Some(backend.with("snapshot", |b| b.snapshot()).map_err(state_error)?),
+            None => None,
+        };
+        let operator = self.operator.with("snapshot", |b| b.snapshot()).map_err(state_error)?;
+        Ok(OperatorSnapshot { keyed, operator: Some(operator), raw: None })
     }
 
     /// Creates the stores and runs the function's `initialize_state`, then `open`.

@@ -31,6 +31,7 @@ impl<T, F: SinkFunction<T>> StreamOperator for SinkOperator<F, T> {
     fn close(&mut self) -> TaskResult {
         close_function(&mut self.f)
     }
+    super::checkpoint_hooks!(stores, f);
 }
 
 impl<T, F: SinkFunction<T>> OneInputStreamOperator<T, ()> for SinkOperator<F, T> {

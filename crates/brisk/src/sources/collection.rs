@@ -71,4 +71,8 @@ impl<T: Data> SplitReader<T, IndexSplit> for CollectionReader<T> {
         split.next = end;
         Ok(if split.next >= split.end.min(self.values.len()) { ReadStatus::SplitFinished } else { ReadStatus::More })
     }
+
+    fn snapshot_state(&self) -> Vec<IndexSplit> {
+        self.split.iter().cloned().collect()
+    }
 }

@@ -123,4 +123,8 @@ impl<T: Data> SplitReader<T, GeneratorSplit> for GeneratorReader<T> {
         }
         Ok(if split.next >= split.end { ReadStatus::SplitFinished } else { ReadStatus::More })
     }
+
+    fn snapshot_state(&self) -> Vec<GeneratorSplit> {
+        self.split.iter().filter(|s| s.next < s.end).cloned().collect()
+    }
 }

@@ -225,6 +225,18 @@ impl SplitEnumerator<FileSplit> for FileEnumerator {
     fn add_splits_back(&mut self, splits: Vec<FileSplit>, subtask: usize) {
         self.queue.add_splits_back(splits, subtask);
     }
+
+    fn snapshot_state(&mut self) -> Result<Vec<u8>, BoxError> {
+        let seen: Vec<&PathBuf> = self.seen.iter().collect();
+        Ok(brisk_state::codec::encode(&(self.queue.snapshot_state()?, seen))?)
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), BoxError> {
+        let (queue, seen): (Vec<u8>, Vec<PathBuf>) = brisk_state::codec::decode(state)?;
+        self.queue.restore_state(&queue)?;
+        self.seen = seen.into_iter().collect();
+        Ok(())
+    }
 }
 
 impl<T: Data> Source<T> for FileSource<T> {
@@ -338,6 +350,15 @@ impl<T: 'static> SplitReader<T, FileSplit> for LineReader<T> {
         } else {
             Ok(ReadStatus::More)
         }
+    }
+
+    fn snapshot_state(&self) -> Vec<FileSplit> {
+        // Positions are at line starts between polls, so reading resumes at the next line.
+        self.current
+            .iter()
+            .filter(|open| open.position < open.split.end)
+            .map(|open| FileSplit { path: open.split.path.clone(), start: open.position, end: open.split.end })
+            .collect()
     }
 }
 

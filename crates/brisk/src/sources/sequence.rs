@@ -90,4 +90,8 @@ impl SplitReader<i64, SequenceSplit> for SequenceReader {
         }
         Ok(if split.exhausted { ReadStatus::SplitFinished } else { ReadStatus::More })
     }
+
+    fn snapshot_state(&self) -> Vec<SequenceSplit> {
+        self.split.iter().filter(|s| !s.exhausted).cloned().collect()
+    }
 }

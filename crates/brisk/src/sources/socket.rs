@@ -71,6 +71,7 @@ impl Source<String> for SocketTextStreamSource {
             waker: ctx.waker.clone(),
             cancel: ctx.cancel.clone(),
             events: None,
+            split: None,
         }))
     }
 }
@@ -80,6 +81,8 @@ struct SocketReader {
     waker: Arc<TaskWaker>,
     cancel: CancelToken,
     events: Option<Receiver<Event>>,
+    /// The connection, so a restored job reconnects (a socket cannot replay what it sent).
+    split: Option<SocketSplit>,
 }
 
 impl SplitReader<String, SocketSplit> for SocketReader {
@@ -96,6 +99,7 @@ impl SplitReader<String, SocketSplit> for SocketReader {
         stream
             .set_read_timeout(Some(Duration::from_millis(200)))
             .map_err(|e| format!("socket {}: {e}", split.address))?;
+        self.split = Some(split.clone());
         let (tx, rx) = sync_channel(RECORDS_PER_POLL * 4);
         let (waker, cancel, delimiter) = (self.waker.clone(), self.cancel.clone(), self.delimiter);
         std::thread::Builder::new()
@@ -121,6 +125,10 @@ impl SplitReader<String, SocketSplit> for SocketReader {
             }
         }
         Ok(ReadStatus::More)
+    }
+
+    fn snapshot_state(&self) -> Vec<SocketSplit> {
+        self.split.iter().cloned().collect()
     }
 }
 

@@ -52,4 +52,17 @@ impl<S: SourceSplit> SplitEnumerator<S> for SplitQueue<S> {
             None => splits.into_iter().rev().for_each(|s| self.shared.push_front(s)),
         }
     }
+
+    fn snapshot_state(&mut self) -> Result<Vec<u8>, BoxError> {
+        let remaining: Vec<&S> = self.per_subtask.iter().flatten().chain(&self.shared).collect();
+        Ok(brisk_state::codec::encode(&remaining)?)
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), BoxError> {
+        // Restored splits go to whichever reader asks: the parallelism may have changed.
+        let remaining: Vec<S> = brisk_state::codec::decode(state)?;
+        self.per_subtask.iter_mut().for_each(VecDeque::clear);
+        self.shared = remaining.into();
+        Ok(())
+    }
 }

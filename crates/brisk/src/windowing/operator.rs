@@ -12,6 +12,7 @@ use super::window::Window;
 use crate::key_selector::KeySelector;
 use crate::operators::{FunctionStores, close_function, state_error};
 use brisk_core::{Data, Key, NO_TIMESTAMP, StreamRecord, Watermark};
+use brisk_runtime::checkpoint::{CheckpointBarrier, CheckpointId, OperatorSnapshot};
 use brisk_runtime::metrics::Counter;
 use brisk_runtime::output::StateQuery;
 use brisk_runtime::time::ProcessingTimeService;
@@ -388,6 +389,15 @@ where
             None => self.spec.contents.function(),
         };
         let stores = FunctionStores::open(function, ctx, true)?;
+        if let (Some(panes), Some(restored)) = (&mut self.panes, ctx.restored()) {
+            let (range, max_parallelism) = (ctx.task.info.key_group_range(), ctx.task.info.max_parallelism);
+            panes.restore(&restored.raw, &|key: &K| range.contains(brisk_core::key_group::assign_to_key_group(key, max_parallelism)))?;
+        }
+        if let Some(backend) = &stores.keyed
+            && let Some(next) = backend.with("window timer", |b| Ok(b.next_timer(WINDOW_TIMERS, TimeDomain::ProcessingTime))).map_err(state_error)?
+        {
+            ctx.task.processing_time.register_wakeup(next);
+        }
         if let Some(backend) = &stores.keyed {
             self.spec.contents.register(backend)?;
             if self.spec.assigner.is_merging() {
@@ -408,6 +418,26 @@ where
             Some(panes) => close_function(panes.function()),
             None => close_function(self.spec.contents.function()),
         }
+    }
+
+    fn snapshot_state(&mut self, barrier: &CheckpointBarrier) -> TaskResult<OperatorSnapshot> {
+        match &mut self.panes {
+            Some(panes) => {
+                let raw = panes.snapshot()?;
+                let mut snapshot = FunctionStores::snapshot(self.stores.as_ref(), panes.function(), barrier)?;
+                snapshot.raw = Some(raw);
+                Ok(snapshot)
+            }
+            None => FunctionStores::snapshot(self.stores.as_ref(), self.spec.contents.function(), barrier),
+        }
+    }
+
+    fn notify_checkpoint_complete(&mut self, id: CheckpointId) -> TaskResult {
+        let function = match &mut self.panes {
+            Some(panes) => panes.function(),
+            None => self.spec.contents.function(),
+        };
+        function.notify_checkpoint_complete(id).map_err(TaskError::User)
     }
 
     fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {

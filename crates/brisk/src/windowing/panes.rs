@@ -12,7 +12,7 @@ use super::window::Window;
 use crate::functions::RichFunction;
 use brisk_core::{Data, Key};
 use brisk_runtime::time::ProcessingTimeService;
-use brisk_runtime::{OperatorOutput, TaskResult};
+use brisk_runtime::{OperatorOutput, TaskError, TaskResult};
 use brisk_state::AggregateFunction;
 use hashbrown::HashMap;
 use std::cmp::Ordering;
@@ -22,7 +22,7 @@ use std::sync::Arc;
 /// How an incremental window function folds elements into an accumulator.
 pub(crate) trait Accumulate<T>: Send {
     /// The accumulator.
-    type Acc: Send;
+    type Acc: Data;
     /// The result.
     type Out;
     /// The accumulator of a window's first element.
@@ -36,7 +36,7 @@ pub(crate) trait Accumulate<T>: Send {
 /// A reduce function as an accumulator.
 pub(crate) struct ReduceAccumulate<F>(pub F);
 
-impl<T: Clone + Send, F: FnMut(T, T) -> T + Send> Accumulate<T> for ReduceAccumulate<F> {
+impl<T: Data, F: FnMut(T, T) -> T + Send> Accumulate<T> for ReduceAccumulate<F> {
     type Acc = T;
     type Out = T;
 
@@ -55,7 +55,7 @@ impl<T: Clone + Send, F: FnMut(T, T) -> T + Send> Accumulate<T> for ReduceAccumu
 /// An aggregate function as an accumulator.
 pub(crate) struct AggregateAccumulate<T, ACC, R>(pub Arc<dyn AggregateFunction<T, ACC, R>>);
 
-impl<T: 'static, ACC: Clone + Send + 'static, R: 'static> Accumulate<T> for AggregateAccumulate<T, ACC, R> {
+impl<T: 'static, ACC: Data, R: 'static> Accumulate<T> for AggregateAccumulate<T, ACC, R> {
     type Acc = ACC;
     type Out = R;
 
@@ -94,7 +94,14 @@ pub(crate) trait WindowPanes<T, K, W, O>: Send {
         time: &ProcessingTimeService,
         out: &mut OperatorOutput<O>,
     ) -> TaskResult;
+    /// The panes, encoded for a checkpoint.
+    fn snapshot(&self) -> TaskResult<Vec<u8>>;
+    /// Adds the panes of snapshots, keeping the keys `keep` accepts (this subtask's).
+    fn restore(&mut self, snapshots: &[Vec<u8>], keep: &dyn Fn(&K) -> bool) -> TaskResult;
 }
+
+/// A pane as stored in a checkpoint: window, whether it fired, accumulators by key.
+type StoredPane<K, W, ACC> = (W, bool, Vec<(K, ACC)>);
 
 /// When a window fires: the operator's watermark and clock.
 #[derive(Clone, Copy)]
@@ -190,6 +197,33 @@ where
                 }
             }
         }
+        self.drop_expired(watermark, lateness);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> TaskResult<Vec<u8>> {
+        let stored: Vec<(&W, bool, Vec<(&K, &A::Acc)>)> =
+            self.panes.iter().map(|(w, p)| (w, p.fired, p.keys.iter().collect())).collect();
+        brisk_state::codec::encode(&stored).map_err(|e| TaskError::msg(format!("cannot encode window contents: {e}")))
+    }
+
+    fn restore(&mut self, snapshots: &[Vec<u8>], keep: &dyn Fn(&K) -> bool) -> TaskResult {
+        for bytes in snapshots {
+            let stored: Vec<StoredPane<K, W, A::Acc>> = brisk_state::codec::decode(bytes)
+                .map_err(|e| TaskError::msg(format!("restored window contents do not decode: {e}")))?;
+            for (window, fired, keys) in stored {
+                let pane = pane_of(&mut self.panes, 0, &window);
+                pane.fired |= fired;
+                pane.keys.extend(keys.into_iter().filter(|(k, _)| keep(k)));
+            }
+        }
+        self.panes.retain(|(_, p)| !p.keys.is_empty());
+        Ok(())
+    }
+}
+
+impl<K, W: Window, ACC, A, P> Panes<K, W, ACC, A, P> {
+    fn drop_expired(&mut self, watermark: i64, lateness: i64) {
         while let Some((window, pane)) = self.panes.front() {
             if window.max_timestamp().saturating_add(lateness) > watermark {
                 break;
@@ -197,6 +231,5 @@ where
             self.capacity_hint = pane.keys.len();
             self.panes.pop_front();
         }
-        Ok(())
     }
 }

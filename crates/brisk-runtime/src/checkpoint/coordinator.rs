@@ -1,0 +1,269 @@
+//! The checkpoint coordinator's bookkeeping (Flink's `CheckpointCoordinator`): when to
+//! trigger, which tasks still owe an acknowledgement, writing the metadata that completes a
+//! checkpoint, timeouts, tolerated failures, retention, and the history printed at the end.
+
+use super::storage::{CheckpointMetadata, CheckpointStorage, TaskStateHandle, write_metadata};
+use super::{CheckpointConfig, CheckpointId, SnapshotKind, TaskAcknowledgement};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// How a checkpoint ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckpointStatus {
+    /// Every task acknowledged and the metadata was written.
+    Completed,
+    /// Abandoned, with the reason.
+    Failed(String),
+}
+
+/// One line of the checkpoint history.
+#[derive(Clone, Debug)]
+pub struct CheckpointStats {
+    /// The checkpoint.
+    pub id: CheckpointId,
+    /// Checkpoint or savepoint.
+    pub kind: SnapshotKind,
+    /// How it ended.
+    pub status: CheckpointStatus,
+    /// Bytes written.
+    pub size: u64,
+    /// From trigger to completion.
+    pub duration: Duration,
+    /// Longest barrier alignment of any task.
+    pub alignment: Duration,
+    /// Longest synchronous part of any task.
+    pub sync: Duration,
+    /// Longest asynchronous part of any task.
+    pub async_part: Duration,
+    /// Where it is stored.
+    pub path: PathBuf,
+}
+
+/// A task of the running attempt, as the metadata records it.
+#[derive(Clone, Debug)]
+pub struct TaskDescriptor {
+    /// Subtask index.
+    pub subtask: usize,
+    /// Its vertex's parallelism.
+    pub parallelism: usize,
+    /// Its chain's operator ids.
+    pub operator_ids: Vec<String>,
+}
+
+struct Pending {
+    kind: SnapshotKind,
+    dir: PathBuf,
+    triggered: Instant,
+    timestamp: i64,
+    acks: Vec<Option<TaskAcknowledgement>>,
+    remaining: usize,
+    enumerators: Vec<(String, Vec<u8>)>,
+}
+
+/// A checkpoint that just completed.
+#[derive(Clone, Debug)]
+pub struct Completed {
+    /// The checkpoint.
+    pub id: CheckpointId,
+    /// Checkpoint or savepoint.
+    pub kind: SnapshotKind,
+    /// Its directory.
+    pub path: PathBuf,
+}
+
+/// Tracks the checkpoints of a job across its attempts.
+pub struct CheckpointCoordinator {
+    config: CheckpointConfig,
+    storage: CheckpointStorage,
+    job_name: String,
+    max_parallelism: Vec<(String, usize)>,
+    tasks: Vec<TaskDescriptor>,
+    next_id: CheckpointId,
+    pending: BTreeMap<CheckpointId, Pending>,
+    last_trigger: Option<Instant>,
+    last_completion: Option<Instant>,
+    failures_in_a_row: u32,
+    history: Vec<CheckpointStats>,
+}
+
+impl CheckpointCoordinator {
+    /// A coordinator writing to `storage`; ids continue after `last_id` (the restored one).
+    pub fn new(config: CheckpointConfig, storage: CheckpointStorage, job_name: String, max_parallelism: Vec<(String, usize)>, last_id: CheckpointId) -> Self {
+        CheckpointCoordinator {
+            config,
+            storage,
+            job_name,
+            max_parallelism,
+            tasks: Vec::new(),
+            next_id: last_id + 1,
+            pending: BTreeMap::new(),
+            last_trigger: None,
+            last_completion: None,
+            failures_in_a_row: 0,
+            history: Vec::new(),
+        }
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &CheckpointStorage {
+        &self.storage
+    }
+
+    /// A new attempt runs these tasks; checkpoints of the previous attempt are abandoned.
+    pub fn start_attempt(&mut self, tasks: Vec<TaskDescriptor>) -> Vec<CheckpointId> {
+        self.tasks = tasks;
+        let abandoned: Vec<CheckpointId> = self.pending.keys().copied().collect();
+        for id in &abandoned {
+            self.fail(*id, "the job restarted".into());
+        }
+        self.last_trigger = Some(Instant::now());
+        abandoned
+    }
+
+    /// Whether a periodic checkpoint is due.
+    pub fn is_due(&self, now: Instant) -> bool {
+        let Some(interval) = self.config.interval else { return false };
+        self.pending.len() < self.config.max_concurrent
+            && self.last_trigger.is_none_or(|t| now.duration_since(t) >= interval)
+            && self.last_completion.is_none_or(|t| now.duration_since(t) >= self.config.min_pause)
+    }
+
+    /// When the next periodic checkpoint may be due.
+    pub fn next_due(&self) -> Option<Instant> {
+        let interval = self.config.interval?;
+        Some(self.last_trigger.map(|t| t + interval).unwrap_or_else(Instant::now))
+    }
+
+    /// Starts a checkpoint (into the job's storage) or a savepoint (into `savepoint_dir`).
+    pub fn begin(&mut self, kind: SnapshotKind, savepoint_dir: Option<PathBuf>, enumerators: Vec<(String, Vec<u8>)>) -> (CheckpointId, i64) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let dir = match savepoint_dir {
+            Some(parent) => parent.join(format!("savepoint-{id}-{timestamp}")),
+            None => self.storage.checkpoint_dir(id),
+        };
+        self.pending.insert(
+            id,
+            Pending { kind, dir, triggered: Instant::now(), timestamp, acks: vec![None; self.tasks.len()], remaining: self.tasks.len(), enumerators },
+        );
+        if kind == SnapshotKind::Checkpoint {
+            self.last_trigger = Some(Instant::now());
+        }
+        (id, timestamp)
+    }
+
+    /// The directory a task writes its part of checkpoint `id` into.
+    pub fn directory(&self, id: CheckpointId) -> Option<PathBuf> {
+        self.pending.get(&id).map(|p| p.dir.clone())
+    }
+
+    /// Records an acknowledgement; returns the checkpoint if it is now complete.
+    pub fn acknowledge(&mut self, ack: TaskAcknowledgement) -> Option<Result<Completed, String>> {
+        let id = ack.checkpoint;
+        let pending = self.pending.get_mut(&id)?;
+        let slot = pending.acks.get_mut(ack.task)?;
+        if slot.is_none() {
+            pending.remaining -= 1;
+        }
+        *slot = Some(ack);
+        if pending.remaining > 0 {
+            return None;
+        }
+        let pending = self.pending.remove(&id)?;
+        Some(self.complete(id, pending))
+    }
+
+    fn complete(&mut self, id: CheckpointId, pending: Pending) -> Result<Completed, String> {
+        let acks: Vec<TaskAcknowledgement> = pending.acks.into_iter().flatten().collect();
+        let tasks = self
+            .tasks
+            .iter()
+            .zip(&acks)
+            .map(|(t, a)| TaskStateHandle { subtask: t.subtask, parallelism: t.parallelism, operator_ids: t.operator_ids.clone(), file: a.file.clone(), size: a.size })
+            .collect();
+        let metadata = CheckpointMetadata {
+            id,
+            kind: pending.kind,
+            timestamp: pending.timestamp,
+            job_name: self.job_name.clone(),
+            max_parallelism: self.max_parallelism.clone(),
+            tasks,
+            enumerators: pending.enumerators,
+        };
+        if let Err(e) = write_metadata(&pending.dir, &metadata) {
+            let reason = format!("cannot write its metadata: {e}");
+            self.record(id, pending.kind, CheckpointStatus::Failed(reason.clone()), 0, pending.triggered, &[], pending.dir);
+            return Err(reason);
+        }
+        let size = metadata.size();
+        self.record(id, pending.kind, CheckpointStatus::Completed, size, pending.triggered, &acks, pending.dir.clone());
+        self.failures_in_a_row = 0;
+        if pending.kind == SnapshotKind::Checkpoint {
+            self.last_completion = Some(Instant::now());
+            self.storage.prune(self.config.retained);
+        }
+        info!(checkpoint = id, kind = ?pending.kind, bytes = size, duration_ms = pending.triggered.elapsed().as_millis() as u64, path = %pending.dir.display(), "checkpoint completed");
+        // Older checkpoints still in progress are subsumed.
+        let older: Vec<CheckpointId> = self.pending.range(..id).map(|(k, _)| *k).collect();
+        for old in older {
+            self.fail(old, format!("subsumed by checkpoint {id}"));
+        }
+        Ok(Completed { id, kind: pending.kind, path: pending.dir })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(&mut self, id: CheckpointId, kind: SnapshotKind, status: CheckpointStatus, size: u64, triggered: Instant, acks: &[TaskAcknowledgement], path: PathBuf) {
+        let max = |f: fn(&TaskAcknowledgement) -> Duration| acks.iter().map(f).max().unwrap_or_default();
+        self.history.push(CheckpointStats {
+            id,
+            kind,
+            status,
+            size,
+            duration: triggered.elapsed(),
+            alignment: max(|a| a.alignment),
+            sync: max(|a| a.sync),
+            async_part: max(|a| a.async_part),
+            path,
+        });
+    }
+
+    /// Abandons checkpoint `id`; returns whether the job must fail (too many in a row).
+    pub fn fail(&mut self, id: CheckpointId, reason: String) -> bool {
+        let Some(pending) = self.pending.remove(&id) else { return false };
+        warn!(checkpoint = id, reason = %reason, "checkpoint failed");
+        let _ = std::fs::remove_dir_all(&pending.dir);
+        self.record(id, pending.kind, CheckpointStatus::Failed(reason), 0, pending.triggered, &[], pending.dir);
+        if pending.kind == SnapshotKind::Checkpoint && !reason_is_restart(&self.history) {
+            self.failures_in_a_row += 1;
+        }
+        self.failures_in_a_row > self.config.tolerable_failures
+    }
+
+    /// Checkpoints past their timeout, abandoned; returns their ids and whether the job must fail.
+    pub fn expire(&mut self, now: Instant) -> (Vec<CheckpointId>, bool) {
+        let expired: Vec<CheckpointId> = self.pending.iter().filter(|(_, p)| now.duration_since(p.triggered) >= self.config.timeout).map(|(id, _)| *id).collect();
+        let mut must_fail = false;
+        for id in &expired {
+            must_fail |= self.fail(*id, format!("not complete after the timeout of {:?}", self.config.timeout));
+        }
+        (expired, must_fail)
+    }
+
+    /// Every checkpoint so far.
+    pub fn history(&self) -> &[CheckpointStats] {
+        &self.history
+    }
+
+    /// Whether checkpoint `id` is still in progress.
+    pub fn is_pending(&self, id: CheckpointId) -> bool {
+        self.pending.contains_key(&id)
+    }
+}
+
+/// Restarts abandon checkpoints without counting them as checkpoint failures.
+fn reason_is_restart(history: &[CheckpointStats]) -> bool {
+    history.last().is_some_and(|s| s.status == CheckpointStatus::Failed("the job restarted".into()))
+}

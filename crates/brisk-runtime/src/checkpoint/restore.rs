@@ -1,0 +1,161 @@
+//! Restoring a job from a completed checkpoint or savepoint: each new subtask gets the state of
+//! its operators (matched by operator id), with keyed state cut to its key groups and operator
+//! state redistributed, so the job may run at another parallelism than the one that wrote it.
+
+use super::storage::CompletedCheckpoint;
+use super::{OperatorSnapshot, OperatorSubtaskState};
+use brisk_core::KeyGroupRange;
+use brisk_state::{KeyedStateSnapshot, OperatorStateSnapshot, redistribute};
+use std::collections::{BTreeSet, HashMap};
+
+/// The restored state of one operator in one subtask.
+#[derive(Clone, Debug, Default)]
+pub struct OperatorRestore {
+    /// Keyed state and timers of the subtask's key groups.
+    pub keyed: Option<KeyedStateSnapshot>,
+    /// Its share of the operator state.
+    pub operator: Option<OperatorStateSnapshot>,
+    /// The operator's own bytes from every old subtask (it keeps what is its own).
+    pub raw: Vec<Vec<u8>>,
+}
+
+impl OperatorRestore {
+    /// The share of subtask `subtask` (of `parallelism`) in the states an operator's old
+    /// subtasks stored: its key groups, its part of the operator state, all raw bytes.
+    pub fn from_states<'a>(
+        states: impl IntoIterator<Item = &'a OperatorSubtaskState>,
+        subtask: usize,
+        parallelism: usize,
+        max_parallelism: usize,
+    ) -> Result<Self, String> {
+        let range = KeyGroupRange::for_operator(max_parallelism, parallelism, subtask);
+        let (mut keyed, mut operator, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+        for state in states {
+            let what = format!("operator {}", state.operator_id);
+            if let Some(bytes) = &state.keyed {
+                keyed.push(KeyedStateSnapshot::from_bytes(bytes, &what).map_err(|e| e.to_string())?);
+            }
+            if let Some(bytes) = &state.operator {
+                operator.push(OperatorStateSnapshot::from_bytes(bytes, &what).map_err(|e| e.to_string())?);
+            }
+            if let Some(bytes) = &state.raw {
+                raw.push(bytes.clone());
+            }
+        }
+        let keyed = match keyed.first() {
+            None => None,
+            Some(first) => {
+                let backend = first.backend.clone();
+                Some(KeyedStateSnapshot::merge_for_range(&keyed, range, &backend, max_parallelism).map_err(|e| e.to_string())?)
+            }
+        };
+        let operator = if operator.is_empty() { None } else { redistribute(&operator, parallelism).into_iter().nth(subtask) };
+        Ok(OperatorRestore { keyed, operator, raw })
+    }
+}
+
+/// Encodes the snapshot one operator handed over (the asynchronous part: keyed state is
+/// serialized here).
+pub fn encode_operator_snapshot(operator_id: String, snapshot: OperatorSnapshot) -> Result<OperatorSubtaskState, String> {
+    let keyed = match snapshot.keyed {
+        Some(writer) => Some(writer.write().and_then(|s| s.to_bytes()).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let operator = match snapshot.operator {
+        Some(state) if !state.is_empty() => Some(state.to_bytes().map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    Ok(OperatorSubtaskState { operator_id, keyed, operator, raw: snapshot.raw })
+}
+
+/// The restored state of one subtask.
+#[derive(Clone, Debug, Default)]
+pub struct TaskRestore {
+    /// By operator id.
+    pub operators: HashMap<String, OperatorRestore>,
+    /// Records that were in flight to the subtask (unaligned checkpoints), per input.
+    pub in_flight: Vec<(usize, Vec<Vec<u8>>)>,
+}
+
+/// A checkpoint indexed for restoring a job.
+#[derive(Clone, Debug)]
+pub struct JobRestore {
+    /// The checkpoint or savepoint.
+    pub checkpoint: CompletedCheckpoint,
+    /// Per operator id: (old subtask, old parallelism, state).
+    by_operator: HashMap<String, Vec<(usize, usize, OperatorSubtaskState)>>,
+}
+
+impl JobRestore {
+    /// Indexes `checkpoint`.
+    pub fn new(checkpoint: CompletedCheckpoint) -> Self {
+        let mut by_operator: HashMap<String, Vec<(usize, usize, OperatorSubtaskState)>> = HashMap::new();
+        for (handle, state) in checkpoint.metadata.tasks.iter().zip(&checkpoint.task_states) {
+            let Some(state) = state else { continue };
+            for op in &state.operators {
+                by_operator.entry(op.operator_id.clone()).or_default().push((handle.subtask, handle.parallelism, op.clone()));
+            }
+        }
+        JobRestore { checkpoint, by_operator }
+    }
+
+    /// The checkpoint's id.
+    pub fn id(&self) -> u64 {
+        self.checkpoint.metadata.id
+    }
+
+    /// Checks that every operator with state in the checkpoint exists in the job (by id),
+    /// unless state may be dropped.
+    pub fn check_mapping(&self, job_operators: &BTreeSet<String>, allow_non_restored: bool) -> Result<(), String> {
+        let missing: Vec<&String> = self.by_operator.keys().chain(self.checkpoint.metadata.enumerators.iter().map(|(id, _)| id)).filter(|id| !job_operators.contains(*id)).collect();
+        if missing.is_empty() || allow_non_restored {
+            return Ok(());
+        }
+        Err(format!(
+            "the snapshot '{}' has state for operators the job does not have ({}); give operators stable ids with uid(), \
+             or allow non-restored state (--allow-non-restored-state / execution.savepoint.ignore-unclaimed-state)",
+            self.checkpoint.path.display(),
+            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        ))
+    }
+
+    /// The enumerator state of source operator `operator_id`.
+    pub fn enumerator_state(&self, operator_id: &str) -> Option<&[u8]> {
+        self.checkpoint.metadata.enumerators.iter().find(|(id, _)| id == operator_id).map(|(_, s)| s.as_slice())
+    }
+
+    /// Every old subtask's own bytes of `operator_id` (source split positions).
+    pub fn raw_states(&self, operator_id: &str) -> Vec<Vec<u8>> {
+        self.by_operator.get(operator_id).map(|v| v.iter().filter_map(|(_, _, s)| s.raw.clone()).collect()).unwrap_or_default()
+    }
+
+    /// The state of subtask `subtask` of `parallelism` running the chain `operator_ids`.
+    pub fn for_subtask(&self, operator_ids: &[String], subtask: usize, parallelism: usize, max_parallelism: usize) -> Result<TaskRestore, String> {
+        let mut restore = TaskRestore::default();
+        for id in operator_ids {
+            let Some(states) = self.by_operator.get(id) else { continue };
+            let operator = OperatorRestore::from_states(states.iter().map(|(_, _, s)| s), subtask, parallelism, max_parallelism)?;
+            restore.operators.insert(id.clone(), operator);
+        }
+        // In-flight records go back to the same subtask of the same chain.
+        let head = operator_ids.first();
+        for (handle, state) in self.checkpoint.metadata.tasks.iter().zip(&self.checkpoint.task_states) {
+            let Some(state) = state else { continue };
+            if state.in_flight.iter().all(|(_, records)| records.is_empty()) || handle.operator_ids.first() != head {
+                continue;
+            }
+            if handle.parallelism != parallelism {
+                return Err(format!(
+                    "checkpoint {} is unaligned and holds in-flight records of '{}', which cannot be redistributed to another \
+                     parallelism; rescale from a savepoint (always aligned) instead",
+                    self.id(),
+                    head.map(String::as_str).unwrap_or("?")
+                ));
+            }
+            if handle.subtask == subtask {
+                restore.in_flight = state.in_flight.clone();
+            }
+        }
+        Ok(restore)
+    }
+}

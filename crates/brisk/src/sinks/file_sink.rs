@@ -1,0 +1,199 @@
+//! The exactly-once file sink (Flink's `FileSink` with a row format): each subtask writes
+//! lines into an in-progress part file (`.part-<subtask>-<n>.inprogress`); at a checkpoint the
+//! file is closed and becomes pending (`.part-<subtask>-<n>.pending`); when the checkpoint
+//! completes it is renamed to its final name `part-<subtask>-<n>`. Readers that skip hidden
+//! files (names starting with `.`) see committed data only. A part file also rolls when it
+//! reaches the size limit. After a restore, files of failed attempts are removed.
+
+use super::two_phase::{TwoPhaseCommitSink, TwoPhaseCommitSinkFunction};
+use crate::format::TextFormat;
+use crate::functions::{RuntimeContext, SinkContext};
+use brisk_core::BoxError;
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Default size at which a part file rolls over.
+pub const DEFAULT_MAX_PART_SIZE: u64 = 128 << 20;
+
+/// A part file, as a transaction: where it is while written, pending and finished.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartFiles {
+    /// Every part file of the transaction (several when it rolled over on size), by number.
+    pub parts: Vec<u64>,
+    /// The subtask writing it.
+    pub subtask: usize,
+}
+
+/// The exactly-once file sink's writer.
+pub struct FileSink<T> {
+    dir: PathBuf,
+    format: fn(&T, &mut String),
+    max_part_size: u64,
+    subtask: usize,
+    next_part: u64,
+    writer: Option<(BufWriter<File>, u64)>,
+    line: String,
+}
+
+impl<T> Clone for FileSink<T> {
+    fn clone(&self) -> Self {
+        FileSink {
+            dir: self.dir.clone(),
+            format: self.format,
+            max_part_size: self.max_part_size,
+            subtask: 0,
+            next_part: 0,
+            writer: None,
+            line: String::new(),
+        }
+    }
+}
+
+impl<T: TextFormat + 'static> FileSink<T> {
+    /// CSV rows into part files in directory `dir`.
+    pub fn csv(dir: impl Into<PathBuf>) -> TwoPhaseCommitSinkFunction<T, FileSink<T>> {
+        Self::with_format(dir, |v, s| v.write_csv(s))
+    }
+
+    /// Text lines (`(a,b)` for tuples) into part files in directory `dir`.
+    pub fn text(dir: impl Into<PathBuf>) -> TwoPhaseCommitSinkFunction<T, FileSink<T>> {
+        Self::with_format(dir, |v, s| v.write_text(s))
+    }
+
+    fn with_format(dir: impl Into<PathBuf>, format: fn(&T, &mut String)) -> TwoPhaseCommitSinkFunction<T, FileSink<T>> {
+        TwoPhaseCommitSinkFunction::new(FileSink {
+            dir: dir.into(),
+            format,
+            max_part_size: DEFAULT_MAX_PART_SIZE,
+            subtask: 0,
+            next_part: 0,
+            writer: None,
+            line: String::new(),
+        })
+    }
+}
+
+impl<T> FileSink<T> {
+    fn in_progress(&self, part: u64) -> PathBuf {
+        self.dir.join(format!(".part-{}-{part}.inprogress", self.subtask))
+    }
+
+    fn path_of(dir: &Path, subtask: usize, part: u64, state: &str) -> PathBuf {
+        match state {
+            "pending" => dir.join(format!(".part-{subtask}-{part}.pending")),
+            _ => dir.join(format!("part-{subtask}-{part}")),
+        }
+    }
+
+    fn open_part(&mut self, transaction: &mut PartFiles) -> Result<(), BoxError> {
+        let part = self.next_part;
+        self.next_part += 1;
+        let path = self.in_progress(part);
+        let file = File::create(&path).map_err(|e| format!("cannot create part file '{}': {e}", path.display()))?;
+        self.writer = Some((BufWriter::with_capacity(1 << 16, file), 0));
+        transaction.parts.push(part);
+        Ok(())
+    }
+
+    fn close_part(&mut self, transaction: &PartFiles) -> Result<(), BoxError> {
+        let Some((mut writer, _)) = self.writer.take() else { return Ok(()) };
+        let Some(part) = transaction.parts.last().copied() else { return Ok(()) };
+        let path = self.in_progress(part);
+        writer.flush().map_err(|e| format!("cannot write part file '{}': {e}", path.display()))?;
+        let pending = Self::path_of(&self.dir, self.subtask, part, "pending");
+        std::fs::rename(&path, &pending).map_err(|e| format!("cannot move '{}' to pending: {e}", path.display()))?;
+        Ok(())
+    }
+
+    /// Part files of this subtask (and of subtasks that no longer exist, for subtask 0) that
+    /// no committed or restored transaction owns: leftovers of failed attempts.
+    fn remove_leftovers(&self, parallelism: usize) -> Result<(), BoxError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(_) => return Ok(()),
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some(rest) = name.strip_prefix(".part-") else { continue };
+            let Some(subtask) = rest.split('-').next().and_then(|s| s.parse::<usize>().ok()) else { continue };
+            let mine = subtask == self.subtask || (self.subtask == 0 && subtask >= parallelism);
+            if mine && (name.ends_with(".inprogress") || name.ends_with(".pending")) {
+                std::fs::remove_file(entry.path()).map_err(|e| format!("cannot remove leftover part file '{name}': {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next free part number of this subtask.
+    fn next_free_part(&self) -> u64 {
+        let prefixes = [format!("part-{}-", self.subtask), format!(".part-{}-", self.subtask)];
+        std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().to_string();
+                        let rest = prefixes.iter().find_map(|p| name.strip_prefix(p.as_str()))?;
+                        rest.split('.').next()?.parse::<u64>().ok()
+                    })
+                    .map(|n| n + 1)
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl<T: 'static> TwoPhaseCommitSink<T> for FileSink<T> {
+    type Transaction = PartFiles;
+
+    fn initialize(&mut self, ctx: &RuntimeContext<'_>, _restored: &[PartFiles]) -> Result<(), BoxError> {
+        self.subtask = ctx.index_of_this_subtask();
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create output directory '{}': {e}", self.dir.display()))?;
+        if self.dir.is_file() {
+            return Err(format!("the output '{}' is a file; the exactly-once file sink writes a directory", self.dir.display()).into());
+        }
+        self.remove_leftovers(ctx.number_of_parallel_subtasks())?;
+        self.next_part = self.next_free_part();
+        Ok(())
+    }
+
+    fn begin_transaction(&mut self, _: &RuntimeContext<'_>) -> Result<PartFiles, BoxError> {
+        Ok(PartFiles { parts: Vec::new(), subtask: self.subtask })
+    }
+
+    fn invoke(&mut self, transaction: &mut PartFiles, value: T, _: &SinkContext<'_>) -> Result<(), BoxError> {
+        if self.writer.as_ref().is_none_or(|(_, size)| *size >= self.max_part_size) {
+            self.close_part(transaction)?;
+            self.open_part(transaction)?;
+        }
+        self.line.clear();
+        (self.format)(&value, &mut self.line);
+        self.line.push('\n');
+        if let Some((writer, size)) = &mut self.writer {
+            writer.write_all(self.line.as_bytes()).map_err(|e| format!("cannot write to '{}': {e}", self.dir.display()))?;
+            *size += self.line.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn pre_commit(&mut self, transaction: &mut PartFiles) -> Result<(), BoxError> {
+        self.close_part(transaction)
+    }
+
+    fn commit(&mut self, transaction: PartFiles) -> Result<(), BoxError> {
+        for part in transaction.parts {
+            let pending = Self::path_of(&self.dir, transaction.subtask, part, "pending");
+            let finished = Self::path_of(&self.dir, transaction.subtask, part, "finished");
+            match std::fs::rename(&pending, &finished) {
+                Ok(()) => {}
+                // Committed before (the notification was repeated after a restore).
+                Err(_) if finished.exists() => {}
+                Err(e) => return Err(format!("cannot commit part file '{}': {e}", pending.display()).into()),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! The two-phase-commit sink framework (Flink's `TwoPhaseCommitSinkFunction`): records go into
+//! a transaction; at a checkpoint barrier the transaction is pre-committed and remembered in
+//! the checkpoint; when the checkpoint completes it is committed. After a failure, the
+//! transactions of the restored checkpoint are committed (their checkpoint did complete) and
+//! everything newer is rolled back by the sink's recovery, so each record lands exactly once.
+
+use crate::functions::{FunctionInitializationContext, FunctionSnapshotContext, RichFunction, RuntimeContext, SinkContext, SinkFunction};
+use brisk_core::{BoxError, Data};
+use brisk_state::{ListState, ListStateDescriptor};
+
+/// A sink that writes through transactions.
+pub trait TwoPhaseCommitSink<T>: Clone + Send + 'static {
+    /// What identifies a transaction, stored in checkpoints (e.g. a file's paths).
+    type Transaction: Data;
+
+    /// Called once per subtask before any transaction, after the restored transactions were
+    /// committed: remove leftovers of failed attempts here.
+    fn initialize(&mut self, _ctx: &RuntimeContext<'_>, _restored: &[Self::Transaction]) -> Result<(), BoxError> {
+        Ok(())
+    }
+    /// Starts a transaction.
+    fn begin_transaction(&mut self, ctx: &RuntimeContext<'_>) -> Result<Self::Transaction, BoxError>;
+    /// Writes a record into the open transaction.
+    fn invoke(&mut self, transaction: &mut Self::Transaction, value: T, ctx: &SinkContext<'_>) -> Result<(), BoxError>;
+    /// Makes the transaction durable so it can be committed later (at the barrier).
+    fn pre_commit(&mut self, transaction: &mut Self::Transaction) -> Result<(), BoxError>;
+    /// Commits a pre-committed transaction; must be idempotent (it is repeated after a restore).
+    fn commit(&mut self, transaction: Self::Transaction) -> Result<(), BoxError>;
+}
+
+/// Runs a [`TwoPhaseCommitSink`] as a sink function.
+pub struct TwoPhaseCommitSinkFunction<T, S: TwoPhaseCommitSink<T>> {
+    sink: S,
+    current: Option<S::Transaction>,
+    /// Pre-committed transactions by the checkpoint that covers them.
+    pending: Vec<(u64, S::Transaction)>,
+    state: Option<ListState<(u64, S::Transaction)>>,
+    restored: Vec<S::Transaction>,
+    _type: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T, S: TwoPhaseCommitSink<T>> Clone for TwoPhaseCommitSinkFunction<T, S> {
+    fn clone(&self) -> Self {
+        Self::new(self.sink.clone())
+    }
+}
+
+impl<T, S: TwoPhaseCommitSink<T>> TwoPhaseCommitSinkFunction<T, S> {
+    /// Wraps `sink`.
+    pub fn new(sink: S) -> Self {
+        TwoPhaseCommitSinkFunction { sink, current: None, pending: Vec::new(), state: None, restored: Vec::new(), _type: std::marker::PhantomData }
+    }
+
+    fn pre_commit_current(&mut self, checkpoint: u64) -> Result<(), BoxError> {
+        if let Some(mut transaction) = self.current.take() {
+            self.sink.pre_commit(&mut transaction)?;
+            self.pending.push((checkpoint, transaction));
+        }
+        Ok(())
+    }
+}
+
+impl<T, S: TwoPhaseCommitSink<T>> RichFunction for TwoPhaseCommitSinkFunction<T, S> {
+    fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext<'_>) -> Result<(), BoxError> {
+        let state: ListState<(u64, S::Transaction)> = ctx.get_list_state(&ListStateDescriptor::new("two-phase-commit-pending"))?;
+        // Transactions in the restored checkpoint were pre-committed and their checkpoint
+        // completed: commit them (again, if the notification was lost).
+        for (_, transaction) in state.get()? {
+            self.sink.commit(transaction.clone())?;
+            self.restored.push(transaction);
+        }
+        state.clear()?;
+        self.state = Some(state);
+        Ok(())
+    }
+
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<(), BoxError> {
+        self.sink.initialize(ctx, &self.restored)?;
+        self.restored.clear();
+        self.current = Some(self.sink.begin_transaction(ctx)?);
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, ctx: &FunctionSnapshotContext) -> Result<(), BoxError> {
+        self.pre_commit_current(ctx.checkpoint_id)?;
+        if let Some(state) = &self.state {
+            state.update(self.pending.clone())?;
+        }
+        Ok(())
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), BoxError> {
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending).into_iter().partition(|(id, _)| *id <= checkpoint_id);
+        self.pending = waiting;
+        for (_, transaction) in done {
+            self.sink.commit(transaction)?;
+        }
+        Ok(())
+    }
+}
+
+impl<T: 'static, S: TwoPhaseCommitSink<T>> SinkFunction<T> for TwoPhaseCommitSinkFunction<T, S> {
+    fn invoke(&mut self, value: T, ctx: &SinkContext<'_>) -> Result<(), BoxError> {
+        let transaction = self.current.as_mut().ok_or("two-phase-commit sink used before open")?;
+        self.sink.invoke(transaction, value, ctx)
+    }
+
+    fn finish(&mut self) -> Result<(), BoxError> {
+        // Committed when the whole job has finished (the final checkpoint).
+        self.pre_commit_current(u64::MAX)
+    }
+}
