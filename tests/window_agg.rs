@@ -24,7 +24,16 @@ fn tumbling_and_sliding_windows_match_the_reference() {
                 let out = dir.join(format!("{backend}-{p}-{}", slide.unwrap_or("tumbling"))).join("results");
                 let mut cmd = example("window_agg");
                 cmd.arg("--input").arg(data("window_agg/events.csv")).arg("--output").arg(&out);
-                cmd.args(["--parallelism", p, "--window", "10s", "--out-of-orderness", "2s", "--state-backend", backend]);
+                cmd.args([
+                    "--parallelism",
+                    p,
+                    "--window",
+                    "10s",
+                    "--out-of-orderness",
+                    "2s",
+                    "--state-backend",
+                    backend,
+                ]);
                 cmd.arg("--state-dir").arg(dir.join("rocksdb"));
                 if let Some(slide) = slide {
                     cmd.args(["--slide", slide]);
@@ -57,12 +66,17 @@ fn bad_input_names_file_line_and_field() {
     let (status, _, stderr) = run(example("window_agg").arg("--input").arg(&input).args(["--parallelism", "1"]));
     assert!(!status.status.success());
     assert!(
-        stderr.contains("events.csv', line 3 (byte offset 18): timestamp 'later' of key 'c' is not a whole number of milliseconds"),
+        stderr.contains(
+            "events.csv', line 3 (byte offset 18): timestamp 'later' of key 'c' is not a whole number of milliseconds"
+        ),
         "{stderr}"
     );
     std::fs::write(&input, "a,1000\n").unwrap();
     let (_, _, stderr) = run(example("window_agg").arg("--input").arg(&input));
-    assert!(stderr.contains("line 1 (byte offset 0): expected 3 fields 'key,timestamp_ms,value', found 2: 'a,1000'"), "{stderr}");
+    assert!(
+        stderr.contains("line 1 (byte offset 0): expected 3 fields 'key,timestamp_ms,value', found 2: 'a,1000'"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -79,7 +93,16 @@ fn bad_flags_are_explained() {
     assert!(stderr.contains("input path '/no/such/events.csv' does not exist"), "{stderr}");
     let (status, stdout, _) = run(example("window_agg").arg("--help"));
     assert!(status.status.success());
-    for flag in ["--input", "--output", "--parallelism", "--window", "--slide", "--out-of-orderness", "--allowed-lateness", "--state-backend"] {
+    for flag in [
+        "--input",
+        "--output",
+        "--parallelism",
+        "--window",
+        "--slide",
+        "--out-of-orderness",
+        "--allowed-lateness",
+        "--state-backend",
+    ] {
         assert!(stdout.contains(flag), "--help lists {flag}: {stdout}");
     }
 }

@@ -576,3 +576,50 @@ fn brisk_backends() -> Vec<StateBackendKind> {
         vec![StateBackendKind::HashMap]
     }
 }
+
+#[test]
+fn window_state_and_timers_survive_a_snapshot_and_restore() {
+    let fragments: Vec<(&str, fn(DataStream<Event>) -> DataStream<WindowSum>)> = vec![
+        ("list contents", |s| sum_with_window(s.key_by(key_of).window(TumblingEventTimeWindows::of(ms(10))))),
+        ("in-memory panes", |s| {
+            s.key_by(key_of).window(TumblingEventTimeWindows::of(ms(10))).reduce_with(
+                |a: Event, b: Event| (a.0, a.1 + b.1),
+                brisk::windowing::functions::WindowFn(
+                    |k: &String, w: &TimeWindow, r: Vec<Event>, out: &mut Collector<'_, WindowSum>| {
+                        r.into_iter().for_each(|e| out.collect((k.clone(), w.start, w.end, e.1)))
+                    },
+                ),
+            )
+        }),
+        ("sessions", |s| sum_with_window(s.key_by(key_of).window(EventTimeSessionWindows::with_gap(ms(10))))),
+    ];
+    for backend in brisk_backends() {
+        for (name, fragment) in &fragments {
+            let env = || {
+                let env = StreamExecutionEnvironment::create_local_environment(1);
+                env.set_state_backend(StateBackendConfig { kind: backend.clone(), ..StateBackendConfig::default() });
+                env
+            };
+            let mut before = OneInputOperatorTestHarness::with_environment(env(), fragment).unwrap();
+            before.open().unwrap();
+            for (k, v, t) in [("a", 1, 1), ("b", 2, 3), ("a", 4, 12), ("a", 8, 5)] {
+                before.process_element(e(k, v), t).unwrap();
+            }
+            before.process_watermark(9).unwrap();
+            let fired_before = before.values();
+            let snapshot = before.snapshot(1).unwrap();
+            let mut after = OneInputOperatorTestHarness::with_environment(env(), fragment).unwrap();
+            after.initialize_state(&[snapshot]).unwrap();
+            after.open().unwrap();
+            after.process_element(e("a", 16), 14).unwrap();
+            after.end_input().unwrap();
+            let mut all = fired_before;
+            all.extend(after.values());
+            let expected = match *name {
+                "sessions" => vec![ws("a", 1, 24, 29), ws("b", 3, 13, 2)],
+                _ => vec![ws("a", 0, 10, 9), ws("a", 10, 20, 20), ws("b", 0, 10, 2)],
+            };
+            assert_eq!(sorted(all), expected, "{name}, {backend:?}");
+        }
+    }
+}

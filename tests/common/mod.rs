@@ -51,3 +51,13 @@ pub fn read_sorted_lines(path: &Path) -> Vec<String> {
 pub fn data(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(path)
 }
+
+/// Logs through `tracing` when `RUST_LOG` is set (to see why a job restarted).
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}

@@ -4,7 +4,6 @@ use crate::channel::{CancelToken, TaskWaker};
 use crate::checkpoint::restore::{OperatorRestore, TaskRestore};
 use crate::checkpoint::{CheckpointConfig, TaskEvent};
 use crate::failure::FailureInjector;
-use std::sync::mpsc::Sender;
 use crate::mailbox::Mailbox;
 use crate::metrics::{AccumulatorRegistry, MetricGroup};
 use crate::time::ProcessingTimeService;
@@ -13,6 +12,7 @@ use brisk_core::{Configuration, KeyGroupRange};
 use brisk_state::{BackendContext, StateBackendConfig};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::Sender;
 
 /// Streaming gives a result per record as it arrives; batch gives Flink's batch results (one
 /// final value per key for keyed reductions, all event-time timers at the end of input).

@@ -103,7 +103,9 @@ impl FailureInjector {
     /// Fails if a failure at `point` is due.
     pub fn maybe_fail(&self, point: InjectionPoint) -> TaskResult {
         match &self.0 {
-            Some(plan) if plan.records.load(Ordering::Relaxed) >= plan.next_threshold.load(Ordering::Relaxed) => self.fire(point),
+            Some(plan) if plan.records.load(Ordering::Relaxed) >= plan.next_threshold.load(Ordering::Relaxed) => {
+                self.fire(point)
+            }
             _ => Ok(()),
         }
     }
@@ -146,7 +148,9 @@ mod tests {
             injector.on_record().unwrap();
         }
         assert!(injector.maybe_fail(InjectionPoint::AsyncSnapshot).is_ok(), "another point");
-        assert!(injector.maybe_fail(InjectionPoint::SyncSnapshot).unwrap_err().to_string().contains("injected failure 1"));
+        assert!(
+            injector.maybe_fail(InjectionPoint::SyncSnapshot).unwrap_err().to_string().contains("injected failure 1")
+        );
         assert!(injector.maybe_fail(InjectionPoint::SyncSnapshot).is_ok(), "fires once");
         injector.on_record().unwrap();
         assert!(injector.on_record().is_err());

@@ -292,7 +292,12 @@ pub trait SourceFactory: Send {
     /// Lets readers take splits again (the checkpoint was abandoned).
     fn resume_enumerator(&self, enumerator: &ErasedEnumerator);
     /// Restores the enumerator from its snapshot and the readers' in-progress splits.
-    fn restore_enumerator(&self, enumerator: &ErasedEnumerator, state: &[u8], readers: &[Vec<u8>]) -> Result<(), BoxError>;
+    fn restore_enumerator(
+        &self,
+        enumerator: &ErasedEnumerator,
+        state: &[u8],
+        readers: &[Vec<u8>],
+    ) -> Result<(), BoxError>;
     /// The source task of one subtask.
     fn create_task(
         self: Box<Self>,
@@ -333,7 +338,9 @@ impl<T: Data, S: Source<T>> SourceFactory for SourceFactoryImpl<T, S> {
     }
 
     fn snapshot_enumerator(&self, enumerator: &ErasedEnumerator) -> Result<Vec<u8>, BoxError> {
-        let cell = enumerator.downcast_ref::<SharedEnumerator<S::Split>>().ok_or("internal error: split enumerator of another type")?;
+        let cell = enumerator
+            .downcast_ref::<SharedEnumerator<S::Split>>()
+            .ok_or("internal error: split enumerator of another type")?;
         cell.snapshot_for_checkpoint()
     }
 
@@ -343,11 +350,19 @@ impl<T: Data, S: Source<T>> SourceFactory for SourceFactoryImpl<T, S> {
         }
     }
 
-    fn restore_enumerator(&self, enumerator: &ErasedEnumerator, state: &[u8], readers: &[Vec<u8>]) -> Result<(), BoxError> {
-        let cell = enumerator.downcast_ref::<SharedEnumerator<S::Split>>().ok_or("internal error: split enumerator of another type")?;
+    fn restore_enumerator(
+        &self,
+        enumerator: &ErasedEnumerator,
+        state: &[u8],
+        readers: &[Vec<u8>],
+    ) -> Result<(), BoxError> {
+        let cell = enumerator
+            .downcast_ref::<SharedEnumerator<S::Split>>()
+            .ok_or("internal error: split enumerator of another type")?;
         let mut in_progress = Vec::new();
         for bytes in readers {
-            let splits: Vec<S::Split> = brisk_state::codec::decode(bytes).map_err(|e| format!("a reader's split positions do not decode: {e}"))?;
+            let splits: Vec<S::Split> = brisk_state::codec::decode(bytes)
+                .map_err(|e| format!("a reader's split positions do not decode: {e}"))?;
             in_progress.extend(splits);
         }
         cell.restore(state, in_progress)

@@ -4,8 +4,8 @@
 #![deny(missing_docs)]
 
 pub mod chain;
-pub mod checkpoint;
 pub mod channel;
+pub mod checkpoint;
 pub mod context;
 pub mod error;
 pub mod failure;

@@ -7,7 +7,9 @@ use crate::checkpoint::config::RestartTracker;
 use crate::checkpoint::coordinator::{CheckpointCoordinator, CheckpointStats, Completed};
 use crate::checkpoint::restore::JobRestore;
 use crate::checkpoint::storage::CheckpointStorage;
-use crate::checkpoint::{CheckpointBarrier, CheckpointId, ExternalizedCheckpointRetention, FINAL_CHECKPOINT, SnapshotKind, TaskEvent};
+use crate::checkpoint::{
+    CheckpointBarrier, CheckpointId, ExternalizedCheckpointRetention, FINAL_CHECKPOINT, SnapshotKind, TaskEvent,
+};
 use crate::error::{JobError, TaskError, lock};
 use crate::mailbox::{Mail, Mailbox};
 use crate::metrics::AccumulatorValue;
@@ -96,6 +98,8 @@ struct Master {
     stopped_with: Option<PathBuf>,
     /// Set when too many checkpoints failed: the attempt ends as a failure.
     checkpoint_failure: bool,
+    /// Barriers of checkpoints in progress, for tasks that finish their input meanwhile.
+    in_progress: Vec<CheckpointBarrier>,
 }
 
 /// Runs the job to its end: attempts, checkpoints, restarts.
@@ -111,18 +115,35 @@ pub(crate) fn run_master(
     let started = Instant::now();
     let config = deployable.options.checkpoint.clone();
     let coordinator = config.is_enabled().then(|| {
-        let root = config.directory.clone().unwrap_or_else(|| std::env::temp_dir().join("brisk-checkpoints").join(sanitize(&job_name)));
+        let root = config
+            .directory
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("brisk-checkpoints").join(sanitize(&job_name)));
         let max_parallelism = deployable
             .job
             .vertices
             .iter()
             .flat_map(|v| v.nodes.iter().map(|n| (deployable.job.operator_ids[*n].clone(), v.max_parallelism)))
             .collect();
-        CheckpointCoordinator::new(config.clone(), CheckpointStorage::new(root), job_name.clone(), max_parallelism, restore.as_ref().map(|r| r.id()).unwrap_or(0))
+        CheckpointCoordinator::new(
+            config.clone(),
+            CheckpointStorage::new(root),
+            job_name.clone(),
+            max_parallelism,
+            restore.as_ref().map(|r| r.id()).unwrap_or(0),
+        )
     });
-    let mut master =
-        Master { deployable, control: control.clone(), coordinator, savepoints: Vec::new(), stopped_with: None, checkpoint_failure: false };
-    let mut restarts = RestartState { tracker: RestartTracker::new(master.deployable.options.restart_strategy.clone()), count: 0 };
+    let mut master = Master {
+        deployable,
+        control: control.clone(),
+        coordinator,
+        savepoints: Vec::new(),
+        stopped_with: None,
+        checkpoint_failure: false,
+        in_progress: Vec::new(),
+    };
+    let mut restarts =
+        RestartState { tracker: RestartTracker::new(master.deployable.options.restart_strategy.clone()), count: 0 };
     let mut attempt = first;
     let mut initial = restore;
     let result = loop {
@@ -136,7 +157,8 @@ pub(crate) fn run_master(
             AttemptEnd::Cancelled => {
                 info!(job = %job_name, "job cancelled");
                 if let Some(c) = &master.coordinator
-                    && master.deployable.options.checkpoint.retention == ExternalizedCheckpointRetention::DeleteOnCancellation
+                    && master.deployable.options.checkpoint.retention
+                        == ExternalizedCheckpointRetention::DeleteOnCancellation
                 {
                     c.storage().delete_all();
                 }
@@ -223,12 +245,25 @@ impl Master {
                 cancelled = true;
                 attempt.cancel();
             }
-            let wait = self.coordinator.as_ref().and_then(|c| c.next_due()).map(|t| t.saturating_duration_since(Instant::now())).unwrap_or(Duration::from_millis(50));
+            let wait = self
+                .coordinator
+                .as_ref()
+                .and_then(|c| c.next_due())
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_millis(50));
             match receiver.recv_timeout(wait.clamp(Duration::from_millis(1), Duration::from_millis(50))) {
                 Ok(TaskEvent::Ended(_)) => ended += 1,
                 Ok(TaskEvent::InputFinished(task)) => {
                     if let Some(f) = input_finished.get_mut(task) {
                         *f = true;
+                    }
+                    // It will see no more barriers: it snapshots on request instead.
+                    if let Some(mailbox) = attempt.mailbox(task) {
+                        for barrier in &self.in_progress {
+                            if self.coordinator.as_ref().is_some_and(|c| c.awaits(barrier.id, task)) {
+                                mailbox.send(Mail::TriggerCheckpoint(barrier.clone()));
+                            }
+                        }
                     }
                 }
                 Ok(TaskEvent::Acknowledge(ack)) => {
@@ -247,11 +282,11 @@ impl Master {
                 continue;
             }
             self.handle_commands(attempt, &input_finished);
-            let any_finished = input_finished.iter().any(|f| *f);
             if let Some(c) = &mut self.coordinator {
                 let now = Instant::now();
                 let (expired, must_fail) = c.expire(now);
                 for id in expired {
+                    self.in_progress.retain(|b| b.id != id);
                     attempt.broadcast(|| Mail::CheckpointAborted(id));
                     attempt.sources.iter().for_each(|(_, f, e)| f.resume_enumerator(e));
                 }
@@ -259,18 +294,28 @@ impl Master {
                     self.fail_job_for_checkpoints(attempt);
                     continue;
                 }
-                if !any_finished && c.is_due(now) {
-                    self.trigger(attempt, SnapshotKind::Checkpoint, None, None);
+                if !input_finished.iter().all(|f| *f) && c.is_due(now) {
+                    self.trigger(attempt, SnapshotKind::Checkpoint, None, None, &input_finished);
                 }
             }
-            let checkpoints_pending = self.savepoints.iter().any(|s| self.coordinator.as_ref().is_some_and(|c| c.is_pending(s.id)));
+            let checkpoints_pending =
+                self.savepoints.iter().any(|s| self.coordinator.as_ref().is_some_and(|c| c.is_pending(s.id)));
             if !final_sent && input_finished.iter().all(|f| *f) && !checkpoints_pending {
                 // Every task is done: sinks may commit what they hold.
                 final_sent = true;
                 attempt.broadcast(|| Mail::CheckpointComplete(FINAL_CHECKPOINT));
             }
         }
-        let outcomes: Vec<TaskOutcome> = attempt.threads.drain(..).map(|t| t.join().unwrap_or_else(|_| TaskOutcome { task_name: "unknown".into(), result: Err(TaskError::msg("a task thread died unexpectedly")) })).collect();
+        let outcomes: Vec<TaskOutcome> = attempt
+            .threads
+            .drain(..)
+            .map(|t| {
+                t.join().unwrap_or_else(|_| TaskOutcome {
+                    task_name: "unknown".into(),
+                    result: Err(TaskError::msg("a task thread died unexpectedly")),
+                })
+            })
+            .collect();
         if cancelled {
             return AttemptEnd::Cancelled;
         }
@@ -278,10 +323,15 @@ impl Master {
             let tolerable = self.deployable.options.checkpoint.tolerable_failures;
             return AttemptEnd::Failed {
                 task: "checkpoint coordinator".into(),
-                cause: TaskError::msg(format!("more than {tolerable} checkpoints failed in a row (execution.checkpointing.tolerable-failed-checkpoints)")),
+                cause: TaskError::msg(format!(
+                    "more than {tolerable} checkpoints failed in a row (execution.checkpointing.tolerable-failed-checkpoints)"
+                )),
             };
         }
-        let failure = outcomes.iter().position(|o| o.result.as_ref().is_err_and(|e| !e.is_consequence())).or_else(|| outcomes.iter().position(|o| o.result.is_err()));
+        let failure = outcomes
+            .iter()
+            .position(|o| o.result.as_ref().is_err_and(|e| !e.is_consequence()))
+            .or_else(|| outcomes.iter().position(|o| o.result.is_err()));
         match failure {
             Some(i) => {
                 let mut outcomes = outcomes;
@@ -302,7 +352,14 @@ impl Master {
     }
 
     /// Starts a checkpoint or savepoint at the sources.
-    fn trigger(&mut self, attempt: &Attempt, kind: SnapshotKind, dir: Option<PathBuf>, stop: Option<bool>) -> Option<CheckpointId> {
+    fn trigger(
+        &mut self,
+        attempt: &Attempt,
+        kind: SnapshotKind,
+        dir: Option<PathBuf>,
+        stop: Option<bool>,
+        input_finished: &[bool],
+    ) -> Option<CheckpointId> {
         let coordinator = self.coordinator.as_mut()?;
         let mut enumerators = Vec::new();
         for (operator_id, factory, enumerator) in &attempt.sources {
@@ -323,15 +380,23 @@ impl Master {
             return None;
         }
         let barrier = CheckpointBarrier { id, timestamp, kind, stop, target: target.into() };
-        for task in &attempt.source_tasks {
-            if let Some(mailbox) = attempt.mailbox(*task) {
+        // Sources inject the barrier; tasks that finished their input get no barriers and
+        // snapshot on request.
+        let finished = input_finished.iter().enumerate().filter(|(_, f)| **f).map(|(i, _)| i);
+        let mut targets: Vec<usize> = attempt.source_tasks.iter().copied().chain(finished).collect();
+        targets.sort_unstable();
+        targets.dedup();
+        for task in targets {
+            if let Some(mailbox) = attempt.mailbox(task) {
                 mailbox.send(Mail::TriggerCheckpoint(barrier.clone()));
             }
         }
+        self.in_progress.push(barrier);
         Some(id)
     }
 
     fn on_completed(&mut self, attempt: &Attempt, done: Completed) {
+        self.in_progress.retain(|b| b.id > done.id);
         attempt.broadcast(|| Mail::CheckpointComplete(done.id));
         self.publish_history();
         if let Some(i) = self.savepoints.iter().position(|s| s.id == done.id) {
@@ -350,6 +415,7 @@ impl Master {
             return;
         }
         let must_fail = c.fail(id, reason.clone());
+        self.in_progress.retain(|b| b.id != id);
         attempt.broadcast(|| Mail::CheckpointAborted(id));
         attempt.sources.iter().for_each(|(_, f, e)| f.resume_enumerator(e));
         if let Some(i) = self.savepoints.iter().position(|s| s.id == id) {
@@ -368,14 +434,16 @@ impl Master {
             match command {
                 ClientCommand::Savepoint { dir, stop, reply } => {
                     if self.coordinator.is_none() {
-                        let _ = reply.send(Err("savepoints need checkpointing to be enabled (execution.checkpointing.interval)".into()));
+                        let _ = reply.send(Err(
+                            "savepoints need checkpointing to be enabled (execution.checkpointing.interval)".into(),
+                        ));
                         continue;
                     }
-                    if input_finished.iter().any(|f| *f) {
-                        let _ = reply.send(Err("some tasks have already finished their input".into()));
+                    if input_finished.iter().all(|f| *f) {
+                        let _ = reply.send(Err("the job has already processed all its input".into()));
                         continue;
                     }
-                    match self.trigger(attempt, SnapshotKind::Savepoint, Some(dir), stop) {
+                    match self.trigger(attempt, SnapshotKind::Savepoint, Some(dir), stop, input_finished) {
                         Some(id) => self.savepoints.push(SavepointRequest { id, stop: stop.is_some(), reply }),
                         None => {
                             let _ = reply.send(Err("the savepoint could not be started".into()));
@@ -386,7 +454,13 @@ impl Master {
         }
     }
 
-    fn result(&self, job_name: &str, outcomes: Vec<TaskOutcome>, started: Instant, restarts: usize) -> JobExecutionResult {
+    fn result(
+        &self,
+        job_name: &str,
+        outcomes: Vec<TaskOutcome>,
+        started: Instant,
+        restarts: usize,
+    ) -> JobExecutionResult {
         let job = &self.deployable.job;
         let graph = &self.deployable.graph;
         let mut per_node: Vec<OperatorMetricsSummary> = graph

@@ -13,8 +13,8 @@ use crate::context::{ExecutionMode, OperatorInfo, TaskContext, TaskEvents, TaskI
 use crate::error::{JobError, TaskError, TaskResult, lock};
 use crate::failure::FailureInjector;
 use crate::graph::{
-    ErasedEnumerator, ErasedOutput, ErasedReceiver, ErasedSender, NetworkSettings, NodeKind, SideOutputs, SourceFactory,
-    StreamGraph, TypeOps,
+    ErasedEnumerator, ErasedOutput, ErasedReceiver, ErasedSender, NetworkSettings, NodeKind, SideOutputs,
+    SourceFactory, StreamGraph, TypeOps,
 };
 use crate::job_graph::{GraphDefaults, JobGraph};
 use crate::mailbox::{Mail, Mailbox};
@@ -29,9 +29,9 @@ use brisk_core::{Configuration, Data, Key};
 use brisk_state::StateBackendConfig;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
@@ -177,7 +177,6 @@ enum OutputTarget {
     Chained(Box<ChainedOperator>),
     Network { partitioner: PartitionerSpec, senders: Vec<ErasedSender>, consumer_max_parallelism: usize },
 }
-
 
 /// Everything a subtask's thread needs to build and run its task.
 struct SubtaskDeployment {
@@ -363,7 +362,8 @@ impl JobClient {
 /// Reads the savepoint or checkpoint to start from and checks it fits the job.
 fn initial_restore(deployable: &Deployable) -> Result<Option<JobRestore>, JobError> {
     let Some(path) = &deployable.options.restore_from else { return Ok(None) };
-    let checkpoint = CompletedCheckpoint::load(path).map_err(|e| JobError::InvalidJob(format!("cannot restore from '{}': {e}", path.display())))?;
+    let checkpoint = CompletedCheckpoint::load(path)
+        .map_err(|e| JobError::InvalidJob(format!("cannot restore from '{}': {e}", path.display())))?;
     let restore = JobRestore::new(checkpoint);
     let ids: BTreeSet<String> = deployable.job.operator_ids.iter().cloned().collect();
     restore.check_mapping(&ids, deployable.options.allow_non_restored_state).map_err(JobError::InvalidJob)?;
@@ -379,7 +379,10 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
     info!(job = %job_name, tasks = job.vertices.len(), subtasks, "submitting job");
     debug!("execution plan:\n{}", job.description.to_plan_string());
     if options.checkpoint.is_enabled() && options.execution_mode == ExecutionMode::Batch {
-        return Err(JobError::InvalidJob("checkpointing is not supported in BATCH execution mode (bounded jobs recompute on failure); use STREAMING".into()));
+        return Err(JobError::InvalidJob(
+            "checkpointing is not supported in BATCH execution mode (bounded jobs recompute on failure); use STREAMING"
+                .into(),
+        ));
     }
     let summary = StreamGraphSummary {
         vertices: job.vertices.iter().map(|v| (v.parallelism, v.max_parallelism)).collect(),
@@ -485,7 +488,10 @@ pub(crate) fn deploy(
             let head = chain_for(graph, job, v.head, subtask, &mut senders);
             let input_type = graph.in_edges(v.head).next().map(|(_, e)| e.type_ops.clone());
             let task_restore = match restore {
-                Some(r) => Some(Arc::new(r.for_subtask(&chain_ids, subtask, v.parallelism, v.max_parallelism).map_err(JobError::InvalidJob)?)),
+                Some(r) => Some(Arc::new(
+                    r.for_subtask(&chain_ids, subtask, v.parallelism, v.max_parallelism)
+                        .map_err(JobError::InvalidJob)?,
+                )),
                 None => None,
             };
             if matches!(graph.nodes[v.head].kind, NodeKind::Source(_)) {
@@ -678,7 +684,6 @@ fn build_task(d: SubtaskDeployment, settings: &NetworkSettings) -> TaskResult<Bo
     }
 }
 
-
 /// Logs how many records the sources have read, every `interval`, until the job ends.
 fn start_progress_reporter(job_name: String, control: Arc<JobControl>, interval: Duration) {
     let thread_name = format!("{job_name} progress");
@@ -705,7 +710,6 @@ fn start_progress_reporter(job_name: String, control: Arc<JobControl>, interval:
         warn!(job = %job_name, error = %e, "cannot start the progress reporter");
     }
 }
-
 
 /// What a subtask thread shares with its attempt and the job master.
 struct SubtaskRuntime {

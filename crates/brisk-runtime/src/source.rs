@@ -3,10 +3,10 @@
 
 use crate::chain::{LinkState, call_operator};
 use crate::channel::{CancelToken, TaskWaker};
+use crate::checkpoint::OperatorSnapshot;
 use crate::context::{OperatorInfo, TaskContext};
 use crate::error::{TaskError, TaskResult, lock};
 use crate::metrics::OperatorReport;
-use crate::checkpoint::OperatorSnapshot;
 use crate::output::{ChainControl, CheckpointEvent, OperatorOutput};
 use crate::time::ProcessingTimeService;
 use crate::watermark::{WatermarkStrategy, WatermarkTracker, WatermarkUpdate};
@@ -14,7 +14,7 @@ use brisk_core::{BoxError, NO_TIMESTAMP, StreamRecord, Watermark};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -186,6 +186,8 @@ pub fn emit_updates<T>(out: &mut OperatorOutput<T>, updates: impl IntoIterator<I
 pub struct EnumeratorCell<S> {
     enumerator: Mutex<Box<dyn SplitEnumerator<S>>>,
     paused: Vec<AtomicBool>,
+    /// Restored in-progress splits not yet handed out again (at the queue's front).
+    resumed: AtomicUsize,
 }
 
 /// An [`EnumeratorCell`] shared by the readers of a source node.
@@ -194,7 +196,11 @@ pub type SharedEnumerator<S> = Arc<EnumeratorCell<S>>;
 impl<S: SourceSplit> EnumeratorCell<S> {
     /// Shares `enumerator` among `readers` readers.
     pub fn new(enumerator: Box<dyn SplitEnumerator<S>>, readers: usize) -> Self {
-        EnumeratorCell { enumerator: Mutex::new(enumerator), paused: (0..readers).map(|_| AtomicBool::new(false)).collect() }
+        EnumeratorCell {
+            enumerator: Mutex::new(enumerator),
+            paused: (0..readers).map(|_| AtomicBool::new(false)).collect(),
+            resumed: AtomicUsize::new(0),
+        }
     }
 
     /// Work for reader `subtask` (nothing while it owes a checkpoint snapshot).
@@ -202,7 +208,18 @@ impl<S: SourceSplit> EnumeratorCell<S> {
         if self.paused.get(subtask).is_some_and(|p| p.load(Ordering::Acquire)) {
             return Ok(None);
         }
-        lock(&self.enumerator).next_split(subtask).map(Some)
+        let next = lock(&self.enumerator).next_split(subtask)?;
+        if matches!(next, NextSplit::Split(_)) {
+            let _ = self.resumed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+        Ok(Some(next))
+    }
+
+    /// Whether splits that were being read together before a restore are still offered: a
+    /// reader takes them all at once, so their per-split watermarks hold each other back as
+    /// they did before (reading them one after another would make the later ones late).
+    pub fn offers_resumed(&self) -> bool {
+        self.resumed.load(Ordering::Acquire) > 0
     }
 
     /// Snapshots the unassigned splits and pauses every reader until it took its snapshot.
@@ -228,6 +245,7 @@ impl<S: SourceSplit> EnumeratorCell<S> {
     pub fn restore(&self, state: &[u8], in_progress: Vec<S>) -> Result<(), BoxError> {
         let mut enumerator = lock(&self.enumerator);
         enumerator.restore_state(state)?;
+        self.resumed.store(in_progress.len(), Ordering::Release);
         enumerator.add_splits_back(in_progress, usize::MAX);
         Ok(())
     }
@@ -260,12 +278,15 @@ pub struct SourceLink<T, S: Source<T>> {
     source: Arc<S>,
     strategy: Option<WatermarkStrategy<T>>,
     watermarks: Option<WatermarkTracker<T>>,
-    current_split: Option<String>,
     time: Option<(ProcessingTimeService, i64)>,
     enumerator: SharedEnumerator<S::Split>,
-    reader: Option<Box<dyn SplitReader<T, S::Split>>>,
+    reader_context: Option<ReaderContext>,
+    /// Splits being read, each by its own reader, polled in turn.
+    active: Vec<(Box<dyn SplitReader<T, S::Split>>, String)>,
+    next_active: usize,
+    /// A reader whose split finished, reused for the next split.
+    spare: Option<Box<dyn SplitReader<T, S::Split>>>,
     subtask_index: usize,
-    reading_split: bool,
     no_more_splits: bool,
     /// Stop-with-savepoint: end after the savepoint (with the final watermark if draining).
     stopping: Option<bool>,
@@ -289,12 +310,13 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
             source,
             strategy,
             watermarks: None,
-            current_split: None,
             time: None,
             enumerator,
-            reader: None,
+            reader_context: None,
+            active: Vec::new(),
+            next_active: 0,
+            spare: None,
             subtask_index: 0,
-            reading_split: false,
             no_more_splits: false,
             stopping: None,
             records_read: None,
@@ -312,42 +334,36 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
             return Ok(SourceStatus::EndOfInput);
         }
         loop {
-            if !self.reading_split {
+            let wants_split = self.active.is_empty() || self.enumerator.offers_resumed();
+            if wants_split && !self.no_more_splits {
+                // Paused while this reader owes a checkpoint snapshot: the trigger is in the mailbox.
+                match self.enumerator.next_split(self.subtask_index)? {
+                    None if self.active.is_empty() => return Ok(SourceStatus::NothingAvailable(None)),
+                    None => {}
+                    Some(NextSplit::Split(split)) => {
+                        self.open_split(split)?;
+                        continue;
+                    }
+                    Some(NextSplit::NotYet(retry)) if self.active.is_empty() => {
+                        return Ok(SourceStatus::NothingAvailable(Some(Instant::now() + retry)));
+                    }
+                    Some(NextSplit::NotYet(_)) => {}
+                    Some(NextSplit::NoMoreSplits) => self.no_more_splits = true,
+                }
+            }
+            if self.active.is_empty() {
                 if self.no_more_splits {
                     // Bounded input is complete: fire every event-time timer downstream.
                     self.out.emit_watermark(Watermark::MAX)?;
                     return Ok(SourceStatus::EndOfInput);
                 }
-                // Paused while this reader owes a checkpoint snapshot: the trigger is in the mailbox.
-                let Some(next) = self.enumerator.next_split(self.subtask_index)? else {
-                    return Ok(SourceStatus::NothingAvailable(None));
-                };
-                match next {
-                    NextSplit::Split(split) => {
-                        let reader =
-                            self.reader.as_mut().ok_or_else(|| TaskError::msg("source reader used before open"))?;
-                        let id = split.split_id();
-                        reader.open_split(split)?;
-                        // Each split gets its own watermark generator (Flink's per-split watermarks).
-                        if let Some(tracker) = &mut self.watermarks {
-                            tracker.add_part(&id);
-                        }
-                        self.current_split = Some(id);
-                        self.reading_split = true;
-                    }
-                    NextSplit::NotYet(retry) => {
-                        return Ok(SourceStatus::NothingAvailable(Some(Instant::now() + retry)));
-                    }
-                    NextSplit::NoMoreSplits => self.no_more_splits = true,
-                }
                 continue;
             }
-            let reader = self.reader.as_mut().ok_or_else(|| TaskError::msg("source reader used before open"))?;
+            let index = self.next_active % self.active.len();
+            self.next_active = index + 1;
+            let (reader, id) = &mut self.active[index];
             let before = self.out.records_out();
-            let part = match (&self.watermarks, &self.current_split) {
-                (Some(tracker), Some(id)) => tracker.part_index(id),
-                _ => None,
-            };
+            let part = self.watermarks.as_ref().and_then(|tracker| tracker.part_index(id));
             let mut output = match (&mut self.watermarks, part) {
                 (Some(tracker), Some(part)) => SourceOutput::with_watermarks(&mut self.out, tracker, part),
                 _ => SourceOutput::new(&mut self.out),
@@ -363,10 +379,14 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
             }
             return Ok(match status? {
                 ReadStatus::More => SourceStatus::MoreAvailable,
-                ReadStatus::Wait(d) => SourceStatus::NothingAvailable(d.map(|d| Instant::now() + d)),
+                ReadStatus::Wait(d) if self.active.len() == 1 => {
+                    SourceStatus::NothingAvailable(d.map(|d| Instant::now() + d))
+                }
+                ReadStatus::Wait(_) => SourceStatus::MoreAvailable,
                 ReadStatus::SplitFinished => {
-                    self.reading_split = false;
-                    if let (Some(tracker), Some(id)) = (&mut self.watermarks, self.current_split.take()) {
+                    let (reader, id) = self.active.swap_remove(index);
+                    self.spare = Some(reader);
+                    if let Some(tracker) = &mut self.watermarks {
                         let update = tracker.remove_part(&id);
                         emit_updates(&mut self.out, update)?;
                     }
@@ -374,6 +394,26 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
                 }
             });
         }
+    }
+
+    /// Starts reading `split` with a reader of its own.
+    fn open_split(&mut self, split: S::Split) -> TaskResult {
+        let mut reader = match self.spare.take() {
+            Some(reader) => reader,
+            None => {
+                let ctx =
+                    self.reader_context.as_ref().ok_or_else(|| TaskError::msg("source reader used before open"))?;
+                self.source.create_reader(ctx)?
+            }
+        };
+        let id = split.split_id();
+        reader.open_split(split)?;
+        // Each split gets its own watermark generator (Flink's per-split watermarks).
+        if let Some(tracker) = &mut self.watermarks {
+            tracker.add_part(&id);
+        }
+        self.active.push((reader, id));
+        Ok(())
     }
 }
 
@@ -405,12 +445,15 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
             waker: task.waker.clone(),
             cancel: task.cancel.clone(),
         };
+        // A reader is created up front, so a source that cannot read fails at once.
         let source = &self.source;
-        let reader = &mut self.reader;
+        let spare = &mut self.spare;
         call_operator(&self.state.info.name, || {
-            *reader = Some(source.create_reader(&ctx)?);
+            *spare = Some(source.create_reader(&ctx)?);
             Ok(())
-        })
+        })?;
+        self.reader_context = Some(ctx);
+        Ok(())
     }
 
     fn finish(&mut self) -> TaskResult {
@@ -418,9 +461,7 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
     }
 
     fn close(&mut self) -> TaskResult {
-        if let Some(reader) = self.reader.as_mut() {
-            reader.close();
-        }
+        self.active.iter_mut().map(|(r, _)| r).chain(self.spare.as_mut()).for_each(|r| r.close());
         self.out.close()
     }
 
@@ -448,10 +489,13 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
     fn on_checkpoint(&mut self, event: &mut CheckpointEvent<'_>) -> TaskResult {
         match event {
             CheckpointEvent::Snapshot { barrier, into } => {
-                let splits = self.reader.as_ref().map(|r| r.snapshot_state()).unwrap_or_default();
+                let splits: Vec<S::Split> = self.active.iter().flat_map(|(r, _)| r.snapshot_state()).collect();
                 let raw = brisk_state::codec::encode(&splits)
                     .map_err(|e| TaskError::msg(format!("cannot encode the source's split positions: {e}")))?;
-                into.operators.push((self.state.info.operator_id.clone(), OperatorSnapshot { raw: Some(raw), ..Default::default() }));
+                into.operators.push((
+                    self.state.info.operator_id.clone(),
+                    OperatorSnapshot { raw: Some(raw), ..Default::default() },
+                ));
                 self.enumerator.resume(self.subtask_index);
                 if let Some(drain) = barrier.stop {
                     self.stopping = Some(drain);

@@ -6,12 +6,12 @@ use crate::checkpoint::barrier::{BarrierAction, BarrierHandler};
 use crate::checkpoint::restore::encode_operator_snapshot;
 use crate::checkpoint::storage::{encode_task_state, write_atomically};
 use crate::checkpoint::{
-    CheckpointBarrier, CheckpointConfig, CheckpointId, FINAL_CHECKPOINT, TaskAcknowledgement, TaskEvent,
-    TaskSnapshot, TaskStateFile,
+    CheckpointBarrier, CheckpointConfig, CheckpointId, FINAL_CHECKPOINT, TaskAcknowledgement, TaskEvent, TaskSnapshot,
+    TaskStateFile,
 };
-use crate::failure::{FailureInjector, InjectionPoint};
 use crate::context::TaskContext;
 use crate::error::{TaskError, TaskResult};
+use crate::failure::{FailureInjector, InjectionPoint};
 use crate::mailbox::Mail;
 use crate::metrics::TaskReport;
 use crate::network::{GateEvent, InputGate};
@@ -58,6 +58,10 @@ pub trait StreamTask {
     fn replay_in_flight(&mut self, _in_flight: &InFlight) -> TaskResult {
         Ok(())
     }
+    /// Stop-with-savepoint without draining: the job ends after the savepoint, but event time
+    /// must not advance (the ending inputs would otherwise fire every window), so the
+    /// resumed job continues exactly where the savepoint left off.
+    fn suspend_event_time(&mut self) {}
 }
 
 /// A task whose head is a source.
@@ -120,7 +124,8 @@ impl Barriers {
                     InputStatus::Checkpoint { barrier, alignment, unaligned }
                 }
                 BarrierAction::InFlightComplete(id) => {
-                    let records = self.recording.iter_mut().enumerate().map(|(i, r)| (i + 1, std::mem::take(r))).collect();
+                    let records =
+                        self.recording.iter_mut().enumerate().map(|(i, r)| (i + 1, std::mem::take(r))).collect();
                     InputStatus::InFlightComplete(id, records)
                 }
             };
@@ -129,7 +134,12 @@ impl Barriers {
         self.queued.pop_front().unwrap_or(InputStatus::More)
     }
 
-    fn on_barrier(&mut self, channel: usize, barrier: CheckpointBarrier, block: impl FnMut(Option<usize>)) -> InputStatus {
+    fn on_barrier(
+        &mut self,
+        channel: usize,
+        barrier: CheckpointBarrier,
+        block: impl FnMut(Option<usize>),
+    ) -> InputStatus {
         let actions = match &mut self.handler {
             Some(h) => h.on_barrier(channel, barrier),
             None => Vec::new(),
@@ -168,8 +178,8 @@ impl Barriers {
 }
 
 fn decode_in_flight<T: Data>(bytes: &[u8]) -> TaskResult<StreamRecord<T>> {
-    let (value, timestamp): (T, i64) =
-        brisk_state::codec::decode(bytes).map_err(|e| TaskError::msg(format!("a restored in-flight record does not decode: {e}")))?;
+    let (value, timestamp): (T, i64) = brisk_state::codec::decode(bytes)
+        .map_err(|e| TaskError::msg(format!("a restored in-flight record does not decode: {e}")))?;
     Ok(StreamRecord { value, timestamp })
 }
 
@@ -178,12 +188,13 @@ pub struct OneInputStreamTask<IN> {
     gate: InputGate<IN>,
     head: Box<dyn Output<IN>>,
     barriers: Barriers,
+    event_time_suspended: bool,
 }
 
 impl<IN> OneInputStreamTask<IN> {
     /// A task reading `gate` into `head`.
     pub fn new(gate: InputGate<IN>, head: Box<dyn Output<IN>>) -> Self {
-        OneInputStreamTask { gate, head, barriers: Barriers::default() }
+        OneInputStreamTask { gate, head, barriers: Barriers::default(), event_time_suspended: false }
     }
 }
 
@@ -194,6 +205,10 @@ impl<IN: Data> StreamTask for OneInputStreamTask<IN> {
 
     fn init_checkpointing(&mut self, config: &CheckpointConfig) {
         self.barriers.init(self.gate.channel_count(), config);
+    }
+
+    fn suspend_event_time(&mut self) {
+        self.event_time_suspended = true;
     }
 
     fn replay_in_flight(&mut self, in_flight: &InFlight) -> TaskResult {
@@ -224,7 +239,9 @@ impl<IN: Data> StreamTask for OneInputStreamTask<IN> {
                 InputStatus::More
             }
             GateEvent::Watermark(w) => {
-                self.head.emit_watermark(w)?;
+                if !self.event_time_suspended {
+                    self.head.emit_watermark(w)?;
+                }
                 InputStatus::More
             }
             GateEvent::Status(s) => {
@@ -261,12 +278,21 @@ pub struct TwoInputStreamTask<IN1, IN2> {
     ended: [bool; 2],
     prefer_second: bool,
     barriers: Barriers,
+    event_time_suspended: bool,
 }
 
 impl<IN1, IN2> TwoInputStreamTask<IN1, IN2> {
     /// A task reading both gates into `head`.
     pub fn new(gate1: InputGate<IN1>, gate2: InputGate<IN2>, head: Box<dyn TwoInputHead<IN1, IN2>>) -> Self {
-        TwoInputStreamTask { gate1, gate2, head, ended: [false; 2], prefer_second: false, barriers: Barriers::default() }
+        TwoInputStreamTask {
+            gate1,
+            gate2,
+            head,
+            ended: [false; 2],
+            prefer_second: false,
+            barriers: Barriers::default(),
+            event_time_suspended: false,
+        }
     }
 }
 
@@ -303,7 +329,9 @@ impl<IN1: Data, IN2: Data> TwoInputStreamTask<IN1, IN2> {
                         Some(InputStatus::More)
                     }
                     GateEvent::Watermark(w) => {
-                        self.head.watermark(input, w)?;
+                        if !self.event_time_suspended {
+                            self.head.watermark(input, w)?;
+                        }
                         Some(InputStatus::More)
                     }
                     GateEvent::Barrier(barrier, channel) => {
@@ -324,7 +352,9 @@ impl<IN1: Data, IN2: Data> TwoInputStreamTask<IN1, IN2> {
                         let (g1, g2) = (&mut self.gate1, &mut self.gate2);
                         let mut status = InputStatus::More;
                         for c in 0..n {
-                            if let s @ InputStatus::Checkpoint { .. } = self.barriers.on_channel_end(offset + c, |c| block_two(g1, g2, c)) {
+                            if let s @ InputStatus::Checkpoint { .. } =
+                                self.barriers.on_channel_end(offset + c, |c| block_two(g1, g2, c))
+                            {
                                 status = s;
                             }
                         }
@@ -344,6 +374,10 @@ impl<IN1: Data, IN2: Data> StreamTask for TwoInputStreamTask<IN1, IN2> {
 
     fn init_checkpointing(&mut self, config: &CheckpointConfig) {
         self.barriers.init(self.gate1.channel_count() + self.gate2.channel_count(), config);
+    }
+
+    fn suspend_event_time(&mut self) {
+        self.event_time_suspended = true;
     }
 
     fn replay_in_flight(&mut self, in_flight: &InFlight) -> TaskResult {
@@ -393,24 +427,26 @@ impl PendingSnapshot {
         let events = ctx.events.clone();
         let failure = ctx.failures.clone();
         let started = Instant::now();
-        let spawned = std::thread::Builder::new().name(format!("checkpoint {} writer", self.barrier.id)).spawn(move || {
-            let PendingSnapshot { barrier, snapshot, alignment, sync } = self;
-            let id = barrier.id;
-            match write_task_state(&barrier, events.task_index, snapshot, in_flight, &failure) {
-                Ok((file, size)) => events.send(TaskEvent::Acknowledge(TaskAcknowledgement {
-                    checkpoint: id,
-                    task: events.task_index,
-                    file,
-                    size,
-                    alignment,
-                    sync,
-                    async_part: started.elapsed(),
-                })),
-                Err(reason) => events.send(TaskEvent::Decline { checkpoint: id, reason }),
-            }
-        });
+        let spawned =
+            std::thread::Builder::new().name(format!("checkpoint {} writer", self.barrier.id)).spawn(move || {
+                let PendingSnapshot { barrier, snapshot, alignment, sync } = self;
+                let id = barrier.id;
+                match write_task_state(&barrier, events.task_index, snapshot, in_flight, &failure) {
+                    Ok((file, size)) => events.send(TaskEvent::Acknowledge(TaskAcknowledgement {
+                        checkpoint: id,
+                        task: events.task_index,
+                        file,
+                        size,
+                        alignment,
+                        sync,
+                        async_part: started.elapsed(),
+                    })),
+                    Err(reason) => events.send(TaskEvent::Decline { checkpoint: id, reason }),
+                }
+            });
         if let Err(e) = spawned {
-            ctx.events.send(TaskEvent::Decline { checkpoint: 0, reason: format!("cannot start a checkpoint writer: {e}") });
+            ctx.events
+                .send(TaskEvent::Decline { checkpoint: 0, reason: format!("cannot start a checkpoint writer: {e}") });
         }
     }
 }
@@ -443,8 +479,9 @@ struct Checkpoints {
     waiting: Vec<PendingSnapshot>,
 }
 
-/// Takes the synchronous snapshot of the chain, sends the barrier on, and writes the state
-/// off the task thread (for unaligned snapshots once the in-flight records are complete).
+/// Takes the synchronous snapshot of the chain, sends the barrier on (unless the task's
+/// output has ended), and writes the state off the task thread (for unaligned snapshots once
+/// the in-flight records are complete).
 fn perform_checkpoint(
     task: &mut dyn StreamTask,
     ctx: &TaskContext,
@@ -452,12 +489,15 @@ fn perform_checkpoint(
     alignment: Duration,
     unaligned: bool,
     checkpoints: &mut Checkpoints,
+    output_ended: bool,
 ) -> TaskResult {
     let started = Instant::now();
     let mut snapshot = TaskSnapshot::default();
     ctx.failures.maybe_fail(InjectionPoint::SyncSnapshot)?;
     task.chain().on_checkpoint(&mut CheckpointEvent::Snapshot { barrier: &barrier, into: &mut snapshot })?;
-    task.chain().on_checkpoint(&mut CheckpointEvent::Barrier(&barrier))?;
+    if !output_ended {
+        task.chain().on_checkpoint(&mut CheckpointEvent::Barrier(&barrier))?;
+    }
     let pending = PendingSnapshot { barrier, snapshot, alignment, sync: started.elapsed() };
     if unaligned {
         checkpoints.waiting.push(pending);
@@ -528,7 +568,10 @@ fn main_loop(task: &mut dyn StreamTask, ctx: &TaskContext, buffer_timeout: Optio
                 ctx.waker.wait_until(deadline);
             }
             InputStatus::Checkpoint { barrier, alignment, unaligned } => {
-                perform_checkpoint(task, ctx, barrier, alignment, unaligned, &mut checkpoints)?;
+                if barrier.stop == Some(false) {
+                    task.suspend_event_time();
+                }
+                perform_checkpoint(task, ctx, barrier, alignment, unaligned, &mut checkpoints, false)?;
             }
             InputStatus::InFlightComplete(id, in_flight) => {
                 if let Some(i) = checkpoints.waiting.iter().position(|p| p.barrier.id == id) {
@@ -548,6 +591,7 @@ fn main_loop(task: &mut dyn StreamTask, ctx: &TaskContext, buffer_timeout: Optio
 /// job finished (the final commit) or cancels.
 fn wait_for_job_end(task: &mut dyn StreamTask, ctx: &TaskContext) -> TaskResult {
     ctx.events.send(TaskEvent::InputFinished(ctx.events.task_index));
+    let mut checkpoints = Checkpoints::default();
     loop {
         if ctx.cancel.is_cancelled() {
             return Err(TaskError::Cancelled);
@@ -561,10 +605,11 @@ fn wait_for_job_end(task: &mut dyn StreamTask, ctx: &TaskContext) -> TaskResult 
                     }
                 }
                 Mail::CheckpointAborted(id) => task.chain().on_checkpoint(&mut CheckpointEvent::Aborted(id))?,
-                Mail::TriggerCheckpoint(barrier) => ctx.events.send(TaskEvent::Decline {
-                    checkpoint: barrier.id,
-                    reason: format!("task {} has already finished its input", ctx.info.name_with_subtask()),
-                }),
+                // Finished operators still hold state (e.g. a sink's output awaiting the final
+                // commit): checkpoints taken now include it (Flink's checkpoints with finished tasks).
+                Mail::TriggerCheckpoint(barrier) => {
+                    perform_checkpoint(task, ctx, barrier, Duration::ZERO, false, &mut checkpoints, true)?
+                }
                 Mail::QueryState { reply, .. } => {
                     let _ = reply.send(Ok(None));
                 }
@@ -582,7 +627,9 @@ fn handle_mail(task: &mut dyn StreamTask, ctx: &TaskContext, mail: Mail, checkpo
             let _ = reply.send(answer);
             Ok(())
         }
-        Mail::TriggerCheckpoint(barrier) => perform_checkpoint(task, ctx, barrier, Duration::ZERO, false, checkpoints),
+        Mail::TriggerCheckpoint(barrier) => {
+            perform_checkpoint(task, ctx, barrier, Duration::ZERO, false, checkpoints, false)
+        }
         Mail::CheckpointComplete(id) => task.chain().on_checkpoint(&mut CheckpointEvent::Complete(id)),
         Mail::CheckpointAborted(id) => {
             checkpoints.waiting.retain(|p| p.barrier.id != id);

@@ -19,7 +19,8 @@ pub mod timers;
 pub mod ttl;
 
 pub use backend::{
-    BackendContext, KeyedStateBackend, KeyedStore, SnapshotWriter, StateBackendConfig, StateBackendKind, StateId, StateStore,
+    BackendContext, KeyedStateBackend, KeyedStore, SnapshotWriter, StateBackendConfig, StateBackendKind, StateId,
+    StateStore,
 };
 pub use descriptor::{
     AggregateFunction, AggregatingStateDescriptor, ListStateDescriptor, MapStateDescriptor, ReducingStateDescriptor,

@@ -1,11 +1,11 @@
 //! `StreamExecutionEnvironment`: where a job is declared, configured and executed.
 
-use brisk_runtime::checkpoint::{CheckpointConfig, RestartStrategy};
-use brisk_runtime::failure::FailureInjector;
 use crate::datastream::DataStream;
 use crate::options;
 use crate::sources::{CollectionSource, FileSource, NumberSequenceSource, SocketTextStreamSource};
 use brisk_core::{ConfigError, Configuration, Data};
+use brisk_runtime::checkpoint::{CheckpointConfig, RestartStrategy};
+use brisk_runtime::failure::FailureInjector;
 use brisk_runtime::graph::{NodeKind, StreamGraph, StreamNode, source_factory, type_ops};
 use brisk_runtime::job_graph::{GraphDefaults, JobGraph};
 use brisk_runtime::minicluster::{self, JobOptions};
@@ -212,7 +212,8 @@ impl StreamExecutionEnvironment {
         let mut state = self.state.borrow_mut();
         state.checkpoint = checkpoint;
         if let Some(path) = merged.get_raw(options::SAVEPOINT_PATH.key).filter(|p| !p.is_empty()) {
-            state.restore_from = Some(brisk_runtime::checkpoint::config::parse_directory(options::SAVEPOINT_PATH.key, path)?);
+            state.restore_from =
+                Some(brisk_runtime::checkpoint::config::parse_directory(options::SAVEPOINT_PATH.key, path)?);
         }
         if let Some(allow) = merged.get_optional::<bool>(options::SAVEPOINT_IGNORE_UNCLAIMED.key)? {
             state.allow_non_restored_state = allow;

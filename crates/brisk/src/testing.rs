@@ -13,10 +13,10 @@ use brisk_runtime::checkpoint::restore::{OperatorRestore, TaskRestore, encode_op
 use brisk_runtime::checkpoint::{CheckpointBarrier, CheckpointId, OperatorSubtaskState, SnapshotKind, TaskSnapshot};
 use brisk_runtime::context::TaskEvents;
 use brisk_runtime::failure::FailureInjector;
-use brisk_runtime::output::CheckpointEvent;
 use brisk_runtime::graph::{ErasedOutput, NodeKind, SideOutputs};
 use brisk_runtime::mailbox::Mailbox;
 use brisk_runtime::metrics::AccumulatorRegistry;
+use brisk_runtime::output::CheckpointEvent;
 use brisk_runtime::output::{ChainControl, CollectedElement, CollectingOutput, Output, SideOutput};
 use brisk_runtime::time::{Clock, ManualClock, ProcessingTimeService};
 use brisk_runtime::{ExecutionMode, JobError, OperatorInfo, TaskContext, TaskError, TaskInfo, TaskResult};
@@ -151,7 +151,12 @@ impl<OUT: Data> HarnessCore<OUT> {
         };
         let mut snapshot = TaskSnapshot::default();
         chain.on_checkpoint(&mut CheckpointEvent::Snapshot { barrier: &barrier, into: &mut snapshot })?;
-        let operator = snapshot.operators.into_iter().find(|(id, _)| *id == self.info.operator_id).map(|(_, s)| s).unwrap_or_default();
+        let operator = snapshot
+            .operators
+            .into_iter()
+            .find(|(id, _)| *id == self.info.operator_id)
+            .map(|(_, s)| s)
+            .unwrap_or_default();
         encode_operator_snapshot(self.info.operator_id.clone(), operator).map_err(TaskError::msg)
     }
 

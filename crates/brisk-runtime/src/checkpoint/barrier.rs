@@ -191,7 +191,13 @@ mod tests {
     use crate::checkpoint::SnapshotKind;
 
     fn barrier(id: u64) -> CheckpointBarrier {
-        CheckpointBarrier { id, timestamp: 0, kind: SnapshotKind::Checkpoint, stop: None, target: std::path::Path::new("/tmp").into() }
+        CheckpointBarrier {
+            id,
+            timestamp: 0,
+            kind: SnapshotKind::Checkpoint,
+            stop: None,
+            target: std::path::Path::new("/tmp").into(),
+        }
     }
 
     fn config(mode: CheckpointingMode, unaligned: bool) -> CheckpointConfig {

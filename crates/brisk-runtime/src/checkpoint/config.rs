@@ -128,9 +128,21 @@ macro_rules! option {
     };
 }
 
-option!(INTERVAL, Duration, "execution.checkpointing.interval", Duration::ZERO, "Interval between checkpoints; 0 disables them.");
+option!(
+    INTERVAL,
+    Duration,
+    "execution.checkpointing.interval",
+    Duration::ZERO,
+    "Interval between checkpoints; 0 disables them."
+);
 option!(MODE, &str, "execution.checkpointing.mode", "exactly-once", "exactly-once or at-least-once.");
-option!(UNALIGNED, bool, "execution.checkpointing.unaligned.enabled", false, "Whether barriers overtake in-flight data.");
+option!(
+    UNALIGNED,
+    bool,
+    "execution.checkpointing.unaligned.enabled",
+    false,
+    "Whether barriers overtake in-flight data."
+);
 option!(
     ALIGNED_TIMEOUT,
     Duration,
@@ -138,9 +150,21 @@ option!(
     Duration::ZERO,
     "With unaligned checkpoints: how long to try aligning first."
 );
-option!(TIMEOUT, Duration, "execution.checkpointing.timeout", Duration::from_secs(600), "Checkpoints not complete after this are aborted.");
+option!(
+    TIMEOUT,
+    Duration,
+    "execution.checkpointing.timeout",
+    Duration::from_secs(600),
+    "Checkpoints not complete after this are aborted."
+);
 option!(MIN_PAUSE, Duration, "execution.checkpointing.min-pause", Duration::ZERO, "Least time between checkpoints.");
-option!(MAX_CONCURRENT, usize, "execution.checkpointing.max-concurrent-checkpoints", 1, "Checkpoints in progress at once.");
+option!(
+    MAX_CONCURRENT,
+    usize,
+    "execution.checkpointing.max-concurrent-checkpoints",
+    1,
+    "Checkpoints in progress at once."
+);
 option!(
     TOLERABLE_FAILURES,
     u32,
@@ -155,12 +179,24 @@ option!(
     "DELETE_ON_CANCELLATION",
     "DELETE_ON_CANCELLATION or RETAIN_ON_CANCELLATION."
 );
-option!(DIRECTORY, &str, "execution.checkpointing.dir", "", "Where checkpoints are written (state.checkpoints.dir also works).");
+option!(
+    DIRECTORY,
+    &str,
+    "execution.checkpointing.dir",
+    "",
+    "Where checkpoints are written (state.checkpoints.dir also works)."
+);
 option!(RETAINED, usize, "execution.checkpointing.num-retained", 1, "Completed checkpoints kept.");
 option!(INCREMENTAL, bool, "execution.checkpointing.incremental", false, "Incremental RocksDB checkpoints.");
 option!(RESTART_STRATEGY, &str, "restart-strategy.type", "", "none, fixed-delay, exponential-delay or failure-rate.");
 option!(FIXED_DELAY_ATTEMPTS, u32, "restart-strategy.fixed-delay.attempts", 1, "Restarts of the fixed-delay strategy.");
-option!(FIXED_DELAY, Duration, "restart-strategy.fixed-delay.delay", Duration::from_secs(1), "Delay of the fixed-delay strategy.");
+option!(
+    FIXED_DELAY,
+    Duration,
+    "restart-strategy.fixed-delay.delay",
+    Duration::from_secs(1),
+    "Delay of the fixed-delay strategy."
+);
 option!(
     EXP_INITIAL,
     Duration,
@@ -169,7 +205,13 @@ option!(
     "First delay of the exponential-delay strategy."
 );
 option!(EXP_MAX, Duration, "restart-strategy.exponential-delay.max-backoff", Duration::from_secs(60), "Largest delay.");
-option!(EXP_MULTIPLIER, f64, "restart-strategy.exponential-delay.backoff-multiplier", 2.0, "Growth of the delay per failure.");
+option!(
+    EXP_MULTIPLIER,
+    f64,
+    "restart-strategy.exponential-delay.backoff-multiplier",
+    2.0,
+    "Growth of the delay per failure."
+);
 option!(
     EXP_RESET,
     Duration,
@@ -198,7 +240,13 @@ option!(
     Duration::from_secs(60),
     "The failure-rate interval."
 );
-option!(RATE_DELAY, Duration, "restart-strategy.failure-rate.delay", Duration::from_secs(1), "Delay of the failure-rate strategy.");
+option!(
+    RATE_DELAY,
+    Duration,
+    "restart-strategy.failure-rate.delay",
+    Duration::from_secs(1),
+    "Delay of the failure-rate strategy."
+);
 
 fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::InvalidValue { key: key.into(), value: value.into(), reason: reason.into() }
@@ -209,9 +257,11 @@ pub fn parse_directory(key: &str, text: &str) -> Result<PathBuf, ConfigError> {
     match text.split_once("://") {
         None => Ok(PathBuf::from(text)),
         Some(("file", path)) => Ok(PathBuf::from(path)),
-        Some((scheme, _)) => {
-            Err(invalid(key, text, format!("the '{scheme}://' scheme is not supported here; use a local path or file://")))
-        }
+        Some((scheme, _)) => Err(invalid(
+            key,
+            text,
+            format!("the '{scheme}://' scheme is not supported here; use a local path or file://"),
+        )),
     }
 }
 
@@ -225,7 +275,13 @@ impl CheckpointConfig {
         let retention = match retention_text.to_ascii_uppercase().replace('-', "_").as_str() {
             "DELETE_ON_CANCELLATION" => ExternalizedCheckpointRetention::DeleteOnCancellation,
             "RETAIN_ON_CANCELLATION" => ExternalizedCheckpointRetention::RetainOnCancellation,
-            _ => return Err(invalid(RETENTION.key, retention_text, "expected DELETE_ON_CANCELLATION or RETAIN_ON_CANCELLATION")),
+            _ => {
+                return Err(invalid(
+                    RETENTION.key,
+                    retention_text,
+                    "expected DELETE_ON_CANCELLATION or RETAIN_ON_CANCELLATION",
+                ));
+            }
         };
         let dir_key = if config.contains(DIRECTORY.key) { DIRECTORY.key } else { "state.checkpoints.dir" };
         let directory = match config.get_raw(dir_key) {
@@ -279,9 +335,10 @@ impl RestartStrategy {
         match kind.as_str() {
             "" if checkpointing => exponential(),
             "" | "none" | "off" | "disable" => Ok(RestartStrategy::None),
-            "fixed-delay" | "fixeddelay" => {
-                Ok(RestartStrategy::FixedDelay { attempts: config.get(&FIXED_DELAY_ATTEMPTS)?, delay: config.get(&FIXED_DELAY)? })
-            }
+            "fixed-delay" | "fixeddelay" => Ok(RestartStrategy::FixedDelay {
+                attempts: config.get(&FIXED_DELAY_ATTEMPTS)?,
+                delay: config.get(&FIXED_DELAY)?,
+            }),
             "exponential-delay" | "exponentialdelay" => exponential(),
             "failure-rate" | "failurerate" => Ok(RestartStrategy::FailureRate {
                 max_failures: config.get(&RATE_MAX)?,
@@ -376,8 +433,12 @@ mod tests {
 
     #[test]
     fn restart_strategies_follow_their_rules() {
-        let mut fixed = RestartTracker::new(RestartStrategy::FixedDelay { attempts: 2, delay: Duration::from_millis(5) });
-        assert_eq!((fixed.on_failure(), fixed.on_failure(), fixed.on_failure()), (Some(Duration::from_millis(5)), Some(Duration::from_millis(5)), None));
+        let mut fixed =
+            RestartTracker::new(RestartStrategy::FixedDelay { attempts: 2, delay: Duration::from_millis(5) });
+        assert_eq!(
+            (fixed.on_failure(), fixed.on_failure(), fixed.on_failure()),
+            (Some(Duration::from_millis(5)), Some(Duration::from_millis(5)), None)
+        );
         let mut exp = RestartTracker::new(RestartStrategy::ExponentialDelay {
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(25),
@@ -387,10 +448,20 @@ mod tests {
         });
         let delays: Vec<_> = (0..4).filter_map(|_| exp.on_failure()).map(|d| d.as_millis()).collect();
         assert_eq!(delays, vec![10, 20, 25, 25]);
-        let mut rate = RestartTracker::new(RestartStrategy::FailureRate { max_failures: 2, interval: Duration::from_secs(60), delay: Duration::ZERO });
-        assert_eq!((rate.on_failure().is_some(), rate.on_failure().is_some(), rate.on_failure().is_some()), (true, true, false));
+        let mut rate = RestartTracker::new(RestartStrategy::FailureRate {
+            max_failures: 2,
+            interval: Duration::from_secs(60),
+            delay: Duration::ZERO,
+        });
+        assert_eq!(
+            (rate.on_failure().is_some(), rate.on_failure().is_some(), rate.on_failure().is_some()),
+            (true, true, false)
+        );
         assert_eq!(RestartTracker::new(RestartStrategy::None).on_failure(), None);
         assert_eq!(RestartStrategy::from_configuration(&Configuration::new(), false).unwrap(), RestartStrategy::None);
-        assert!(matches!(RestartStrategy::from_configuration(&Configuration::new(), true).unwrap(), RestartStrategy::ExponentialDelay { .. }));
+        assert!(matches!(
+            RestartStrategy::from_configuration(&Configuration::new(), true).unwrap(),
+            RestartStrategy::ExponentialDelay { .. }
+        ));
     }
 }

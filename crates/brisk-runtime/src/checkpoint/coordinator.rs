@@ -90,7 +90,13 @@ pub struct CheckpointCoordinator {
 
 impl CheckpointCoordinator {
     /// A coordinator writing to `storage`; ids continue after `last_id` (the restored one).
-    pub fn new(config: CheckpointConfig, storage: CheckpointStorage, job_name: String, max_parallelism: Vec<(String, usize)>, last_id: CheckpointId) -> Self {
+    pub fn new(
+        config: CheckpointConfig,
+        storage: CheckpointStorage,
+        job_name: String,
+        max_parallelism: Vec<(String, usize)>,
+        last_id: CheckpointId,
+    ) -> Self {
         CheckpointCoordinator {
             config,
             storage,
@@ -137,17 +143,33 @@ impl CheckpointCoordinator {
     }
 
     /// Starts a checkpoint (into the job's storage) or a savepoint (into `savepoint_dir`).
-    pub fn begin(&mut self, kind: SnapshotKind, savepoint_dir: Option<PathBuf>, enumerators: Vec<(String, Vec<u8>)>) -> (CheckpointId, i64) {
+    pub fn begin(
+        &mut self,
+        kind: SnapshotKind,
+        savepoint_dir: Option<PathBuf>,
+        enumerators: Vec<(String, Vec<u8>)>,
+    ) -> (CheckpointId, i64) {
         let id = self.next_id;
         self.next_id += 1;
-        let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         let dir = match savepoint_dir {
             Some(parent) => parent.join(format!("savepoint-{id}-{timestamp}")),
             None => self.storage.checkpoint_dir(id),
         };
         self.pending.insert(
             id,
-            Pending { kind, dir, triggered: Instant::now(), timestamp, acks: vec![None; self.tasks.len()], remaining: self.tasks.len(), enumerators },
+            Pending {
+                kind,
+                dir,
+                triggered: Instant::now(),
+                timestamp,
+                acks: vec![None; self.tasks.len()],
+                remaining: self.tasks.len(),
+                enumerators,
+            },
         );
         if kind == SnapshotKind::Checkpoint {
             self.last_trigger = Some(Instant::now());
@@ -182,7 +204,13 @@ impl CheckpointCoordinator {
             .tasks
             .iter()
             .zip(&acks)
-            .map(|(t, a)| TaskStateHandle { subtask: t.subtask, parallelism: t.parallelism, operator_ids: t.operator_ids.clone(), file: a.file.clone(), size: a.size })
+            .map(|(t, a)| TaskStateHandle {
+                subtask: t.subtask,
+                parallelism: t.parallelism,
+                operator_ids: t.operator_ids.clone(),
+                file: a.file.clone(),
+                size: a.size,
+            })
             .collect();
         let metadata = CheckpointMetadata {
             id,
@@ -195,7 +223,15 @@ impl CheckpointCoordinator {
         };
         if let Err(e) = write_metadata(&pending.dir, &metadata) {
             let reason = format!("cannot write its metadata: {e}");
-            self.record(id, pending.kind, CheckpointStatus::Failed(reason.clone()), 0, pending.triggered, &[], pending.dir);
+            self.record(
+                id,
+                pending.kind,
+                CheckpointStatus::Failed(reason.clone()),
+                0,
+                pending.triggered,
+                &[],
+                pending.dir,
+            );
             return Err(reason);
         }
         let size = metadata.size();
@@ -215,7 +251,16 @@ impl CheckpointCoordinator {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn record(&mut self, id: CheckpointId, kind: SnapshotKind, status: CheckpointStatus, size: u64, triggered: Instant, acks: &[TaskAcknowledgement], path: PathBuf) {
+    fn record(
+        &mut self,
+        id: CheckpointId,
+        kind: SnapshotKind,
+        status: CheckpointStatus,
+        size: u64,
+        triggered: Instant,
+        acks: &[TaskAcknowledgement],
+        path: PathBuf,
+    ) {
         let max = |f: fn(&TaskAcknowledgement) -> Duration| acks.iter().map(f).max().unwrap_or_default();
         self.history.push(CheckpointStats {
             id,
@@ -244,7 +289,12 @@ impl CheckpointCoordinator {
 
     /// Checkpoints past their timeout, abandoned; returns their ids and whether the job must fail.
     pub fn expire(&mut self, now: Instant) -> (Vec<CheckpointId>, bool) {
-        let expired: Vec<CheckpointId> = self.pending.iter().filter(|(_, p)| now.duration_since(p.triggered) >= self.config.timeout).map(|(id, _)| *id).collect();
+        let expired: Vec<CheckpointId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.triggered) >= self.config.timeout)
+            .map(|(id, _)| *id)
+            .collect();
         let mut must_fail = false;
         for id in &expired {
             must_fail |= self.fail(*id, format!("not complete after the timeout of {:?}", self.config.timeout));
@@ -255,6 +305,11 @@ impl CheckpointCoordinator {
     /// Every checkpoint so far.
     pub fn history(&self) -> &[CheckpointStats] {
         &self.history
+    }
+
+    /// Whether task `task` still owes checkpoint `id` its acknowledgement.
+    pub fn awaits(&self, id: CheckpointId, task: usize) -> bool {
+        self.pending.get(&id).is_some_and(|p| p.acks.get(task).is_some_and(|a| a.is_none()))
     }
 
     /// Whether checkpoint `id` is still in progress.

@@ -46,17 +46,24 @@ impl OperatorRestore {
             None => None,
             Some(first) => {
                 let backend = first.backend.clone();
-                Some(KeyedStateSnapshot::merge_for_range(&keyed, range, &backend, max_parallelism).map_err(|e| e.to_string())?)
+                Some(
+                    KeyedStateSnapshot::merge_for_range(&keyed, range, &backend, max_parallelism)
+                        .map_err(|e| e.to_string())?,
+                )
             }
         };
-        let operator = if operator.is_empty() { None } else { redistribute(&operator, parallelism).into_iter().nth(subtask) };
+        let operator =
+            if operator.is_empty() { None } else { redistribute(&operator, parallelism).into_iter().nth(subtask) };
         Ok(OperatorRestore { keyed, operator, raw })
     }
 }
 
 /// Encodes the snapshot one operator handed over (the asynchronous part: keyed state is
 /// serialized here).
-pub fn encode_operator_snapshot(operator_id: String, snapshot: OperatorSnapshot) -> Result<OperatorSubtaskState, String> {
+pub fn encode_operator_snapshot(
+    operator_id: String,
+    snapshot: OperatorSnapshot,
+) -> Result<OperatorSubtaskState, String> {
     let keyed = match snapshot.keyed {
         Some(writer) => Some(writer.write().and_then(|s| s.to_bytes()).map_err(|e| e.to_string())?),
         None => None,
@@ -93,7 +100,11 @@ impl JobRestore {
         for (handle, state) in checkpoint.metadata.tasks.iter().zip(&checkpoint.task_states) {
             let Some(state) = state else { continue };
             for op in &state.operators {
-                by_operator.entry(op.operator_id.clone()).or_default().push((handle.subtask, handle.parallelism, op.clone()));
+                by_operator.entry(op.operator_id.clone()).or_default().push((
+                    handle.subtask,
+                    handle.parallelism,
+                    op.clone(),
+                ));
             }
         }
         JobRestore { checkpoint, by_operator }
@@ -107,7 +118,12 @@ impl JobRestore {
     /// Checks that every operator with state in the checkpoint exists in the job (by id),
     /// unless state may be dropped.
     pub fn check_mapping(&self, job_operators: &BTreeSet<String>, allow_non_restored: bool) -> Result<(), String> {
-        let missing: Vec<&String> = self.by_operator.keys().chain(self.checkpoint.metadata.enumerators.iter().map(|(id, _)| id)).filter(|id| !job_operators.contains(*id)).collect();
+        let missing: Vec<&String> = self
+            .by_operator
+            .keys()
+            .chain(self.checkpoint.metadata.enumerators.iter().map(|(id, _)| id))
+            .filter(|id| !job_operators.contains(*id))
+            .collect();
         if missing.is_empty() || allow_non_restored {
             return Ok(());
         }
@@ -126,15 +142,25 @@ impl JobRestore {
 
     /// Every old subtask's own bytes of `operator_id` (source split positions).
     pub fn raw_states(&self, operator_id: &str) -> Vec<Vec<u8>> {
-        self.by_operator.get(operator_id).map(|v| v.iter().filter_map(|(_, _, s)| s.raw.clone()).collect()).unwrap_or_default()
+        self.by_operator
+            .get(operator_id)
+            .map(|v| v.iter().filter_map(|(_, _, s)| s.raw.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// The state of subtask `subtask` of `parallelism` running the chain `operator_ids`.
-    pub fn for_subtask(&self, operator_ids: &[String], subtask: usize, parallelism: usize, max_parallelism: usize) -> Result<TaskRestore, String> {
+    pub fn for_subtask(
+        &self,
+        operator_ids: &[String],
+        subtask: usize,
+        parallelism: usize,
+        max_parallelism: usize,
+    ) -> Result<TaskRestore, String> {
         let mut restore = TaskRestore::default();
         for id in operator_ids {
             let Some(states) = self.by_operator.get(id) else { continue };
-            let operator = OperatorRestore::from_states(states.iter().map(|(_, _, s)| s), subtask, parallelism, max_parallelism)?;
+            let operator =
+                OperatorRestore::from_states(states.iter().map(|(_, _, s)| s), subtask, parallelism, max_parallelism)?;
             restore.operators.insert(id.clone(), operator);
         }
         // In-flight records go back to the same subtask of the same chain.

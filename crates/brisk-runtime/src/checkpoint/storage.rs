@@ -48,7 +48,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io("create directory", dir))?;
     }
-    let tmp = path.with_file_name(format!(".{}.inprogress", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
+    // Unique per writer: a task may be asked twice for the same checkpoint.
+    static WRITERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let writer = WRITERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = path.with_file_name(format!(".{name}.{}-{writer}.inprogress", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(io("write", &tmp))?;
     std::fs::rename(&tmp, path).map_err(io("rename", &tmp))
 }
@@ -96,7 +100,8 @@ impl CheckpointMetadata {
 
 /// Encodes a task's state file.
 pub fn encode_task_state(state: &TaskStateFile) -> Result<Vec<u8>, StorageError> {
-    encode_file(TASK_MAGIC, state).map_err(|e| StorageError::Corrupt { path: PathBuf::from("<task state>"), reason: e.to_string() })
+    encode_file(TASK_MAGIC, state)
+        .map_err(|e| StorageError::Corrupt { path: PathBuf::from("<task state>"), reason: e.to_string() })
 }
 
 /// A completed checkpoint read back and verified: metadata and every task file.
@@ -161,7 +166,9 @@ impl CheckpointStorage {
             .map(|entries| {
                 entries
                     .filter_map(|e| e.ok())
-                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("chk-")).and_then(|n| n.parse().ok()))
+                    .filter_map(|e| {
+                        e.file_name().to_str().and_then(|n| n.strip_prefix("chk-")).and_then(|n| n.parse().ok())
+                    })
                     .filter(|id| self.checkpoint_dir(*id).join(METADATA_FILE).is_file())
                     .collect()
             })
@@ -176,7 +183,9 @@ impl CheckpointStorage {
         for id in self.completed_ids() {
             match CompletedCheckpoint::load(&self.checkpoint_dir(id)) {
                 Ok(checkpoint) => return Some(checkpoint),
-                Err(e) => warn!(checkpoint = id, error = %e, "checkpoint cannot be restored; falling back to the previous one"),
+                Err(e) => {
+                    warn!(checkpoint = id, error = %e, "checkpoint cannot be restored; falling back to the previous one")
+                }
             }
         }
         None
@@ -190,7 +199,11 @@ impl CheckpointStorage {
         let kept: Vec<CheckpointId> = completed.iter().take(keep).copied().collect();
         let Ok(entries) = std::fs::read_dir(&self.root) else { return };
         for entry in entries.filter_map(|e| e.ok()) {
-            let Some(id) = entry.file_name().to_str().and_then(|n| n.strip_prefix("chk-")).and_then(|n| n.parse::<CheckpointId>().ok())
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("chk-"))
+                .and_then(|n| n.parse::<CheckpointId>().ok())
             else {
                 continue;
             };
@@ -213,7 +226,8 @@ impl CheckpointStorage {
 /// Writes the metadata that completes a checkpoint in `dir`.
 pub fn write_metadata(dir: &Path, metadata: &CheckpointMetadata) -> Result<(), StorageError> {
     let path = dir.join(METADATA_FILE);
-    let bytes = encode_file(METADATA_MAGIC, metadata).map_err(|e| StorageError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+    let bytes = encode_file(METADATA_MAGIC, metadata)
+        .map_err(|e| StorageError::Corrupt { path: path.clone(), reason: e.to_string() })?;
     write_atomically(&path, &bytes)
 }
 
@@ -237,7 +251,13 @@ mod tests {
             timestamp: 0,
             job_name: "t".into(),
             max_parallelism: vec![],
-            tasks: vec![TaskStateHandle { subtask: 0, parallelism: 1, operator_ids: vec![], file: Some("task-0".into()), size: 1 }],
+            tasks: vec![TaskStateHandle {
+                subtask: 0,
+                parallelism: 1,
+                operator_ids: vec![],
+                file: Some("task-0".into()),
+                size: 1,
+            }],
             enumerators: vec![],
         };
         write_metadata(&dir, &metadata).unwrap();
@@ -261,6 +281,9 @@ mod tests {
         assert_eq!(storage.latest_valid().map(|c| c.metadata.id), Some(1), "a missing file makes 2 unusable");
         storage.prune(1);
         assert_eq!(storage.completed_ids(), vec![3]);
-        assert!(storage.checkpoint_dir(4).exists(), "a checkpoint newer than the last completed one may still complete");
+        assert!(
+            storage.checkpoint_dir(4).exists(),
+            "a checkpoint newer than the last completed one may still complete"
+        );
     }
 }

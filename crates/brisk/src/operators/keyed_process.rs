@@ -80,7 +80,9 @@ impl<F: KeyedProcessFunction<K, I, O>, K: Key, I, O> StreamOperator for KeyedPro
         let stores = FunctionStores::open(&mut self.f, ctx, true)?;
         // Restored processing-time timers need a wakeup.
         if let Some(backend) = &stores.keyed
-            && let Some(next) = backend.with("timer", |b| Ok(b.next_timer(USER_TIMERS, TimeDomain::ProcessingTime))).map_err(state_error)?
+            && let Some(next) = backend
+                .with("timer", |b| Ok(b.next_timer(USER_TIMERS, TimeDomain::ProcessingTime)))
+                .map_err(state_error)?
         {
             ctx.task.processing_time.register_wakeup(next);
         }

@@ -48,7 +48,10 @@ impl<T: Data, K, F> StreamOperator for KeyedReduceOperator<T, K, F> {
         self.stores.as_ref()?.0.query(query)
     }
 
-    fn snapshot_state(&mut self, _: &brisk_runtime::checkpoint::CheckpointBarrier) -> TaskResult<brisk_runtime::checkpoint::OperatorSnapshot> {
+    fn snapshot_state(
+        &mut self,
+        _: &brisk_runtime::checkpoint::CheckpointBarrier,
+    ) -> TaskResult<brisk_runtime::checkpoint::OperatorSnapshot> {
         match &self.stores {
             Some((stores, _)) => stores.snapshot_state(),
             None => Ok(Default::default()),

@@ -17,9 +17,9 @@ pub use sink::SinkOperator;
 pub use timestamps::TimestampsAndWatermarksOperator;
 
 use crate::functions::{FunctionInitializationContext, FunctionSnapshotContext, RichFunction, RuntimeContext};
-use brisk_runtime::checkpoint::{CheckpointBarrier, OperatorSnapshot};
 use crate::key_selector::KeySelector;
 use brisk_core::Key;
+use brisk_runtime::checkpoint::{CheckpointBarrier, OperatorSnapshot};
 use brisk_runtime::output::StateQuery;
 use brisk_runtime::{OperatorContext, TaskError, TaskResult};
 use brisk_state::{KeyedStateBackend, KeyedStore, OperatorStateBackend, Registered, StateError};
@@ -35,8 +35,12 @@ macro_rules! checkpoint_hooks {
         ) -> brisk_runtime::TaskResult<brisk_runtime::checkpoint::OperatorSnapshot> {
             $crate::operators::FunctionStores::snapshot(self.$stores.as_ref(), &mut self.$f, barrier)
         }
-        fn notify_checkpoint_complete(&mut self, id: brisk_runtime::checkpoint::CheckpointId) -> brisk_runtime::TaskResult {
-            $crate::functions::RichFunction::notify_checkpoint_complete(&mut self.$f, id).map_err(brisk_runtime::TaskError::User)
+        fn notify_checkpoint_complete(
+            &mut self,
+            id: brisk_runtime::checkpoint::CheckpointId,
+        ) -> brisk_runtime::TaskResult {
+            $crate::functions::RichFunction::notify_checkpoint_complete(&mut self.$f, id)
+                .map_err(brisk_runtime::TaskError::User)
         }
     };
 }
@@ -72,8 +76,9 @@ impl FunctionStores {
     pub fn create(ctx: &OperatorContext<'_>, keyed: bool) -> TaskResult<Self> {
         let restored = ctx.restored();
         let keyed = if keyed {
-            let mut backend = KeyedStateBackend::create(&ctx.task.state_backend, ctx.task.backend_context(ctx.operator))
-                .map_err(state_error)?;
+            let mut backend =
+                KeyedStateBackend::create(&ctx.task.state_backend, ctx.task.backend_context(ctx.operator))
+                    .map_err(state_error)?;
             if let Some(snapshot) = restored.and_then(|r| r.keyed.clone()) {
                 backend.restore(snapshot).map_err(state_error)?;
             }
@@ -87,7 +92,11 @@ impl FunctionStores {
 
     /// The synchronous part of a snapshot: the function copies what it keeps into operator
     /// state (`snapshot_state`), then keyed and operator state are captured.
-    pub fn snapshot(stores: Option<&Self>, f: &mut dyn RichFunction, barrier: &CheckpointBarrier) -> TaskResult<OperatorSnapshot> {
+    pub fn snapshot(
+        stores: Option<&Self>,
+        f: &mut dyn RichFunction,
+        barrier: &CheckpointBarrier,
+    ) -> TaskResult<OperatorSnapshot> {
         let ctx = FunctionSnapshotContext { checkpoint_id: barrier.id, checkpoint_timestamp: barrier.timestamp };
         f.snapshot_state(&ctx).map_err(TaskError::User)?;
         let Some(stores) = stores else { return Ok(OperatorSnapshot::default()) };

@@ -120,7 +120,8 @@ impl<T> FileSink<T> {
             let Some(subtask) = rest.split('-').next().and_then(|s| s.parse::<usize>().ok()) else { continue };
             let mine = subtask == self.subtask || (self.subtask == 0 && subtask >= parallelism);
             if mine && (name.ends_with(".inprogress") || name.ends_with(".pending")) {
-                std::fs::remove_file(entry.path()).map_err(|e| format!("cannot remove leftover part file '{name}': {e}"))?;
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| format!("cannot remove leftover part file '{name}': {e}"))?;
             }
         }
         Ok(())
@@ -151,16 +152,21 @@ impl<T: 'static> TwoPhaseCommitSink<T> for FileSink<T> {
 
     fn initialize(&mut self, ctx: &RuntimeContext<'_>, _restored: &[PartFiles]) -> Result<(), BoxError> {
         self.subtask = ctx.index_of_this_subtask();
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create output directory '{}': {e}", self.dir.display()))?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("cannot create output directory '{}': {e}", self.dir.display()))?;
         if self.dir.is_file() {
-            return Err(format!("the output '{}' is a file; the exactly-once file sink writes a directory", self.dir.display()).into());
+            return Err(format!(
+                "the output '{}' is a file; the exactly-once file sink writes a directory",
+                self.dir.display()
+            )
+            .into());
         }
         self.remove_leftovers(ctx.number_of_parallel_subtasks())?;
         self.next_part = self.next_free_part();
         Ok(())
     }
 
-    fn begin_transaction(&mut self, _: &RuntimeContext<'_>) -> Result<PartFiles, BoxError> {
+    fn begin_transaction(&mut self) -> Result<PartFiles, BoxError> {
         Ok(PartFiles { parts: Vec::new(), subtask: self.subtask })
     }
 
@@ -173,7 +179,9 @@ impl<T: 'static> TwoPhaseCommitSink<T> for FileSink<T> {
         (self.format)(&value, &mut self.line);
         self.line.push('\n');
         if let Some((writer, size)) = &mut self.writer {
-            writer.write_all(self.line.as_bytes()).map_err(|e| format!("cannot write to '{}': {e}", self.dir.display()))?;
+            writer
+                .write_all(self.line.as_bytes())
+                .map_err(|e| format!("cannot write to '{}': {e}", self.dir.display()))?;
             *size += self.line.len() as u64;
         }
         Ok(())

@@ -4,7 +4,9 @@
 //! transactions of the restored checkpoint are committed (their checkpoint did complete) and
 //! everything newer is rolled back by the sink's recovery, so each record lands exactly once.
 
-use crate::functions::{FunctionInitializationContext, FunctionSnapshotContext, RichFunction, RuntimeContext, SinkContext, SinkFunction};
+use crate::functions::{
+    FunctionInitializationContext, FunctionSnapshotContext, RichFunction, RuntimeContext, SinkContext, SinkFunction,
+};
 use brisk_core::{BoxError, Data};
 use brisk_state::{ListState, ListStateDescriptor};
 
@@ -19,7 +21,7 @@ pub trait TwoPhaseCommitSink<T>: Clone + Send + 'static {
         Ok(())
     }
     /// Starts a transaction.
-    fn begin_transaction(&mut self, ctx: &RuntimeContext<'_>) -> Result<Self::Transaction, BoxError>;
+    fn begin_transaction(&mut self) -> Result<Self::Transaction, BoxError>;
     /// Writes a record into the open transaction.
     fn invoke(&mut self, transaction: &mut Self::Transaction, value: T, ctx: &SinkContext<'_>) -> Result<(), BoxError>;
     /// Makes the transaction durable so it can be committed later (at the barrier).
@@ -48,7 +50,14 @@ impl<T, S: TwoPhaseCommitSink<T>> Clone for TwoPhaseCommitSinkFunction<T, S> {
 impl<T, S: TwoPhaseCommitSink<T>> TwoPhaseCommitSinkFunction<T, S> {
     /// Wraps `sink`.
     pub fn new(sink: S) -> Self {
-        TwoPhaseCommitSinkFunction { sink, current: None, pending: Vec::new(), state: None, restored: Vec::new(), _type: std::marker::PhantomData }
+        TwoPhaseCommitSinkFunction {
+            sink,
+            current: None,
+            pending: Vec::new(),
+            state: None,
+            restored: Vec::new(),
+            _type: std::marker::PhantomData,
+        }
     }
 
     fn pre_commit_current(&mut self, checkpoint: u64) -> Result<(), BoxError> {
@@ -62,7 +71,8 @@ impl<T, S: TwoPhaseCommitSink<T>> TwoPhaseCommitSinkFunction<T, S> {
 
 impl<T, S: TwoPhaseCommitSink<T>> RichFunction for TwoPhaseCommitSinkFunction<T, S> {
     fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext<'_>) -> Result<(), BoxError> {
-        let state: ListState<(u64, S::Transaction)> = ctx.get_list_state(&ListStateDescriptor::new("two-phase-commit-pending"))?;
+        let state: ListState<(u64, S::Transaction)> =
+            ctx.get_list_state(&ListStateDescriptor::new("two-phase-commit-pending"))?;
         // Transactions in the restored checkpoint were pre-committed and their checkpoint
         // completed: commit them (again, if the notification was lost).
         for (_, transaction) in state.get()? {
@@ -77,7 +87,6 @@ impl<T, S: TwoPhaseCommitSink<T>> RichFunction for TwoPhaseCommitSinkFunction<T,
     fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<(), BoxError> {
         self.sink.initialize(ctx, &self.restored)?;
         self.restored.clear();
-        self.current = Some(self.sink.begin_transaction(ctx)?);
         Ok(())
     }
 
@@ -90,7 +99,8 @@ impl<T, S: TwoPhaseCommitSink<T>> RichFunction for TwoPhaseCommitSinkFunction<T,
     }
 
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), BoxError> {
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending).into_iter().partition(|(id, _)| *id <= checkpoint_id);
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pending).into_iter().partition(|(id, _)| *id <= checkpoint_id);
         self.pending = waiting;
         for (_, transaction) in done {
             self.sink.commit(transaction)?;
@@ -101,7 +111,11 @@ impl<T, S: TwoPhaseCommitSink<T>> RichFunction for TwoPhaseCommitSinkFunction<T,
 
 impl<T: 'static, S: TwoPhaseCommitSink<T>> SinkFunction<T> for TwoPhaseCommitSinkFunction<T, S> {
     fn invoke(&mut self, value: T, ctx: &SinkContext<'_>) -> Result<(), BoxError> {
-        let transaction = self.current.as_mut().ok_or("two-phase-commit sink used before open")?;
+        // A transaction starts with its first record (after each pre-commit).
+        let transaction = match &mut self.current {
+            Some(t) => t,
+            None => self.current.insert(self.sink.begin_transaction()?),
+        };
         self.sink.invoke(transaction, value, ctx)
     }
 

@@ -391,10 +391,14 @@ where
         let stores = FunctionStores::open(function, ctx, true)?;
         if let (Some(panes), Some(restored)) = (&mut self.panes, ctx.restored()) {
             let (range, max_parallelism) = (ctx.task.info.key_group_range(), ctx.task.info.max_parallelism);
-            panes.restore(&restored.raw, &|key: &K| range.contains(brisk_core::key_group::assign_to_key_group(key, max_parallelism)))?;
+            panes.restore(&restored.raw, &|key: &K| {
+                range.contains(brisk_core::key_group::assign_to_key_group(key, max_parallelism))
+            })?;
         }
         if let Some(backend) = &stores.keyed
-            && let Some(next) = backend.with("window timer", |b| Ok(b.next_timer(WINDOW_TIMERS, TimeDomain::ProcessingTime))).map_err(state_error)?
+            && let Some(next) = backend
+                .with("window timer", |b| Ok(b.next_timer(WINDOW_TIMERS, TimeDomain::ProcessingTime)))
+                .map_err(state_error)?
         {
             ctx.task.processing_time.register_wakeup(next);
         }
