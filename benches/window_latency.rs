@@ -77,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         out_of_orderness: Duration::from_secs(2),
         allowed_lateness: Duration::ZERO,
         sink: WindowAggSink::Discard,
+        source_rate: None,
     };
     let latencies = Arc::new(Mutex::new(Vec::new()));
     job.declare_with(&env, LatencyRecorder { latencies: latencies.clone(), local: Vec::new(), firing: None });

@@ -2,7 +2,9 @@
 //!
 //! `cargo run --release --example window_agg -- --input PATH [--output PATH] [--parallelism N]
 //! [--window 10s] [--slide 5s] [--out-of-orderness 2s] [--allowed-lateness 0s]
-//! [--state-backend hashmap|rocksdb]`
+//! [--state-backend hashmap|rocksdb] [--checkpoint-interval 1s] [--checkpoint-dir PATH]
+//! [--checkpointing-mode exactly-once|at-least-once] [--unaligned] [--savepoint-dir PATH]
+//! [--from-savepoint PATH] [--inject-failures K] [--source-rate N]`
 
 use anyhow::Context;
 use brisk_examples::cli;
@@ -53,7 +55,9 @@ fn duration(text: &str) -> Result<Duration, String> {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let env = args.common.environment()?;
+    let checkpoints = &args.common.checkpoints;
     let sink = match (&args.output, args.discard) {
+        (Some(path), _) if checkpoints.enabled() => WindowAggSink::ExactlyOnceFile(path.clone()),
         (Some(path), _) => WindowAggSink::File(path.clone()),
         (None, true) => WindowAggSink::Discard,
         (None, false) => WindowAggSink::Print,
@@ -65,9 +69,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         out_of_orderness: args.out_of_orderness,
         allowed_lateness: args.allowed_lateness,
         sink,
+        source_rate: checkpoints.source_rate,
     };
     job.declare(&env);
-    let result = env.execute("WindowAgg").context("the window job failed")?;
+    // Records through the operators: about two per event, an event per 23 bytes.
+    let failures = checkpoints.failure_injector(cli::input_bytes(&job.inputs) / 11);
+    env.set_failure_injector(failures.clone());
+    let result = cli::execute(&env, "WindowAgg", checkpoints, &failures).context("the window job failed")?;
     tracing::info!(runtime_ms = result.net_runtime().as_millis() as u64, "WindowAgg finished");
     if let Some(output) = &args.output {
         tracing::info!(results = %output.display(), late = %late_path(output).display(), "results written");

@@ -3,8 +3,12 @@
 
 use anyhow::{Context, bail};
 use brisk::prelude::*;
+use brisk::runtime::checkpoint::SnapshotKind;
+use brisk::runtime::checkpoint::coordinator::{CheckpointStats, CheckpointStatus};
+use brisk::runtime::failure::FailureInjector;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Logs to stderr through `tracing`; `RUST_LOG` overrides the default level (`info`).
 pub fn init_logging() {
@@ -36,6 +40,230 @@ pub struct CommonArgs {
     /// YAML configuration file with Flink-style keys (e.g. parallelism.default); flags win.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
+}
+
+/// Checkpointing, savepoint and recovery flags every example job shares.
+#[derive(clap::Args, Debug, Default)]
+pub struct CheckpointArgs {
+    /// Take a checkpoint every DURATION (e.g. 1s); --output then goes through the exactly-once file sink.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub checkpoint_interval: Option<Duration>,
+    /// Where checkpoints are written (default: a directory under the system temp directory).
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// exactly-once (aligned barriers) or at-least-once.
+    #[arg(long, value_name = "exactly-once|at-least-once")]
+    pub checkpointing_mode: Option<String>,
+    /// Unaligned checkpoints: barriers overtake in-flight records, which are stored with the checkpoint.
+    #[arg(long)]
+    pub unaligned: bool,
+    /// On SIGTERM or Ctrl-C: stop with a savepoint in a new directory inside PATH, print its path, exit 0.
+    #[arg(long, value_name = "PATH")]
+    pub savepoint_dir: Option<PathBuf>,
+    /// Start from this savepoint (or retained checkpoint) directory.
+    #[arg(long, value_name = "PATH")]
+    pub from_savepoint: Option<PathBuf>,
+    /// With --from-savepoint: drop state of operators the job no longer has instead of failing.
+    #[arg(long, requires = "from_savepoint")]
+    pub allow_non_restored_state: bool,
+    /// Inject K failures at seeded random points of the run; each is recovered by the restart strategy.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub inject_failures: usize,
+    /// Seed of the injected failures' points.
+    #[arg(long, value_name = "SEED", default_value_t = 42)]
+    pub failure_seed: u64,
+    /// Throttle the source to N records per second (over all its subtasks).
+    #[arg(long, value_name = "N")]
+    pub source_rate: Option<f64>,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    brisk::core::time::parse_duration(text).map_err(|e| e.to_string())
+}
+
+impl CheckpointArgs {
+    /// Whether the job takes checkpoints (needed for failures and savepoints too).
+    pub fn enabled(&self) -> bool {
+        self.checkpoint_interval.is_some()
+    }
+
+    fn apply(&self, configuration: &mut Configuration) -> anyhow::Result<()> {
+        if (self.inject_failures > 0 || self.savepoint_dir.is_some()) && self.checkpoint_interval.is_none() {
+            bail!(
+                "--inject-failures and --savepoint-dir need --checkpoint-interval (recovery and savepoints use checkpoints)"
+            );
+        }
+        if let Some(interval) = self.checkpoint_interval {
+            if interval.is_zero() {
+                bail!(
+                    "invalid --checkpoint-interval 0s: use a positive interval, or leave it out to disable checkpoints"
+                );
+            }
+            configuration.set("execution.checkpointing.interval", format!("{}ms", interval.as_millis()));
+        }
+        if let Some(dir) = &self.checkpoint_dir {
+            configuration.set("execution.checkpointing.dir", dir.display());
+        }
+        if let Some(mode) = &self.checkpointing_mode {
+            mode.parse::<brisk::runtime::checkpoint::CheckpointingMode>()
+                .map_err(anyhow::Error::msg)
+                .context("invalid --checkpointing-mode")?;
+            configuration.set("execution.checkpointing.mode", mode);
+        }
+        if self.unaligned {
+            configuration.set("execution.checkpointing.unaligned.enabled", true);
+        }
+        if let Some(path) = &self.from_savepoint {
+            if !path.join("_metadata").is_file() {
+                bail!(
+                    "--from-savepoint '{}' is not a savepoint or checkpoint directory (it has no _metadata file)",
+                    path.display()
+                );
+            }
+            configuration.set(brisk::options::SAVEPOINT_PATH.key, path.display());
+            configuration.set(brisk::options::SAVEPOINT_IGNORE_UNCLAIMED.key, self.allow_non_restored_state);
+        }
+        if let Some(rate) = self.source_rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            bail!("invalid --source-rate {rate}: expected a positive number of records per second");
+        }
+        Ok(())
+    }
+
+    /// Failures for `--inject-failures`, spread over about `expected_records` processed records.
+    pub fn failure_injector(&self, expected_records: u64) -> FailureInjector {
+        FailureInjector::seeded(self.inject_failures, self.failure_seed, expected_records)
+    }
+}
+
+/// Passes records on at most `rate` per second per subtask (`--source-rate`, split over the
+/// subtasks by the caller).
+#[derive(Clone)]
+pub struct Throttle {
+    per_subtask: f64,
+    total: f64,
+    started: Option<Instant>,
+    passed: u64,
+}
+
+impl Throttle {
+    /// `rate` records per second over all subtasks.
+    pub fn new(rate: f64) -> Self {
+        Throttle { per_subtask: rate, total: rate, started: None, passed: 0 }
+    }
+}
+
+impl RichFunction for Throttle {
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<(), BoxError> {
+        self.per_subtask = self.total / ctx.number_of_parallel_subtasks().max(1) as f64;
+        Ok(())
+    }
+}
+
+impl<T: Send + 'static> RichMapFunction<T, T> for Throttle {
+    fn map(&mut self, value: T) -> Result<T, BoxError> {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        self.passed += 1;
+        let due = Duration::from_secs_f64(self.passed as f64 / self.per_subtask);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        Ok(value)
+    }
+}
+
+/// Total bytes of the input paths (files, or files in directories), for estimates.
+pub fn input_bytes(paths: &[PathBuf]) -> u64 {
+    fn size(path: &Path) -> u64 {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(m) if m.is_dir() => {
+                std::fs::read_dir(path).map(|d| d.filter_map(|e| e.ok()).map(|e| size(&e.path())).sum()).unwrap_or(0)
+            }
+            _ => 0,
+        }
+    }
+    paths.iter().map(|p| size(p)).sum()
+}
+
+/// Runs the job; with `--savepoint-dir`, SIGTERM (or Ctrl-C) stops it with a savepoint whose
+/// path is printed. Prints the checkpoint history at the end (stderr).
+pub fn execute(
+    env: &StreamExecutionEnvironment,
+    job_name: &str,
+    args: &CheckpointArgs,
+    failures: &FailureInjector,
+) -> anyhow::Result<JobExecutionResult> {
+    let client = env.execute_async(job_name)?;
+    if let Some(dir) = args.savepoint_dir.clone() {
+        let controller = client.controller();
+        let mut signals =
+            signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+                .context("cannot install the SIGTERM handler")?;
+        std::thread::Builder::new().name("savepoint on SIGTERM".into()).spawn(move || {
+            if signals.forever().next().is_some() {
+                match controller.stop_with_savepoint(&dir, false) {
+                    Ok(path) => println!("savepoint: {}", path.display()),
+                    Err(e) => eprintln!("error: stop-with-savepoint failed: {e}"),
+                }
+            }
+        })?;
+    }
+    let result = client.wait()?;
+    if args.enabled() {
+        eprint!("{}", checkpoint_history(&result.checkpoints));
+        if args.inject_failures > 0 {
+            eprintln!(
+                "injected failures: {} of {} fired; restarts: {}",
+                failures.fired(),
+                args.inject_failures,
+                result.restarts
+            );
+        }
+    }
+    Ok(result)
+}
+
+/// The checkpoint history as a table.
+pub fn checkpoint_history(checkpoints: &[CheckpointStats]) -> String {
+    let mut out = String::from(
+        "checkpoint history:\n     id  kind        status       size  duration  alignment  sync      async\n",
+    );
+    for c in checkpoints {
+        let status = match &c.status {
+            CheckpointStatus::Completed => "completed".to_string(),
+            CheckpointStatus::Failed(reason) => format!("failed ({reason})"),
+        };
+        let kind = match c.kind {
+            SnapshotKind::Checkpoint => "checkpoint",
+            SnapshotKind::Savepoint => "savepoint",
+        };
+        out.push_str(&format!(
+            "  {:>5}  {kind:<10}  {:<9}  {:>9}  {:>8.1?}  {:>9.1?}  {:>8.1?}  {:>8.1?}\n",
+            c.id,
+            if status.len() > 9 { "failed" } else { status.as_str() },
+            format_bytes(c.size),
+            c.duration,
+            c.alignment,
+            c.sync,
+            c.async_part
+        ));
+        if let CheckpointStatus::Failed(reason) = &c.status {
+            out.push_str(&format!("         reason: {reason}\n"));
+        }
+    }
+    out
+}
+
+fn format_bytes(bytes: u64) -> String {
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MiB", bytes as f64 / 1_048_576.0),
+    }
 }
 
 impl CommonArgs {
@@ -64,6 +292,7 @@ impl CommonArgs {
         if let Some(dir) = &self.state_dir {
             configuration.set(brisk::options::ROCKSDB_LOCAL_DIR_KEY, dir.display());
         }
+        self.checkpoints.apply(&mut configuration)?;
         Ok(StreamExecutionEnvironment::from_configuration(&configuration)?)
     }
 }

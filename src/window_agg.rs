@@ -117,6 +117,9 @@ pub enum WindowAggSink {
     /// Results as CSV at the path (a file, or a directory of part files at parallelism > 1);
     /// late events in `late.csv` next to it.
     File(PathBuf),
+    /// Through the exactly-once file sink: results in part files of directory PATH, late
+    /// events in part files of directory `late.csv` next to it, committed at checkpoints.
+    ExactlyOnceFile(PathBuf),
     /// Nowhere (benchmarks).
     Discard,
 }
@@ -136,6 +139,8 @@ pub struct WindowAggJob {
     pub allowed_lateness: Duration,
     /// Where results go.
     pub sink: WindowAggSink,
+    /// Throttle the events to this many per second (`--source-rate`).
+    pub source_rate: Option<f64>,
 }
 
 /// Where late events are written for results written to `output`.
@@ -161,8 +166,13 @@ impl WindowAggJob {
     {
         let strategy = WatermarkStrategy::for_bounded_out_of_orderness(self.out_of_orderness)
             .with_timestamp_assigner(|e: &Event, _| e.timestamp);
-        let events =
-            env.from_source(FileSource::for_record_format(self.inputs.clone(), parse_event), strategy, "events");
+        let events = env
+            .from_source(FileSource::for_record_format(self.inputs.clone(), parse_event), strategy, "events")
+            .uid("events");
+        let events = match self.source_rate {
+            Some(rate) => events.rich_map(crate::cli::Throttle::new(rate)).name("throttle").uid("throttle"),
+            None => events,
+        };
         let keyed = events.key_by_field(|e: &Event| &e.key);
         let results = match self.slide {
             None => self.aggregate(keyed.window(TumblingEventTimeWindows::of(self.window)), process),
@@ -177,6 +187,10 @@ impl WindowAggJob {
             WindowAggSink::File(path) => {
                 results.write_as_csv(path).name("results");
                 late.write_as_csv(late_path(path)).set_parallelism(1).name("late-events");
+            }
+            WindowAggSink::ExactlyOnceFile(path) => {
+                results.add_sink(FileSink::csv(path)).name("results").uid("results");
+                late.add_sink(FileSink::csv(late_path(path))).set_parallelism(1).name("late-events").uid("late-events");
             }
             WindowAggSink::Discard => {
                 results.add_sink(DiscardingSink).name("discard");
@@ -195,6 +209,7 @@ impl WindowAggJob {
             .side_output_late_data(&late_tag())
             .aggregate_with(SumCount, process)
             .name("window-sum-count")
+            .uid("window-sum-count")
     }
 }
 

@@ -69,6 +69,9 @@ pub enum WordCountSink {
     Print,
     /// `word,count` lines in a file (or a directory of part files).
     File(PathBuf),
+    /// `word,count` lines through the exactly-once file sink: a directory of part files,
+    /// committed at checkpoints.
+    ExactlyOnceFile(PathBuf),
     /// Nowhere (benchmarks).
     Discard,
 }
@@ -76,10 +79,25 @@ pub enum WordCountSink {
 /// Declares WordCount on `env`: lines from `inputs` (or the built-in text) → words →
 /// `(word, count)` per key → `sink`.
 pub fn word_count(env: &StreamExecutionEnvironment, inputs: &[PathBuf], sink: &WordCountSink) {
+    word_count_throttled(env, inputs, sink, None);
+}
+
+/// [`word_count`] with the lines throttled to `source_rate` per second (`--source-rate`).
+pub fn word_count_throttled(
+    env: &StreamExecutionEnvironment,
+    inputs: &[PathBuf],
+    sink: &WordCountSink,
+    source_rate: Option<f64>,
+) {
     let text = if inputs.is_empty() {
-        env.from_iter(DEFAULT_TEXT.iter().map(|l| l.to_string()))
+        env.from_iter(DEFAULT_TEXT.iter().map(|l| l.to_string())).uid("built-in-text")
     } else {
         env.from_source(FileSource::for_paths(inputs.iter().cloned()), WatermarkStrategy::no_watermarks(), "file-input")
+            .uid("file-input")
+    };
+    let text = match source_rate {
+        Some(rate) => text.rich_map(crate::cli::Throttle::new(rate)).name("throttle").uid("throttle"),
+        None => text,
     };
     let counts = text
         .flat_map(|line: String, out: &mut Collector<'_, (CompactString, i64)>| {
@@ -88,13 +106,17 @@ pub fn word_count(env: &StreamExecutionEnvironment, inputs: &[PathBuf], sink: &W
         .name("tokenizer")
         .key_by_field(|(word, _): &(CompactString, i64)| word)
         .sum(|(_, count): &mut (CompactString, i64)| count)
-        .name("counter");
+        .name("counter")
+        .uid("counter");
     match sink {
         WordCountSink::Print => {
             counts.print().name("print");
         }
         WordCountSink::File(path) => {
             counts.write_as_csv(path).name("file-sink");
+        }
+        WordCountSink::ExactlyOnceFile(path) => {
+            counts.add_sink(FileSink::csv(path)).name("file-sink").uid("file-sink");
         }
         WordCountSink::Discard => {
             counts.add_sink(DiscardingSink).name("discard");

@@ -106,3 +106,73 @@ fn bad_flags_are_explained() {
         assert!(stdout.contains(flag), "--help lists {flag}: {stdout}");
     }
 }
+
+#[test]
+fn injected_failures_do_not_change_the_exactly_once_output() {
+    let dir = temp_dir("window-agg-failures");
+    let out = dir.join("results");
+    let (status, _, stderr) = run(example("window_agg")
+        .arg("--input")
+        .arg(data("window_agg/events.csv"))
+        .arg("--output")
+        .arg(&out)
+        .args([
+            "--parallelism",
+            "2",
+            "--checkpoint-interval",
+            "30ms",
+            "--inject-failures",
+            "3",
+            "--source-rate",
+            "15000",
+        ])
+        .arg("--checkpoint-dir")
+        .arg(dir.join("checkpoints")));
+    assert!(status.status.success(), "{stderr}");
+    assert!(stderr.contains("injected failures: 3 of 3 fired"), "{stderr}");
+    assert!(stderr.contains("checkpoint history:") && stderr.contains("completed"), "{stderr}");
+    assert_eq!(read_sorted_lines(&out), expected("expected_tumbling_10s.csv"));
+}
+
+#[test]
+fn sigterm_stops_with_a_savepoint_and_the_job_resumes_from_it() {
+    let dir = temp_dir("window-agg-savepoint");
+    let out = dir.join("results");
+    let mut first = example("window_agg");
+    first
+        .arg("--input")
+        .arg(data("window_agg/events.csv"))
+        .arg("--output")
+        .arg(&out)
+        .args(["--parallelism", "2", "--checkpoint-interval", "50ms", "--source-rate", "3000"])
+        .arg("--savepoint-dir")
+        .arg(dir.join("savepoints"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = first.spawn().expect("start window_agg");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let output = child.wait_with_output().expect("window_agg ends");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "exits 0 after the savepoint: {}", String::from_utf8_lossy(&output.stderr));
+    let savepoint =
+        stdout.lines().find_map(|l| l.strip_prefix("savepoint: ")).expect("the savepoint path is printed").to_string();
+    assert!(std::path::Path::new(&savepoint).join("_metadata").is_file(), "{savepoint}");
+    assert!(read_sorted_lines(&out).len() < expected("expected_tumbling_10s.csv").len(), "stopped before the end");
+
+    let (status, _, stderr) = run(example("window_agg")
+        .arg("--input")
+        .arg(data("window_agg/events.csv"))
+        .arg("--output")
+        .arg(&out)
+        .args(["--parallelism", "3", "--checkpoint-interval", "50ms", "--from-savepoint", &savepoint]));
+    assert!(status.status.success(), "{stderr}");
+    assert_eq!(read_sorted_lines(&out), expected("expected_tumbling_10s.csv"), "both runs together: every window once");
+    let (status, _, stderr) = run(example("window_agg")
+        .arg("--input")
+        .arg(data("window_agg/events.csv"))
+        .args(["--from-savepoint", "/no/such/savepoint"]));
+    assert!(!status.status.success());
+    assert!(stderr.contains("is not a savepoint or checkpoint directory"), "{stderr}");
+}

@@ -579,7 +579,8 @@ fn brisk_backends() -> Vec<StateBackendKind> {
 
 #[test]
 fn window_state_and_timers_survive_a_snapshot_and_restore() {
-    let fragments: Vec<(&str, fn(DataStream<Event>) -> DataStream<WindowSum>)> = vec![
+    type Fragment = fn(DataStream<Event>) -> DataStream<WindowSum>;
+    let fragments: Vec<(&str, Fragment)> = vec![
         ("list contents", |s| sum_with_window(s.key_by(key_of).window(TumblingEventTimeWindows::of(ms(10))))),
         ("in-memory panes", |s| {
             s.key_by(key_of).window(TumblingEventTimeWindows::of(ms(10))).reduce_with(

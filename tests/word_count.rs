@@ -185,3 +185,23 @@ fn help_describes_every_flag() {
         assert!(stdout.contains(flag), "--help lacks {flag}");
     }
 }
+
+#[test]
+fn injected_failures_do_not_change_the_exactly_once_output() {
+    let dir = temp_dir("wc-failures");
+    let out = dir.join("out");
+    let (status, _, stderr) =
+        run(example("word_count").arg("--input").arg(data("word_count/input.txt")).arg("--output").arg(&out).args([
+            "--parallelism",
+            "2",
+            "--checkpoint-interval",
+            "20ms",
+            "--inject-failures",
+            "2",
+            "--source-rate",
+            "2000",
+        ]));
+    assert!(status.status.success(), "{stderr}");
+    assert!(stderr.contains("injected failures: 2 of 2 fired"), "{stderr}");
+    assert_eq!(read_sorted_lines(&out), expected("expected_streaming.txt"));
+}

@@ -273,6 +273,9 @@ pub trait SourceHead: ChainControl {
     fn poll_next(&mut self) -> TaskResult<SourceStatus>;
 }
 
+/// A split being read by its own reader, with the split's id.
+type ActiveSplit<T, S> = (Box<dyn SplitReader<T, S>>, String);
+
 /// Drives a [`SplitReader`]: asks the enumerator for splits, reads them, ends the input.
 pub struct SourceLink<T, S: Source<T>> {
     source: Arc<S>,
@@ -282,7 +285,7 @@ pub struct SourceLink<T, S: Source<T>> {
     enumerator: SharedEnumerator<S::Split>,
     reader_context: Option<ReaderContext>,
     /// Splits being read, each by its own reader, polled in turn.
-    active: Vec<(Box<dyn SplitReader<T, S::Split>>, String)>,
+    active: Vec<ActiveSplit<T, S::Split>>,
     next_active: usize,
     /// A reader whose split finished, reused for the next split.
     spare: Option<Box<dyn SplitReader<T, S::Split>>>,

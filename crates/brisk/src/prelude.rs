@@ -16,7 +16,9 @@ pub use crate::joins::{ProcessJoinContext, ProcessJoinFunction, TaggedUnion};
 pub use crate::key_selector::KeySelector;
 pub use crate::keyed_stream::KeyedStream;
 pub use crate::side_output::OutputTag;
-pub use crate::sinks::{CollectResult, DiscardingSink, PrintSink, TextFileSink};
+pub use crate::sinks::{
+    CollectResult, DiscardingSink, FileSink, PrintSink, TextFileSink, TwoPhaseCommitSink, TwoPhaseCommitSinkFunction,
+};
 pub use crate::sources::{DataGeneratorSource, FileSource, NumberSequenceSource, SocketTextStreamSource};
 pub use crate::windowing::{
     ContinuousEventTimeTrigger, ContinuousProcessingTimeTrigger, CountEvictor, CountTrigger, DeltaEvictor,

@@ -207,10 +207,11 @@ impl CheckpointStorage {
             else {
                 continue;
             };
-            if !kept.contains(&id) && id <= newest {
-                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                    warn!(path = %entry.path().display(), error = %e, "cannot delete an old checkpoint");
-                }
+            if !kept.contains(&id)
+                && id <= newest
+                && let Err(e) = std::fs::remove_dir_all(entry.path())
+            {
+                warn!(path = %entry.path().display(), error = %e, "cannot delete an old checkpoint");
             }
         }
     }

@@ -202,7 +202,7 @@ where
     }
 
     fn snapshot(&self) -> TaskResult<Vec<u8>> {
-        let stored: Vec<(&W, bool, Vec<(&K, &A::Acc)>)> =
+        let stored: Vec<StoredPane<&K, &W, &A::Acc>> =
             self.panes.iter().map(|(w, p)| (w, p.fired, p.keys.iter().collect())).collect();
         brisk_state::codec::encode(&stored).map_err(|e| TaskError::msg(format!("cannot encode window contents: {e}")))
     }
