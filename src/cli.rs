@@ -223,6 +223,9 @@ pub fn execute(
                 result.restarts
             );
         }
+        for (i, recovery) in result.recoveries.iter().enumerate() {
+            eprintln!("recovery {}: running again {:.1?} after the failure", i + 1, recovery);
+        }
     }
     Ok(result)
 }

@@ -100,6 +100,9 @@ struct Master {
     checkpoint_failure: bool,
     /// Barriers of checkpoints in progress, for tasks that finish their input meanwhile.
     in_progress: Vec<CheckpointBarrier>,
+    /// When the last failure happened, until the restarted tasks all run.
+    failed_at: Option<Instant>,
+    recoveries: Vec<Duration>,
 }
 
 /// Runs the job to its end: attempts, checkpoints, restarts.
@@ -141,6 +144,8 @@ pub(crate) fn run_master(
         stopped_with: None,
         checkpoint_failure: false,
         in_progress: Vec::new(),
+        failed_at: None,
+        recoveries: Vec::new(),
     };
     let mut restarts =
         RestartState { tracker: RestartTracker::new(master.deployable.options.restart_strategy.clone()), count: 0 };
@@ -237,6 +242,8 @@ impl Master {
         let mut input_finished = vec![false; tasks];
         let mut final_sent = false;
         let mut cancelled = false;
+        let mut running = 0;
+        let mut first_end: Option<Instant> = None;
         loop {
             if ended == tasks {
                 break;
@@ -252,7 +259,18 @@ impl Master {
                 .map(|t| t.saturating_duration_since(Instant::now()))
                 .unwrap_or(Duration::from_millis(50));
             match receiver.recv_timeout(wait.clamp(Duration::from_millis(1), Duration::from_millis(50))) {
-                Ok(TaskEvent::Ended(_)) => ended += 1,
+                Ok(TaskEvent::Ended(_)) => {
+                    ended += 1;
+                    first_end.get_or_insert_with(Instant::now);
+                }
+                Ok(TaskEvent::Running(_)) => {
+                    running += 1;
+                    if running == tasks
+                        && let Some(failed_at) = self.failed_at.take()
+                    {
+                        self.recoveries.push(failed_at.elapsed());
+                    }
+                }
                 Ok(TaskEvent::InputFinished(task)) => {
                     if let Some(f) = input_finished.get_mut(task) {
                         *f = true;
@@ -332,6 +350,9 @@ impl Master {
             .iter()
             .position(|o| o.result.as_ref().is_err_and(|e| !e.is_consequence()))
             .or_else(|| outcomes.iter().position(|o| o.result.is_err()));
+        if failure.is_some() {
+            self.failed_at = first_end;
+        }
         match failure {
             Some(i) => {
                 let mut outcomes = outcomes;
@@ -513,6 +534,7 @@ impl Master {
             job_graph: job.description.clone(),
             checkpoints: self.coordinator.as_ref().map(|c| c.history().to_vec()).unwrap_or_default(),
             restarts,
+            recoveries: self.recoveries.clone(),
             savepoint: None,
         }
     }

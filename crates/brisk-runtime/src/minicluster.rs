@@ -137,6 +137,9 @@ pub struct JobExecutionResult {
     pub checkpoints: Vec<CheckpointStats>,
     /// How often the job restarted after failures.
     pub restarts: usize,
+    /// Per restart: from the failure to every task of the new attempt running with its
+    /// restored state.
+    pub recoveries: Vec<Duration>,
     /// The savepoint written by stop-with-savepoint, if the job was stopped with one.
     pub savepoint: Option<PathBuf>,
 }

@@ -523,6 +523,7 @@ pub fn run_task(
         if let Some(restore) = &ctx.restore {
             task.replay_in_flight(&restore.in_flight)?;
         }
+        ctx.events.send(TaskEvent::Running(ctx.events.task_index));
         main_loop(task, ctx, buffer_timeout)
     });
     let closed = task.chain().close();

@@ -128,6 +128,8 @@ pub enum TaskEvent {
     },
     /// A task processed all its input and waits for the job to finish.
     InputFinished(usize),
+    /// A task opened its operators (with restored state) and starts processing.
+    Running(usize),
     /// A task's thread ended (its outcome is collected when the attempt ends).
     Ended(usize),
 }
