@@ -338,10 +338,6 @@ pub struct HeapKeyedStateBackend {
     cleanup_cursor: usize,
 }
 
-fn meta<V>(name: &str, kind: StateKind) -> StateMeta {
-    StateMeta { name: name.to_string(), kind, value_type: std::any::type_name::<V>().to_string(), ttl: false }
-}
-
 /// Whether a read sees `ts`; the read restarts the clock under `OnReadAndWrite`.
 fn visible(check: &Option<TtlCheck>, ts: &mut i64) -> bool {
     match check {
@@ -408,11 +404,12 @@ impl HeapKeyedStateBackend {
     /// The typed table of a registered state and its expiry check.
     fn table<S: Stored>(&mut self, id: StateId) -> StateResult<(&mut Table<S>, Option<TtlCheck>)> {
         self.maybe_cleanup();
-        let now = self.ctx.clock.now_millis();
+        let clock = &self.ctx.clock;
         let operator = &self.ctx.operator;
         let state =
             self.states.get_mut(id.0).ok_or_else(|| StateError::Config(format!("unknown state id {}", id.0)))?;
-        let check = state.ttl.clone().map(|config| TtlCheck { config, now });
+        // The clock is read only for state with a time-to-live.
+        let check = state.ttl.clone().map(|config| TtlCheck { config, now: clock.now_millis() });
         match &mut state.table {
             TableSlot::Typed(table) => match table.as_any_mut().downcast_mut::<Table<S>>() {
                 Some(table) => Ok((table, check)),
@@ -462,15 +459,15 @@ impl KeyedStore for HeapKeyedStateBackend {
         kind: StateKind,
         ttl: Option<&StateTtlConfig>,
     ) -> StateResult<StateId> {
-        self.register::<Timestamped<V>>(meta::<V>(name, kind), ttl)
+        self.register::<Timestamped<V>>(StateMeta::of::<V>(name, kind), ttl)
     }
 
     fn register_list<V: Data>(&mut self, name: &str, ttl: Option<&StateTtlConfig>) -> StateResult<StateId> {
-        self.register::<ListValue<V>>(meta::<V>(name, StateKind::List), ttl)
+        self.register::<ListValue<V>>(StateMeta::of::<V>(name, StateKind::List), ttl)
     }
 
     fn register_map<UK: Key, UV: Data>(&mut self, name: &str, ttl: Option<&StateTtlConfig>) -> StateResult<StateId> {
-        self.register::<MapValue<UK, UV>>(meta::<(UK, UV)>(name, StateKind::Map), ttl)
+        self.register::<MapValue<UK, UV>>(StateMeta::of::<(UK, UV)>(name, StateKind::Map), ttl)
     }
 
     #[inline]

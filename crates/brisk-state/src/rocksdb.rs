@@ -337,10 +337,6 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![u8::MAX; prefix.len() + 1]
 }
 
-fn meta<V>(name: &str, kind: StateKind) -> StateMeta {
-    StateMeta { name: name.to_string(), kind, value_type: std::any::type_name::<V>().to_string(), ttl: false }
-}
-
 impl KeyedStore for RocksDbKeyedStateBackend {
     fn backend_name(&self) -> &'static str {
         "rocksdb"
@@ -352,15 +348,15 @@ impl KeyedStore for RocksDbKeyedStateBackend {
         kind: StateKind,
         ttl: Option<&StateTtlConfig>,
     ) -> StateResult<StateId> {
-        self.register(meta::<V>(name, kind), ttl)
+        self.register(StateMeta::of::<V>(name, kind), ttl)
     }
 
     fn register_list<V: Data>(&mut self, name: &str, ttl: Option<&StateTtlConfig>) -> StateResult<StateId> {
-        self.register(meta::<V>(name, StateKind::List), ttl)
+        self.register(StateMeta::of::<V>(name, StateKind::List), ttl)
     }
 
     fn register_map<UK: Key, UV: Data>(&mut self, name: &str, ttl: Option<&StateTtlConfig>) -> StateResult<StateId> {
-        self.register(meta::<(UK, UV)>(name, StateKind::Map), ttl)
+        self.register(StateMeta::of::<(UK, UV)>(name, StateKind::Map), ttl)
     }
 
     fn value_get<V: Data>(&mut self, id: StateId, kg: usize, key: &[u8]) -> StateResult<Option<V>> {

@@ -25,6 +25,13 @@ pub struct StateMeta {
     pub ttl: bool,
 }
 
+impl StateMeta {
+    /// The description of state `name` of kind `kind` holding `V`s, without time-to-live.
+    pub fn of<V>(name: &str, kind: StateKind) -> Self {
+        StateMeta { name: name.to_string(), kind, value_type: std::any::type_name::<V>().to_string(), ttl: false }
+    }
+}
+
 /// One stored entry: the encoded key followed by the encoded namespace, the encoded user key
 /// of a map entry (empty otherwise), and the value (`[ttl timestamp][value]`, or
 /// concatenated elements for lists).
