@@ -292,3 +292,40 @@ fn restoring_needs_matching_operators_unless_allowed() {
     env.from_sequence(1, 10).uid("another-source").add_sink(DiscardingSink);
     env.execute("other job, state dropped").expect("allowed to drop state");
 }
+
+#[test]
+fn savepoints_move_between_state_backends() {
+    let records = 40_000;
+    let (expected, _) = run_job(
+        Setup { rocksdb: false, mode: CheckpointingMode::ExactlyOnce, unaligned: false, parallelism: 2 },
+        records,
+        FailureInjector::default(),
+        "backends-reference",
+    );
+    let dir = temp_dir("backend-switch");
+    let out = dir.join("out");
+    // Heap (in-memory reduce values and window panes) → RocksDB → heap.
+    let run = |rocksdb: bool, restore: Option<&Path>, stop: bool| {
+        let setup = Setup { rocksdb, mode: CheckpointingMode::ExactlyOnce, unaligned: false, parallelism: 2 };
+        let env = environment(setup, &dir.join(format!("chk-{rocksdb}")));
+        if let Some(path) = restore {
+            env.set_savepoint_restore(path, false);
+        }
+        declare_job(&env, records, &out);
+        let client = env.execute_async("backend switch").unwrap();
+        let savepoint = stop.then(|| {
+            std::thread::sleep(Duration::from_millis(150));
+            client.stop_with_savepoint(&dir.join("savepoints"), false).expect("savepoint")
+        });
+        client.wait().expect("job ends");
+        savepoint
+    };
+    let first = run(false, None, true).expect("heap savepoint");
+    let second = run(true, Some(&first), true).expect("RocksDB savepoint");
+    run(false, Some(&second), false);
+    let mut actual = committed_lines(&out.join("counts"));
+    actual.extend(committed_lines(&out.join("windows")));
+    actual.sort();
+    assert_eq!(actual.len(), expected.len());
+    assert!(actual == expected, "the job continued exactly across backends");
+}
