@@ -38,6 +38,8 @@ struct Setup {
     mode: CheckpointingMode,
     unaligned: bool,
     parallelism: usize,
+    /// Incremental RocksDB checkpoints (SST files shared between checkpoints).
+    incremental: bool,
 }
 
 fn environment(setup: Setup, checkpoints: &Path) -> StreamExecutionEnvironment {
@@ -48,6 +50,7 @@ fn environment(setup: Setup, checkpoints: &Path) -> StreamExecutionEnvironment {
         unaligned: setup.unaligned,
         directory: Some(checkpoints.to_path_buf()),
         retained: 2,
+        incremental: setup.incremental,
         ..CheckpointConfig::default()
     });
     env.set_restart_strategy(RestartStrategy::FixedDelay { attempts: 20, delay: Duration::from_millis(10) });
@@ -134,7 +137,13 @@ fn exactly_once_equals_failure_free(setup: Setup, name: &str) {
 #[test]
 fn exactly_once_aligned_heap() {
     exactly_once_equals_failure_free(
-        Setup { rocksdb: false, mode: CheckpointingMode::ExactlyOnce, unaligned: false, parallelism: 2 },
+        Setup {
+            rocksdb: false,
+            mode: CheckpointingMode::ExactlyOnce,
+            unaligned: false,
+            parallelism: 2,
+            incremental: false,
+        },
         "eo-aligned-heap",
     );
 }
@@ -142,7 +151,13 @@ fn exactly_once_aligned_heap() {
 #[test]
 fn exactly_once_unaligned_heap() {
     exactly_once_equals_failure_free(
-        Setup { rocksdb: false, mode: CheckpointingMode::ExactlyOnce, unaligned: true, parallelism: 3 },
+        Setup {
+            rocksdb: false,
+            mode: CheckpointingMode::ExactlyOnce,
+            unaligned: true,
+            parallelism: 3,
+            incremental: false,
+        },
         "eo-unaligned-heap",
     );
 }
@@ -150,7 +165,13 @@ fn exactly_once_unaligned_heap() {
 #[test]
 fn exactly_once_aligned_rocksdb() {
     exactly_once_equals_failure_free(
-        Setup { rocksdb: true, mode: CheckpointingMode::ExactlyOnce, unaligned: false, parallelism: 2 },
+        Setup {
+            rocksdb: true,
+            mode: CheckpointingMode::ExactlyOnce,
+            unaligned: false,
+            parallelism: 2,
+            incremental: false,
+        },
         "eo-aligned-rocksdb",
     );
 }
@@ -158,7 +179,13 @@ fn exactly_once_aligned_rocksdb() {
 #[test]
 fn exactly_once_unaligned_rocksdb() {
     exactly_once_equals_failure_free(
-        Setup { rocksdb: true, mode: CheckpointingMode::ExactlyOnce, unaligned: true, parallelism: 2 },
+        Setup {
+            rocksdb: true,
+            mode: CheckpointingMode::ExactlyOnce,
+            unaligned: true,
+            parallelism: 2,
+            incremental: false,
+        },
         "eo-unaligned-rocksdb",
     );
 }
@@ -183,8 +210,54 @@ fn counts_by_key(lines: &[String]) -> BTreeMap<(String, String, String), u64> {
 }
 
 #[test]
+fn exactly_once_incremental_rocksdb() {
+    let setup = Setup {
+        rocksdb: true,
+        mode: CheckpointingMode::ExactlyOnce,
+        unaligned: false,
+        parallelism: 2,
+        incremental: true,
+    };
+    exactly_once_equals_failure_free(setup, "eo-incremental-rocksdb");
+}
+
+#[test]
+fn incremental_checkpoints_share_files_and_clean_them_up() {
+    if !StateBackendConfig::ROCKSDB_AVAILABLE {
+        return;
+    }
+    let setup = Setup {
+        rocksdb: true,
+        mode: CheckpointingMode::ExactlyOnce,
+        unaligned: false,
+        parallelism: 2,
+        incremental: true,
+    };
+    let dir = temp_dir("incremental-files");
+    let env = environment(setup, &dir.join("checkpoints"));
+    declare_job(&env, 30_000, &dir.join("out"));
+    let client = env.execute_async("incremental").unwrap();
+    let shared = dir.join("checkpoints/shared");
+    let mut most = 0;
+    while !client.is_finished() {
+        most = most.max(std::fs::read_dir(&shared).map(|d| d.count()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let result = client.wait().unwrap();
+    assert!(result.checkpoints.iter().filter(|c| c.status == CheckpointStatus::Completed).count() >= 3);
+    assert!(most > 0, "SST files were stored once, under shared/");
+    assert!(!shared.exists(), "a finished job deletes its shared files");
+}
+
+#[test]
 fn at_least_once_loses_nothing() {
-    let setup = Setup { rocksdb: false, mode: CheckpointingMode::AtLeastOnce, unaligned: false, parallelism: 2 };
+    let setup = Setup {
+        rocksdb: false,
+        mode: CheckpointingMode::AtLeastOnce,
+        unaligned: false,
+        parallelism: 2,
+        incremental: false,
+    };
     let records = 20_000;
     let (expected, _) = run_job(setup, records, FailureInjector::default(), "alo-clean");
     let (actual, failed) = run_job(setup, records, plan(records), "alo-failures");
@@ -200,7 +273,13 @@ fn at_least_once_loses_nothing() {
 
 #[test]
 fn checkpoints_are_deleted_when_no_longer_needed() {
-    let setup = Setup { rocksdb: false, mode: CheckpointingMode::ExactlyOnce, unaligned: false, parallelism: 2 };
+    let setup = Setup {
+        rocksdb: false,
+        mode: CheckpointingMode::ExactlyOnce,
+        unaligned: false,
+        parallelism: 2,
+        incremental: false,
+    };
     let dir = temp_dir("checkpoint-cleanup");
     let env = environment(setup, &dir.join("checkpoints"));
     declare_job(&env, 20_000, &dir.join("out"));
@@ -230,7 +309,13 @@ fn run_until_savepoint(
     stop_after: Option<u64>,
     records: u64,
 ) -> Option<PathBuf> {
-    let setup = Setup { rocksdb: false, mode: CheckpointingMode::ExactlyOnce, unaligned: false, parallelism };
+    let setup = Setup {
+        rocksdb: false,
+        mode: CheckpointingMode::ExactlyOnce,
+        unaligned: false,
+        parallelism,
+        incremental: false,
+    };
     let dir = out.parent().expect("parent").join(format!("chk-p{parallelism}"));
     let env = environment(setup, &dir);
     if let Some(path) = restore {
@@ -260,7 +345,13 @@ fn rescaling_through_savepoints_keeps_every_count() {
     let records = 60_000;
     let dir = temp_dir("rescale");
     let (expected, _) = run_job(
-        Setup { rocksdb: false, mode: CheckpointingMode::ExactlyOnce, unaligned: false, parallelism: 2 },
+        Setup {
+            rocksdb: false,
+            mode: CheckpointingMode::ExactlyOnce,
+            unaligned: false,
+            parallelism: 2,
+            incremental: false,
+        },
         records,
         FailureInjector::default(),
         "rescale-reference",
@@ -278,7 +369,13 @@ fn rescaling_through_savepoints_keeps_every_count() {
 
 #[test]
 fn restoring_needs_matching_operators_unless_allowed() {
-    let setup = Setup { rocksdb: false, mode: CheckpointingMode::ExactlyOnce, unaligned: false, parallelism: 1 };
+    let setup = Setup {
+        rocksdb: false,
+        mode: CheckpointingMode::ExactlyOnce,
+        unaligned: false,
+        parallelism: 1,
+        incremental: false,
+    };
     let dir = temp_dir("non-restored");
     let out = dir.join("out");
     let savepoint = run_until_savepoint(1, None, &out, Some(30), 10_000).expect("savepoint");
@@ -297,7 +394,13 @@ fn restoring_needs_matching_operators_unless_allowed() {
 fn savepoints_move_between_state_backends() {
     let records = 40_000;
     let (expected, _) = run_job(
-        Setup { rocksdb: false, mode: CheckpointingMode::ExactlyOnce, unaligned: false, parallelism: 2 },
+        Setup {
+            rocksdb: false,
+            mode: CheckpointingMode::ExactlyOnce,
+            unaligned: false,
+            parallelism: 2,
+            incremental: false,
+        },
         records,
         FailureInjector::default(),
         "backends-reference",
@@ -306,7 +409,13 @@ fn savepoints_move_between_state_backends() {
     let out = dir.join("out");
     // Heap (in-memory reduce values and window panes) → RocksDB → heap.
     let run = |rocksdb: bool, restore: Option<&Path>, stop: bool| {
-        let setup = Setup { rocksdb, mode: CheckpointingMode::ExactlyOnce, unaligned: false, parallelism: 2 };
+        let setup = Setup {
+            rocksdb,
+            mode: CheckpointingMode::ExactlyOnce,
+            unaligned: false,
+            parallelism: 2,
+            incremental: false,
+        };
         let env = environment(setup, &dir.join(format!("chk-{rocksdb}")));
         if let Some(path) = restore {
             env.set_savepoint_restore(path, false);

@@ -4,10 +4,10 @@
 use crate::chain::TwoInputHead;
 use crate::checkpoint::barrier::{BarrierAction, BarrierHandler};
 use crate::checkpoint::restore::encode_operator_snapshot;
-use crate::checkpoint::storage::{encode_task_state, write_atomically};
+use crate::checkpoint::storage::{SHARED_DIR, encode_task_state, write_atomically};
 use crate::checkpoint::{
-    CheckpointBarrier, CheckpointConfig, CheckpointId, FINAL_CHECKPOINT, TaskAcknowledgement, TaskEvent, TaskSnapshot,
-    TaskStateFile,
+    CheckpointBarrier, CheckpointConfig, CheckpointId, FINAL_CHECKPOINT, SnapshotKind, TaskAcknowledgement, TaskEvent,
+    TaskSnapshot, TaskStateFile,
 };
 use crate::context::TaskContext;
 use crate::error::{TaskError, TaskResult};
@@ -426,17 +426,21 @@ impl PendingSnapshot {
     fn write_async(self, ctx: &TaskContext, in_flight: InFlight) {
         let events = ctx.events.clone();
         let failure = ctx.failures.clone();
+        // Savepoints are self-contained: always the canonical format.
+        let incremental = ctx.checkpoint_config.as_ref().is_some_and(|c| c.incremental)
+            && self.barrier.kind == SnapshotKind::Checkpoint;
         let started = Instant::now();
         let spawned =
             std::thread::Builder::new().name(format!("checkpoint {} writer", self.barrier.id)).spawn(move || {
                 let PendingSnapshot { barrier, snapshot, alignment, sync } = self;
                 let id = barrier.id;
-                match write_task_state(&barrier, events.task_index, snapshot, in_flight, &failure) {
-                    Ok((file, size)) => events.send(TaskEvent::Acknowledge(TaskAcknowledgement {
+                match write_task_state(&barrier, events.task_index, snapshot, in_flight, &failure, incremental) {
+                    Ok((file, size, shared)) => events.send(TaskEvent::Acknowledge(TaskAcknowledgement {
                         checkpoint: id,
                         task: events.task_index,
                         file,
                         size,
+                        shared,
                         alignment,
                         sync,
                         async_part: started.elapsed(),
@@ -458,19 +462,27 @@ fn write_task_state(
     snapshot: TaskSnapshot,
     in_flight: InFlight,
     failures: &FailureInjector,
-) -> Result<(Option<String>, u64), String> {
+    incremental: bool,
+) -> Result<(Option<String>, u64, Vec<String>), String> {
+    let shared_dir = incremental.then(|| barrier.target.parent().map(|p| p.join(SHARED_DIR))).flatten();
     let mut file = TaskStateFile { operators: Vec::new(), in_flight };
     for (operator_id, op) in snapshot.operators {
-        file.operators.push(encode_operator_snapshot(operator_id, op)?);
+        file.operators.push(encode_operator_snapshot(operator_id, op, shared_dir.as_deref())?);
     }
+    let shared: Vec<String> = file
+        .operators
+        .iter()
+        .filter_map(|o| o.keyed_files.as_ref())
+        .flat_map(|f| f.shared.iter().map(|(_, s)| s.clone()))
+        .collect();
     failures.maybe_fail(InjectionPoint::AsyncSnapshot).map_err(|e| e.to_string())?;
     if file.operators.is_empty() && file.in_flight.iter().all(|(_, r)| r.is_empty()) {
-        return Ok((None, 0));
+        return Ok((None, 0, shared));
     }
     let name = format!("task-{task}");
     let bytes = encode_task_state(&file).map_err(|e| e.to_string())?;
     write_atomically(&barrier.target.join(&name), &bytes).map_err(|e| e.to_string())?;
-    Ok((Some(name), bytes.len() as u64))
+    Ok((Some(name), bytes.len() as u64, shared))
 }
 
 /// Unaligned snapshots waiting for their in-flight records.

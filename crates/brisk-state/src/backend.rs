@@ -5,7 +5,7 @@ use crate::codec;
 use crate::descriptor::StateKind;
 use crate::error::{StateError, StateResult};
 use crate::heap::HeapKeyedStateBackend;
-use crate::snapshot::{KeyedStateSnapshot, TimerEntry};
+use crate::snapshot::{KeyedStateHandle, KeyedStateSnapshot, TimerEntry};
 use crate::timers::{TimeDomain, Timer, TimerQueue};
 use crate::ttl::StateTtlConfig;
 use brisk_core::key_group::assign_to_key_group;
@@ -38,6 +38,11 @@ pub struct BackendContext {
 pub trait SnapshotWriter: Send {
     /// Produces the canonical snapshot.
     fn write(self: Box<Self>) -> StateResult<KeyedStateSnapshot>;
+    /// Stores the snapshot incrementally where the backend can (RocksDB: only files not
+    /// stored before go to `shared`); other backends write the canonical snapshot.
+    fn write_incremental(self: Box<Self>, _shared: &std::path::Path) -> StateResult<KeyedStateHandle> {
+        self.write().map(KeyedStateHandle::Canonical)
+    }
 }
 
 /// What a keyed state store does. `key` is the encoded key followed by the encoded
@@ -119,12 +124,30 @@ struct WithTimers {
 impl SnapshotWriter for WithTimers {
     fn write(self: Box<Self>) -> StateResult<KeyedStateSnapshot> {
         let mut snapshot = self.store.write()?;
-        for (key_group, timer) in self.timers {
-            snapshot.key_group_mut(key_group).timers.push(timer);
-        }
-        snapshot.key_groups.sort_by_key(|g| g.key_group);
+        add_timers(&mut snapshot, self.timers);
         Ok(snapshot)
     }
+
+    fn write_incremental(self: Box<Self>, shared: &std::path::Path) -> StateResult<KeyedStateHandle> {
+        Ok(match self.store.write_incremental(shared)? {
+            KeyedStateHandle::Canonical(mut snapshot) => {
+                add_timers(&mut snapshot, self.timers);
+                KeyedStateHandle::Canonical(snapshot)
+            }
+            KeyedStateHandle::Files(mut files) => {
+                files.timers = self.timers.into_iter().map(|(kg, t)| (kg as u32, t)).collect();
+                KeyedStateHandle::Files(files)
+            }
+        })
+    }
+}
+
+/// Adds timers to a canonical snapshot, by key group.
+pub(crate) fn add_timers(snapshot: &mut KeyedStateSnapshot, timers: impl IntoIterator<Item = (usize, TimerEntry)>) {
+    for (key_group, timer) in timers {
+        snapshot.key_group_mut(key_group).timers.push(timer);
+    }
+    snapshot.key_groups.sort_by_key(|g| g.key_group);
 }
 
 /// Which backend keeps keyed state.

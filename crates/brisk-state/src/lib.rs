@@ -30,6 +30,6 @@ pub use error::{StateError, StateResult};
 pub use handles::{AggregatingState, ListState, MapState, ReducingState, ValueState};
 pub use operator_state::{Distribution, OperatorStateBackend, OperatorStateSnapshot, redistribute};
 pub use registry::Registered;
-pub use snapshot::KeyedStateSnapshot;
+pub use snapshot::{KeyedStateHandle, KeyedStateSnapshot, RocksDbFiles, read_rocksdb_files};
 pub use timers::{TimeDomain, Timer, TimerQueue};
 pub use ttl::{StateTtlConfig, StateVisibility, TtlUpdateType};

@@ -10,7 +10,7 @@ use crate::backend::{BackendContext, KeyedStore, SnapshotWriter, StateBackendCon
 use crate::codec;
 use crate::descriptor::StateKind;
 use crate::error::{StateError, StateResult};
-use crate::snapshot::{KeyedStateSnapshot, StateEntry, StateMeta};
+use crate::snapshot::{KeyedStateHandle, KeyedStateSnapshot, RocksDbFiles, StateEntry, StateMeta};
 use crate::ttl::{StateTtlConfig, StateVisibility, TtlUpdateType};
 use brisk_core::{Data, Key};
 use rocksdb::compaction_filter::{CompactionFilter, Decision};
@@ -98,6 +98,7 @@ pub struct RocksDbKeyedStateBackend {
     write_options: WriteOptions,
     key: Vec<u8>,
     value: Vec<u8>,
+    uploaded: Uploaded,
     _cache: Cache,
     _write_buffers: WriteBufferManager,
 }
@@ -159,6 +160,7 @@ impl RocksDbKeyedStateBackend {
             write_options,
             key: Vec::new(),
             value: Vec::new(),
+            uploaded: Uploaded::default(),
             _cache: cache,
             _write_buffers: write_buffers,
         })
@@ -544,6 +546,8 @@ impl KeyedStore for RocksDbKeyedStateBackend {
                 .collect(),
             max_parallelism: self.ctx.max_parallelism,
             range: self.ctx.key_group_range,
+            uploaded: self.uploaded.clone(),
+            instance: self.dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
         }))
     }
 
@@ -607,6 +611,53 @@ struct RocksSnapshotWriter {
     states: Vec<(StateMeta, Option<(StateTtlConfig, i64)>)>,
     max_parallelism: usize,
     range: brisk_core::KeyGroupRange,
+    /// SST files already stored under `shared/` by earlier checkpoints: local name → shared
+    /// name. SST files never change, so each is stored once.
+    uploaded: Uploaded,
+    /// Prefix of this database's shared file names (SST names repeat across databases).
+    instance: String,
+}
+
+/// SST files of a database already in shared checkpoint storage.
+type Uploaded = Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>;
+
+/// Hard-links `from` to `to` (same file system), else copies it.
+fn link_or_copy(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::hard_link(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(_) => std::fs::copy(from, to).map(drop),
+    }
+}
+
+/// Materializes incremental RocksDB files in a scratch directory and reads them back in the
+/// canonical format (restoring, possibly at another parallelism or into the heap backend).
+pub(crate) fn read_files(files: &RocksDbFiles, shared: &Path, scratch: &Path) -> StateResult<KeyedStateSnapshot> {
+    let dir =
+        scratch.join(format!("brisk-restore-{}-{}", std::process::id(), INSTANCE.fetch_add(1, Ordering::Relaxed)));
+    let storage = |e: String| StateError::Storage { operator: "restore".into(), message: e };
+    std::fs::create_dir_all(&dir).map_err(|e| storage(format!("cannot create {}: {e}", dir.display())))?;
+    for (local, stored) in &files.shared {
+        link_or_copy(&shared.join(stored), &dir.join(local)).map_err(|e| {
+            storage(format!("checkpoint file {} is missing or unreadable: {e}", shared.join(stored).display()))
+        })?;
+    }
+    for (name, bytes) in &files.private {
+        std::fs::write(dir.join(name), bytes)
+            .map_err(|e| storage(format!("cannot write {}: {e}", dir.join(name).display())))?;
+    }
+    let reader = RocksSnapshotWriter {
+        dir,
+        operator: "restore".into(),
+        states: files.states.iter().map(|m| (m.clone(), None)).collect(),
+        max_parallelism: files.max_parallelism,
+        range: files.key_group_range,
+        uploaded: Uploaded::default(),
+        instance: String::new(),
+    };
+    let mut snapshot = Box::new(reader).write()?;
+    crate::backend::add_timers(&mut snapshot, files.timers.iter().map(|(kg, t)| (*kg as usize, t.clone())));
+    Ok(snapshot)
 }
 
 impl Drop for RocksSnapshotWriter {
@@ -616,6 +667,44 @@ impl Drop for RocksSnapshotWriter {
 }
 
 impl SnapshotWriter for RocksSnapshotWriter {
+    fn write_incremental(self: Box<Self>, shared: &Path) -> StateResult<KeyedStateHandle> {
+        let storage = |e: String| StateError::Storage { operator: self.operator.clone(), message: e };
+        std::fs::create_dir_all(shared).map_err(|e| storage(format!("cannot create {}: {e}", shared.display())))?;
+        let mut files = RocksDbFiles {
+            shared: Vec::new(),
+            private: Vec::new(),
+            states: self.states.iter().map(|(m, _)| m.clone()).collect(),
+            max_parallelism: self.max_parallelism,
+            key_group_range: self.range,
+            timers: Vec::new(),
+        };
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(|e| storage(format!("cannot list {}: {e}", self.dir.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| storage(e.to_string()))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.ends_with(".sst") {
+                let mut uploaded = self.uploaded.lock().map_err(|_| storage("upload registry poisoned".into()))?;
+                let stored = match uploaded.get(&name) {
+                    Some(stored) => stored.clone(),
+                    None => {
+                        let stored = format!("{}-{name}", self.instance);
+                        link_or_copy(&entry.path(), &shared.join(&stored))
+                            .map_err(|e| storage(format!("cannot store {}: {e}", entry.path().display())))?;
+                        uploaded.insert(name.clone(), stored.clone());
+                        stored
+                    }
+                };
+                files.shared.push((name, stored));
+            } else {
+                let bytes = std::fs::read(entry.path())
+                    .map_err(|e| storage(format!("cannot read {}: {e}", entry.path().display())))?;
+                files.private.push((name, bytes));
+            }
+        }
+        Ok(KeyedStateHandle::Files(files))
+    }
+
     fn write(self: Box<Self>) -> StateResult<KeyedStateSnapshot> {
         let storage = |e: String| StateError::Storage { operator: self.operator.clone(), message: e };
         let cfs: Vec<String> = self.states.iter().map(|(m, _)| cf_name(&m.name)).collect();

@@ -187,6 +187,50 @@ impl KeyedStateSnapshot {
     }
 }
 
+/// The files of an incremental RocksDB snapshot: SST files, immutable and shared between
+/// checkpoints (stored once, under the checkpoint storage's `shared/` directory), and the small
+/// files private to this snapshot (manifest, options), kept inline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RocksDbFiles {
+    /// `(name in the database directory, name under shared/)`.
+    pub shared: Vec<(String, String)>,
+    /// Small files with their contents.
+    pub private: Vec<(String, Vec<u8>)>,
+    /// The states (column families) in it.
+    pub states: Vec<StateMeta>,
+    /// Number of key groups of the job.
+    pub max_parallelism: usize,
+    /// The key groups the writing subtask owned.
+    pub key_group_range: KeyGroupRange,
+    /// Timers, by key group (they live outside RocksDB).
+    pub timers: Vec<(u32, TimerEntry)>,
+}
+
+/// A keyed backend's snapshot as stored: canonical, or RocksDB files (incremental).
+#[derive(Clone, Debug)]
+pub enum KeyedStateHandle {
+    /// The canonical format, which every backend reads.
+    Canonical(KeyedStateSnapshot),
+    /// RocksDB's own files.
+    Files(RocksDbFiles),
+}
+
+/// Reads an incremental RocksDB snapshot back in the canonical format (`shared`: where its
+/// shared files are; `scratch`: a directory for a temporary copy).
+pub fn read_rocksdb_files(files: &RocksDbFiles, shared: &Path, scratch: &Path) -> StateResult<KeyedStateSnapshot> {
+    #[cfg(feature = "rocksdb")]
+    {
+        crate::rocksdb::read_files(files, shared, scratch)
+    }
+    #[cfg(not(feature = "rocksdb"))]
+    {
+        let _ = (files, shared, scratch);
+        Err(StateError::Config(
+            "this checkpoint holds incremental RocksDB files; build with `--features rocksdb` to restore it".into(),
+        ))
+    }
+}
+
 /// Frames an encoded value: magic, format version, CRC-32 and length, then the payload.
 pub fn encode_file<T: Serialize>(magic: &[u8; 8], value: &T) -> StateResult<Vec<u8>> {
     let payload = crate::codec::encode(value).map_err(|reason| snapshot_error("encoding", reason))?;

@@ -134,7 +134,8 @@ impl<OUT: Data> HarnessCore<OUT> {
             return Err(TaskError::msg("initialize the state before opening the harness"));
         }
         let max_parallelism = self.task.info.max_parallelism;
-        let restore = OperatorRestore::from_states(states, 0, 1, max_parallelism).map_err(TaskError::msg)?;
+        let shared = std::env::temp_dir();
+        let restore = OperatorRestore::from_states(states, 0, 1, max_parallelism, &shared).map_err(TaskError::msg)?;
         let mut task = TaskRestore::default();
         task.operators.insert(self.info.operator_id.clone(), restore);
         self.task.restore = Some(Arc::new(task));
@@ -157,7 +158,7 @@ impl<OUT: Data> HarnessCore<OUT> {
             .find(|(id, _)| *id == self.info.operator_id)
             .map(|(_, s)| s)
             .unwrap_or_default();
-        encode_operator_snapshot(self.info.operator_id.clone(), operator).map_err(TaskError::msg)
+        encode_operator_snapshot(self.info.operator_id.clone(), operator, None).map_err(TaskError::msg)
     }
 
     fn advance_time(&mut self, to: i64, chain: &mut dyn ChainControl) -> TaskResult {

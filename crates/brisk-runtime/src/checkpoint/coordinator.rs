@@ -210,6 +210,7 @@ impl CheckpointCoordinator {
                 operator_ids: t.operator_ids.clone(),
                 file: a.file.clone(),
                 size: a.size,
+                shared: a.shared.clone(),
             })
             .collect();
         let metadata = CheckpointMetadata {

@@ -79,6 +79,8 @@ pub struct OperatorSubtaskState {
     pub operator_id: String,
     /// Encoded [`brisk_state::KeyedStateSnapshot`].
     pub keyed: Option<Vec<u8>>,
+    /// Keyed state as RocksDB files (incremental checkpoints).
+    pub keyed_files: Option<brisk_state::RocksDbFiles>,
     /// Encoded [`OperatorStateSnapshot`].
     pub operator: Option<Vec<u8>>,
     /// The operator's own bytes.
@@ -106,6 +108,8 @@ pub struct TaskAcknowledgement {
     pub file: Option<String>,
     /// Bytes written.
     pub size: u64,
+    /// Shared files (under the storage's `shared/`) its state refers to.
+    pub shared: Vec<String>,
     /// Time barriers took to align on its inputs.
     pub alignment: std::time::Duration,
     /// Time of the synchronous part.

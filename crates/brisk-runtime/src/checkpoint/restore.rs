@@ -3,10 +3,12 @@
 //! state redistributed, so the job may run at another parallelism than the one that wrote it.
 
 use super::storage::CompletedCheckpoint;
+use super::storage::SHARED_DIR;
 use super::{OperatorSnapshot, OperatorSubtaskState};
 use brisk_core::KeyGroupRange;
-use brisk_state::{KeyedStateSnapshot, OperatorStateSnapshot, redistribute};
+use brisk_state::{KeyedStateHandle, KeyedStateSnapshot, OperatorStateSnapshot, read_rocksdb_files, redistribute};
 use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 
 /// The restored state of one operator in one subtask.
 #[derive(Clone, Debug, Default)]
@@ -27,6 +29,7 @@ impl OperatorRestore {
         subtask: usize,
         parallelism: usize,
         max_parallelism: usize,
+        shared: &Path,
     ) -> Result<Self, String> {
         let range = KeyGroupRange::for_operator(max_parallelism, parallelism, subtask);
         let (mut keyed, mut operator, mut raw) = (Vec::new(), Vec::new(), Vec::new());
@@ -34,6 +37,14 @@ impl OperatorRestore {
             let what = format!("operator {}", state.operator_id);
             if let Some(bytes) = &state.keyed {
                 keyed.push(KeyedStateSnapshot::from_bytes(bytes, &what).map_err(|e| e.to_string())?);
+            }
+            // Only the files of subtasks whose key groups overlap ours are read.
+            if let Some(files) = &state.keyed_files
+                && range.iter().any(|kg| files.key_group_range.contains(kg))
+            {
+                keyed.push(
+                    read_rocksdb_files(files, shared, &std::env::temp_dir()).map_err(|e| format!("{what}: {e}"))?,
+                );
             }
             if let Some(bytes) = &state.operator {
                 operator.push(OperatorStateSnapshot::from_bytes(bytes, &what).map_err(|e| e.to_string())?);
@@ -60,19 +71,26 @@ impl OperatorRestore {
 
 /// Encodes the snapshot one operator handed over (the asynchronous part: keyed state is
 /// serialized here).
+/// With `incremental`, keyed state goes there as files where the backend can (RocksDB).
 pub fn encode_operator_snapshot(
     operator_id: String,
     snapshot: OperatorSnapshot,
+    incremental: Option<&Path>,
 ) -> Result<OperatorSubtaskState, String> {
-    let keyed = match snapshot.keyed {
-        Some(writer) => Some(writer.write().and_then(|s| s.to_bytes()).map_err(|e| e.to_string())?),
-        None => None,
-    };
+    let (mut keyed, mut keyed_files) = (None, None);
+    match (snapshot.keyed, incremental) {
+        (Some(writer), Some(shared)) => match writer.write_incremental(shared).map_err(|e| e.to_string())? {
+            KeyedStateHandle::Canonical(s) => keyed = Some(s.to_bytes().map_err(|e| e.to_string())?),
+            KeyedStateHandle::Files(files) => keyed_files = Some(files),
+        },
+        (Some(writer), None) => keyed = Some(writer.write().and_then(|s| s.to_bytes()).map_err(|e| e.to_string())?),
+        (None, _) => {}
+    }
     let operator = match snapshot.operator {
         Some(state) if !state.is_empty() => Some(state.to_bytes().map_err(|e| e.to_string())?),
         _ => None,
     };
-    Ok(OperatorSubtaskState { operator_id, keyed, operator, raw: snapshot.raw })
+    Ok(OperatorSubtaskState { operator_id, keyed, keyed_files, operator, raw: snapshot.raw })
 }
 
 /// The restored state of one subtask.
@@ -108,6 +126,11 @@ impl JobRestore {
             }
         }
         JobRestore { checkpoint, by_operator }
+    }
+
+    /// Where the checkpoint's shared files are (next to the checkpoint directories).
+    fn shared_dir(&self) -> PathBuf {
+        self.checkpoint.path.parent().map(|p| p.join(SHARED_DIR)).unwrap_or_else(|| PathBuf::from(SHARED_DIR))
     }
 
     /// The checkpoint's id.
@@ -159,8 +182,13 @@ impl JobRestore {
         let mut restore = TaskRestore::default();
         for id in operator_ids {
             let Some(states) = self.by_operator.get(id) else { continue };
-            let operator =
-                OperatorRestore::from_states(states.iter().map(|(_, _, s)| s), subtask, parallelism, max_parallelism)?;
+            let operator = OperatorRestore::from_states(
+                states.iter().map(|(_, _, s)| s),
+                subtask,
+                parallelism,
+                max_parallelism,
+                &self.shared_dir(),
+            )?;
             restore.operators.insert(id.clone(), operator);
         }
         // In-flight records go back to the same subtask of the same chain.

@@ -14,6 +14,8 @@ const METADATA_MAGIC: &[u8; 8] = b"BRSKMETA";
 const TASK_MAGIC: &[u8; 8] = b"BRSKTASK";
 /// The file that completes a checkpoint.
 pub const METADATA_FILE: &str = "_metadata";
+/// The directory, next to the checkpoints, of files several checkpoints share.
+pub const SHARED_DIR: &str = "shared";
 
 /// A checkpoint that could not be written or read.
 #[derive(Debug, Error)]
@@ -70,6 +72,8 @@ pub struct TaskStateHandle {
     pub file: Option<String>,
     /// Size of the file.
     pub size: u64,
+    /// Files under `shared/` its state refers to (incremental RocksDB checkpoints).
+    pub shared: Vec<String>,
 }
 
 /// What makes a checkpoint complete and restorable.
@@ -191,12 +195,30 @@ impl CheckpointStorage {
         None
     }
 
+    /// The shared files checkpoint `id` refers to (none if its metadata does not read).
+    fn shared_files(&self, id: CheckpointId) -> std::collections::HashSet<String> {
+        let path = self.checkpoint_dir(id).join(METADATA_FILE);
+        std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| {
+                decode_file::<CheckpointMetadata>(METADATA_MAGIC, &bytes, &path.display().to_string()).ok()
+            })
+            .map(|m| m.tasks.into_iter().flat_map(|t| t.shared).collect())
+            .unwrap_or_default()
+    }
+
     /// Deletes everything but the `keep` newest completed checkpoints (and unfinished ones
-    /// older than the newest completed).
+    /// older than the newest completed), and the shared files only deleted ones referred to.
     pub fn prune(&self, keep: usize) {
         let completed = self.completed_ids();
         let newest = completed.first().copied().unwrap_or(0);
         let kept: Vec<CheckpointId> = completed.iter().take(keep).copied().collect();
+        let still_used: std::collections::HashSet<String> = kept.iter().flat_map(|id| self.shared_files(*id)).collect();
+        for id in completed.iter().skip(keep) {
+            for file in self.shared_files(*id).difference(&still_used) {
+                let _ = std::fs::remove_file(self.root.join(SHARED_DIR).join(file));
+            }
+        }
         let Ok(entries) = std::fs::read_dir(&self.root) else { return };
         for entry in entries.filter_map(|e| e.ok()) {
             let Some(id) = entry
@@ -216,11 +238,13 @@ impl CheckpointStorage {
         }
     }
 
-    /// Deletes all checkpoints (cancellation without retention).
+    /// Deletes all checkpoints and their shared files (a finished job, or cancellation
+    /// without retention).
     pub fn delete_all(&self) {
         for id in self.completed_ids() {
             let _ = std::fs::remove_dir_all(self.checkpoint_dir(id));
         }
+        let _ = std::fs::remove_dir_all(self.root.join(SHARED_DIR));
     }
 }
 
@@ -258,6 +282,7 @@ mod tests {
                 operator_ids: vec![],
                 file: Some("task-0".into()),
                 size: 1,
+                shared: vec![],
             }],
             enumerators: vec![],
         };

@@ -71,8 +71,11 @@ impl<T, S: TwoPhaseCommitSink<T>> TwoPhaseCommitSinkFunction<T, S> {
 
 impl<T, S: TwoPhaseCommitSink<T>> RichFunction for TwoPhaseCommitSinkFunction<T, S> {
     fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext<'_>) -> Result<(), BoxError> {
+        // Union state: every subtask commits every restored transaction (commits are
+        // idempotent) before it cleans up, so no subtask removes a file another one still has
+        // to commit, whatever the new parallelism.
         let state: ListState<(u64, S::Transaction)> =
-            ctx.get_list_state(&ListStateDescriptor::new("two-phase-commit-pending"))?;
+            ctx.get_union_list_state(&ListStateDescriptor::new("two-phase-commit-pending"))?;
         // Transactions in the restored checkpoint were pre-committed and their checkpoint
         // completed: commit them (again, if the notification was lost).
         for (_, transaction) in state.get()? {
