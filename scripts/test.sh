@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Brisk's whole test suite on a fresh machine: installs what the build and the tests need
 # when it is missing, then builds and tests every crate, example and behaviour test, with the
-# RocksDB state backend enabled.
+# RocksDB state backend and S3 checkpoint storage enabled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,8 +19,17 @@ if ((${#missing[@]})); then
   fi
 fi
 
-echo "==> building (workspace, all targets, RocksDB backend)"
-cargo build --workspace --all-targets --features rocksdb --locked
+# Checkpoints in S3-compatible object stores are tested against moto's local S3 server.
+if ! python3 -c "import moto.server, flask" >/dev/null 2>&1; then
+  echo "==> installing moto[server] (a local S3-compatible server for the tests)"
+  # Debian's Python refuses user installs unless told the system packages stay untouched.
+  python3 -m pip install --quiet --user 'moto[server]' 2>/dev/null ||
+    python3 -m pip install --quiet 'moto[server]' 2>/dev/null ||
+    python3 -m pip install --quiet --user --break-system-packages 'moto[server]'
+fi
+
+echo "==> building (workspace, all targets, RocksDB backend, S3 checkpoint storage)"
+cargo build --workspace --all-targets --features rocksdb,s3 --locked
 
 echo "==> testing"
-cargo test --workspace --features rocksdb --locked
+cargo test --workspace --features rocksdb,s3 --locked

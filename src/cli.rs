@@ -3,8 +3,8 @@
 
 use anyhow::{Context, bail};
 use brisk::prelude::*;
-use brisk::runtime::checkpoint::SnapshotKind;
 use brisk::runtime::checkpoint::coordinator::{CheckpointStats, CheckpointStatus};
+use brisk::runtime::checkpoint::{SnapshotKind, SnapshotLocation};
 use brisk::runtime::failure::FailureInjector;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -50,21 +50,21 @@ pub struct CheckpointArgs {
     /// Take a checkpoint every DURATION (e.g. 1s); --output then goes through the exactly-once file sink.
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub checkpoint_interval: Option<Duration>,
-    /// Where checkpoints are written (default: a directory under the system temp directory).
-    #[arg(long, value_name = "PATH")]
-    pub checkpoint_dir: Option<PathBuf>,
+    /// Where checkpoints are written: a path, file:// or s3://bucket/path URL (default: a directory under the system temp directory).
+    #[arg(long, value_name = "PATH", value_parser = location)]
+    pub checkpoint_dir: Option<SnapshotLocation>,
     /// exactly-once (aligned barriers) or at-least-once.
     #[arg(long, value_name = "exactly-once|at-least-once")]
     pub checkpointing_mode: Option<String>,
     /// Unaligned checkpoints: barriers overtake in-flight records, which are stored with the checkpoint.
     #[arg(long)]
     pub unaligned: bool,
-    /// On SIGTERM or Ctrl-C: stop with a savepoint in a new directory inside PATH, print its path, exit 0.
-    #[arg(long, value_name = "PATH")]
-    pub savepoint_dir: Option<PathBuf>,
-    /// Start from this savepoint (or retained checkpoint) directory.
-    #[arg(long, value_name = "PATH")]
-    pub from_savepoint: Option<PathBuf>,
+    /// On SIGTERM or Ctrl-C: stop with a savepoint in a new directory inside PATH (or s3:// URL), print its path, exit 0.
+    #[arg(long, value_name = "PATH", value_parser = location)]
+    pub savepoint_dir: Option<SnapshotLocation>,
+    /// Start from this savepoint (or retained checkpoint) directory or s3:// URL.
+    #[arg(long, value_name = "PATH", value_parser = location)]
+    pub from_savepoint: Option<SnapshotLocation>,
     /// With --from-savepoint: drop state of operators the job no longer has instead of failing.
     #[arg(long, requires = "from_savepoint")]
     pub allow_non_restored_state: bool,
@@ -77,6 +77,10 @@ pub struct CheckpointArgs {
     /// Throttle the source to N records per second (over all its subtasks).
     #[arg(long, value_name = "N")]
     pub source_rate: Option<f64>,
+}
+
+fn location(text: &str) -> Result<SnapshotLocation, String> {
+    SnapshotLocation::parse(text)
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -104,7 +108,7 @@ impl CheckpointArgs {
             configuration.set("execution.checkpointing.interval", format!("{}ms", interval.as_millis()));
         }
         if let Some(dir) = &self.checkpoint_dir {
-            configuration.set("execution.checkpointing.dir", dir.display());
+            configuration.set("execution.checkpointing.dir", dir);
         }
         if let Some(mode) = &self.checkpointing_mode {
             mode.parse::<brisk::runtime::checkpoint::CheckpointingMode>()
@@ -116,13 +120,14 @@ impl CheckpointArgs {
             configuration.set("execution.checkpointing.unaligned.enabled", true);
         }
         if let Some(path) = &self.from_savepoint {
-            if !path.join("_metadata").is_file() {
+            if let SnapshotLocation::Local(dir) = path
+                && !dir.join("_metadata").is_file()
+            {
                 bail!(
-                    "--from-savepoint '{}' is not a savepoint or checkpoint directory (it has no _metadata file)",
-                    path.display()
+                    "--from-savepoint '{path}' is not a savepoint or checkpoint directory (it has no _metadata file)"
                 );
             }
-            configuration.set(brisk::options::SAVEPOINT_PATH.key, path.display());
+            configuration.set(brisk::options::SAVEPOINT_PATH.key, path);
             configuration.set(brisk::options::SAVEPOINT_IGNORE_UNCLAIMED.key, self.allow_non_restored_state);
         }
         if let Some(rate) = self.source_rate
@@ -205,8 +210,8 @@ pub fn execute(
                 .context("cannot install the SIGTERM handler")?;
         std::thread::Builder::new().name("savepoint on SIGTERM".into()).spawn(move || {
             if signals.forever().next().is_some() {
-                match controller.stop_with_savepoint(&dir, false) {
-                    Ok(path) => println!("savepoint: {}", path.display()),
+                match controller.stop_with_savepoint(dir, false) {
+                    Ok(path) => println!("savepoint: {path}"),
                     Err(e) => eprintln!("error: stop-with-savepoint failed: {e}"),
                 }
             }

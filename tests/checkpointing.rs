@@ -42,13 +42,13 @@ struct Setup {
     incremental: bool,
 }
 
-fn environment(setup: Setup, checkpoints: &Path) -> StreamExecutionEnvironment {
+fn environment(setup: Setup, checkpoints: impl Into<SnapshotLocation>) -> StreamExecutionEnvironment {
     let env = StreamExecutionEnvironment::create_local_environment(setup.parallelism);
     env.set_checkpoint_config(CheckpointConfig {
         interval: Some(Duration::from_millis(50)),
         mode: setup.mode,
         unaligned: setup.unaligned,
-        directory: Some(checkpoints.to_path_buf()),
+        directory: Some(checkpoints.into()),
         retained: 2,
         incremental: setup.incremental,
         ..CheckpointConfig::default()
@@ -92,7 +92,7 @@ fn declare_job(env: &StreamExecutionEnvironment, records: u64, out: &Path) {
 fn run_job(setup: Setup, records: u64, failures: FailureInjector, name: &str) -> (Vec<String>, JobExecutionResult) {
     common::init_logging();
     let dir = temp_dir(name);
-    let env = environment(setup, &dir.join("checkpoints"));
+    let env = environment(setup, dir.join("checkpoints"));
     env.set_failure_injector(failures);
     declare_job(&env, records, &dir.join("out"));
     let result = env.execute(name).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -234,7 +234,7 @@ fn incremental_checkpoints_share_files_and_clean_them_up() {
         incremental: true,
     };
     let dir = temp_dir("incremental-files");
-    let env = environment(setup, &dir.join("checkpoints"));
+    let env = environment(setup, dir.join("checkpoints"));
     declare_job(&env, 30_000, &dir.join("out"));
     let client = env.execute_async("incremental").unwrap();
     let shared = dir.join("checkpoints/shared");
@@ -281,7 +281,7 @@ fn checkpoints_are_deleted_when_no_longer_needed() {
         incremental: false,
     };
     let dir = temp_dir("checkpoint-cleanup");
-    let env = environment(setup, &dir.join("checkpoints"));
+    let env = environment(setup, dir.join("checkpoints"));
     declare_job(&env, 20_000, &dir.join("out"));
     let client = env.execute_async("cleanup").unwrap();
     let mut most = 0;
@@ -304,11 +304,11 @@ fn checkpoints_are_deleted_when_no_longer_needed() {
 /// after about `stop_after` records, and returns the savepoint.
 fn run_until_savepoint(
     parallelism: usize,
-    restore: Option<&Path>,
+    restore: Option<&SnapshotLocation>,
     out: &Path,
     stop_after: Option<u64>,
     records: u64,
-) -> Option<PathBuf> {
+) -> Option<SnapshotLocation> {
     let setup = Setup {
         rocksdb: false,
         mode: CheckpointingMode::ExactlyOnce,
@@ -319,7 +319,7 @@ fn run_until_savepoint(
     let dir = out.parent().expect("parent").join(format!("chk-p{parallelism}"));
     let env = environment(setup, &dir);
     if let Some(path) = restore {
-        env.set_savepoint_restore(path, false);
+        env.set_savepoint_restore(path.clone(), false);
     }
     declare_job(&env, records, out);
     let client = env.execute_async("rescale").unwrap();
@@ -332,7 +332,7 @@ fn run_until_savepoint(
         }
         std::thread::sleep(Duration::from_millis(n));
         client
-            .stop_with_savepoint(&out.parent().expect("parent").join("savepoints"), false)
+            .stop_with_savepoint(out.parent().expect("parent").join("savepoints"), false)
             .expect("stop with savepoint")
     });
     let result = client.wait().expect("job ends");
@@ -379,13 +379,13 @@ fn restoring_needs_matching_operators_unless_allowed() {
     let dir = temp_dir("non-restored");
     let out = dir.join("out");
     let savepoint = run_until_savepoint(1, None, &out, Some(30), 10_000).expect("savepoint");
-    let env = environment(setup, &dir.join("chk2"));
-    env.set_savepoint_restore(&savepoint, false);
+    let env = environment(setup, dir.join("chk2"));
+    env.set_savepoint_restore(savepoint.clone(), false);
     env.from_sequence(1, 10).uid("another-source").print();
     let err = env.execute("other job").unwrap_err().to_string();
     assert!(err.contains("state for operators the job does not have") && err.contains("uid()"), "{err}");
-    let env = environment(setup, &dir.join("chk3"));
-    env.set_savepoint_restore(&savepoint, true);
+    let env = environment(setup, dir.join("chk3"));
+    env.set_savepoint_restore(savepoint.clone(), true);
     env.from_sequence(1, 10).uid("another-source").add_sink(DiscardingSink);
     env.execute("other job, state dropped").expect("allowed to drop state");
 }
@@ -408,7 +408,7 @@ fn savepoints_move_between_state_backends() {
     let dir = temp_dir("backend-switch");
     let out = dir.join("out");
     // Heap (in-memory reduce values and window panes) → RocksDB → heap.
-    let run = |rocksdb: bool, restore: Option<&Path>, stop: bool| {
+    let run = |rocksdb: bool, restore: Option<&SnapshotLocation>, stop: bool| {
         let setup = Setup {
             rocksdb,
             mode: CheckpointingMode::ExactlyOnce,
@@ -416,15 +416,15 @@ fn savepoints_move_between_state_backends() {
             parallelism: 2,
             incremental: false,
         };
-        let env = environment(setup, &dir.join(format!("chk-{rocksdb}")));
+        let env = environment(setup, dir.join(format!("chk-{rocksdb}")));
         if let Some(path) = restore {
-            env.set_savepoint_restore(path, false);
+            env.set_savepoint_restore(path.clone(), false);
         }
         declare_job(&env, records, &out);
         let client = env.execute_async("backend switch").unwrap();
         let savepoint = stop.then(|| {
             std::thread::sleep(Duration::from_millis(150));
-            client.stop_with_savepoint(&dir.join("savepoints"), false).expect("savepoint")
+            client.stop_with_savepoint(dir.join("savepoints"), false).expect("savepoint")
         });
         client.wait().expect("job ends");
         savepoint

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{data, example, read_sorted_lines, run, temp_dir};
+use std::path::Path;
 
 fn expected(name: &str) -> Vec<String> {
     std::fs::read_to_string(data(&format!("window_agg/{name}"))).unwrap().lines().map(String::from).collect()
@@ -91,6 +92,22 @@ fn bad_flags_are_explained() {
     assert!(stderr.contains("the sliding window slide must be positive"), "{stderr}");
     let (_, _, stderr) = run(example("window_agg").arg("--input").arg("/no/such/events.csv"));
     assert!(stderr.contains("input path '/no/such/events.csv' does not exist"), "{stderr}");
+    let checkpoints = |dir: &str| {
+        let (status, _, stderr) = run(example("window_agg").arg("--input").arg(&input).args([
+            "--checkpoint-interval",
+            "1s",
+            "--checkpoint-dir",
+            dir,
+        ]));
+        assert!(!status.status.success());
+        stderr
+    };
+    let stderr = checkpoints("hdfs://namenode/chk");
+    assert!(stderr.contains("the 'hdfs://' scheme is not supported; use a local path, file:// or s3://"), "{stderr}");
+    if !cfg!(feature = "s3") {
+        let stderr = checkpoints("s3://bucket/chk");
+        assert!(stderr.contains("rebuild with `--features s3`"), "{stderr}");
+    }
     let (status, stdout, _) = run(example("window_agg").arg("--help"));
     assert!(status.status.success());
     for flag in [
@@ -107,11 +124,12 @@ fn bad_flags_are_explained() {
     }
 }
 
-#[test]
-fn injected_failures_do_not_change_the_exactly_once_output() {
-    let dir = temp_dir("window-agg-failures");
+/// Runs the job with 3 injected failures and checkpoints in `checkpoints` (a path or URL),
+/// with `extra` flags and environment, and checks the exactly-once output.
+fn injected_failures_run(dir: &Path, checkpoints: &str, extra: &[&str], envs: &[(&str, String)]) {
     let out = dir.join("results");
     let (status, _, stderr) = run(example("window_agg")
+        .envs(envs.iter().map(|(k, v)| (k, v)))
         .arg("--input")
         .arg(data("window_agg/events.csv"))
         .arg("--output")
@@ -125,9 +143,10 @@ fn injected_failures_do_not_change_the_exactly_once_output() {
             "3",
             "--source-rate",
             "15000",
+            "--checkpoint-dir",
+            checkpoints,
         ])
-        .arg("--checkpoint-dir")
-        .arg(dir.join("checkpoints")));
+        .args(extra));
     assert!(status.status.success(), "{stderr}");
     assert!(stderr.contains("injected failures: 3 of 3 fired"), "{stderr}");
     assert!(stderr.contains("checkpoint history:") && stderr.contains("completed"), "{stderr}");
@@ -135,18 +154,26 @@ fn injected_failures_do_not_change_the_exactly_once_output() {
 }
 
 #[test]
-fn sigterm_stops_with_a_savepoint_and_the_job_resumes_from_it() {
-    let dir = temp_dir("window-agg-savepoint");
+fn injected_failures_do_not_change_the_exactly_once_output() {
+    let dir = temp_dir("window-agg-failures");
+    injected_failures_run(&dir, &dir.join("checkpoints").display().to_string(), &[], &[]);
+}
+
+/// Stops the job with SIGTERM into `savepoints` (a path or URL), resumes it from the printed
+/// savepoint at another parallelism, and checks that both runs together wrote every window
+/// once. `envs(run)` is the environment of the first (0) and second (1) run. Returns the
+/// savepoint.
+fn savepoint_and_resume(dir: &Path, savepoints: &str, envs: impl Fn(usize) -> Vec<(&'static str, String)>) -> String {
     let out = dir.join("results");
     let mut first = example("window_agg");
     first
+        .envs(envs(0))
         .arg("--input")
         .arg(data("window_agg/events.csv"))
         .arg("--output")
         .arg(&out)
         .args(["--parallelism", "2", "--checkpoint-interval", "50ms", "--source-rate", "3000"])
-        .arg("--savepoint-dir")
-        .arg(dir.join("savepoints"))
+        .args(["--savepoint-dir", savepoints])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let child = first.spawn().expect("start window_agg");
@@ -158,10 +185,11 @@ fn sigterm_stops_with_a_savepoint_and_the_job_resumes_from_it() {
     assert!(output.status.success(), "exits 0 after the savepoint: {}", String::from_utf8_lossy(&output.stderr));
     let savepoint =
         stdout.lines().find_map(|l| l.strip_prefix("savepoint: ")).expect("the savepoint path is printed").to_string();
-    assert!(std::path::Path::new(&savepoint).join("_metadata").is_file(), "{savepoint}");
+    assert!(savepoint.starts_with(&format!("{savepoints}/savepoint-")), "{savepoint}");
     assert!(read_sorted_lines(&out).len() < expected("expected_tumbling_10s.csv").len(), "stopped before the end");
 
     let (status, _, stderr) = run(example("window_agg")
+        .envs(envs(1))
         .arg("--input")
         .arg(data("window_agg/events.csv"))
         .arg("--output")
@@ -169,10 +197,62 @@ fn sigterm_stops_with_a_savepoint_and_the_job_resumes_from_it() {
         .args(["--parallelism", "3", "--checkpoint-interval", "50ms", "--from-savepoint", &savepoint]));
     assert!(status.status.success(), "{stderr}");
     assert_eq!(read_sorted_lines(&out), expected("expected_tumbling_10s.csv"), "both runs together: every window once");
+    savepoint
+}
+
+#[test]
+fn sigterm_stops_with_a_savepoint_and_the_job_resumes_from_it() {
+    let dir = temp_dir("window-agg-savepoint");
+    let savepoint = savepoint_and_resume(&dir, &dir.join("savepoints").display().to_string(), |_| Vec::new());
+    assert!(Path::new(&savepoint).join("_metadata").is_file(), "{savepoint}");
     let (status, _, stderr) = run(example("window_agg")
         .arg("--input")
         .arg(data("window_agg/events.csv"))
         .args(["--from-savepoint", "/no/such/savepoint"]));
     assert!(!status.status.success());
     assert!(stderr.contains("is not a savepoint or checkpoint directory"), "{stderr}");
+}
+
+/// Checkpoints (incremental with RocksDB) and savepoints in an S3-compatible object store: a
+/// local moto server. Each run gets its own temp directory, so what it restores it downloaded.
+#[cfg(feature = "s3")]
+#[test]
+fn checkpoints_and_savepoints_in_an_s3_object_store() {
+    use brisk::runtime::checkpoint::remote::{ObjectStoreDir, S3TestServer};
+    let server = S3TestServer::start("brisk").expect("a local S3 server");
+    let dir = temp_dir("window-agg-s3");
+    let env = |tmp: &str| {
+        let tmp = dir.join(tmp);
+        std::fs::create_dir_all(&tmp).expect("temp dir");
+        let mut env = server.environment();
+        env.push(("TMPDIR", tmp.display().to_string()));
+        env
+    };
+    let config = dir.join("incremental.yaml");
+    std::fs::write(&config, "execution.checkpointing.incremental: true\n").expect("config");
+    let backend = backends().pop().unwrap_or("hashmap");
+    let config = config.display().to_string();
+    injected_failures_run(
+        &dir,
+        "s3://brisk/checkpoints",
+        &["--state-backend", backend, "--config", &config],
+        &env("failures"),
+    );
+    let options = server.options();
+    let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let checkpoints = ObjectStoreDir::open_with("s3://brisk/checkpoints", &options).expect("bucket");
+    assert_eq!(
+        checkpoints.list("").expect("list").dirs,
+        Vec::<String>::new(),
+        "a finished job deletes its checkpoints"
+    );
+
+    let _ = std::fs::remove_dir_all(dir.join("results"));
+    let savepoint = savepoint_and_resume(&dir, "s3://brisk/savepoints", |run| env(&format!("run-{run}")));
+    let name = savepoint.rsplit('/').next().unwrap_or_default();
+    let savepoints = ObjectStoreDir::open_with("s3://brisk/savepoints", &options).expect("bucket");
+    assert!(
+        savepoints.exists(&format!("{name}/_metadata")).expect("head"),
+        "the savepoint is in the store: {savepoint}"
+    );
 }

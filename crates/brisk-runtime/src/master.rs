@@ -8,14 +8,14 @@ use crate::checkpoint::coordinator::{CheckpointCoordinator, CheckpointStats, Com
 use crate::checkpoint::restore::JobRestore;
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::checkpoint::{
-    CheckpointBarrier, CheckpointId, ExternalizedCheckpointRetention, FINAL_CHECKPOINT, SnapshotKind, TaskEvent,
+    CheckpointBarrier, CheckpointId, ExternalizedCheckpointRetention, FINAL_CHECKPOINT, SnapshotKind, SnapshotLocation,
+    TaskEvent,
 };
 use crate::error::{JobError, TaskError, lock};
 use crate::mailbox::{Mail, Mailbox};
 use crate::metrics::AccumulatorValue;
 use crate::minicluster::{Attempt, Deployable, JobExecutionResult, OperatorMetricsSummary, TaskOutcome, deploy};
 use std::collections::{BTreeMap, VecDeque};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -25,7 +25,7 @@ use tracing::{info, warn};
 /// A request from a client to the master.
 pub(crate) enum ClientCommand {
     /// Take a savepoint into a new directory inside `dir`; stop the job after it if `stop`.
-    Savepoint { dir: PathBuf, stop: Option<bool>, reply: Sender<Result<PathBuf, String>> },
+    Savepoint { dir: SnapshotLocation, stop: Option<bool>, reply: Sender<Result<SnapshotLocation, String>> },
 }
 
 /// What clients and the master share.
@@ -59,12 +59,12 @@ impl JobControl {
     }
 
     /// Asks for a savepoint and waits for it.
-    pub fn savepoint(&self, dir: &Path, stop: Option<bool>) -> Result<PathBuf, JobError> {
+    pub fn savepoint(&self, dir: SnapshotLocation, stop: Option<bool>) -> Result<SnapshotLocation, JobError> {
         if self.finished.load(Ordering::Acquire) {
             return Err(JobError::InvalidJob("the job has already ended: no savepoint can be taken".into()));
         }
         let (reply, answer) = std::sync::mpsc::channel();
-        lock(&self.commands).push_back(ClientCommand::Savepoint { dir: dir.to_path_buf(), stop, reply });
+        lock(&self.commands).push_back(ClientCommand::Savepoint { dir, stop, reply });
         match answer.recv() {
             Ok(Ok(path)) => Ok(path),
             Ok(Err(reason)) => Err(JobError::InvalidJob(format!("savepoint failed: {reason}"))),
@@ -86,7 +86,7 @@ enum AttemptEnd {
 struct SavepointRequest {
     id: CheckpointId,
     stop: bool,
-    reply: Sender<Result<PathBuf, String>>,
+    reply: Sender<Result<SnapshotLocation, String>>,
 }
 
 /// The master's state across attempts.
@@ -95,7 +95,7 @@ struct Master {
     control: Arc<JobControl>,
     coordinator: Option<CheckpointCoordinator>,
     savepoints: Vec<SavepointRequest>,
-    stopped_with: Option<PathBuf>,
+    stopped_with: Option<SnapshotLocation>,
     /// Set when too many checkpoints failed: the attempt ends as a failure.
     checkpoint_failure: bool,
     /// Barriers of checkpoints in progress, for tasks that finish their input meanwhile.
@@ -105,9 +105,24 @@ struct Master {
     recoveries: Vec<Duration>,
 }
 
+/// The job's checkpoint storage, if checkpointing is enabled (by default under the system
+/// temp directory).
+pub(crate) fn open_checkpoint_storage(deployable: &Deployable) -> Result<Option<CheckpointStorage>, JobError> {
+    let config = &deployable.options.checkpoint;
+    if !config.is_enabled() {
+        return Ok(None);
+    }
+    let location = config.directory.clone().unwrap_or_else(|| {
+        let job = sanitize(&deployable.options.defaults.job_name);
+        SnapshotLocation::Local(std::env::temp_dir().join("brisk-checkpoints").join(job))
+    });
+    CheckpointStorage::open(location).map(Some).map_err(|e| JobError::InvalidJob(e.to_string()))
+}
+
 /// Runs the job to its end: attempts, checkpoints, restarts.
 pub(crate) fn run_master(
     deployable: Deployable,
+    storage: Option<CheckpointStorage>,
     first: Attempt,
     restore: Option<JobRestore>,
     events: Sender<TaskEvent>,
@@ -117,11 +132,7 @@ pub(crate) fn run_master(
     let job_name = deployable.options.defaults.job_name.clone();
     let started = Instant::now();
     let config = deployable.options.checkpoint.clone();
-    let coordinator = config.is_enabled().then(|| {
-        let root = config
-            .directory
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("brisk-checkpoints").join(sanitize(&job_name)));
+    let coordinator = storage.map(|storage| {
         let max_parallelism = deployable
             .job
             .vertices
@@ -130,7 +141,7 @@ pub(crate) fn run_master(
             .collect();
         CheckpointCoordinator::new(
             config.clone(),
-            CheckpointStorage::new(root),
+            storage,
             job_name.clone(),
             max_parallelism,
             restore.as_ref().map(|r| r.id()).unwrap_or(0),
@@ -377,7 +388,7 @@ impl Master {
         &mut self,
         attempt: &Attempt,
         kind: SnapshotKind,
-        dir: Option<PathBuf>,
+        dir: Option<SnapshotLocation>,
         stop: Option<bool>,
         input_finished: &[bool],
     ) -> Option<CheckpointId> {
@@ -393,7 +404,14 @@ impl Master {
                 }
             }
         }
-        let (id, timestamp) = coordinator.begin(kind, dir, enumerators);
+        let (id, timestamp) = match coordinator.begin(kind, dir, enumerators) {
+            Ok(started) => started,
+            Err(e) => {
+                warn!(error = %e, "cannot start a checkpoint");
+                attempt.sources.iter().for_each(|(_, f, e)| f.resume_enumerator(e));
+                return None;
+            }
+        };
         let target = coordinator.directory(id)?;
         if let Err(e) = std::fs::create_dir_all(&target) {
             coordinator.fail(id, format!("cannot create '{}': {e}", target.display()));
@@ -422,7 +440,7 @@ impl Master {
         self.publish_history();
         if let Some(i) = self.savepoints.iter().position(|s| s.id == done.id) {
             let request = self.savepoints.swap_remove(i);
-            info!(path = %done.path.display(), "savepoint written");
+            info!(path = %done.path, "savepoint written");
             if request.stop {
                 self.stopped_with = Some(done.path.clone());
             }

@@ -7,8 +7,8 @@ use crate::chain::take_panicked_operator;
 use crate::channel::{CancelToken, TaskWaker};
 use crate::checkpoint::coordinator::{CheckpointStats, TaskDescriptor};
 use crate::checkpoint::restore::{JobRestore, TaskRestore};
-use crate::checkpoint::storage::CompletedCheckpoint;
-use crate::checkpoint::{CheckpointConfig, RestartStrategy, TaskEvent};
+use crate::checkpoint::storage::load_snapshot;
+use crate::checkpoint::{CheckpointConfig, RestartStrategy, SnapshotLocation, TaskEvent};
 use crate::context::{ExecutionMode, OperatorInfo, TaskContext, TaskEvents, TaskInfo};
 use crate::error::{JobError, TaskError, TaskResult, lock};
 use crate::failure::FailureInjector;
@@ -18,7 +18,7 @@ use crate::graph::{
 };
 use crate::job_graph::{GraphDefaults, JobGraph};
 use crate::mailbox::{Mail, Mailbox};
-use crate::master::{JobControl, run_master};
+use crate::master::{JobControl, open_checkpoint_storage, run_master};
 use crate::metrics::{AccumulatorRegistry, AccumulatorValue, TaskReport};
 use crate::partitioner::{PartitionerSpec, connected_consumers};
 use crate::task::{StreamTask, run_task};
@@ -28,7 +28,6 @@ use brisk_core::key_group::{assign_to_key_group, operator_index_for_key_group};
 use brisk_core::{Configuration, Data, Key};
 use brisk_state::StateBackendConfig;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
@@ -67,7 +66,7 @@ pub struct JobOptions {
     /// What happens after a failure.
     pub restart_strategy: RestartStrategy,
     /// Start from this savepoint or retained checkpoint.
-    pub restore_from: Option<PathBuf>,
+    pub restore_from: Option<SnapshotLocation>,
     /// Start even if the savepoint has state for operators the job does not have.
     pub allow_non_restored_state: bool,
     /// Planned failures (recovery tests).
@@ -141,7 +140,7 @@ pub struct JobExecutionResult {
     /// restored state.
     pub recoveries: Vec<Duration>,
     /// The savepoint written by stop-with-savepoint, if the job was stopped with one.
-    pub savepoint: Option<PathBuf>,
+    pub savepoint: Option<SnapshotLocation>,
 }
 
 impl JobExecutionResult {
@@ -266,15 +265,19 @@ impl JobController {
         self.control.request_cancel();
     }
 
-    /// Writes a savepoint into a new directory inside `dir`; returns its path.
-    pub fn trigger_savepoint(&self, dir: &Path) -> Result<PathBuf, JobError> {
-        self.control.savepoint(dir, None)
+    /// Writes a savepoint into a new directory inside `dir`; returns its location.
+    pub fn trigger_savepoint(&self, dir: impl Into<SnapshotLocation>) -> Result<SnapshotLocation, JobError> {
+        self.control.savepoint(dir.into(), None)
     }
 
     /// Takes a savepoint and stops the job after it (with `drain`, the final watermark first
     /// flushes event-time state, as if the input had ended).
-    pub fn stop_with_savepoint(&self, dir: &Path, drain: bool) -> Result<PathBuf, JobError> {
-        self.control.savepoint(dir, Some(drain))
+    pub fn stop_with_savepoint(
+        &self,
+        dir: impl Into<SnapshotLocation>,
+        drain: bool,
+    ) -> Result<SnapshotLocation, JobError> {
+        self.control.savepoint(dir.into(), Some(drain))
     }
 }
 
@@ -299,14 +302,18 @@ impl JobClient {
         self.control.request_cancel();
     }
 
-    /// Writes a savepoint into a new directory inside `dir`; returns its path.
-    pub fn trigger_savepoint(&self, dir: &Path) -> Result<PathBuf, JobError> {
-        self.control.savepoint(dir, None)
+    /// Writes a savepoint into a new directory inside `dir`; returns its location.
+    pub fn trigger_savepoint(&self, dir: impl Into<SnapshotLocation>) -> Result<SnapshotLocation, JobError> {
+        self.control.savepoint(dir.into(), None)
     }
 
     /// Takes a savepoint and stops the job after it; `wait` then returns normally.
-    pub fn stop_with_savepoint(&self, dir: &Path, drain: bool) -> Result<PathBuf, JobError> {
-        self.control.savepoint(dir, Some(drain))
+    pub fn stop_with_savepoint(
+        &self,
+        dir: impl Into<SnapshotLocation>,
+        drain: bool,
+    ) -> Result<SnapshotLocation, JobError> {
+        self.control.savepoint(dir.into(), Some(drain))
     }
 
     /// The checkpoints taken so far.
@@ -365,12 +372,12 @@ impl JobClient {
 /// Reads the savepoint or checkpoint to start from and checks it fits the job.
 fn initial_restore(deployable: &Deployable) -> Result<Option<JobRestore>, JobError> {
     let Some(path) = &deployable.options.restore_from else { return Ok(None) };
-    let checkpoint = CompletedCheckpoint::load(path)
-        .map_err(|e| JobError::InvalidJob(format!("cannot restore from '{}': {e}", path.display())))?;
+    let checkpoint =
+        load_snapshot(path).map_err(|e| JobError::InvalidJob(format!("cannot restore from '{path}': {e}")))?;
     let restore = JobRestore::new(checkpoint);
     let ids: BTreeSet<String> = deployable.job.operator_ids.iter().cloned().collect();
     restore.check_mapping(&ids, deployable.options.allow_non_restored_state).map_err(JobError::InvalidJob)?;
-    info!(path = %path.display(), checkpoint = restore.id(), "restoring the job from a snapshot");
+    info!(path = %path, checkpoint = restore.id(), "restoring the job from a snapshot");
     Ok(Some(restore))
 }
 
@@ -392,6 +399,7 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
         description: job.description.clone(),
     };
     let deployable = Deployable { graph, job, options };
+    let storage = open_checkpoint_storage(&deployable)?;
     let restore = initial_restore(&deployable)?;
     let control = Arc::new(JobControl::new());
     let (events, receiver) = std::sync::mpsc::channel();
@@ -402,7 +410,7 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
     let master_control = control.clone();
     let master = std::thread::Builder::new()
         .name(format!("{job_name} master"))
-        .spawn(move || run_master(deployable, first, restore, events, receiver, master_control))
+        .spawn(move || run_master(deployable, storage, first, restore, events, receiver, master_control))
         .map_err(JobError::Spawn)?;
     Ok(JobClient { job_name, control, master, graph: summary })
 }

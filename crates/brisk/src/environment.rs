@@ -4,7 +4,7 @@ use crate::datastream::DataStream;
 use crate::options;
 use crate::sources::{CollectionSource, FileSource, NumberSequenceSource, SocketTextStreamSource};
 use brisk_core::{ConfigError, Configuration, Data};
-use brisk_runtime::checkpoint::{CheckpointConfig, RestartStrategy};
+use brisk_runtime::checkpoint::{CheckpointConfig, RestartStrategy, SnapshotLocation};
 use brisk_runtime::failure::FailureInjector;
 use brisk_runtime::graph::{NodeKind, StreamGraph, StreamNode, source_factory, type_ops};
 use brisk_runtime::job_graph::{GraphDefaults, JobGraph};
@@ -74,7 +74,7 @@ pub(crate) struct EnvState {
     pub checkpoint: CheckpointConfig,
     /// Set explicitly; else derived from the configuration when the job runs.
     pub restart_strategy: Option<RestartStrategy>,
-    pub restore_from: Option<PathBuf>,
+    pub restore_from: Option<SnapshotLocation>,
     pub allow_non_restored_state: bool,
     pub failures: FailureInjector,
     /// Mistakes found while the job was declared; `execute` reports the first.
@@ -248,7 +248,7 @@ impl StreamExecutionEnvironment {
 
     /// Starts the job from a savepoint or retained checkpoint; with `allow_non_restored_state`,
     /// state of operators the job no longer has is dropped instead of failing the start.
-    pub fn set_savepoint_restore(&self, path: impl Into<PathBuf>, allow_non_restored_state: bool) -> &Self {
+    pub fn set_savepoint_restore(&self, path: impl Into<SnapshotLocation>, allow_non_restored_state: bool) -> &Self {
         let mut state = self.state.borrow_mut();
         state.restore_from = Some(path.into());
         state.allow_non_restored_state = allow_non_restored_state;

@@ -38,6 +38,7 @@ pub mod windowing;
 
 pub use brisk_core as core;
 pub use brisk_runtime as runtime;
+pub use brisk_runtime::checkpoint::SnapshotLocation;
 pub use brisk_runtime::{JobClient, JobError, JobExecutionResult, TaskError};
 /// A string stored inline up to 24 bytes: words and short keys without heap allocations, so
 /// they cross task threads without allocator or cache traffic.

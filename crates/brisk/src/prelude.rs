@@ -29,6 +29,7 @@ pub use crate::windowing::{
 };
 pub use brisk_core::{BoxError, Configuration, Data, Key};
 pub use brisk_core::{Watermark, WatermarkStatus};
+pub use brisk_runtime::checkpoint::SnapshotLocation;
 pub use brisk_runtime::metrics::{DoubleCounter, Histogram, LongCounter, LongMaximum, LongMinimum};
 pub use brisk_runtime::watermark::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
 pub use brisk_runtime::{JobClient, JobError, JobExecutionResult};

@@ -1,7 +1,7 @@
 //! Checkpointing and restart configuration, with Flink's option keys and meanings.
 
+use super::SnapshotLocation;
 use brisk_core::{ConfigError, ConfigOption, Configuration};
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Exactly-once aligns barriers; at-least-once does not (records after a barrier may be in the
@@ -94,8 +94,8 @@ pub struct CheckpointConfig {
     pub tolerable_failures: u32,
     /// What cancelling does to retained checkpoints.
     pub retention: ExternalizedCheckpointRetention,
-    /// Where checkpoints are written (a local directory; `file://` URLs are accepted).
-    pub directory: Option<PathBuf>,
+    /// Where checkpoints are written (a local directory, `file://` or `s3://` URL).
+    pub directory: Option<SnapshotLocation>,
     /// Completed checkpoints kept; older ones are deleted.
     pub retained: usize,
     /// RocksDB uploads only SST files that earlier checkpoints did not have.
@@ -252,17 +252,9 @@ fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::InvalidValue { key: key.into(), value: value.into(), reason: reason.into() }
 }
 
-/// A `file://` URL or a plain path as a local directory.
-pub fn parse_directory(key: &str, text: &str) -> Result<PathBuf, ConfigError> {
-    match text.split_once("://") {
-        None => Ok(PathBuf::from(text)),
-        Some(("file", path)) => Ok(PathBuf::from(path)),
-        Some((scheme, _)) => Err(invalid(
-            key,
-            text,
-            format!("the '{scheme}://' scheme is not supported here; use a local path or file://"),
-        )),
-    }
+/// The value of a directory option: a plain path, a `file://` or an `s3://` URL.
+pub fn parse_directory(key: &str, text: &str) -> Result<SnapshotLocation, ConfigError> {
+    SnapshotLocation::parse(text).map_err(|reason| invalid(key, text, reason))
 }
 
 impl CheckpointConfig {
@@ -409,6 +401,7 @@ impl RestartTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn config(yaml: &str) -> Configuration {
         Configuration::from_yaml_str(yaml).unwrap()
@@ -422,13 +415,15 @@ mod tests {
         .unwrap();
         assert_eq!(c.interval, Some(Duration::from_secs(1)));
         assert_eq!(c.mode, CheckpointingMode::AtLeastOnce);
-        assert_eq!(c.directory, Some(PathBuf::from("/tmp/chk")));
+        assert_eq!(c.directory, Some(SnapshotLocation::Local(PathBuf::from("/tmp/chk"))));
         assert_eq!(c.retention, ExternalizedCheckpointRetention::RetainOnCancellation);
         assert!(!CheckpointConfig::from_configuration(&Configuration::new()).unwrap().is_enabled());
         let err = CheckpointConfig::from_configuration(&config("execution.checkpointing.mode: twice")).unwrap_err();
         assert!(err.to_string().contains("unknown checkpointing mode 'twice'"), "{err}");
-        let err = CheckpointConfig::from_configuration(&config("state.checkpoints.dir: s3://bucket/x")).unwrap_err();
-        assert!(err.to_string().contains("'s3://' scheme is not supported"), "{err}");
+        let c = CheckpointConfig::from_configuration(&config("state.checkpoints.dir: s3://bucket/x")).unwrap();
+        assert_eq!(c.directory, Some(SnapshotLocation::ObjectStore("s3://bucket/x".into())));
+        let err = CheckpointConfig::from_configuration(&config("state.checkpoints.dir: hdfs://nn/x")).unwrap_err();
+        assert!(err.to_string().contains("'hdfs://' scheme is not supported"), "{err}");
     }
 
     #[test]

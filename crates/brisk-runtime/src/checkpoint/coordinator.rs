@@ -2,10 +2,11 @@
 //! trigger, which tasks still owe an acknowledgement, writing the metadata that completes a
 //! checkpoint, timeouts, tolerated failures, retention, and the history printed at the end.
 
-use super::storage::{CheckpointMetadata, CheckpointStorage, TaskStateHandle, write_metadata};
-use super::{CheckpointConfig, CheckpointId, SnapshotKind, TaskAcknowledgement};
+use super::storage::{CheckpointMetadata, CheckpointStorage, TaskStateHandle};
+use super::{CheckpointConfig, CheckpointId, SnapshotKind, SnapshotLocation, TaskAcknowledgement};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -38,7 +39,7 @@ pub struct CheckpointStats {
     /// Longest asynchronous part of any task.
     pub async_part: Duration,
     /// Where it is stored.
-    pub path: PathBuf,
+    pub path: SnapshotLocation,
 }
 
 /// A task of the running attempt, as the metadata records it.
@@ -54,6 +55,11 @@ pub struct TaskDescriptor {
 
 struct Pending {
     kind: SnapshotKind,
+    /// The job's checkpoint storage, or a savepoint directory.
+    storage: Arc<CheckpointStorage>,
+    /// The snapshot's directory name in `storage`.
+    name: String,
+    /// Where tasks write it.
     dir: PathBuf,
     triggered: Instant,
     timestamp: i64,
@@ -69,14 +75,14 @@ pub struct Completed {
     pub id: CheckpointId,
     /// Checkpoint or savepoint.
     pub kind: SnapshotKind,
-    /// Its directory.
-    pub path: PathBuf,
+    /// Where it is stored.
+    pub path: SnapshotLocation,
 }
 
 /// Tracks the checkpoints of a job across its attempts.
 pub struct CheckpointCoordinator {
     config: CheckpointConfig,
-    storage: CheckpointStorage,
+    storage: Arc<CheckpointStorage>,
     job_name: String,
     max_parallelism: Vec<(String, usize)>,
     tasks: Vec<TaskDescriptor>,
@@ -99,7 +105,7 @@ impl CheckpointCoordinator {
     ) -> Self {
         CheckpointCoordinator {
             config,
-            storage,
+            storage: Arc::new(storage),
             job_name,
             max_parallelism,
             tasks: Vec::new(),
@@ -146,23 +152,29 @@ impl CheckpointCoordinator {
     pub fn begin(
         &mut self,
         kind: SnapshotKind,
-        savepoint_dir: Option<PathBuf>,
+        savepoint_dir: Option<SnapshotLocation>,
         enumerators: Vec<(String, Vec<u8>)>,
-    ) -> (CheckpointId, i64) {
-        let id = self.next_id;
-        self.next_id += 1;
+    ) -> Result<(CheckpointId, i64), String> {
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let dir = match savepoint_dir {
-            Some(parent) => parent.join(format!("savepoint-{id}-{timestamp}")),
-            None => self.storage.checkpoint_dir(id),
+        let id = self.next_id;
+        let (storage, name) = match savepoint_dir {
+            Some(parent) => (
+                Arc::new(CheckpointStorage::open(parent).map_err(|e| e.to_string())?),
+                format!("savepoint-{id}-{timestamp}"),
+            ),
+            None => (self.storage.clone(), CheckpointStorage::checkpoint_name(id)),
         };
+        self.next_id += 1;
+        let dir = storage.local_dir(&name);
         self.pending.insert(
             id,
             Pending {
                 kind,
+                storage,
+                name,
                 dir,
                 triggered: Instant::now(),
                 timestamp,
@@ -174,7 +186,7 @@ impl CheckpointCoordinator {
         if kind == SnapshotKind::Checkpoint {
             self.last_trigger = Some(Instant::now());
         }
-        (id, timestamp)
+        Ok((id, timestamp))
     }
 
     /// The directory a task writes its part of checkpoint `id` into.
@@ -222,8 +234,9 @@ impl CheckpointCoordinator {
             tasks,
             enumerators: pending.enumerators,
         };
-        if let Err(e) = write_metadata(&pending.dir, &metadata) {
-            let reason = format!("cannot write its metadata: {e}");
+        let location = pending.storage.location().join(&pending.name);
+        if let Err(e) = pending.storage.publish(&pending.name, &metadata) {
+            let reason = format!("cannot complete it: {e}");
             self.record(
                 id,
                 pending.kind,
@@ -231,24 +244,24 @@ impl CheckpointCoordinator {
                 0,
                 pending.triggered,
                 &[],
-                pending.dir,
+                location,
             );
             return Err(reason);
         }
         let size = metadata.size();
-        self.record(id, pending.kind, CheckpointStatus::Completed, size, pending.triggered, &acks, pending.dir.clone());
+        self.record(id, pending.kind, CheckpointStatus::Completed, size, pending.triggered, &acks, location.clone());
         self.failures_in_a_row = 0;
         if pending.kind == SnapshotKind::Checkpoint {
             self.last_completion = Some(Instant::now());
             self.storage.prune(self.config.retained);
         }
-        info!(checkpoint = id, kind = ?pending.kind, bytes = size, duration_ms = pending.triggered.elapsed().as_millis() as u64, path = %pending.dir.display(), "checkpoint completed");
+        info!(checkpoint = id, kind = ?pending.kind, bytes = size, duration_ms = pending.triggered.elapsed().as_millis() as u64, path = %location, "checkpoint completed");
         // Older checkpoints still in progress are subsumed.
         let older: Vec<CheckpointId> = self.pending.range(..id).map(|(k, _)| *k).collect();
         for old in older {
             self.fail(old, format!("subsumed by checkpoint {id}"));
         }
-        Ok(Completed { id, kind: pending.kind, path: pending.dir })
+        Ok(Completed { id, kind: pending.kind, path: location })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -260,7 +273,7 @@ impl CheckpointCoordinator {
         size: u64,
         triggered: Instant,
         acks: &[TaskAcknowledgement],
-        path: PathBuf,
+        path: SnapshotLocation,
     ) {
         let max = |f: fn(&TaskAcknowledgement) -> Duration| acks.iter().map(f).max().unwrap_or_default();
         self.history.push(CheckpointStats {
@@ -281,7 +294,8 @@ impl CheckpointCoordinator {
         let Some(pending) = self.pending.remove(&id) else { return false };
         warn!(checkpoint = id, reason = %reason, "checkpoint failed");
         let _ = std::fs::remove_dir_all(&pending.dir);
-        self.record(id, pending.kind, CheckpointStatus::Failed(reason), 0, pending.triggered, &[], pending.dir);
+        let location = pending.storage.location().join(&pending.name);
+        self.record(id, pending.kind, CheckpointStatus::Failed(reason), 0, pending.triggered, &[], location);
         if pending.kind == SnapshotKind::Checkpoint && !reason_is_restart(&self.history) {
             self.failures_in_a_row += 1;
         }

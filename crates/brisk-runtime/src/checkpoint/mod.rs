@@ -5,10 +5,13 @@
 pub mod barrier;
 pub mod config;
 pub mod coordinator;
+pub mod location;
+pub mod remote;
 pub mod restore;
 pub mod storage;
 
 pub use config::{CheckpointConfig, CheckpointingMode, ExternalizedCheckpointRetention, RestartStrategy};
+pub use location::SnapshotLocation;
 
 use brisk_state::{OperatorStateSnapshot, SnapshotWriter};
 use serde::{Deserialize, Serialize};

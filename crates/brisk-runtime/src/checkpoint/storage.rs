@@ -1,8 +1,11 @@
 //! Where checkpoints live: a directory per checkpoint (`chk-<id>`) holding one state file per
-//! task and, written last and atomically, the `_metadata` file that makes it complete.
+//! task and, written last and atomically, the `_metadata` file that makes it complete; on the
+//! local file system or in an object store.
 //! Savepoints have the same layout in a directory of their own. Every file carries a checksum;
 //! a checkpoint whose files are missing or corrupt is skipped for the one before it.
 
+use super::location::SnapshotLocation;
+use super::remote::ObjectStoreDir;
 use super::{CheckpointId, SnapshotKind, TaskStateFile};
 use brisk_state::snapshot::{decode_file, encode_file};
 use serde::{Deserialize, Serialize};
@@ -30,6 +33,19 @@ pub enum StorageError {
         /// Why.
         source: std::io::Error,
     },
+    /// An object-store request failed.
+    #[error("checkpoint storage: cannot {action} '{url}': {reason}")]
+    ObjectStore {
+        /// What was attempted.
+        action: &'static str,
+        /// The object's URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The location needs something this build does not have.
+    #[error("checkpoint storage: {0}")]
+    Unsupported(String),
     /// A file is not what it should be.
     #[error("checkpoint storage: '{path}' is corrupt: {reason}")]
     Corrupt {
@@ -142,50 +158,153 @@ impl CompletedCheckpoint {
     }
 }
 
-/// The checkpoints of one job in one directory.
-#[derive(Clone, Debug)]
+/// The checkpoints of one job under one location (or one savepoint directory). Tasks write
+/// into local directories; with an object store those are staging copies, uploaded when a
+/// snapshot completes (metadata last) and downloaded again to restore.
 pub struct CheckpointStorage {
-    root: PathBuf,
+    location: SnapshotLocation,
+    local: PathBuf,
+    remote: Option<ObjectStoreDir>,
 }
 
 impl CheckpointStorage {
-    /// Checkpoints under `root`.
-    pub fn new(root: impl Into<PathBuf>) -> Self {
-        CheckpointStorage { root: root.into() }
+    /// Snapshots under `location`; connects to its object store, if it is in one.
+    pub fn open(location: SnapshotLocation) -> Result<Self, StorageError> {
+        let remote = match &location {
+            SnapshotLocation::Local(_) => None,
+            SnapshotLocation::ObjectStore(url) => Some(ObjectStoreDir::open(url)?),
+        };
+        Ok(CheckpointStorage { local: location.local_dir(), location, remote })
     }
 
-    /// The directory holding all checkpoints.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Where the snapshots are.
+    pub fn location(&self) -> &SnapshotLocation {
+        &self.location
     }
 
-    /// The directory of checkpoint `id`.
+    /// The local directory tasks write snapshot `name` into.
+    pub fn local_dir(&self, name: &str) -> PathBuf {
+        self.local.join(name)
+    }
+
+    /// The directory name of checkpoint `id`.
+    pub fn checkpoint_name(id: CheckpointId) -> String {
+        format!("chk-{id}")
+    }
+
+    /// The local directory of checkpoint `id`.
     pub fn checkpoint_dir(&self, id: CheckpointId) -> PathBuf {
-        self.root.join(format!("chk-{id}"))
+        self.local_dir(&Self::checkpoint_name(id))
+    }
+
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        match &self.remote {
+            Some(remote) => remote.read(name),
+            None => {
+                let path = self.local.join(name);
+                match std::fs::read(&path) {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io("read", &path)(e)),
+                }
+            }
+        }
+    }
+
+    /// Checkpoint ids with a directory, complete or not.
+    fn checkpoint_ids(&self) -> Vec<CheckpointId> {
+        let names: Vec<String> = match &self.remote {
+            Some(remote) => remote.list("").map(|l| l.dirs).unwrap_or_else(|e| {
+                warn!(error = %e, "cannot list checkpoints");
+                Vec::new()
+            }),
+            None => std::fs::read_dir(&self.local)
+                .map(|entries| entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+                .unwrap_or_default(),
+        };
+        names.iter().filter_map(|n| n.strip_prefix("chk-")?.parse().ok()).collect()
     }
 
     /// Completed checkpoint ids (with a metadata file), newest first.
     pub fn completed_ids(&self) -> Vec<CheckpointId> {
-        let mut ids: Vec<CheckpointId> = std::fs::read_dir(&self.root)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .filter_map(|e| {
-                        e.file_name().to_str().and_then(|n| n.strip_prefix("chk-")).and_then(|n| n.parse().ok())
-                    })
-                    .filter(|id| self.checkpoint_dir(*id).join(METADATA_FILE).is_file())
-                    .collect()
+        let mut ids: Vec<CheckpointId> = self
+            .checkpoint_ids()
+            .into_iter()
+            .filter(|id| {
+                let metadata = format!("{}/{METADATA_FILE}", Self::checkpoint_name(*id));
+                match &self.remote {
+                    Some(remote) => remote.exists(&metadata).unwrap_or(false),
+                    None => self.local.join(metadata).is_file(),
+                }
             })
-            .unwrap_or_default();
+            .collect();
         ids.sort_unstable_by(|a, b| b.cmp(a));
         ids
+    }
+
+    /// Reads and verifies snapshot `name` (downloading it first from an object store).
+    pub fn load(&self, name: &str) -> Result<CompletedCheckpoint, StorageError> {
+        let dir = self.local_dir(name);
+        if let Some(remote) = &self.remote {
+            let missing = |file: &str| StorageError::Corrupt {
+                path: PathBuf::from(self.location.join(name).join(file).to_string()),
+                reason: "the file is missing".into(),
+            };
+            let meta_name = format!("{name}/{METADATA_FILE}");
+            let meta_bytes = remote.read(&meta_name)?.ok_or_else(|| missing(METADATA_FILE))?;
+            let metadata: CheckpointMetadata = decode_file(METADATA_MAGIC, &meta_bytes, &meta_name)
+                .map_err(|e| StorageError::Corrupt { path: meta_name.clone().into(), reason: e.to_string() })?;
+            for task in &metadata.tasks {
+                if let Some(file) = &task.file {
+                    let bytes = remote.read(&format!("{name}/{file}"))?.ok_or_else(|| missing(file))?;
+                    write_atomically(&dir.join(file), &bytes)?;
+                }
+                for file in &task.shared {
+                    let local = self.local.join(SHARED_DIR).join(file);
+                    if !local.is_file() {
+                        let shared = format!("{SHARED_DIR}/{file}");
+                        let bytes = remote.read(&shared)?.ok_or_else(|| StorageError::Corrupt {
+                            path: PathBuf::from(self.location.join(&shared).to_string()),
+                            reason: "the shared file is missing".into(),
+                        })?;
+                        write_atomically(&local, &bytes)?;
+                    }
+                }
+            }
+            write_atomically(&dir.join(METADATA_FILE), &meta_bytes)?;
+        }
+        CompletedCheckpoint::load(&dir)
+    }
+
+    /// Completes snapshot `name`: writes its metadata and, for an object store, uploads its
+    /// task files and the shared files not there yet, then the metadata, last.
+    pub fn publish(&self, name: &str, metadata: &CheckpointMetadata) -> Result<(), StorageError> {
+        let dir = self.local_dir(name);
+        write_metadata(&dir, metadata)?;
+        let Some(remote) = &self.remote else { return Ok(()) };
+        let upload = |local: &Path, remote_name: &str| -> Result<(), StorageError> {
+            let bytes = std::fs::read(local).map_err(io("read", local))?;
+            remote.write(remote_name, bytes)
+        };
+        for task in &metadata.tasks {
+            if let Some(file) = &task.file {
+                upload(&dir.join(file), &format!("{name}/{file}"))?;
+            }
+            for file in &task.shared {
+                let shared = format!("{SHARED_DIR}/{file}");
+                if !remote.exists(&shared)? {
+                    upload(&self.local.join(SHARED_DIR).join(file), &shared)?;
+                }
+            }
+        }
+        upload(&dir.join(METADATA_FILE), &format!("{name}/{METADATA_FILE}"))
     }
 
     /// The newest checkpoint that reads back completely; corrupt or incomplete ones are
     /// logged and skipped.
     pub fn latest_valid(&self) -> Option<CompletedCheckpoint> {
         for id in self.completed_ids() {
-            match CompletedCheckpoint::load(&self.checkpoint_dir(id)) {
+            match self.load(&Self::checkpoint_name(id)) {
                 Ok(checkpoint) => return Some(checkpoint),
                 Err(e) => {
                     warn!(checkpoint = id, error = %e, "checkpoint cannot be restored; falling back to the previous one")
@@ -197,14 +316,37 @@ impl CheckpointStorage {
 
     /// The shared files checkpoint `id` refers to (none if its metadata does not read).
     fn shared_files(&self, id: CheckpointId) -> std::collections::HashSet<String> {
-        let path = self.checkpoint_dir(id).join(METADATA_FILE);
-        std::fs::read(&path)
+        let name = format!("{}/{METADATA_FILE}", Self::checkpoint_name(id));
+        self.read(&name)
             .ok()
-            .and_then(|bytes| {
-                decode_file::<CheckpointMetadata>(METADATA_MAGIC, &bytes, &path.display().to_string()).ok()
-            })
+            .flatten()
+            .and_then(|bytes| decode_file::<CheckpointMetadata>(METADATA_MAGIC, &bytes, &name).ok())
             .map(|m| m.tasks.into_iter().flat_map(|t| t.shared).collect())
             .unwrap_or_default()
+    }
+
+    fn delete_shared(&self, file: &str) {
+        let _ = std::fs::remove_file(self.local.join(SHARED_DIR).join(file));
+        if let Some(remote) = &self.remote
+            && let Err(e) = remote.delete(&format!("{SHARED_DIR}/{file}"))
+        {
+            warn!(error = %e, "cannot delete a shared checkpoint file");
+        }
+    }
+
+    fn delete_checkpoint(&self, id: CheckpointId) {
+        let name = Self::checkpoint_name(id);
+        let local = self.local_dir(&name);
+        if let Err(e) = std::fs::remove_dir_all(&local)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(path = %local.display(), error = %e, "cannot delete an old checkpoint");
+        }
+        if let Some(remote) = &self.remote
+            && let Err(e) = remote.delete_dir(&name)
+        {
+            warn!(error = %e, "cannot delete an old checkpoint");
+        }
     }
 
     /// Deletes everything but the `keep` newest completed checkpoints (and unfinished ones
@@ -216,24 +358,12 @@ impl CheckpointStorage {
         let still_used: std::collections::HashSet<String> = kept.iter().flat_map(|id| self.shared_files(*id)).collect();
         for id in completed.iter().skip(keep) {
             for file in self.shared_files(*id).difference(&still_used) {
-                let _ = std::fs::remove_file(self.root.join(SHARED_DIR).join(file));
+                self.delete_shared(file);
             }
         }
-        let Ok(entries) = std::fs::read_dir(&self.root) else { return };
-        for entry in entries.filter_map(|e| e.ok()) {
-            let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("chk-"))
-                .and_then(|n| n.parse::<CheckpointId>().ok())
-            else {
-                continue;
-            };
-            if !kept.contains(&id)
-                && id <= newest
-                && let Err(e) = std::fs::remove_dir_all(entry.path())
-            {
-                warn!(path = %entry.path().display(), error = %e, "cannot delete an old checkpoint");
+        for id in self.checkpoint_ids() {
+            if !kept.contains(&id) && id <= newest {
+                self.delete_checkpoint(id);
             }
         }
     }
@@ -242,14 +372,28 @@ impl CheckpointStorage {
     /// without retention).
     pub fn delete_all(&self) {
         for id in self.completed_ids() {
-            let _ = std::fs::remove_dir_all(self.checkpoint_dir(id));
+            for file in self.shared_files(id) {
+                self.delete_shared(&file);
+            }
+            self.delete_checkpoint(id);
         }
-        let _ = std::fs::remove_dir_all(self.root.join(SHARED_DIR));
+        let _ = std::fs::remove_dir_all(self.local.join(SHARED_DIR));
+    }
+}
+
+/// Reads and verifies the savepoint or retained checkpoint at `location`.
+pub fn load_snapshot(location: &SnapshotLocation) -> Result<CompletedCheckpoint, StorageError> {
+    match (location, location.parent()) {
+        (SnapshotLocation::ObjectStore(url), Some(parent)) => {
+            let name = url.rsplit('/').next().unwrap_or_default();
+            CheckpointStorage::open(parent)?.load(name)
+        }
+        _ => CompletedCheckpoint::load(&location.local_dir()),
     }
 }
 
 /// Writes the metadata that completes a checkpoint in `dir`.
-pub fn write_metadata(dir: &Path, metadata: &CheckpointMetadata) -> Result<(), StorageError> {
+fn write_metadata(dir: &Path, metadata: &CheckpointMetadata) -> Result<(), StorageError> {
     let path = dir.join(METADATA_FILE);
     let bytes = encode_file(METADATA_MAGIC, metadata)
         .map_err(|e| StorageError::Corrupt { path: path.clone(), reason: e.to_string() })?;
@@ -286,12 +430,12 @@ mod tests {
             }],
             enumerators: vec![],
         };
-        write_metadata(&dir, &metadata).unwrap();
+        storage.publish(&CheckpointStorage::checkpoint_name(id), &metadata).unwrap();
     }
 
     #[test]
     fn corrupt_or_incomplete_checkpoints_fall_back_and_old_ones_are_pruned() {
-        let storage = CheckpointStorage::new(dir("fallback"));
+        let storage = CheckpointStorage::open(dir("fallback").into()).unwrap();
         for id in 1..=3 {
             write_checkpoint(&storage, id);
         }
@@ -311,5 +455,73 @@ mod tests {
             storage.checkpoint_dir(4).exists(),
             "a checkpoint newer than the last completed one may still complete"
         );
+    }
+
+    /// The same rules in an S3-compatible object store (a local moto server): completed
+    /// checkpoints are found by their metadata, a corrupt or missing object falls back to the
+    /// previous checkpoint, shared files are kept while referenced, and pruning deletes objects.
+    #[cfg(feature = "s3")]
+    #[test]
+    fn object_store_checkpoints_fall_back_share_files_and_are_pruned() {
+        use super::super::remote::S3TestServer;
+        let server = S3TestServer::start("brisk").unwrap();
+        let options = server.options();
+        let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let url = format!("s3://brisk/unit-{}", std::process::id());
+        let storage = CheckpointStorage {
+            location: SnapshotLocation::ObjectStore(url.clone()),
+            local: dir("object-store"),
+            remote: Some(ObjectStoreDir::open_with(&url, &options).unwrap()),
+        };
+        let remote = ObjectStoreDir::open_with(&url, &options).unwrap();
+        let shared = storage.local.join(SHARED_DIR);
+        std::fs::create_dir_all(&shared).unwrap();
+        for id in 1..=3 {
+            // Checkpoint 1 refers to `a`, 2 and 3 to `b`.
+            let file = if id == 1 { "a" } else { "b" };
+            std::fs::write(shared.join(file), file).unwrap();
+            let task = format!("task-{id}");
+            let dir = storage.checkpoint_dir(id);
+            write_atomically(&dir.join(&task), &encode_task_state(&TaskStateFile::default()).unwrap()).unwrap();
+            let metadata = CheckpointMetadata {
+                id,
+                kind: SnapshotKind::Checkpoint,
+                timestamp: 0,
+                job_name: "t".into(),
+                max_parallelism: vec![],
+                tasks: vec![TaskStateHandle {
+                    subtask: 0,
+                    parallelism: 1,
+                    operator_ids: vec![],
+                    file: Some(task),
+                    size: 1,
+                    shared: vec![file.into()],
+                }],
+                enumerators: vec![],
+            };
+            storage.publish(&CheckpointStorage::checkpoint_name(id), &metadata).unwrap();
+        }
+        remote.write("chk-4/task-4", b"no metadata yet".to_vec()).unwrap();
+        assert_eq!(storage.completed_ids(), vec![3, 2, 1]);
+        assert_eq!(remote.list("shared").unwrap().files.len(), 2, "each shared file uploaded once");
+        // Break checkpoint 3 in the store; the local staging copy must not hide it.
+        let mut bytes = remote.read("chk-3/task-3").unwrap().unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        remote.write("chk-3/task-3", bytes).unwrap();
+        assert_eq!(storage.latest_valid().map(|c| c.metadata.id), Some(2), "a corrupt object makes 3 unusable");
+        remote.delete("chk-2/task-2").unwrap();
+        assert_eq!(storage.latest_valid().map(|c| c.metadata.id), Some(1), "a missing object makes 2 unusable");
+        // Restoring 1 downloaded its shared file into an empty staging directory.
+        std::fs::remove_dir_all(&storage.local).unwrap();
+        let restored = storage.latest_valid().unwrap();
+        assert_eq!(restored.metadata.id, 1);
+        assert_eq!(std::fs::read(shared.join("a")).unwrap(), b"a");
+        storage.prune(1);
+        assert_eq!(storage.completed_ids(), vec![3]);
+        assert_eq!(remote.list("shared").unwrap().files, vec!["b".to_string()], "only `a` was unreferenced");
+        assert!(remote.exists("chk-4/task-4").unwrap(), "a newer checkpoint in progress is kept");
+        storage.delete_all();
+        assert_eq!(remote.list("").unwrap().dirs, vec!["chk-4".to_string()]);
     }
 }

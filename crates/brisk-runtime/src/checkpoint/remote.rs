@@ -1,0 +1,273 @@
+//! Snapshot files in an S3-compatible object store (through the `object_store` crate, behind
+//! the `s3` feature). Credentials, region and endpoint come from the standard `AWS_*`
+//! environment variables (`AWS_ENDPOINT` and `AWS_ALLOW_HTTP=true` for a local server).
+
+use super::storage::StorageError;
+
+/// One directory of an object store; names are relative to it and `/`-separated.
+pub struct ObjectStoreDir {
+    #[cfg(feature = "s3")]
+    inner: enabled::Dir,
+    #[cfg(not(feature = "s3"))]
+    never: std::convert::Infallible,
+}
+
+/// Files and subdirectories directly inside a directory.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Subdirectory names.
+    pub dirs: Vec<String>,
+    /// File names.
+    pub files: Vec<String>,
+}
+
+#[cfg(not(feature = "s3"))]
+impl ObjectStoreDir {
+    /// Without the `s3` feature there is no object store to open.
+    pub fn open(url: &str) -> Result<Self, StorageError> {
+        Err(StorageError::Unsupported(format!(
+            "'{url}' is in an object store, and this build of Brisk has no object-store support; \
+             rebuild with `--features s3`"
+        )))
+    }
+    /// Unreachable: no directory can be opened.
+    pub fn list(&self, _dir: &str) -> Result<Listing, StorageError> {
+        match self.never {}
+    }
+    /// Unreachable: no directory can be opened.
+    pub fn read(&self, _name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        match self.never {}
+    }
+    /// Unreachable: no directory can be opened.
+    pub fn write(&self, _name: &str, _bytes: Vec<u8>) -> Result<(), StorageError> {
+        match self.never {}
+    }
+    /// Unreachable: no directory can be opened.
+    pub fn exists(&self, _name: &str) -> Result<bool, StorageError> {
+        match self.never {}
+    }
+    /// Unreachable: no directory can be opened.
+    pub fn delete(&self, _name: &str) -> Result<(), StorageError> {
+        match self.never {}
+    }
+}
+
+#[cfg(feature = "s3")]
+impl ObjectStoreDir {
+    /// Connects to the bucket of `url` (`s3://bucket/path`).
+    pub fn open(url: &str) -> Result<Self, StorageError> {
+        Self::open_with(url, &[])
+    }
+    /// Like `open`, with `object_store` S3 options (`aws_endpoint`, `aws_allow_http`, ...)
+    /// over the environment's.
+    pub fn open_with(url: &str, options: &[(&str, &str)]) -> Result<Self, StorageError> {
+        enabled::Dir::open(url, options).map(|inner| ObjectStoreDir { inner })
+    }
+    /// What is directly inside `dir` (`""`: this directory).
+    pub fn list(&self, dir: &str) -> Result<Listing, StorageError> {
+        self.inner.list(dir)
+    }
+    /// The file's bytes, `None` if there is no such file.
+    pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.read(name)
+    }
+    /// Writes a whole file (object stores make a put visible all at once).
+    pub fn write(&self, name: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        self.inner.write(name, bytes)
+    }
+    /// Whether the file exists.
+    pub fn exists(&self, name: &str) -> Result<bool, StorageError> {
+        self.inner.exists(name)
+    }
+    /// Deletes a file; a missing one is not an error.
+    pub fn delete(&self, name: &str) -> Result<(), StorageError> {
+        self.inner.delete(name)
+    }
+}
+
+impl ObjectStoreDir {
+    /// Deletes every file directly inside `dir`.
+    pub fn delete_dir(&self, dir: &str) -> Result<(), StorageError> {
+        for file in self.list(dir)?.files {
+            self.delete(&format!("{dir}/{file}"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "s3")]
+mod enabled {
+    use super::{Listing, StorageError};
+    use object_store::aws::AmazonS3Builder;
+    use object_store::path::Path as ObjectPath;
+    use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+    use std::sync::Arc;
+
+    pub(super) struct Dir {
+        store: Arc<dyn ObjectStore>,
+        prefix: ObjectPath,
+        url: String,
+        // The rest of Brisk is synchronous: each call runs to completion on this runtime.
+        runtime: tokio::runtime::Runtime,
+    }
+
+    impl Dir {
+        pub(super) fn open(url: &str, options: &[(&str, &str)]) -> Result<Self, StorageError> {
+            let error = |reason: String| StorageError::ObjectStore { action: "open", url: url.to_string(), reason };
+            let rest = url.strip_prefix("s3://").ok_or_else(|| error("not an s3:// URL".into()))?;
+            let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            for (key, value) in options {
+                let key = key.parse().map_err(|e: object_store::Error| error(e.to_string()))?;
+                builder = builder.with_config(key, *value);
+            }
+            let store = builder.build().map_err(|e| error(e.to_string()))?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| error(format!("cannot start an I/O runtime: {e}")))?;
+            Ok(Dir { store: Arc::new(store), prefix: ObjectPath::from(path), url: url.to_string(), runtime })
+        }
+
+        fn path(&self, name: &str) -> ObjectPath {
+            name.split('/').filter(|p| !p.is_empty()).fold(self.prefix.clone(), |p, part| p.join(part))
+        }
+
+        fn error(&self, action: &'static str, name: &str, e: object_store::Error) -> StorageError {
+            StorageError::ObjectStore { action, url: format!("{}/{name}", self.url), reason: e.to_string() }
+        }
+
+        pub(super) fn list(&self, dir: &str) -> Result<Listing, StorageError> {
+            let path = self.path(dir);
+            let result = self
+                .runtime
+                .block_on(self.store.list_with_delimiter(Some(&path)))
+                .map_err(|e| self.error("list", dir, e))?;
+            let last = |p: &ObjectPath| p.filename().map(str::to_string);
+            Ok(Listing {
+                dirs: result.common_prefixes.iter().filter_map(last).collect(),
+                files: result.objects.iter().filter_map(|o| last(&o.location)).collect(),
+            })
+        }
+
+        pub(super) fn read(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+            let path = self.path(name);
+            let result = self.runtime.block_on(async {
+                let got = self.store.get(&path).await?;
+                got.bytes().await
+            });
+            match result {
+                Ok(bytes) => Ok(Some(bytes.to_vec())),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.error("read", name, e)),
+            }
+        }
+
+        pub(super) fn write(&self, name: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+            let path = self.path(name);
+            self.runtime
+                .block_on(self.store.put(&path, PutPayload::from(bytes)))
+                .map(|_| ())
+                .map_err(|e| self.error("write", name, e))
+        }
+
+        pub(super) fn exists(&self, name: &str) -> Result<bool, StorageError> {
+            let path = self.path(name);
+            match self.runtime.block_on(self.store.head(&path)) {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(self.error("look up", name, e)),
+            }
+        }
+
+        pub(super) fn delete(&self, name: &str) -> Result<(), StorageError> {
+            let path = self.path(name);
+            match self.runtime.block_on(self.store.delete(&path)) {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self.error("delete", name, e)),
+            }
+        }
+    }
+}
+
+/// A local S3-compatible server for tests: moto's server (PyPI `moto[server]`, which
+/// scripts/test.sh installs) on a free port of 127.0.0.1, with one bucket; stopped when dropped.
+#[cfg(feature = "s3")]
+pub struct S3TestServer {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+#[cfg(feature = "s3")]
+impl S3TestServer {
+    /// Starts the server and creates `bucket`.
+    pub fn start(bucket: &str) -> Result<Self, String> {
+        use std::io::{Read, Write};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let child = std::process::Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start `python3 -m moto.server`: {e}"))?;
+        let mut server = S3TestServer { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let started = std::time::Instant::now();
+        loop {
+            // Anonymous bucket creation: moto accepts unsigned requests.
+            let created = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
+                write!(
+                    stream,
+                    "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )?;
+                let mut response = String::new();
+                stream.read_to_string(&mut response)?;
+                Ok(response)
+            });
+            match created {
+                Ok(response) if response.starts_with("HTTP/1.1 200") => return Ok(server),
+                Ok(response) => return Err(format!("the moto server did not create bucket {bucket}: {response}")),
+                Err(_) if started.elapsed() < std::time::Duration::from_secs(30) => {
+                    if let Ok(Some(status)) = server.child.try_wait() {
+                        return Err(format!(
+                            "the moto server exited ({status}); install it with `pip install 'moto[server]'`"
+                        ));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100))
+                }
+                Err(e) => return Err(format!("the moto server did not start on port {port}: {e}")),
+            }
+        }
+    }
+
+    /// The server's URL.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The environment a process needs to reach the server (`AWS_*` variables).
+    pub fn environment(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    /// The same settings as `object_store` options, for `ObjectStoreDir::open_with`.
+    pub fn options(&self) -> Vec<(String, String)> {
+        self.environment().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect()
+    }
+}
+
+#[cfg(feature = "s3")]
+impl Drop for S3TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
