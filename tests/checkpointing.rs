@@ -8,12 +8,14 @@ mod common;
 
 use brisk::prelude::*;
 use brisk::runtime::checkpoint::coordinator::CheckpointStatus;
-use brisk::runtime::checkpoint::{CheckpointConfig, CheckpointingMode, RestartStrategy};
+use brisk::runtime::checkpoint::{CheckpointConfig, CheckpointingMode, FailoverStrategy, RestartStrategy};
 use brisk::runtime::failure::{FailureInjector, InjectionPoint, PlannedFailure};
 use brisk::sinks::FileSink;
 use common::temp_dir;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const KEYS: u64 = 50;
@@ -437,4 +439,93 @@ fn savepoints_move_between_state_backends() {
     actual.sort();
     assert_eq!(actual.len(), expected.len());
     assert!(actual == expected, "the job continued exactly across backends");
+}
+
+/// Opens counted per subtask, and a map that fails once, in subtask 1, after 3000 records.
+#[derive(Clone)]
+struct FailOnce {
+    opens: Arc<Mutex<Vec<usize>>>,
+    failed: Arc<AtomicBool>,
+    subtask: usize,
+    seen: u64,
+}
+
+impl RichFunction for FailOnce {
+    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<(), BoxError> {
+        self.subtask = ctx.index_of_this_subtask();
+        self.seen = 0;
+        self.opens.lock().expect("opens").push(self.subtask);
+        Ok(())
+    }
+}
+
+impl RichMapFunction<u64, String> for FailOnce {
+    fn map(&mut self, value: u64) -> Result<String, BoxError> {
+        self.seen += 1;
+        if self.subtask == 1 && self.seen == 3000 && !self.failed.swap(true, Ordering::SeqCst) {
+            return Err("planned failure in subtask 1".into());
+        }
+        Ok(value.to_string())
+    }
+}
+
+/// Runs source → map → sink with only forward exchanges (each subtask its own pipelined
+/// region) at parallelism 3; returns the committed lines, how often each subtask opened, and
+/// the result.
+fn run_forward_job(
+    name: &str,
+    failover: FailoverStrategy,
+    fail: bool,
+) -> (Vec<String>, Vec<usize>, JobExecutionResult) {
+    let records = 30_000;
+    let dir = temp_dir(name);
+    let setup = Setup {
+        rocksdb: false,
+        mode: CheckpointingMode::ExactlyOnce,
+        unaligned: false,
+        parallelism: 3,
+        incremental: false,
+    };
+    let env = environment(setup, dir.join("checkpoints"));
+    let mut config = CheckpointConfig {
+        interval: Some(Duration::from_millis(50)),
+        directory: Some(dir.join("checkpoints").into()),
+        retained: 2,
+        ..CheckpointConfig::default()
+    };
+    config.failover = failover;
+    env.set_checkpoint_config(config);
+    let opens = Arc::new(Mutex::new(Vec::new()));
+    let map = FailOnce { opens: opens.clone(), failed: Arc::new(AtomicBool::new(!fail)), subtask: 0, seen: 0 };
+    env.from_source(
+        DataGeneratorSource::new(|i| i, records).with_rate_limit(60_000.0),
+        WatermarkStrategy::no_watermarks(),
+        "numbers",
+    )
+    .uid("numbers")
+    .rich_map(map)
+    .uid("fail-once")
+    .add_sink(FileSink::text(dir.join("out")))
+    .uid("sink")
+    .disable_chaining();
+    let result = env.execute(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut opens = opens.lock().expect("opens").clone();
+    opens.sort_unstable();
+    (committed_lines(&dir.join("out")), opens, result)
+}
+
+#[test]
+fn a_failure_restarts_only_its_pipelined_region() {
+    let (expected, opens, _) = run_forward_job("region-clean", FailoverStrategy::Region, false);
+    assert_eq!(expected.len(), 30_000);
+    assert_eq!(opens, vec![0, 1, 2]);
+    let (actual, opens, result) = run_forward_job("region-failover", FailoverStrategy::Region, true);
+    assert_eq!(result.restarts, 1);
+    assert_eq!(opens, vec![0, 1, 1, 2], "only subtask 1's region restarted");
+    assert_eq!(actual.len(), expected.len(), "same number of committed lines");
+    assert!(actual == expected, "committed output differs from the failure-free run");
+    let (actual, opens, result) = run_forward_job("full-failover", FailoverStrategy::Full, true);
+    assert_eq!(result.restarts, 1);
+    assert_eq!(opens, vec![0, 0, 1, 1, 2, 2], "the full strategy restarts every task");
+    assert!(actual == expected, "committed output differs from the failure-free run");
 }

@@ -3,13 +3,14 @@
 
 use crate::chain::{OneInputLink, TwoInputHead, TwoInputLink};
 use crate::channel::{CancelToken, ChannelReceiver, ChannelSender, TaskWaker, channel};
+use crate::checkpoint::CheckpointId;
 use crate::context::OperatorInfo;
 use crate::error::{TaskError, TaskResult};
 use crate::network::{InputGate, RecordWriterOutput};
 use crate::operator::{OneInputStreamOperator, TwoInputStreamOperator};
 use crate::output::{BroadcastingOutput, DiscardOutput, ErasedSideOutput, OperatorOutput, Output, SideOutput};
 use crate::partitioner::PartitionerSpec;
-use crate::source::{EnumeratorCell, SharedEnumerator, Source, SourceLink};
+use crate::source::{EnumeratorCell, SharedEnumerator, Source, SourceLink, SourceSplit};
 use crate::task::{OneInputStreamTask, SourceStreamTask, StreamTask, TwoInputStreamTask};
 use crate::watermark::WatermarkStrategy;
 use brisk_core::{BoxError, Data, StreamRecord};
@@ -286,17 +287,30 @@ pub trait SourceFactory: Send {
     fn is_bounded(&self) -> bool;
     /// The enumerator, shared by all readers of the node.
     fn create_enumerator(&self, parallelism: usize) -> Result<ErasedEnumerator, BoxError>;
-    /// Snapshots the enumerator for a checkpoint and pauses split assignment until each
+    /// Snapshots the enumerator for checkpoint `id` and pauses split assignment until each
     /// reader took its snapshot.
-    fn snapshot_enumerator(&self, enumerator: &ErasedEnumerator) -> Result<Vec<u8>, BoxError>;
+    fn snapshot_enumerator(&self, enumerator: &ErasedEnumerator, id: CheckpointId) -> Result<Vec<u8>, BoxError>;
     /// Lets readers take splits again (the checkpoint was abandoned).
     fn resume_enumerator(&self, enumerator: &ErasedEnumerator);
-    /// Restores the enumerator from its snapshot and the readers' in-progress splits.
+    /// Checkpoint `id` completed (readers restarted alone now restore from it or later).
+    fn enumerator_checkpoint_completed(&self, enumerator: &ErasedEnumerator, id: CheckpointId);
+    /// Restores the enumerator from its snapshot in checkpoint `id` and the readers'
+    /// in-progress splits.
     fn restore_enumerator(
         &self,
         enumerator: &ErasedEnumerator,
+        id: CheckpointId,
         state: &[u8],
         readers: &[Vec<u8>],
+    ) -> Result<(), BoxError>;
+    /// Reader `subtask` restarts alone from checkpoint `from`, where it was reading the splits
+    /// in `reader_state` (region failover): its splits go back to it.
+    fn reset_reader(
+        &self,
+        enumerator: &ErasedEnumerator,
+        subtask: usize,
+        from: CheckpointId,
+        reader_state: Option<&[u8]>,
     ) -> Result<(), BoxError>;
     /// The source task of one subtask.
     fn create_task(
@@ -337,15 +351,33 @@ impl<T: Data, S: Source<T>> SourceFactory for SourceFactoryImpl<T, S> {
         Ok(Arc::new(enumerator))
     }
 
-    fn snapshot_enumerator(&self, enumerator: &ErasedEnumerator) -> Result<Vec<u8>, BoxError> {
-        let cell = enumerator
-            .downcast_ref::<SharedEnumerator<S::Split>>()
-            .ok_or("internal error: split enumerator of another type")?;
-        cell.snapshot_for_checkpoint()
+    fn snapshot_enumerator(&self, enumerator: &ErasedEnumerator, id: CheckpointId) -> Result<Vec<u8>, BoxError> {
+        cell::<S::Split>(enumerator)?.snapshot_for_checkpoint(id)
+    }
+
+    fn enumerator_checkpoint_completed(&self, enumerator: &ErasedEnumerator, id: CheckpointId) {
+        if let Ok(cell) = cell::<S::Split>(enumerator) {
+            cell.checkpoint_completed(id);
+        }
+    }
+
+    fn reset_reader(
+        &self,
+        enumerator: &ErasedEnumerator,
+        subtask: usize,
+        from: CheckpointId,
+        reader_state: Option<&[u8]>,
+    ) -> Result<(), BoxError> {
+        let checkpointed = match reader_state {
+            Some(bytes) => decode_splits::<S::Split>(bytes)?,
+            None => Vec::new(),
+        };
+        cell::<S::Split>(enumerator)?.reset_reader(subtask, from, checkpointed);
+        Ok(())
     }
 
     fn resume_enumerator(&self, enumerator: &ErasedEnumerator) {
-        if let Some(cell) = enumerator.downcast_ref::<SharedEnumerator<S::Split>>() {
+        if let Ok(cell) = cell::<S::Split>(enumerator) {
             cell.resume_all();
         }
     }
@@ -353,19 +385,16 @@ impl<T: Data, S: Source<T>> SourceFactory for SourceFactoryImpl<T, S> {
     fn restore_enumerator(
         &self,
         enumerator: &ErasedEnumerator,
+        id: CheckpointId,
         state: &[u8],
         readers: &[Vec<u8>],
     ) -> Result<(), BoxError> {
-        let cell = enumerator
-            .downcast_ref::<SharedEnumerator<S::Split>>()
-            .ok_or("internal error: split enumerator of another type")?;
+        let cell = cell::<S::Split>(enumerator)?;
         let mut in_progress = Vec::new();
         for bytes in readers {
-            let splits: Vec<S::Split> = brisk_state::codec::decode(bytes)
-                .map_err(|e| format!("a reader's split positions do not decode: {e}"))?;
-            in_progress.extend(splits);
+            in_progress.extend(decode_splits::<S::Split>(bytes)?);
         }
-        cell.restore(state, in_progress)
+        cell.restore(id, state, in_progress)
     }
 
     fn create_task(
@@ -383,6 +412,18 @@ impl<T: Data, S: Source<T>> SourceFactory for SourceFactoryImpl<T, S> {
         let head = SourceLink::new(self.source, self.strategy, enumerator, out, info);
         Ok(Box::new(SourceStreamTask::new(Box::new(head))))
     }
+}
+
+/// A reader's checkpointed split positions.
+fn decode_splits<S: SourceSplit>(bytes: &[u8]) -> Result<Vec<S>, BoxError> {
+    brisk_state::codec::decode(bytes).map_err(|e| format!("a reader's split positions do not decode: {e}").into())
+}
+
+/// The typed enumerator behind an erased one.
+fn cell<S: SourceSplit>(enumerator: &ErasedEnumerator) -> Result<&SharedEnumerator<S>, BoxError> {
+    enumerator
+        .downcast_ref::<SharedEnumerator<S>>()
+        .ok_or_else(|| "internal error: split enumerator of another type".into())
 }
 
 /// How a node's operator is created.

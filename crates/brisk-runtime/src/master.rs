@@ -8,13 +8,15 @@ use crate::checkpoint::coordinator::{CheckpointCoordinator, CheckpointStats, Com
 use crate::checkpoint::restore::JobRestore;
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::checkpoint::{
-    CheckpointBarrier, CheckpointId, ExternalizedCheckpointRetention, FINAL_CHECKPOINT, SnapshotKind, SnapshotLocation,
-    TaskEvent,
+    CheckpointBarrier, CheckpointId, ExternalizedCheckpointRetention, FINAL_CHECKPOINT, FailoverStrategy, SnapshotKind,
+    SnapshotLocation, TaskEvent,
 };
 use crate::error::{JobError, TaskError, lock};
 use crate::mailbox::{Mail, Mailbox};
 use crate::metrics::AccumulatorValue;
-use crate::minicluster::{Attempt, Deployable, JobExecutionResult, OperatorMetricsSummary, TaskOutcome, deploy};
+use crate::minicluster::{
+    Attempt, Deployable, JobExecutionResult, OperatorMetricsSummary, TaskOutcome, deploy, redeploy_region,
+};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -103,6 +105,11 @@ struct Master {
     /// When the last failure happened, until the restarted tasks all run.
     failed_at: Option<Instant>,
     recoveries: Vec<Duration>,
+    restarts: RestartState,
+    /// What a restart restores when no checkpoint completed yet: the snapshot the job
+    /// started from, or the one the last full restart used.
+    fallback: Option<JobRestore>,
+    events: Sender<TaskEvent>,
 }
 
 /// The job's checkpoint storage, if checkpointing is enabled (by default under the system
@@ -132,6 +139,7 @@ pub(crate) fn run_master(
     let job_name = deployable.options.defaults.job_name.clone();
     let started = Instant::now();
     let config = deployable.options.checkpoint.clone();
+    let restart_strategy = deployable.options.restart_strategy.clone();
     let coordinator = storage.map(|storage| {
         let max_parallelism = deployable
             .job
@@ -157,11 +165,11 @@ pub(crate) fn run_master(
         in_progress: Vec::new(),
         failed_at: None,
         recoveries: Vec::new(),
+        restarts: RestartState { tracker: RestartTracker::new(restart_strategy), count: 0 },
+        fallback: restore,
+        events,
     };
-    let mut restarts =
-        RestartState { tracker: RestartTracker::new(master.deployable.options.restart_strategy.clone()), count: 0 };
     let mut attempt = first;
-    let mut initial = restore;
     let result = loop {
         if let Some(c) = &mut master.coordinator {
             c.start_attempt(attempt.tasks.clone());
@@ -169,7 +177,7 @@ pub(crate) fn run_master(
         let end = master.run_attempt(&mut attempt, &receiver);
         master.publish_history();
         match end {
-            AttemptEnd::Finished(outcomes) => break Ok(master.result(&job_name, outcomes, started, restarts.count)),
+            AttemptEnd::Finished(outcomes) => break Ok(master.result(&job_name, outcomes, started)),
             AttemptEnd::Cancelled => {
                 info!(job = %job_name, "job cancelled");
                 if let Some(c) = &master.coordinator
@@ -181,24 +189,19 @@ pub(crate) fn run_master(
                 break Err(JobError::Cancelled(job_name.clone()));
             }
             AttemptEnd::Failed { task, cause } => {
-                let Some(delay) = restarts.tracker.on_failure() else {
+                let Some(delay) = master.restarts.tracker.on_failure() else {
                     warn!(job = %job_name, task = %task, error = %cause, "job failed");
                     break Err(JobError::TaskFailed { job: job_name.clone(), task, cause });
                 };
-                restarts.count += 1;
-                warn!(job = %job_name, task = %task, error = %cause, restart = restarts.count, delay_ms = delay.as_millis() as u64, "task failed; restarting the job");
+                master.restarts.count += 1;
+                warn!(job = %job_name, task = %task, error = %cause, restart = master.restarts.count, delay_ms = delay.as_millis() as u64, "task failed; restarting the job");
                 if !sleep_unless_cancelled(&control, delay) {
                     break Err(JobError::Cancelled(job_name.clone()));
                 }
-                let latest = master.coordinator.as_ref().and_then(|c| c.storage().latest_valid()).map(JobRestore::new);
-                // Before the first checkpoint of this run, the snapshot the job started from.
-                let restore = latest.or_else(|| initial.take());
-                if let Some(r) = &restore {
-                    info!(job = %job_name, checkpoint = r.id(), "restoring from checkpoint");
-                    initial = Some(r.clone());
-                }
-                let (events_for_tasks, number) = (events.clone(), attempt.number + 1);
-                attempt = match deploy(&master.deployable, restore.as_ref(), number, &events_for_tasks, &control) {
+                let restore = master.restore_point();
+                master.fallback = restore.clone();
+                let number = attempt.number + 1;
+                attempt = match deploy(&master.deployable, restore.as_ref(), number, &master.events, &control) {
                     Ok(a) => a,
                     Err(e) => break Err(e),
                 };
@@ -216,6 +219,48 @@ pub(crate) fn run_master(
 struct RestartState {
     tracker: RestartTracker,
     count: usize,
+}
+
+/// Failed pipelined regions of an attempt, on their way back.
+struct RegionStates {
+    /// The failure that brought each region down (the first real cause).
+    failure: Vec<Option<TaskOutcome>>,
+    /// When each region that is down starts again.
+    restart_at: Vec<Option<Instant>>,
+    /// Set when the restart strategy gave up: the attempt fails with it.
+    job_failure: Option<TaskOutcome>,
+}
+
+impl RegionStates {
+    fn new(regions: usize) -> Self {
+        RegionStates {
+            failure: (0..regions).map(|_| None).collect(),
+            restart_at: vec![None; regions],
+            job_failure: None,
+        }
+    }
+
+    /// Records a task failure; a real cause replaces a consequence of one.
+    fn failed(&mut self, region: usize, outcome: TaskOutcome) {
+        let is_cause = |o: &TaskOutcome| o.result.as_ref().is_err_and(|e| !e.is_consequence());
+        let slot = &mut self.failure[region];
+        if slot.as_ref().is_none_or(|known| !is_cause(known) && is_cause(&outcome)) {
+            *slot = Some(outcome);
+        }
+    }
+
+    /// Whether a region is down.
+    fn recovering(&self) -> bool {
+        self.failure.iter().any(Option::is_some) || self.restart_at.iter().any(Option::is_some)
+    }
+}
+
+/// Waits for a task's thread and takes its outcome.
+fn join_task(thread: std::thread::JoinHandle<TaskOutcome>) -> TaskOutcome {
+    thread.join().unwrap_or_else(|_| TaskOutcome {
+        task_name: "unknown".into(),
+        result: Err(TaskError::msg("a task thread died unexpectedly")),
+    })
 }
 
 fn sanitize(name: &str) -> String {
@@ -240,23 +285,39 @@ impl Master {
         }
     }
 
+    /// The latest valid checkpoint, else the fallback.
+    fn restore_point(&self) -> Option<JobRestore> {
+        let latest = self.coordinator.as_ref().and_then(|c| c.storage().latest_valid()).map(JobRestore::new);
+        let restore = latest.or_else(|| self.fallback.clone());
+        if let Some(r) = &restore {
+            info!(checkpoint = r.id(), "restoring from checkpoint");
+        }
+        restore
+    }
+
     fn fail_savepoints(&mut self, reason: &str) {
         for request in self.savepoints.drain(..) {
             let _ = request.reply.send(Err(reason.to_string()));
         }
     }
 
-    /// Runs one attempt until all its tasks ended.
+    /// Runs one attempt until all its tasks ended. With region failover, a failed region's
+    /// tasks are restarted within the attempt while the other regions keep running.
     fn run_attempt(&mut self, attempt: &mut Attempt, receiver: &Receiver<TaskEvent>) -> AttemptEnd {
         let tasks = attempt.threads.len();
-        let mut ended = 0;
+        let regional = self.coordinator.is_some()
+            && self.deployable.options.checkpoint.failover == FailoverStrategy::Region
+            && attempt.regions() > 1;
+        let mut regions = RegionStates::new(attempt.regions());
+        let mut ended = vec![false; tasks];
+        let mut outcomes: Vec<Option<TaskOutcome>> = (0..tasks).map(|_| None).collect();
         let mut input_finished = vec![false; tasks];
+        let mut running = vec![false; tasks];
         let mut final_sent = false;
         let mut cancelled = false;
-        let mut running = 0;
         let mut first_end: Option<Instant> = None;
         loop {
-            if ended == tasks {
+            if ended.iter().all(|e| *e) && (cancelled || regions.job_failure.is_some() || !regions.recovering()) {
                 break;
             }
             if !cancelled && self.control.cancel.load(Ordering::Acquire) {
@@ -270,13 +331,30 @@ impl Master {
                 .map(|t| t.saturating_duration_since(Instant::now()))
                 .unwrap_or(Duration::from_millis(50));
             match receiver.recv_timeout(wait.clamp(Duration::from_millis(1), Duration::from_millis(50))) {
-                Ok(TaskEvent::Ended(_)) => {
-                    ended += 1;
+                Ok(TaskEvent::Ended(task)) => {
+                    if let Some(e) = ended.get_mut(task) {
+                        *e = true;
+                    }
                     first_end.get_or_insert_with(Instant::now);
+                    let Some(outcome) = attempt.threads.get_mut(task).and_then(Option::take).map(join_task) else {
+                        continue;
+                    };
+                    if outcome.result.is_err() && !cancelled {
+                        if regional && regions.job_failure.is_none() {
+                            let region = attempt.region_of[task];
+                            attempt.cancel_region(region);
+                            regions.failed(region, outcome);
+                            continue;
+                        }
+                        attempt.cancel();
+                    }
+                    outcomes[task] = Some(outcome);
                 }
-                Ok(TaskEvent::Running(_)) => {
-                    running += 1;
-                    if running == tasks
+                Ok(TaskEvent::Running(task)) => {
+                    if let Some(r) = running.get_mut(task) {
+                        *r = true;
+                    }
+                    if running.iter().all(|r| *r)
                         && let Some(failed_at) = self.failed_at.take()
                     {
                         self.recoveries.push(failed_at.elapsed());
@@ -310,6 +388,18 @@ impl Master {
             if cancelled || attempt.cancel.is_cancelled() {
                 continue;
             }
+            if regional {
+                let reset = self.recover_regions(attempt, &mut regions, &ended);
+                for task in reset {
+                    ended[task] = false;
+                    running[task] = false;
+                    input_finished[task] = false;
+                }
+                if regions.recovering() {
+                    // No checkpoint can complete without the failed tasks.
+                    continue;
+                }
+            }
             self.handle_commands(attempt, &input_finished);
             if let Some(c) = &mut self.coordinator {
                 let now = Instant::now();
@@ -335,14 +425,13 @@ impl Master {
                 attempt.broadcast(|| Mail::CheckpointComplete(FINAL_CHECKPOINT));
             }
         }
-        let outcomes: Vec<TaskOutcome> = attempt
-            .threads
-            .drain(..)
-            .map(|t| {
-                t.join().unwrap_or_else(|_| TaskOutcome {
-                    task_name: "unknown".into(),
-                    result: Err(TaskError::msg("a task thread died unexpectedly")),
-                })
+        let outcomes: Vec<TaskOutcome> = outcomes
+            .into_iter()
+            .zip(attempt.threads.drain(..))
+            .map(|(outcome, thread)| match (outcome, thread) {
+                (Some(outcome), _) => outcome,
+                (None, Some(thread)) => join_task(thread),
+                (None, None) => TaskOutcome { task_name: "unknown".into(), result: Err(TaskError::Cancelled) },
             })
             .collect();
         if cancelled {
@@ -357,24 +446,99 @@ impl Master {
                 )),
             };
         }
-        let failure = outcomes
-            .iter()
-            .position(|o| o.result.as_ref().is_err_and(|e| !e.is_consequence()))
-            .or_else(|| outcomes.iter().position(|o| o.result.is_err()));
-        if failure.is_some() {
-            self.failed_at = first_end;
-        }
-        match failure {
-            Some(i) => {
+        let failure = regions.job_failure.take().map(Ok).unwrap_or_else(|| {
+            let position = outcomes
+                .iter()
+                .position(|o| o.result.as_ref().is_err_and(|e| !e.is_consequence()))
+                .or_else(|| outcomes.iter().position(|o| o.result.is_err()));
+            Err(position)
+        });
+        let failure = match failure {
+            Ok(outcome) => Some(outcome),
+            Err(Some(i)) => {
+                self.failed_at = first_end;
                 let mut outcomes = outcomes;
-                let outcome = outcomes.swap_remove(i);
-                match outcome.result {
-                    Err(cause) => AttemptEnd::Failed { task: outcome.task_name, cause },
-                    Ok(_) => AttemptEnd::Finished(outcomes),
+                Some(outcomes.swap_remove(i))
+            }
+            Err(None) => return AttemptEnd::Finished(outcomes),
+        };
+        match failure.map(|o| (o.task_name, o.result)) {
+            Some((task, Err(cause))) => AttemptEnd::Failed { task, cause },
+            _ => AttemptEnd::Failed { task: "job master".into(), cause: TaskError::msg("a failure was lost") },
+        }
+    }
+
+    /// Region failover: schedules the restart of regions whose tasks all ended after a
+    /// failure (or fails the job when the restart strategy says so), and restarts those whose
+    /// delay passed. Returns the tasks that were started again.
+    fn recover_regions(&mut self, attempt: &mut Attempt, regions: &mut RegionStates, ended: &[bool]) -> Vec<usize> {
+        let now = Instant::now();
+        let mut restarted = Vec::new();
+        for region in 0..attempt.regions() {
+            let down = attempt.tasks_of(region).all(|t| ended[t]);
+            if down
+                && regions.restart_at[region].is_none()
+                && let Some(failure) = &regions.failure[region]
+            {
+                let error = failure.result.as_ref().err().map(ToString::to_string).unwrap_or_default();
+                match self.restarts.tracker.on_failure() {
+                    Some(delay) => {
+                        self.restarts.count += 1;
+                        warn!(task = %failure.task_name, error = %error, region, restart = self.restarts.count, delay_ms = delay.as_millis() as u64, "task failed; restarting its pipelined region");
+                        regions.restart_at[region] = Some(now + delay);
+                        self.failed_at.get_or_insert(now);
+                        self.abandon_checkpoints(attempt, "a region restarted");
+                    }
+                    None => {
+                        warn!(task = %failure.task_name, error = %error, "job failed");
+                        regions.job_failure = regions.failure[region].take();
+                        attempt.cancel();
+                        return restarted;
+                    }
                 }
             }
-            None => AttemptEnd::Finished(outcomes),
+            if regions.restart_at[region].is_some_and(|at| now >= at) {
+                regions.restart_at[region] = None;
+                regions.failure[region] = None;
+                let restore = self.restore_point();
+                let number = self.restarts.count;
+                match redeploy_region(
+                    &self.deployable,
+                    attempt,
+                    region,
+                    restore.as_ref(),
+                    number,
+                    &self.events,
+                    &self.control,
+                ) {
+                    Ok(()) => restarted.extend(attempt.tasks_of(region)),
+                    Err(e) => {
+                        regions.job_failure = Some(TaskOutcome {
+                            task_name: format!("region {region}"),
+                            result: Err(TaskError::msg(format!("cannot restart the region: {e}"))),
+                        });
+                        attempt.cancel();
+                        return restarted;
+                    }
+                }
+            }
         }
+        restarted
+    }
+
+    /// Abandons the checkpoints in progress (tasks restart), without counting them as failed.
+    fn abandon_checkpoints(&mut self, attempt: &Attempt, reason: &str) {
+        let Some(c) = &mut self.coordinator else { return };
+        for id in c.abandon_pending(reason) {
+            self.in_progress.retain(|b| b.id != id);
+            attempt.broadcast(|| Mail::CheckpointAborted(id));
+            if let Some(i) = self.savepoints.iter().position(|s| s.id == id) {
+                let request = self.savepoints.swap_remove(i);
+                let _ = request.reply.send(Err(reason.to_string()));
+            }
+        }
+        attempt.sources.iter().for_each(|(_, f, e)| f.resume_enumerator(e));
+        self.publish_history();
     }
 
     fn fail_job_for_checkpoints(&mut self, attempt: &Attempt) {
@@ -394,8 +558,9 @@ impl Master {
     ) -> Option<CheckpointId> {
         let coordinator = self.coordinator.as_mut()?;
         let mut enumerators = Vec::new();
+        let id = coordinator.next_checkpoint_id();
         for (operator_id, factory, enumerator) in &attempt.sources {
-            match factory.snapshot_enumerator(enumerator) {
+            match factory.snapshot_enumerator(enumerator, id) {
                 Ok(state) => enumerators.push((operator_id.clone(), state)),
                 Err(e) => {
                     warn!(error = %e, "cannot snapshot a source's splits; skipping the checkpoint");
@@ -436,6 +601,9 @@ impl Master {
 
     fn on_completed(&mut self, attempt: &Attempt, done: Completed) {
         self.in_progress.retain(|b| b.id > done.id);
+        if done.kind == SnapshotKind::Checkpoint {
+            attempt.sources.iter().for_each(|(_, f, e)| f.enumerator_checkpoint_completed(e, done.id));
+        }
         attempt.broadcast(|| Mail::CheckpointComplete(done.id));
         self.publish_history();
         if let Some(i) = self.savepoints.iter().position(|s| s.id == done.id) {
@@ -493,13 +661,7 @@ impl Master {
         }
     }
 
-    fn result(
-        &self,
-        job_name: &str,
-        outcomes: Vec<TaskOutcome>,
-        started: Instant,
-        restarts: usize,
-    ) -> JobExecutionResult {
+    fn result(&self, job_name: &str, outcomes: Vec<TaskOutcome>, started: Instant) -> JobExecutionResult {
         let job = &self.deployable.job;
         let graph = &self.deployable.graph;
         let mut per_node: Vec<OperatorMetricsSummary> = graph
@@ -537,6 +699,7 @@ impl Master {
             }
         }
         let net_runtime = started.elapsed();
+        let restarts = self.restarts.count;
         info!(job = %job_name, runtime_ms = net_runtime.as_millis() as u64, restarts, "job finished");
         if let Some(c) = &self.coordinator
             && self.stopped_with.is_none()

@@ -198,27 +198,55 @@ pub(crate) struct TaskOutcome {
     pub result: TaskResult<TaskReport>,
 }
 
+/// A source node's operator id, factory and split enumerator.
+pub(crate) type SourceNode = (String, Box<dyn SourceFactory>, ErasedEnumerator);
+
 /// One attempt at running the job: its tasks, and what the master needs to reach them.
 pub(crate) struct Attempt {
     pub number: usize,
+    /// Set when the whole attempt is cancelled.
     pub cancel: CancelToken,
     pub wakers: Vec<Arc<TaskWaker>>,
     /// Every subtask's mailbox, by vertex and subtask index.
     pub mailboxes: Vec<Vec<Mailbox>>,
-    pub threads: Vec<JoinHandle<TaskOutcome>>,
+    /// Each task's thread until the master collected its outcome.
+    pub threads: Vec<Option<JoinHandle<TaskOutcome>>>,
     /// Source nodes: operator id, factory and enumerator.
-    pub sources: Vec<(String, Box<dyn SourceFactory>, ErasedEnumerator)>,
+    pub sources: Vec<SourceNode>,
     /// Task index of each source subtask.
     pub source_tasks: Vec<usize>,
     /// What the coordinator records per task.
     pub tasks: Vec<TaskDescriptor>,
+    /// The pipelined region of each task: tasks connected by channels share one.
+    pub region_of: Vec<usize>,
+    /// What stops the tasks of each region.
+    pub region_cancel: Vec<CancelToken>,
 }
 
 impl Attempt {
     /// Cancels every task of the attempt.
     pub fn cancel(&self) {
         self.cancel.cancel();
+        self.region_cancel.iter().for_each(CancelToken::cancel);
         self.wakers.iter().for_each(|w| w.wake());
+    }
+
+    /// Cancels the tasks of `region`.
+    pub fn cancel_region(&self, region: usize) {
+        if let Some(token) = self.region_cancel.get(region) {
+            token.cancel();
+        }
+        self.tasks_of(region).for_each(|t| self.wakers[t].wake());
+    }
+
+    /// The tasks of `region`.
+    pub fn tasks_of(&self, region: usize) -> impl Iterator<Item = usize> + '_ {
+        self.region_of.iter().enumerate().filter(move |(_, r)| **r == region).map(|(t, _)| t)
+    }
+
+    /// Number of regions.
+    pub fn regions(&self) -> usize {
+        self.region_cancel.len()
     }
 
     /// Sends `mail` to every task.
@@ -420,16 +448,54 @@ pub fn execute(graph: StreamGraph, options: JobOptions) -> Result<JobExecutionRe
     submit(graph, options)?.wait()
 }
 
-/// Builds the tasks of one attempt (restoring `restore`) and starts their threads.
-pub(crate) fn deploy(
+/// The tasks of one deployment, wired together, before their threads start.
+struct Plan {
+    wakers: Vec<Arc<TaskWaker>>,
+    /// By vertex and subtask.
+    mailboxes: Vec<Vec<Mailbox>>,
+    /// In task order; `None` for tasks outside the region being deployed.
+    deployments: Vec<Option<SubtaskDeployment>>,
+    tasks: Vec<TaskDescriptor>,
+    source_tasks: Vec<usize>,
+    region_of: Vec<usize>,
+}
+
+/// Each source node's split enumerator, restored from `restore`.
+fn create_enumerators(deployable: &Deployable, restore: Option<&JobRestore>) -> Result<Vec<SourceNode>, JobError> {
+    let Deployable { graph, job, options } = deployable;
+    let mut sources = Vec::new();
+    for v in &job.vertices {
+        if let NodeKind::Source(factory) = &graph.nodes[v.head].kind {
+            let operator = &graph.nodes[v.head].name;
+            let failed = |cause: brisk_core::BoxError| JobError::TaskFailed {
+                job: options.defaults.job_name.clone(),
+                task: v.name.clone(),
+                cause: TaskError::User(cause).in_operator(operator),
+            };
+            let enumerator = factory.create_enumerator(v.parallelism).map_err(failed)?;
+            let operator_id = job.operator_ids[v.head].clone();
+            if let Some(r) = restore
+                && let Some(state) = r.enumerator_state(&operator_id)
+            {
+                let readers = r.raw_states(&operator_id);
+                factory.restore_enumerator(&enumerator, r.id(), state, &readers).map_err(failed)?;
+            }
+            sources.push((operator_id, factory.clone_box(), enumerator));
+        }
+    }
+    Ok(sources)
+}
+
+/// Wires channels, mailboxes and operator chains for every task, and the restored state of
+/// the tasks of `only` (a region), or of all.
+fn plan(
     deployable: &Deployable,
     restore: Option<&JobRestore>,
     attempt: usize,
-    events: &Sender<TaskEvent>,
-    control: &Arc<JobControl>,
-) -> Result<Attempt, JobError> {
+    sources: &[SourceNode],
+    only: Option<usize>,
+) -> Result<Plan, JobError> {
     let Deployable { graph, job, options } = deployable;
-    let job_name = options.defaults.job_name.clone();
     // One waker per subtask, so channels can wake their consumer.
     let mut subtask_base = Vec::with_capacity(job.vertices.len());
     let mut wakers = Vec::new();
@@ -439,12 +505,13 @@ pub(crate) fn deploy(
             wakers.push(TaskWaker::new());
         }
     }
-    let waker_of = |vertex: usize, subtask: usize| wakers[subtask_base[vertex] + subtask].clone();
+    let task_of = |vertex: usize, subtask: usize| subtask_base[vertex] + subtask;
 
     // Channels of every exchange: senders by (edge, producer subtask), receivers by
-    // (consumer vertex, subtask, input).
+    // (consumer vertex, subtask, input). Tasks a channel connects share a region.
     let mut senders: HashMap<(usize, usize), Vec<ErasedSender>> = HashMap::new();
     let mut receivers: HashMap<(usize, usize, usize), Vec<ErasedReceiver>> = HashMap::new();
+    let mut regions = RegionBuilder::new(wakers.len());
     for (e, edge) in graph.edges.iter().enumerate() {
         if job.chained[e] {
             continue;
@@ -454,50 +521,41 @@ pub(crate) fn deploy(
         let kind = job.partitioners[e].kind;
         for producer in 0..pp {
             for consumer in connected_consumers(kind, producer, pp, cp) {
-                let (tx, rx) = edge.type_ops.channel(options.buffers_per_channel, waker_of(cv, consumer));
+                let (tx, rx) =
+                    edge.type_ops.channel(options.buffers_per_channel, wakers[task_of(cv, consumer)].clone());
                 senders.entry((e, producer)).or_default().push(tx);
                 receivers.entry((cv, consumer, edge.input)).or_default().push(rx);
+                regions.connect(task_of(pv, producer), task_of(cv, consumer));
             }
         }
     }
-
-    let mut sources = Vec::new();
-    let mut enumerators: HashMap<usize, ErasedEnumerator> = HashMap::new();
-    for v in &job.vertices {
-        if let NodeKind::Source(factory) = &graph.nodes[v.head].kind {
-            let operator = &graph.nodes[v.head].name;
-            let failed = |cause: brisk_core::BoxError| JobError::TaskFailed {
-                job: job_name.clone(),
-                task: v.name.clone(),
-                cause: TaskError::User(cause).in_operator(operator),
-            };
-            let enumerator = factory.create_enumerator(v.parallelism).map_err(failed)?;
-            let operator_id = job.operator_ids[v.head].clone();
-            if let Some(state) = restore.and_then(|r| r.enumerator_state(&operator_id)) {
-                let readers = restore.map(|r| r.raw_states(&operator_id)).unwrap_or_default();
-                factory.restore_enumerator(&enumerator, state, &readers).map_err(failed)?;
-            }
-            sources.push((operator_id, factory.clone_box(), enumerator.clone()));
-            enumerators.insert(v.head, enumerator);
-        }
-    }
+    let region_of = regions.finish();
 
     let slots = assign_slots(job, options.task_slots)?;
     let mailboxes: Vec<Vec<Mailbox>> = job
         .vertices
         .iter()
         .enumerate()
-        .map(|(vi, v)| (0..v.parallelism).map(|i| Mailbox::new(waker_of(vi, i))).collect())
+        .map(|(vi, v)| (0..v.parallelism).map(|i| Mailbox::new(wakers[task_of(vi, i)].clone())).collect())
         .collect();
     let mut deployments = Vec::new();
     let mut tasks = Vec::new();
     let mut source_tasks = Vec::new();
     for (vi, v) in job.vertices.iter().enumerate() {
         let chain_ids: Vec<String> = v.nodes.iter().map(|n| job.operator_ids[*n].clone()).collect();
+        let enumerator = sources.iter().find(|(id, _, _)| *id == job.operator_ids[v.head]).map(|(_, _, e)| e.clone());
         for (subtask, mailbox) in mailboxes[vi].iter().enumerate() {
-            debug!(task = %v.name, subtask, slot = slots[vi] + subtask, "assigned to slot");
+            let task = task_of(vi, subtask);
+            if enumerator.is_some() {
+                source_tasks.push(task);
+            }
+            tasks.push(TaskDescriptor { subtask, parallelism: v.parallelism, operator_ids: chain_ids.clone() });
             let head = chain_for(graph, job, v.head, subtask, &mut senders);
-            let input_type = graph.in_edges(v.head).next().map(|(_, e)| e.type_ops.clone());
+            if only.is_some_and(|r| r != region_of[task]) {
+                deployments.push(None);
+                continue;
+            }
+            debug!(task = %v.name, subtask, slot = slots[vi] + subtask, "assigned to slot");
             let task_restore = match restore {
                 Some(r) => Some(Arc::new(
                     r.for_subtask(&chain_ids, subtask, v.parallelism, v.max_parallelism)
@@ -505,13 +563,9 @@ pub(crate) fn deploy(
                 )),
                 None => None,
             };
-            if matches!(graph.nodes[v.head].kind, NodeKind::Source(_)) {
-                source_tasks.push(deployments.len());
-            }
-            tasks.push(TaskDescriptor { subtask, parallelism: v.parallelism, operator_ids: chain_ids.clone() });
-            deployments.push(SubtaskDeployment {
+            deployments.push(Some(SubtaskDeployment {
                 info: TaskInfo {
-                    job_name: job_name.clone(),
+                    job_name: options.defaults.job_name.clone(),
                     task_name: v.name.clone(),
                     subtask_index: subtask,
                     parallelism: v.parallelism,
@@ -523,42 +577,191 @@ pub(crate) fn deploy(
                     receivers.remove(&(vi, subtask, 1)).unwrap_or_default(),
                     receivers.remove(&(vi, subtask, 2)).unwrap_or_default(),
                 ],
-                input_type,
-                enumerator: enumerators.get(&v.head).cloned(),
-                waker: waker_of(vi, subtask),
+                input_type: graph.in_edges(v.head).next().map(|(_, e)| e.type_ops.clone()),
+                enumerator: enumerator.clone(),
+                waker: wakers[task].clone(),
                 mailbox: mailbox.clone(),
                 restore: task_restore,
-            });
+            }));
         }
     }
+    Ok(Plan { wakers, mailboxes, deployments, tasks, source_tasks, region_of })
+}
 
-    let cancel = CancelToken::new();
-    let first_failure = Arc::new(AtomicBool::new(false));
-    let mut threads = Vec::with_capacity(deployments.len());
-    for (index, deployment) in deployments.into_iter().enumerate() {
-        let name = deployment.info.name_with_subtask();
-        debug!(task = %name, attempt, "deploying subtask");
-        let runtime = SubtaskRuntime {
-            index,
-            options: options.clone(),
-            cancel: cancel.clone(),
-            wakers: wakers.clone(),
-            events: events.clone(),
-            records_read: control.records_read.clone(),
-            first_failure: first_failure.clone(),
+/// Groups tasks into pipelined regions (union-find over the channels between them).
+struct RegionBuilder {
+    parent: Vec<usize>,
+}
+
+impl RegionBuilder {
+    fn new(tasks: usize) -> Self {
+        RegionBuilder { parent: (0..tasks).collect() }
+    }
+
+    fn root(&mut self, mut task: usize) -> usize {
+        while self.parent[task] != task {
+            self.parent[task] = self.parent[self.parent[task]];
+            task = self.parent[task];
+        }
+        task
+    }
+
+    fn connect(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.root(a), self.root(b));
+        self.parent[ra.max(rb)] = ra.min(rb);
+    }
+
+    /// The region of each task, numbered from 0 in task order.
+    fn finish(mut self) -> Vec<usize> {
+        let mut numbers: HashMap<usize, usize> = HashMap::new();
+        (0..self.parent.len())
+            .map(|task| {
+                let root = self.root(task);
+                let next = numbers.len();
+                *numbers.entry(root).or_insert(next)
+            })
+            .collect()
+    }
+}
+
+/// What the subtasks of one region share while they run.
+struct RegionRuntime<'a> {
+    cancel: CancelToken,
+    first_failure: Arc<AtomicBool>,
+    wakers: &'a [Arc<TaskWaker>],
+    events: &'a Sender<TaskEvent>,
+    control: &'a Arc<JobControl>,
+}
+
+/// Starts the thread of task `index`.
+fn spawn(
+    options: &JobOptions,
+    index: usize,
+    deployment: SubtaskDeployment,
+    region: &RegionRuntime<'_>,
+) -> Result<JoinHandle<TaskOutcome>, JobError> {
+    let name = deployment.info.name_with_subtask();
+    debug!(task = %name, attempt = deployment.info.attempt_number, "deploying subtask");
+    let runtime = SubtaskRuntime {
+        index,
+        options: options.clone(),
+        cancel: region.cancel.clone(),
+        wakers: region.wakers.to_vec(),
+        events: region.events.clone(),
+        records_read: region.control.records_read.clone(),
+        first_failure: region.first_failure.clone(),
+    };
+    std::thread::Builder::new().name(name).spawn(move || run_subtask(deployment, runtime)).map_err(JobError::Spawn)
+}
+
+/// Builds the tasks of one attempt (restoring `restore`) and starts their threads.
+pub(crate) fn deploy(
+    deployable: &Deployable,
+    restore: Option<&JobRestore>,
+    attempt: usize,
+    events: &Sender<TaskEvent>,
+    control: &Arc<JobControl>,
+) -> Result<Attempt, JobError> {
+    let sources = create_enumerators(deployable, restore)?;
+    let plan = plan(deployable, restore, attempt, &sources, None)?;
+    let regions = plan.region_of.iter().max().map_or(0, |r| r + 1);
+    let region_cancel: Vec<CancelToken> = (0..regions).map(|_| CancelToken::new()).collect();
+    let first_failure: Vec<Arc<AtomicBool>> = (0..regions).map(|_| Arc::new(AtomicBool::new(false))).collect();
+    let mut attempt = Attempt {
+        number: attempt,
+        cancel: CancelToken::new(),
+        wakers: plan.wakers,
+        mailboxes: plan.mailboxes,
+        threads: Vec::new(),
+        sources,
+        source_tasks: plan.source_tasks,
+        tasks: plan.tasks,
+        region_of: plan.region_of,
+        region_cancel,
+    };
+    for (index, deployment) in plan.deployments.into_iter().enumerate() {
+        let Some(deployment) = deployment else { continue };
+        let region = attempt.region_of[index];
+        let runtime = RegionRuntime {
+            cancel: attempt.region_cancel[region].clone(),
+            first_failure: first_failure[region].clone(),
+            wakers: &attempt.wakers,
+            events,
+            control,
         };
-        let spawned = std::thread::Builder::new().name(name).spawn(move || run_subtask(deployment, runtime));
-        match spawned {
-            Ok(handle) => threads.push(handle),
+        match spawn(&deployable.options, index, deployment, &runtime) {
+            Ok(handle) => attempt.threads.push(Some(handle)),
             Err(e) => {
-                cancel.cancel();
-                wakers.iter().for_each(|w| w.wake());
-                return Err(JobError::Spawn(e));
+                attempt.cancel();
+                return Err(e);
             }
         }
     }
-    *lock(&control.mailboxes) = mailboxes.clone();
-    Ok(Attempt { number: attempt, cancel, wakers, mailboxes, threads, sources, source_tasks, tasks })
+    *lock(&control.mailboxes) = attempt.mailboxes.clone();
+    Ok(attempt)
+}
+
+/// Restarts the tasks of `region` alone (region failover), restored from `restore`; their
+/// readers get back the splits they held then and those they got since.
+pub(crate) fn redeploy_region(
+    deployable: &Deployable,
+    attempt: &mut Attempt,
+    region: usize,
+    restore: Option<&JobRestore>,
+    number: usize,
+    events: &Sender<TaskEvent>,
+    control: &Arc<JobControl>,
+) -> Result<(), JobError> {
+    let plan = plan(deployable, restore, number, &attempt.sources, Some(region))?;
+    for &task in &attempt.source_tasks {
+        if attempt.region_of[task] != region {
+            continue;
+        }
+        let descriptor = &attempt.tasks[task];
+        let Some(operator_id) = descriptor.operator_ids.first() else { continue };
+        let Some((_, factory, enumerator)) = attempt.sources.iter().find(|(id, _, _)| id == operator_id) else {
+            continue;
+        };
+        let from = restore.map_or(0, |r| r.id());
+        let state = restore.and_then(|r| r.raw_state_of(operator_id, descriptor.subtask, descriptor.parallelism));
+        factory.reset_reader(enumerator, descriptor.subtask, from, state).map_err(|e| JobError::TaskFailed {
+            job: deployable.options.defaults.job_name.clone(),
+            task: operator_id.clone(),
+            cause: TaskError::User(e),
+        })?;
+    }
+    attempt.region_cancel[region] = CancelToken::new();
+    let runtime_cancel = attempt.region_cancel[region].clone();
+    let first_failure = Arc::new(AtomicBool::new(false));
+    let mut task = 0;
+    for (vi, mailboxes) in plan.mailboxes.iter().enumerate() {
+        for (subtask, mailbox) in mailboxes.iter().enumerate() {
+            if plan.region_of[task] == region {
+                attempt.wakers[task] = plan.wakers[task].clone();
+                attempt.mailboxes[vi][subtask] = mailbox.clone();
+            }
+            task += 1;
+        }
+    }
+    for (index, deployment) in plan.deployments.into_iter().enumerate() {
+        let Some(deployment) = deployment else { continue };
+        let runtime = RegionRuntime {
+            cancel: runtime_cancel.clone(),
+            first_failure: first_failure.clone(),
+            wakers: &attempt.wakers,
+            events,
+            control,
+        };
+        match spawn(&deployable.options, index, deployment, &runtime) {
+            Ok(handle) => attempt.threads[index] = Some(handle),
+            Err(e) => {
+                attempt.cancel();
+                return Err(e);
+            }
+        }
+    }
+    *lock(&control.mailboxes) = attempt.mailboxes.clone();
+    Ok(())
 }
 
 /// Places subtasks into the mini cluster's slots as Flink's slot sharing does: subtask `i` of

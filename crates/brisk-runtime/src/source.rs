@@ -3,7 +3,7 @@
 
 use crate::chain::{LinkState, call_operator};
 use crate::channel::{CancelToken, TaskWaker};
-use crate::checkpoint::OperatorSnapshot;
+use crate::checkpoint::{CheckpointId, OperatorSnapshot};
 use crate::context::{OperatorInfo, TaskContext};
 use crate::error::{TaskError, TaskResult, lock};
 use crate::metrics::OperatorReport;
@@ -188,6 +188,19 @@ pub struct EnumeratorCell<S> {
     paused: Vec<AtomicBool>,
     /// Restored in-progress splits not yet handed out again (at the queue's front).
     resumed: AtomicUsize,
+    /// Splits handed out, with the reader and the newest checkpoint triggered before: what a
+    /// reader restarted alone (region failover) must read again. Pruned as checkpoints complete.
+    assignments: Mutex<Assignments<S>>,
+}
+
+/// Splits handed out since the oldest checkpoint a reader may still be restored from.
+struct Assignments<S> {
+    /// The newest checkpoint whose enumerator snapshot was taken.
+    epoch: CheckpointId,
+    log: Vec<(CheckpointId, usize, S)>,
+    /// Per reader: the checkpoint whose split positions of it were already given back (by a
+    /// restore or an earlier reset); given back again they would be read twice.
+    handed_back: Vec<Option<CheckpointId>>,
 }
 
 /// An [`EnumeratorCell`] shared by the readers of a source node.
@@ -200,17 +213,24 @@ impl<S: SourceSplit> EnumeratorCell<S> {
             enumerator: Mutex::new(enumerator),
             paused: (0..readers).map(|_| AtomicBool::new(false)).collect(),
             resumed: AtomicUsize::new(0),
+            assignments: Mutex::new(Assignments { epoch: 0, log: Vec::new(), handed_back: vec![None; readers] }),
         }
     }
 
     /// Work for reader `subtask` (nothing while it owes a checkpoint snapshot).
     pub fn next_split(&self, subtask: usize) -> Result<Option<NextSplit<S>>, BoxError> {
+        // Under the enumerator's lock, as snapshots pause readers: a split handed out is
+        // either in the enumerator's snapshot or logged after it.
+        let mut enumerator = lock(&self.enumerator);
         if self.paused.get(subtask).is_some_and(|p| p.load(Ordering::Acquire)) {
             return Ok(None);
         }
-        let next = lock(&self.enumerator).next_split(subtask)?;
-        if matches!(next, NextSplit::Split(_)) {
+        let next = enumerator.next_split(subtask)?;
+        if let NextSplit::Split(split) = &next {
             let _ = self.resumed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            let mut assignments = lock(&self.assignments);
+            let epoch = assignments.epoch;
+            assignments.log.push((epoch, subtask, split.clone()));
         }
         Ok(Some(next))
     }
@@ -222,11 +242,41 @@ impl<S: SourceSplit> EnumeratorCell<S> {
         self.resumed.load(Ordering::Acquire) > 0
     }
 
-    /// Snapshots the unassigned splits and pauses every reader until it took its snapshot.
-    pub fn snapshot_for_checkpoint(&self) -> Result<Vec<u8>, BoxError> {
+    /// Snapshots the unassigned splits for checkpoint `id` and pauses every reader until it
+    /// took its snapshot.
+    pub fn snapshot_for_checkpoint(&self, id: CheckpointId) -> Result<Vec<u8>, BoxError> {
         let mut enumerator = lock(&self.enumerator);
         self.paused.iter().for_each(|p| p.store(true, Ordering::Release));
+        lock(&self.assignments).epoch = id;
         enumerator.snapshot_state()
+    }
+
+    /// Checkpoint `id` completed: no reader is restored from an older one any more.
+    pub fn checkpoint_completed(&self, id: CheckpointId) {
+        lock(&self.assignments).log.retain(|(epoch, _, _)| *epoch >= id);
+    }
+
+    /// Reader `subtask` restarts alone from checkpoint `from` (region failover): the splits
+    /// it was reading then (`checkpointed`) and those it got since go back to it.
+    pub fn reset_reader(&self, subtask: usize, from: CheckpointId, checkpointed: Vec<S>) {
+        let mut assignments = lock(&self.assignments);
+        let mut splits = Vec::new();
+        if let Some(handed_back) = assignments.handed_back.get_mut(subtask)
+            && *handed_back != Some(from)
+        {
+            *handed_back = Some(from);
+            self.resumed.fetch_add(checkpointed.len(), Ordering::AcqRel);
+            splits = checkpointed;
+        }
+        assignments.log.retain(|(epoch, reader, split)| {
+            let again = *reader == subtask && *epoch >= from;
+            if again {
+                splits.push(split.clone());
+            }
+            !again
+        });
+        drop(assignments);
+        lock(&self.enumerator).add_splits_back(splits, subtask);
     }
 
     /// Reader `subtask` took its snapshot (or will not: the checkpoint was abandoned).
@@ -241,10 +291,15 @@ impl<S: SourceSplit> EnumeratorCell<S> {
         self.paused.iter().for_each(|p| p.store(false, Ordering::Release));
     }
 
-    /// Restores the enumerator and gives back the splits readers were in the middle of.
-    pub fn restore(&self, state: &[u8], in_progress: Vec<S>) -> Result<(), BoxError> {
+    /// Restores the enumerator from checkpoint `id` and gives back the splits readers were in
+    /// the middle of.
+    pub fn restore(&self, id: CheckpointId, state: &[u8], in_progress: Vec<S>) -> Result<(), BoxError> {
         let mut enumerator = lock(&self.enumerator);
         enumerator.restore_state(state)?;
+        let mut assignments = lock(&self.assignments);
+        assignments.epoch = id;
+        assignments.handed_back.iter_mut().for_each(|h| *h = Some(id));
+        drop(assignments);
         self.resumed.store(in_progress.len(), Ordering::Release);
         enumerator.add_splits_back(in_progress, usize::MAX);
         Ok(())

@@ -100,6 +100,19 @@ pub struct CheckpointConfig {
     pub retained: usize,
     /// RocksDB uploads only SST files that earlier checkpoints did not have.
     pub incremental: bool,
+    /// What restarts after a task failure.
+    pub failover: FailoverStrategy,
+}
+
+/// What restarts after a task failure (Flink's `jobmanager.execution.failover-strategy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailoverStrategy {
+    /// Only the failed task's pipelined region: the tasks connected to it by channels. Other
+    /// regions keep running. A job whose exchanges are all pointwise (forward) has a region
+    /// per subtask; any all-to-all exchange (key_by, rebalance, ...) makes one region.
+    Region,
+    /// Every task of the job.
+    Full,
 }
 
 impl Default for CheckpointConfig {
@@ -117,6 +130,7 @@ impl Default for CheckpointConfig {
             directory: None,
             retained: 1,
             incremental: false,
+            failover: FailoverStrategy::Region,
         }
     }
 }
@@ -188,6 +202,13 @@ option!(
 );
 option!(RETAINED, usize, "execution.checkpointing.num-retained", 1, "Completed checkpoints kept.");
 option!(INCREMENTAL, bool, "execution.checkpointing.incremental", false, "Incremental RocksDB checkpoints.");
+option!(
+    FAILOVER,
+    &str,
+    "jobmanager.execution.failover-strategy",
+    "region",
+    "region (restart only the failed task's pipelined region) or full."
+);
 option!(RESTART_STRATEGY, &str, "restart-strategy.type", "", "none, fixed-delay, exponential-delay or failure-rate.");
 option!(FIXED_DELAY_ATTEMPTS, u32, "restart-strategy.fixed-delay.attempts", 1, "Restarts of the fixed-delay strategy.");
 option!(
@@ -288,6 +309,12 @@ impl CheckpointConfig {
         if max_concurrent == 0 {
             return Err(invalid(MAX_CONCURRENT.key, "0", "must be at least 1"));
         }
+        let failover_text = config.get_raw(FAILOVER.key).unwrap_or(FAILOVER.default);
+        let failover = match failover_text.trim().to_ascii_lowercase().as_str() {
+            "region" => FailoverStrategy::Region,
+            "full" => FailoverStrategy::Full,
+            _ => return Err(invalid(FAILOVER.key, failover_text, "expected region or full")),
+        };
         Ok(CheckpointConfig {
             interval: (!interval.is_zero()).then_some(interval),
             mode,
@@ -301,6 +328,7 @@ impl CheckpointConfig {
             directory,
             retained,
             incremental: config.get(&INCREMENTAL)?,
+            failover,
         })
     }
 

@@ -126,12 +126,23 @@ impl CheckpointCoordinator {
     /// A new attempt runs these tasks; checkpoints of the previous attempt are abandoned.
     pub fn start_attempt(&mut self, tasks: Vec<TaskDescriptor>) -> Vec<CheckpointId> {
         self.tasks = tasks;
+        self.last_trigger = Some(Instant::now());
+        self.abandon_pending("the job restarted")
+    }
+
+    /// Abandons the checkpoints in progress because tasks restart (not counted as checkpoint
+    /// failures); returns their ids.
+    pub fn abandon_pending(&mut self, reason: &str) -> Vec<CheckpointId> {
         let abandoned: Vec<CheckpointId> = self.pending.keys().copied().collect();
         for id in &abandoned {
-            self.fail(*id, "the job restarted".into());
+            self.end_failed(*id, reason.to_string(), false);
         }
-        self.last_trigger = Some(Instant::now());
         abandoned
+    }
+
+    /// The id the next checkpoint or savepoint will get.
+    pub fn next_checkpoint_id(&self) -> CheckpointId {
+        self.next_id
     }
 
     /// Whether a periodic checkpoint is due.
@@ -291,12 +302,16 @@ impl CheckpointCoordinator {
 
     /// Abandons checkpoint `id`; returns whether the job must fail (too many in a row).
     pub fn fail(&mut self, id: CheckpointId, reason: String) -> bool {
+        self.end_failed(id, reason, true)
+    }
+
+    fn end_failed(&mut self, id: CheckpointId, reason: String, counts: bool) -> bool {
         let Some(pending) = self.pending.remove(&id) else { return false };
         warn!(checkpoint = id, reason = %reason, "checkpoint failed");
         let _ = std::fs::remove_dir_all(&pending.dir);
         let location = pending.storage.location().join(&pending.name);
         self.record(id, pending.kind, CheckpointStatus::Failed(reason), 0, pending.triggered, &[], location);
-        if pending.kind == SnapshotKind::Checkpoint && !reason_is_restart(&self.history) {
+        if pending.kind == SnapshotKind::Checkpoint && counts {
             self.failures_in_a_row += 1;
         }
         self.failures_in_a_row > self.config.tolerable_failures
@@ -331,9 +346,4 @@ impl CheckpointCoordinator {
     pub fn is_pending(&self, id: CheckpointId) -> bool {
         self.pending.contains_key(&id)
     }
-}
-
-/// Restarts abandon checkpoints without counting them as checkpoint failures.
-fn reason_is_restart(history: &[CheckpointStats]) -> bool {
-    history.last().is_some_and(|s| s.status == CheckpointStatus::Failed("the job restarted".into()))
 }

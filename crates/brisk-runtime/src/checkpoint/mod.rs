@@ -10,7 +10,9 @@ pub mod remote;
 pub mod restore;
 pub mod storage;
 
-pub use config::{CheckpointConfig, CheckpointingMode, ExternalizedCheckpointRetention, RestartStrategy};
+pub use config::{
+    CheckpointConfig, CheckpointingMode, ExternalizedCheckpointRetention, FailoverStrategy, RestartStrategy,
+};
 pub use location::SnapshotLocation;
 
 use brisk_state::{OperatorStateSnapshot, SnapshotWriter};

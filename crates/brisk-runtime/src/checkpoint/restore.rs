@@ -171,6 +171,16 @@ impl JobRestore {
             .unwrap_or_default()
     }
 
+    /// Old subtask `subtask`'s own bytes of `operator_id` (its split positions), if the
+    /// operator ran at `parallelism` then.
+    pub fn raw_state_of(&self, operator_id: &str, subtask: usize, parallelism: usize) -> Option<&[u8]> {
+        self.by_operator
+            .get(operator_id)?
+            .iter()
+            .find(|(old, old_parallelism, _)| *old == subtask && *old_parallelism == parallelism)
+            .and_then(|(_, _, s)| s.raw.as_deref())
+    }
+
     /// The state of subtask `subtask` of `parallelism` running the chain `operator_ids`.
     pub fn for_subtask(
         &self,
