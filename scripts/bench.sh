@@ -59,6 +59,12 @@ for backend in "${backends[@]}"; do
   measure "Window p=2 $backend, checkpoint every 1s" "$events" \
     "$bin/window_agg" --input "$data/events.csv" --parallelism 2 --discard --state-backend "$backend" --state-dir "$scratch" \
     --checkpoint-interval 1s --checkpoint-dir "$scratch/checkpoints"
+  if [[ "$backend" == rocksdb ]]; then
+    echo "execution.checkpointing.incremental: true" > "$scratch/incremental.yaml"
+    measure "Window p=2 rocksdb, incremental checkpoint every 1s" "$events" \
+      "$bin/window_agg" --input "$data/events.csv" --parallelism 2 --discard --state-backend rocksdb --state-dir "$scratch" \
+      --checkpoint-interval 1s --checkpoint-dir "$scratch/checkpoints" --config "$scratch/incremental.yaml"
+  fi
   cargo bench --locked "${features[@]}" --bench state_rmw -- "$data/words.txt" 2 "$backend" 2>/dev/null | tail -1
 done
 for interval in 200ms 10ms; do
