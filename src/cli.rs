@@ -4,6 +4,7 @@
 use anyhow::{Context, bail};
 use brisk::prelude::*;
 use brisk::runtime::checkpoint::coordinator::{CheckpointStats, CheckpointStatus};
+use brisk::runtime::checkpoint::storage::CheckpointStorage;
 use brisk::runtime::checkpoint::{SnapshotKind, SnapshotLocation};
 use brisk::runtime::failure::FailureInjector;
 use std::io::IsTerminal;
@@ -202,6 +203,10 @@ pub fn execute(
     args: &CheckpointArgs,
     failures: &FailureInjector,
 ) -> anyhow::Result<JobExecutionResult> {
+    if let Some(dir) = &args.savepoint_dir {
+        // Checked now rather than when the signal comes.
+        CheckpointStorage::open(dir.clone()).with_context(|| format!("invalid --savepoint-dir '{dir}'"))?;
+    }
     let client = env.execute_async(job_name)?;
     if let Some(dir) = args.savepoint_dir.clone() {
         let controller = client.controller();

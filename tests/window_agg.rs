@@ -107,6 +107,14 @@ fn bad_flags_are_explained() {
     if !cfg!(feature = "s3") {
         let stderr = checkpoints("s3://bucket/chk");
         assert!(stderr.contains("rebuild with `--features s3`"), "{stderr}");
+        let (status, _, stderr) = run(example("window_agg").arg("--input").arg(&input).args([
+            "--checkpoint-interval",
+            "1s",
+            "--savepoint-dir",
+            "s3://bucket/savepoints",
+        ]));
+        assert!(!status.status.success());
+        assert!(stderr.contains("invalid --savepoint-dir 's3://bucket/savepoints'"), "{stderr}");
     }
     let (status, stdout, _) = run(example("window_agg").arg("--help"));
     assert!(status.status.success());

@@ -285,8 +285,9 @@ pub trait SourceFactory: Send {
     fn clone_box(&self) -> Box<dyn SourceFactory>;
     /// Whether the source ends by itself.
     fn is_bounded(&self) -> bool;
-    /// The enumerator, shared by all readers of the node.
-    fn create_enumerator(&self, parallelism: usize) -> Result<ErasedEnumerator, BoxError>;
+    /// The enumerator, shared by all readers of the node, for a run that starts from
+    /// checkpoint `epoch` (0 for none).
+    fn create_enumerator(&self, parallelism: usize, epoch: CheckpointId) -> Result<ErasedEnumerator, BoxError>;
     /// Snapshots the enumerator for checkpoint `id` and pauses split assignment until each
     /// reader took its snapshot.
     fn snapshot_enumerator(&self, enumerator: &ErasedEnumerator, id: CheckpointId) -> Result<Vec<u8>, BoxError>;
@@ -345,9 +346,9 @@ impl<T: Data, S: Source<T>> SourceFactory for SourceFactoryImpl<T, S> {
         self.source.boundedness() == crate::source::Boundedness::Bounded
     }
 
-    fn create_enumerator(&self, parallelism: usize) -> Result<ErasedEnumerator, BoxError> {
+    fn create_enumerator(&self, parallelism: usize, epoch: CheckpointId) -> Result<ErasedEnumerator, BoxError> {
         let enumerator: SharedEnumerator<S::Split> =
-            Arc::new(EnumeratorCell::new(self.source.create_enumerator(parallelism)?, parallelism));
+            Arc::new(EnumeratorCell::new(self.source.create_enumerator(parallelism)?, parallelism, epoch));
         Ok(Arc::new(enumerator))
     }
 

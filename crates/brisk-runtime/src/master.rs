@@ -106,6 +106,9 @@ struct Master {
     failed_at: Option<Instant>,
     recoveries: Vec<Duration>,
     restarts: RestartState,
+    /// The checkpoint the running tasks' source readers are accounted from: the newest
+    /// completed one, or the one the attempt started from.
+    last_completed: Option<CheckpointId>,
     /// What a restart restores when no checkpoint completed yet: the snapshot the job
     /// started from, or the one the last full restart used.
     fallback: Option<JobRestore>,
@@ -166,6 +169,7 @@ pub(crate) fn run_master(
         failed_at: None,
         recoveries: Vec::new(),
         restarts: RestartState { tracker: RestartTracker::new(restart_strategy), count: 0 },
+        last_completed: restore.as_ref().map(JobRestore::id),
         fallback: restore,
         events,
     };
@@ -189,18 +193,36 @@ pub(crate) fn run_master(
                 break Err(JobError::Cancelled(job_name.clone()));
             }
             AttemptEnd::Failed { task, cause } => {
-                let Some(delay) = master.restarts.tracker.on_failure() else {
+                master.fail_savepoints("the job restarted");
+                let mut failure = (task, cause);
+                let mut cancelled = false;
+                // A checkpoint that cannot be read now (the object store is unreachable)
+                // counts as one more failure: retried after the strategy's delay.
+                let restore = loop {
+                    let (task, cause) = &failure;
+                    let Some(delay) = master.restarts.tracker.on_failure() else { break None };
+                    master.restarts.count += 1;
+                    warn!(job = %job_name, task = %task, error = %cause, restart = master.restarts.count, delay_ms = delay.as_millis() as u64, "task failed; restarting the job");
+                    if !sleep_unless_cancelled(&control, delay) {
+                        cancelled = true;
+                        break None;
+                    }
+                    match master.restore_point() {
+                        Ok(restore) => break Some(restore),
+                        Err(e) => failure = ("checkpoint storage".into(), TaskError::msg(e)),
+                    }
+                };
+                let Some(restore) = restore else {
+                    if cancelled {
+                        break Err(JobError::Cancelled(job_name.clone()));
+                    }
+                    let (task, cause) = failure;
                     warn!(job = %job_name, task = %task, error = %cause, "job failed");
                     break Err(JobError::TaskFailed { job: job_name.clone(), task, cause });
                 };
-                master.restarts.count += 1;
-                warn!(job = %job_name, task = %task, error = %cause, restart = master.restarts.count, delay_ms = delay.as_millis() as u64, "task failed; restarting the job");
-                if !sleep_unless_cancelled(&control, delay) {
-                    break Err(JobError::Cancelled(job_name.clone()));
-                }
-                let restore = master.restore_point();
                 master.fallback = restore.clone();
-                let number = attempt.number + 1;
+                master.last_completed = restore.as_ref().map(JobRestore::id);
+                let number = master.restarts.count;
                 attempt = match deploy(&master.deployable, restore.as_ref(), number, &master.events, &control) {
                     Ok(a) => a,
                     Err(e) => break Err(e),
@@ -227,6 +249,8 @@ struct RegionStates {
     failure: Vec<Option<TaskOutcome>>,
     /// When each region that is down starts again.
     restart_at: Vec<Option<Instant>>,
+    /// What each region that is down restores (no checkpoint can complete meanwhile).
+    restore: Vec<Option<JobRestore>>,
     /// Set when the restart strategy gave up: the attempt fails with it.
     job_failure: Option<TaskOutcome>,
 }
@@ -236,6 +260,7 @@ impl RegionStates {
         RegionStates {
             failure: (0..regions).map(|_| None).collect(),
             restart_at: vec![None; regions],
+            restore: (0..regions).map(|_| None).collect(),
             job_failure: None,
         }
     }
@@ -285,14 +310,18 @@ impl Master {
         }
     }
 
-    /// The latest valid checkpoint, else the fallback.
-    fn restore_point(&self) -> Option<JobRestore> {
-        let latest = self.coordinator.as_ref().and_then(|c| c.storage().latest_valid()).map(JobRestore::new);
+    /// The latest valid checkpoint, else the fallback; an error when the checkpoints cannot
+    /// be read now.
+    fn restore_point(&self) -> Result<Option<JobRestore>, String> {
+        let latest = match &self.coordinator {
+            Some(c) => c.storage().latest_valid().map_err(|e| e.to_string())?.map(JobRestore::new),
+            None => None,
+        };
         let restore = latest.or_else(|| self.fallback.clone());
         if let Some(r) = &restore {
             info!(checkpoint = r.id(), "restoring from checkpoint");
         }
-        restore
+        Ok(restore)
     }
 
     fn fail_savepoints(&mut self, reason: &str) {
@@ -317,7 +346,8 @@ impl Master {
         let mut cancelled = false;
         let mut first_end: Option<Instant> = None;
         loop {
-            if ended.iter().all(|e| *e) && (cancelled || regions.job_failure.is_some() || !regions.recovering()) {
+            let stopping = cancelled || attempt.cancel.is_cancelled() || regions.job_failure.is_some();
+            if ended.iter().all(|e| *e) && (stopping || !regions.recovering()) {
                 break;
             }
             if !cancelled && self.control.cancel.load(Ordering::Acquire) {
@@ -340,7 +370,7 @@ impl Master {
                         continue;
                     };
                     if outcome.result.is_err() && !cancelled {
-                        if regional && regions.job_failure.is_none() {
+                        if regional && regions.job_failure.is_none() && !attempt.cancel.is_cancelled() {
                             let region = attempt.region_of[task];
                             attempt.cancel_region(region);
                             regions.failed(region, outcome);
@@ -390,6 +420,10 @@ impl Master {
             }
             if regional {
                 let reset = self.recover_regions(attempt, &mut regions, &ended);
+                if !reset.is_empty() {
+                    // The restarted tasks wait for the job's end again, to commit then.
+                    final_sent = false;
+                }
                 for task in reset {
                     ended[task] = false;
                     running[task] = false;
@@ -480,12 +514,25 @@ impl Master {
                 && regions.restart_at[region].is_none()
                 && let Some(failure) = &regions.failure[region]
             {
+                // The whole job restarts instead when a stop-with-savepoint is under way (sources
+                // of other regions may have stopped already), or when the checkpoint to restore
+                // is not the one the readers' split log starts from (a newer one is unreadable).
+                let stop_pending = self.in_progress.iter().any(|b| b.stop.is_some());
+                let restore = self.restore_point();
+                let escalate = stop_pending
+                    || restore.as_ref().map_or(true, |r| r.as_ref().map(JobRestore::id) != self.last_completed);
+                if escalate {
+                    regions.job_failure = regions.failure[region].take();
+                    attempt.cancel();
+                    return restarted;
+                }
                 let error = failure.result.as_ref().err().map(ToString::to_string).unwrap_or_default();
                 match self.restarts.tracker.on_failure() {
                     Some(delay) => {
                         self.restarts.count += 1;
                         warn!(task = %failure.task_name, error = %error, region, restart = self.restarts.count, delay_ms = delay.as_millis() as u64, "task failed; restarting its pipelined region");
                         regions.restart_at[region] = Some(now + delay);
+                        regions.restore[region] = restore.ok().flatten();
                         self.failed_at.get_or_insert(now);
                         self.abandon_checkpoints(attempt, "a region restarted");
                     }
@@ -500,7 +547,7 @@ impl Master {
             if regions.restart_at[region].is_some_and(|at| now >= at) {
                 regions.restart_at[region] = None;
                 regions.failure[region] = None;
-                let restore = self.restore_point();
+                let restore = regions.restore[region].take();
                 let number = self.restarts.count;
                 match redeploy_region(
                     &self.deployable,
@@ -602,6 +649,7 @@ impl Master {
     fn on_completed(&mut self, attempt: &Attempt, done: Completed) {
         self.in_progress.retain(|b| b.id > done.id);
         if done.kind == SnapshotKind::Checkpoint {
+            self.last_completed = Some(done.id);
             attempt.sources.iter().for_each(|(_, f, e)| f.enumerator_checkpoint_completed(e, done.id));
         }
         attempt.broadcast(|| Mail::CheckpointComplete(done.id));

@@ -203,7 +203,6 @@ pub(crate) type SourceNode = (String, Box<dyn SourceFactory>, ErasedEnumerator);
 
 /// One attempt at running the job: its tasks, and what the master needs to reach them.
 pub(crate) struct Attempt {
-    pub number: usize,
     /// Set when the whole attempt is cancelled.
     pub cancel: CancelToken,
     pub wakers: Vec<Arc<TaskWaker>>,
@@ -472,7 +471,7 @@ fn create_enumerators(deployable: &Deployable, restore: Option<&JobRestore>) -> 
                 task: v.name.clone(),
                 cause: TaskError::User(cause).in_operator(operator),
             };
-            let enumerator = factory.create_enumerator(v.parallelism).map_err(failed)?;
+            let enumerator = factory.create_enumerator(v.parallelism, restore.map_or(0, |r| r.id())).map_err(failed)?;
             let operator_id = job.operator_ids[v.head].clone();
             if let Some(r) = restore
                 && let Some(state) = r.enumerator_state(&operator_id)
@@ -668,7 +667,6 @@ pub(crate) fn deploy(
     let region_cancel: Vec<CancelToken> = (0..regions).map(|_| CancelToken::new()).collect();
     let first_failure: Vec<Arc<AtomicBool>> = (0..regions).map(|_| Arc::new(AtomicBool::new(false))).collect();
     let mut attempt = Attempt {
-        number: attempt,
         cancel: CancelToken::new(),
         wakers: plan.wakers,
         mailboxes: plan.mailboxes,

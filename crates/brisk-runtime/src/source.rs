@@ -188,6 +188,8 @@ pub struct EnumeratorCell<S> {
     paused: Vec<AtomicBool>,
     /// Restored in-progress splits not yet handed out again (at the queue's front).
     resumed: AtomicUsize,
+    /// Per reader: splits given back to it alone (region failover) not yet taken again.
+    resumed_by: Vec<AtomicUsize>,
     /// Splits handed out, with the reader and the newest checkpoint triggered before: what a
     /// reader restarted alone (region failover) must read again. Pruned as checkpoints complete.
     assignments: Mutex<Assignments<S>>,
@@ -207,13 +209,15 @@ struct Assignments<S> {
 pub type SharedEnumerator<S> = Arc<EnumeratorCell<S>>;
 
 impl<S: SourceSplit> EnumeratorCell<S> {
-    /// Shares `enumerator` among `readers` readers.
-    pub fn new(enumerator: Box<dyn SplitEnumerator<S>>, readers: usize) -> Self {
+    /// Shares `enumerator` among `readers` readers; `epoch` is the checkpoint the job started
+    /// from (0 for none).
+    pub fn new(enumerator: Box<dyn SplitEnumerator<S>>, readers: usize, epoch: CheckpointId) -> Self {
         EnumeratorCell {
             enumerator: Mutex::new(enumerator),
             paused: (0..readers).map(|_| AtomicBool::new(false)).collect(),
             resumed: AtomicUsize::new(0),
-            assignments: Mutex::new(Assignments { epoch: 0, log: Vec::new(), handed_back: vec![None; readers] }),
+            resumed_by: (0..readers).map(|_| AtomicUsize::new(0)).collect(),
+            assignments: Mutex::new(Assignments { epoch, log: Vec::new(), handed_back: vec![None; readers] }),
         }
     }
 
@@ -227,7 +231,12 @@ impl<S: SourceSplit> EnumeratorCell<S> {
         }
         let next = enumerator.next_split(subtask)?;
         if let NextSplit::Split(split) = &next {
-            let _ = self.resumed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+            let take = |count: &AtomicUsize| {
+                count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
+            };
+            if !self.resumed_by.get(subtask).is_some_and(take) {
+                take(&self.resumed);
+            }
             let mut assignments = lock(&self.assignments);
             let epoch = assignments.epoch;
             assignments.log.push((epoch, subtask, split.clone()));
@@ -238,8 +247,9 @@ impl<S: SourceSplit> EnumeratorCell<S> {
     /// Whether splits that were being read together before a restore are still offered: a
     /// reader takes them all at once, so their per-split watermarks hold each other back as
     /// they did before (reading them one after another would make the later ones late).
-    pub fn offers_resumed(&self) -> bool {
+    pub fn offers_resumed(&self, subtask: usize) -> bool {
         self.resumed.load(Ordering::Acquire) > 0
+            || self.resumed_by.get(subtask).is_some_and(|n| n.load(Ordering::Acquire) > 0)
     }
 
     /// Snapshots the unassigned splits for checkpoint `id` and pauses every reader until it
@@ -265,7 +275,6 @@ impl<S: SourceSplit> EnumeratorCell<S> {
             && *handed_back != Some(from)
         {
             *handed_back = Some(from);
-            self.resumed.fetch_add(checkpointed.len(), Ordering::AcqRel);
             splits = checkpointed;
         }
         assignments.log.retain(|(epoch, reader, split)| {
@@ -276,6 +285,9 @@ impl<S: SourceSplit> EnumeratorCell<S> {
             !again
         });
         drop(assignments);
+        if let Some(count) = self.resumed_by.get(subtask) {
+            count.store(splits.len(), Ordering::Release);
+        }
         lock(&self.enumerator).add_splits_back(splits, subtask);
     }
 
@@ -392,7 +404,7 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
             return Ok(SourceStatus::EndOfInput);
         }
         loop {
-            let wants_split = self.active.is_empty() || self.enumerator.offers_resumed();
+            let wants_split = self.active.is_empty() || self.enumerator.offers_resumed(self.subtask_index);
             if wants_split && !self.no_more_splits {
                 // Paused while this reader owes a checkpoint snapshot: the trigger is in the mailbox.
                 match self.enumerator.next_split(self.subtask_index)? {

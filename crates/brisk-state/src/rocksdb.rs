@@ -111,14 +111,28 @@ impl Drop for RocksDbKeyedStateBackend {
     }
 }
 
+/// This process's pid and start time (ns): distinguishes its files from other runs'.
+fn process_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        format!("{}-{nanos:x}", std::process::id())
+    })
+}
+
 impl RocksDbKeyedStateBackend {
     /// Opens a fresh database in a new directory under the configured local directory.
     pub fn open(config: &StateBackendConfig, ctx: BackendContext) -> StateResult<Self> {
         let base = config.rocksdb_local_dir.clone().unwrap_or_else(std::env::temp_dir);
         let short_id: String = ctx.operator_id.chars().take(8).collect();
+        // The name also prefixes the SST files an incremental checkpoint shares: unique across
+        // processes (a restarted container often has the same pid), not only within one.
         let dir = base.join(format!(
             "brisk-rocksdb-{}-{short_id}-{}-{}",
-            std::process::id(),
+            process_token(),
             ctx.subtask_index,
             INSTANCE.fetch_add(1, Ordering::Relaxed)
         ));

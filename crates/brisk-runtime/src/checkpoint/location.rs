@@ -77,6 +77,27 @@ impl fmt::Display for SnapshotLocation {
     }
 }
 
+impl std::str::FromStr for SnapshotLocation {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        SnapshotLocation::parse(text)
+    }
+}
+
+/// A path or URL; text of an unsupported scheme is taken as a local path (and fails as one).
+impl From<&str> for SnapshotLocation {
+    fn from(text: &str) -> Self {
+        SnapshotLocation::parse(text).unwrap_or_else(|_| SnapshotLocation::Local(PathBuf::from(text)))
+    }
+}
+
+impl From<String> for SnapshotLocation {
+    fn from(text: String) -> Self {
+        SnapshotLocation::from(text.as_str())
+    }
+}
+
 impl From<PathBuf> for SnapshotLocation {
     fn from(dir: PathBuf) -> Self {
         SnapshotLocation::Local(dir)
@@ -110,5 +131,7 @@ mod tests {
         assert!(s3.local_dir().ends_with("brisk-staging/bucket/jobs/a"));
         assert!(SnapshotLocation::parse("s3://").unwrap_err().contains("bucket"));
         assert!(SnapshotLocation::parse("hdfs://nn/x").unwrap_err().contains("'hdfs://'"));
+        assert_eq!(SnapshotLocation::from("s3://b/p"), SnapshotLocation::ObjectStore("s3://b/p".into()));
+        assert_eq!(SnapshotLocation::from(String::from("/tmp/sp")), SnapshotLocation::Local("/tmp/sp".into()));
     }
 }

@@ -101,14 +101,47 @@ mod enabled {
     use object_store::aws::AmazonS3Builder;
     use object_store::path::Path as ObjectPath;
     use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+    use std::future::Future;
     use std::sync::Arc;
+    use std::sync::mpsc::{Sender, channel};
 
     pub(super) struct Dir {
         store: Arc<dyn ObjectStore>,
         prefix: ObjectPath,
         url: String,
-        // The rest of Brisk is synchronous: each call runs to completion on this runtime.
-        runtime: tokio::runtime::Runtime,
+        worker: Worker,
+    }
+
+    type Job = Box<dyn FnOnce(&tokio::runtime::Runtime) + Send>;
+
+    /// Runs requests to completion on an async runtime owned by a thread of its own: the rest
+    /// of Brisk is synchronous, and a caller inside some other async runtime could not block
+    /// on one (tokio panics).
+    struct Worker {
+        jobs: Sender<Job>,
+    }
+
+    impl Worker {
+        fn start() -> std::io::Result<Self> {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let (jobs, queue) = channel::<Job>();
+            std::thread::Builder::new().name("object-store io".into()).spawn(move || {
+                for job in queue {
+                    job(&runtime);
+                }
+            })?;
+            Ok(Worker { jobs })
+        }
+
+        /// The future's output; `None` if the I/O thread is gone.
+        fn run<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> Option<T> {
+            let (reply, answer) = channel();
+            let job: Job = Box::new(move |runtime| {
+                let _ = reply.send(runtime.block_on(future));
+            });
+            self.jobs.send(job).ok()?;
+            answer.recv().ok()
+        }
     }
 
     impl Dir {
@@ -122,27 +155,35 @@ mod enabled {
                 builder = builder.with_config(key, *value);
             }
             let store = builder.build().map_err(|e| error(e.to_string()))?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| error(format!("cannot start an I/O runtime: {e}")))?;
-            Ok(Dir { store: Arc::new(store), prefix: ObjectPath::from(path), url: url.to_string(), runtime })
+            let worker = Worker::start().map_err(|e| error(format!("cannot start an I/O thread: {e}")))?;
+            Ok(Dir { store: Arc::new(store), prefix: ObjectPath::from(path), url: url.to_string(), worker })
         }
 
         fn path(&self, name: &str) -> ObjectPath {
             name.split('/').filter(|p| !p.is_empty()).fold(self.prefix.clone(), |p, part| p.join(part))
         }
 
-        fn error(&self, action: &'static str, name: &str, e: object_store::Error) -> StorageError {
-            StorageError::ObjectStore { action, url: format!("{}/{name}", self.url), reason: e.to_string() }
+        fn error(&self, action: &'static str, name: &str, reason: String) -> StorageError {
+            StorageError::ObjectStore { action, url: format!("{}/{name}", self.url), reason }
+        }
+
+        /// Runs `request` against the store with `name`'s path.
+        fn request<T: Send + 'static, F: Future<Output = object_store::Result<T>> + Send + 'static>(
+            &self,
+            action: &'static str,
+            name: &str,
+            request: impl FnOnce(Arc<dyn ObjectStore>, ObjectPath) -> F,
+        ) -> Result<object_store::Result<T>, StorageError> {
+            let future = request(self.store.clone(), self.path(name));
+            self.worker
+                .run(future)
+                .ok_or_else(|| self.error(action, name, "the object-store I/O thread stopped".into()))
         }
 
         pub(super) fn list(&self, dir: &str) -> Result<Listing, StorageError> {
-            let path = self.path(dir);
             let result = self
-                .runtime
-                .block_on(self.store.list_with_delimiter(Some(&path)))
-                .map_err(|e| self.error("list", dir, e))?;
+                .request("list", dir, |store, path| async move { store.list_with_delimiter(Some(&path)).await })?
+                .map_err(|e| self.error("list", dir, e.to_string()))?;
             let last = |p: &ObjectPath| p.filename().map(str::to_string);
             Ok(Listing {
                 dirs: result.common_prefixes.iter().filter_map(last).collect(),
@@ -151,40 +192,33 @@ mod enabled {
         }
 
         pub(super) fn read(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
-            let path = self.path(name);
-            let result = self.runtime.block_on(async {
-                let got = self.store.get(&path).await?;
-                got.bytes().await
-            });
+            let result =
+                self.request("read", name, |store, path| async move { store.get(&path).await?.bytes().await })?;
             match result {
                 Ok(bytes) => Ok(Some(bytes.to_vec())),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(self.error("read", name, e)),
+                Err(e) => Err(self.error("read", name, e.to_string())),
             }
         }
 
         pub(super) fn write(&self, name: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
-            let path = self.path(name);
-            self.runtime
-                .block_on(self.store.put(&path, PutPayload::from(bytes)))
+            self.request("write", name, |store, path| async move { store.put(&path, PutPayload::from(bytes)).await })?
                 .map(|_| ())
-                .map_err(|e| self.error("write", name, e))
+                .map_err(|e| self.error("write", name, e.to_string()))
         }
 
         pub(super) fn exists(&self, name: &str) -> Result<bool, StorageError> {
-            let path = self.path(name);
-            match self.runtime.block_on(self.store.head(&path)) {
+            match self.request("look up", name, |store, path| async move { store.head(&path).await })? {
                 Ok(_) => Ok(true),
                 Err(object_store::Error::NotFound { .. }) => Ok(false),
-                Err(e) => Err(self.error("look up", name, e)),
+                Err(e) => Err(self.error("look up", name, e.to_string())),
             }
         }
 
         pub(super) fn delete(&self, name: &str) -> Result<(), StorageError> {
-            let path = self.path(name);
-            match self.runtime.block_on(self.store.delete(&path)) {
+            match self.request("delete", name, |store, path| async move { store.delete(&path).await })? {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(self.error("delete", name, e)),
+                Err(e) => Err(self.error("delete", name, e.to_string())),
             }
         }
     }

@@ -212,34 +212,34 @@ impl CheckpointStorage {
     }
 
     /// Checkpoint ids with a directory, complete or not.
-    fn checkpoint_ids(&self) -> Vec<CheckpointId> {
+    fn checkpoint_ids(&self) -> Result<Vec<CheckpointId>, StorageError> {
         let names: Vec<String> = match &self.remote {
-            Some(remote) => remote.list("").map(|l| l.dirs).unwrap_or_else(|e| {
-                warn!(error = %e, "cannot list checkpoints");
-                Vec::new()
-            }),
-            None => std::fs::read_dir(&self.local)
-                .map(|entries| entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
-                .unwrap_or_default(),
+            Some(remote) => remote.list("")?.dirs,
+            None => match std::fs::read_dir(&self.local) {
+                Ok(entries) => entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(io("list", &self.local)(e)),
+            },
         };
-        names.iter().filter_map(|n| n.strip_prefix("chk-")?.parse().ok()).collect()
+        Ok(names.iter().filter_map(|n| n.strip_prefix("chk-")?.parse().ok()).collect())
     }
 
-    /// Completed checkpoint ids (with a metadata file), newest first.
-    pub fn completed_ids(&self) -> Vec<CheckpointId> {
-        let mut ids: Vec<CheckpointId> = self
-            .checkpoint_ids()
-            .into_iter()
-            .filter(|id| {
-                let metadata = format!("{}/{METADATA_FILE}", Self::checkpoint_name(*id));
-                match &self.remote {
-                    Some(remote) => remote.exists(&metadata).unwrap_or(false),
-                    None => self.local.join(metadata).is_file(),
-                }
-            })
-            .collect();
+    /// Completed checkpoint ids (with a metadata file), newest first; an error when the
+    /// storage cannot be listed.
+    pub fn completed_ids(&self) -> Result<Vec<CheckpointId>, StorageError> {
+        let mut ids = Vec::new();
+        for id in self.checkpoint_ids()? {
+            let metadata = format!("{}/{METADATA_FILE}", Self::checkpoint_name(id));
+            let complete = match &self.remote {
+                Some(remote) => remote.exists(&metadata)?,
+                None => self.local.join(metadata).is_file(),
+            };
+            if complete {
+                ids.push(id);
+            }
+        }
         ids.sort_unstable_by(|a, b| b.cmp(a));
-        ids
+        Ok(ids)
     }
 
     /// Reads and verifies snapshot `name` (downloading it first from an object store).
@@ -300,29 +300,31 @@ impl CheckpointStorage {
         upload(&dir.join(METADATA_FILE), &format!("{name}/{METADATA_FILE}"))
     }
 
-    /// The newest checkpoint that reads back completely; corrupt or incomplete ones are
-    /// logged and skipped.
-    pub fn latest_valid(&self) -> Option<CompletedCheckpoint> {
-        for id in self.completed_ids() {
+    /// The newest checkpoint that reads back completely; corrupt or missing files make it
+    /// fall back to the one before (logged). An object store that cannot be reached is an
+    /// error: falling back then would restore older state than there is.
+    pub fn latest_valid(&self) -> Result<Option<CompletedCheckpoint>, StorageError> {
+        for id in self.completed_ids()? {
             match self.load(&Self::checkpoint_name(id)) {
-                Ok(checkpoint) => return Some(checkpoint),
+                Ok(checkpoint) => return Ok(Some(checkpoint)),
+                Err(e @ StorageError::ObjectStore { .. }) => return Err(e),
                 Err(e) => {
                     warn!(checkpoint = id, error = %e, "checkpoint cannot be restored; falling back to the previous one")
                 }
             }
         }
-        None
+        Ok(None)
     }
 
-    /// The shared files checkpoint `id` refers to (none if its metadata does not read).
-    fn shared_files(&self, id: CheckpointId) -> std::collections::HashSet<String> {
+    /// The shared files checkpoint `id` refers to (none if its metadata is gone or corrupt:
+    /// it cannot be restored, so it keeps nothing alive).
+    fn shared_files(&self, id: CheckpointId) -> Result<std::collections::HashSet<String>, StorageError> {
         let name = format!("{}/{METADATA_FILE}", Self::checkpoint_name(id));
-        self.read(&name)
-            .ok()
-            .flatten()
+        Ok(self
+            .read(&name)?
             .and_then(|bytes| decode_file::<CheckpointMetadata>(METADATA_MAGIC, &bytes, &name).ok())
             .map(|m| m.tasks.into_iter().flat_map(|t| t.shared).collect())
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 
     fn delete_shared(&self, file: &str) {
@@ -351,31 +353,44 @@ impl CheckpointStorage {
 
     /// Deletes everything but the `keep` newest completed checkpoints (and unfinished ones
     /// older than the newest completed), and the shared files only deleted ones referred to.
+    /// When the storage cannot be read completely it deletes nothing (a later prune will).
     pub fn prune(&self, keep: usize) {
-        let completed = self.completed_ids();
+        if let Err(e) = self.try_prune(keep) {
+            warn!(error = %e, "cannot delete old checkpoints now");
+        }
+    }
+
+    fn try_prune(&self, keep: usize) -> Result<(), StorageError> {
+        let completed = self.completed_ids()?;
         let newest = completed.first().copied().unwrap_or(0);
         let kept: Vec<CheckpointId> = completed.iter().take(keep).copied().collect();
-        let still_used: std::collections::HashSet<String> = kept.iter().flat_map(|id| self.shared_files(*id)).collect();
+        let mut still_used = std::collections::HashSet::new();
+        for id in &kept {
+            still_used.extend(self.shared_files(*id)?);
+        }
+        let mut unused = Vec::new();
         for id in completed.iter().skip(keep) {
-            for file in self.shared_files(*id).difference(&still_used) {
-                self.delete_shared(file);
-            }
+            unused.extend(self.shared_files(*id)?.into_iter().filter(|f| !still_used.contains(f)));
         }
-        for id in self.checkpoint_ids() {
-            if !kept.contains(&id) && id <= newest {
-                self.delete_checkpoint(id);
-            }
-        }
+        let old: Vec<CheckpointId> =
+            self.checkpoint_ids()?.into_iter().filter(|id| !kept.contains(id) && *id <= newest).collect();
+        unused.iter().for_each(|file| self.delete_shared(file));
+        old.into_iter().for_each(|id| self.delete_checkpoint(id));
+        Ok(())
     }
 
     /// Deletes all checkpoints and their shared files (a finished job, or cancellation
     /// without retention).
     pub fn delete_all(&self) {
-        for id in self.completed_ids() {
-            for file in self.shared_files(id) {
-                self.delete_shared(&file);
+        let result = self.completed_ids().and_then(|ids| {
+            for id in ids {
+                self.shared_files(id)?.iter().for_each(|file| self.delete_shared(file));
+                self.delete_checkpoint(id);
             }
-            self.delete_checkpoint(id);
+            Ok(())
+        });
+        if let Err(e) = result {
+            warn!(error = %e, "cannot delete the job's checkpoints");
         }
         let _ = std::fs::remove_dir_all(self.local.join(SHARED_DIR));
     }
@@ -440,17 +455,17 @@ mod tests {
             write_checkpoint(&storage, id);
         }
         std::fs::create_dir_all(storage.checkpoint_dir(4)).unwrap(); // in progress: no metadata
-        assert_eq!(storage.completed_ids(), vec![3, 2, 1]);
+        assert_eq!(storage.completed_ids().unwrap(), vec![3, 2, 1]);
         let task_file = storage.checkpoint_dir(3).join("task-0");
         let mut bytes = std::fs::read(&task_file).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&task_file, bytes).unwrap();
-        assert_eq!(storage.latest_valid().map(|c| c.metadata.id), Some(2), "a corrupt file makes 3 unusable");
+        assert_eq!(storage.latest_valid().unwrap().map(|c| c.metadata.id), Some(2), "a corrupt file makes 3 unusable");
         std::fs::remove_file(storage.checkpoint_dir(2).join("task-0")).unwrap();
-        assert_eq!(storage.latest_valid().map(|c| c.metadata.id), Some(1), "a missing file makes 2 unusable");
+        assert_eq!(storage.latest_valid().unwrap().map(|c| c.metadata.id), Some(1), "a missing file makes 2 unusable");
         storage.prune(1);
-        assert_eq!(storage.completed_ids(), vec![3]);
+        assert_eq!(storage.completed_ids().unwrap(), vec![3]);
         assert!(
             storage.checkpoint_dir(4).exists(),
             "a checkpoint newer than the last completed one may still complete"
@@ -502,23 +517,31 @@ mod tests {
             storage.publish(&CheckpointStorage::checkpoint_name(id), &metadata).unwrap();
         }
         remote.write("chk-4/task-4", b"no metadata yet".to_vec()).unwrap();
-        assert_eq!(storage.completed_ids(), vec![3, 2, 1]);
+        assert_eq!(storage.completed_ids().unwrap(), vec![3, 2, 1]);
         assert_eq!(remote.list("shared").unwrap().files.len(), 2, "each shared file uploaded once");
         // Break checkpoint 3 in the store; the local staging copy must not hide it.
         let mut bytes = remote.read("chk-3/task-3").unwrap().unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         remote.write("chk-3/task-3", bytes).unwrap();
-        assert_eq!(storage.latest_valid().map(|c| c.metadata.id), Some(2), "a corrupt object makes 3 unusable");
+        assert_eq!(
+            storage.latest_valid().unwrap().map(|c| c.metadata.id),
+            Some(2),
+            "a corrupt object makes 3 unusable"
+        );
         remote.delete("chk-2/task-2").unwrap();
-        assert_eq!(storage.latest_valid().map(|c| c.metadata.id), Some(1), "a missing object makes 2 unusable");
+        assert_eq!(
+            storage.latest_valid().unwrap().map(|c| c.metadata.id),
+            Some(1),
+            "a missing object makes 2 unusable"
+        );
         // Restoring 1 downloaded its shared file into an empty staging directory.
         std::fs::remove_dir_all(&storage.local).unwrap();
-        let restored = storage.latest_valid().unwrap();
+        let restored = storage.latest_valid().unwrap().unwrap();
         assert_eq!(restored.metadata.id, 1);
         assert_eq!(std::fs::read(shared.join("a")).unwrap(), b"a");
         storage.prune(1);
-        assert_eq!(storage.completed_ids(), vec![3]);
+        assert_eq!(storage.completed_ids().unwrap(), vec![3]);
         assert_eq!(remote.list("shared").unwrap().files, vec!["b".to_string()], "only `a` was unreferenced");
         assert!(remote.exists("chk-4/task-4").unwrap(), "a newer checkpoint in progress is kept");
         storage.delete_all();
