@@ -476,6 +476,7 @@ fn run_forward_job(
     name: &str,
     failover: FailoverStrategy,
     fail: bool,
+    failures: FailureInjector,
 ) -> (Vec<String>, Vec<usize>, JobExecutionResult) {
     let records = 30_000;
     let dir = temp_dir(name);
@@ -495,6 +496,7 @@ fn run_forward_job(
     };
     config.failover = failover;
     env.set_checkpoint_config(config);
+    env.set_failure_injector(failures);
     let opens = Arc::new(Mutex::new(Vec::new()));
     let map = FailOnce { opens: opens.clone(), failed: Arc::new(AtomicBool::new(!fail)), subtask: 0, seen: 0 };
     env.from_source(
@@ -516,16 +518,37 @@ fn run_forward_job(
 
 #[test]
 fn a_failure_restarts_only_its_pipelined_region() {
-    let (expected, opens, _) = run_forward_job("region-clean", FailoverStrategy::Region, false);
+    let (expected, opens, _) =
+        run_forward_job("region-clean", FailoverStrategy::Region, false, FailureInjector::default());
     assert_eq!(expected.len(), 30_000);
     assert_eq!(opens, vec![0, 1, 2]);
-    let (actual, opens, result) = run_forward_job("region-failover", FailoverStrategy::Region, true);
+    let (actual, opens, result) =
+        run_forward_job("region-failover", FailoverStrategy::Region, true, FailureInjector::default());
     assert_eq!(result.restarts, 1);
     assert_eq!(opens, vec![0, 1, 1, 2], "only subtask 1's region restarted");
     assert_eq!(actual.len(), expected.len(), "same number of committed lines");
     assert!(actual == expected, "committed output differs from the failure-free run");
-    let (actual, opens, result) = run_forward_job("full-failover", FailoverStrategy::Full, true);
+    let (actual, opens, result) =
+        run_forward_job("full-failover", FailoverStrategy::Full, true, FailureInjector::default());
     assert_eq!(result.restarts, 1);
     assert_eq!(opens, vec![0, 0, 1, 1, 2, 2], "the full strategy restarts every task");
+    assert!(actual == expected, "committed output differs from the failure-free run");
+}
+
+/// A checkpoint that fails (no failure tolerated) fails the whole attempt even when the job
+/// has several regions: it restarts and ends with exactly-once output.
+#[test]
+fn a_failed_checkpoint_restarts_a_job_of_several_regions() {
+    let (expected, _, _) =
+        run_forward_job("regions-checkpoint-clean", FailoverStrategy::Region, false, FailureInjector::default());
+    let failures = FailureInjector::new(vec![PlannedFailure {
+        after_records: 20_000,
+        point: InjectionPoint::AsyncSnapshot,
+        panic: false,
+    }]);
+    let (actual, opens, result) =
+        run_forward_job("regions-checkpoint-failure", FailoverStrategy::Region, false, failures);
+    assert_eq!(result.restarts, 1, "the failed checkpoint restarted the job once");
+    assert_eq!(opens, vec![0, 0, 1, 1, 2, 2], "every task restarted");
     assert!(actual == expected, "committed output differs from the failure-free run");
 }
