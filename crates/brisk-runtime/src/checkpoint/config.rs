@@ -450,6 +450,12 @@ mod tests {
         assert!(err.to_string().contains("unknown checkpointing mode 'twice'"), "{err}");
         let c = CheckpointConfig::from_configuration(&config("state.checkpoints.dir: s3://bucket/x")).unwrap();
         assert_eq!(c.directory, Some(SnapshotLocation::ObjectStore("s3://bucket/x".into())));
+        assert_eq!(c.failover, FailoverStrategy::Region, "region failover by default, as in Flink");
+        let c = CheckpointConfig::from_configuration(&config("jobmanager.execution.failover-strategy: full")).unwrap();
+        assert_eq!(c.failover, FailoverStrategy::Full);
+        let err =
+            CheckpointConfig::from_configuration(&config("jobmanager.execution.failover-strategy: some")).unwrap_err();
+        assert!(err.to_string().contains("expected region or full"), "{err}");
         let err = CheckpointConfig::from_configuration(&config("state.checkpoints.dir: hdfs://nn/x")).unwrap_err();
         assert!(err.to_string().contains("'hdfs://' scheme is not supported"), "{err}");
     }
