@@ -6,10 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # RocksDB's Rust bindings are generated with bindgen, which needs libclang (and g++ to build
-# RocksDB itself).
+# RocksDB itself); moto (below) is installed with pip.
 missing=()
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if ((${#missing[@]})); then
   echo "==> installing ${missing[*]}"
   if [[ $(id -u) -eq 0 ]]; then
