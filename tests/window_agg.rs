@@ -167,6 +167,12 @@ fn injected_failures_do_not_change_the_exactly_once_output() {
     injected_failures_run(&dir, &dir.join("checkpoints").display().to_string(), &[], &[]);
 }
 
+#[test]
+fn unaligned_checkpoints_keep_the_exactly_once_output_through_failures() {
+    let dir = temp_dir("window-agg-unaligned");
+    injected_failures_run(&dir, &dir.join("checkpoints").display().to_string(), &["--unaligned"], &[]);
+}
+
 /// Stops the job with SIGTERM into `savepoints` (a path or URL), resumes it from the printed
 /// savepoint at another parallelism, and checks that both runs together wrote every window
 /// once. `envs(run)` is the environment of the first (0) and second (1) run. Returns the

@@ -27,6 +27,13 @@ pub enum Message<T> {
     EndOfInput,
     /// Everything before it belongs to the checkpoint.
     Barrier(CheckpointBarrier),
+    /// A barrier that overtook the `overtaken` messages behind it, which were sent before it.
+    OvertakingBarrier {
+        /// The barrier.
+        barrier: CheckpointBarrier,
+        /// Messages after it in the channel that belong before it.
+        overtaken: usize,
+    },
 }
 
 /// Wakes a sleeping task when input, mail or a source's data arrives.
@@ -159,6 +166,20 @@ impl<T> ChannelSender<T> {
         Ok(())
     }
 
+    /// Puts `barrier` at the head of the queue, ahead of everything waiting there and of the
+    /// `unflushed` buffers the producer sends right after it; never waits for space.
+    pub fn send_overtaking(&self, barrier: CheckpointBarrier, unflushed: usize) -> Result<(), TaskError> {
+        let mut state = lock(&self.shared.state);
+        if !state.receiver_alive {
+            return Err(TaskError::Disconnected("the downstream task is gone".into()));
+        }
+        let overtaken = state.queue.len() + unflushed;
+        state.queue.push_front(Message::OvertakingBarrier { barrier, overtaken });
+        drop(state);
+        self.shared.consumer.wake();
+        Ok(())
+    }
+
     /// An empty record buffer with room for `records`: a recycled one when available.
     pub fn take_buffer(&self, records: usize) -> Vec<StreamRecord<T>> {
         match lock(&self.shared.state).free_buffers.pop() {
@@ -277,6 +298,29 @@ mod tests {
         }
         producer.join().unwrap();
         assert_eq!(got, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_overtaking_barrier_goes_first_without_waiting_for_space() {
+        let (tx, rx) = channel::<u32>(1, TaskWaker::new());
+        let cancel = CancelToken::new();
+        tx.send(Message::Watermark(Watermark(1)), &cancel).unwrap();
+        let barrier = CheckpointBarrier {
+            id: 7,
+            timestamp: 0,
+            kind: crate::checkpoint::SnapshotKind::Checkpoint,
+            stop: None,
+            target: std::path::Path::new("/tmp").into(),
+            overtaking: true,
+        };
+        tx.send_overtaking(barrier, 1).unwrap();
+        match rx.try_recv() {
+            TryRecv::Message(Message::OvertakingBarrier { barrier, overtaken }) => {
+                assert_eq!((barrier.id, overtaken), (7, 2), "the queued watermark and one unflushed buffer");
+            }
+            other => panic!("expected the barrier first, got {other:?}"),
+        }
+        assert!(matches!(rx.try_recv(), TryRecv::Message(Message::Watermark(Watermark(1)))));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use crate::checkpoint::coordinator::{CheckpointCoordinator, CheckpointStats, Com
 use crate::checkpoint::restore::JobRestore;
 use crate::checkpoint::storage::CheckpointStorage;
 use crate::checkpoint::{
-    CheckpointBarrier, CheckpointId, ExternalizedCheckpointRetention, FINAL_CHECKPOINT, FailoverStrategy, SnapshotKind,
-    SnapshotLocation, TaskEvent,
+    CheckpointBarrier, CheckpointId, CheckpointingMode, ExternalizedCheckpointRetention, FINAL_CHECKPOINT,
+    FailoverStrategy, SnapshotKind, SnapshotLocation, TaskEvent,
 };
 use crate::error::{JobError, TaskError, lock};
 use crate::mailbox::{Mail, Mailbox};
@@ -630,7 +630,14 @@ impl Master {
             attempt.sources.iter().for_each(|(_, f, e)| f.resume_enumerator(e));
             return None;
         }
-        let barrier = CheckpointBarrier { id, timestamp, kind, stop, target: target.into() };
+        let config = &self.deployable.options.checkpoint;
+        // Barriers of savepoints, and of checkpoints that start aligned (an alignment timeout),
+        // travel in order with the records.
+        let overtaking = kind == SnapshotKind::Checkpoint
+            && config.unaligned
+            && config.mode == CheckpointingMode::ExactlyOnce
+            && config.aligned_checkpoint_timeout.is_zero();
+        let barrier = CheckpointBarrier { id, timestamp, kind, stop, target: target.into(), overtaking };
         // Sources inject the barrier; tasks that finished their input get no barriers and
         // snapshot on request.
         let finished = input_finished.iter().enumerate().filter(|(_, f)| **f).map(|(i, _)| i);

@@ -9,6 +9,7 @@ use crate::metrics::OperatorReport;
 use crate::output::{ChainControl, CheckpointEvent, Output};
 use crate::partitioner::{Partitioner, Target};
 use brisk_core::{StreamRecord, Watermark, WatermarkStatus};
+use tracing::debug;
 
 /// Writes a stream into the channels of the consuming subtasks (Flink's `RecordWriter`):
 /// records are batched per channel and a buffer is sent when full, before any event, on
@@ -111,6 +112,13 @@ impl<T: Clone> ChainControl for RecordWriterOutput<T> {
     fn report(&self, _: &mut Vec<OperatorReport>) {}
     fn on_checkpoint(&mut self, event: &mut CheckpointEvent<'_>) -> TaskResult {
         match event {
+            CheckpointEvent::Barrier(barrier) if barrier.overtaking => {
+                // Every channel gets its barrier before any flush can wait for space.
+                for (sender, buffer) in self.channels.iter().zip(&self.buffers) {
+                    sender.send_overtaking((*barrier).clone(), usize::from(!buffer.is_empty()))?;
+                }
+                self.flush_all()
+            }
             CheckpointEvent::Barrier(barrier) => self.broadcast_event(|| Message::Barrier((*barrier).clone())),
             _ => Ok(()),
         }
@@ -208,8 +216,18 @@ pub enum GateEvent<T> {
     Watermark(Watermark),
     /// The combined status changed.
     Status(WatermarkStatus),
-    /// A checkpoint barrier from a channel.
-    Barrier(CheckpointBarrier, usize),
+    /// A checkpoint barrier from a channel; `ahead` when it overtook messages of the channel
+    /// that belong before it (a [`GateEvent::BarrierPassed`] follows them).
+    Barrier {
+        /// The barrier.
+        barrier: CheckpointBarrier,
+        /// The channel.
+        channel: usize,
+        /// Whether messages sent before it are still to come.
+        ahead: bool,
+    },
+    /// The last message sent before an overtaking barrier of the channel was read.
+    BarrierPassed(usize),
     /// A channel ended (it no longer holds back barrier alignment).
     ChannelEnded(usize),
     /// A message was consumed that changes nothing downstream.
@@ -228,6 +246,10 @@ pub struct InputGate<T> {
     blocked: Vec<bool>,
     /// A channel end to report once its watermark effect was reported.
     pending_end: Option<usize>,
+    /// Per channel: messages still to come that were sent before an overtaking barrier.
+    overtaken: Vec<usize>,
+    /// A channel whose overtaken messages were all read, to report.
+    pending_passed: Option<usize>,
     remaining: usize,
     next: usize,
     valve: WatermarkValve,
@@ -241,6 +263,8 @@ impl<T> InputGate<T> {
             ended: vec![false; n],
             blocked: vec![false; n],
             pending_end: None,
+            overtaken: vec![0; n],
+            pending_passed: None,
             remaining: n,
             next: 0,
             valve: WatermarkValve::new(n),
@@ -279,6 +303,9 @@ impl<T> InputGate<T> {
 
     /// Takes the next message from the next channel that has one.
     pub fn poll(&mut self) -> TaskResult<GateEvent<T>> {
+        if let Some(channel) = self.pending_passed.take() {
+            return Ok(GateEvent::BarrierPassed(channel));
+        }
         if let Some(channel) = self.pending_end.take() {
             return Ok(GateEvent::ChannelEnded(channel));
         }
@@ -292,7 +319,18 @@ impl<T> InputGate<T> {
             if self.ended[i] || self.blocked[i] {
                 continue;
             }
-            match self.channels[i].try_recv() {
+            let message = self.channels[i].try_recv();
+            if let TryRecv::Message(m) = &message
+                && !matches!(m, Message::OvertakingBarrier { .. })
+                && self.overtaken[i] > 0
+            {
+                self.overtaken[i] -= 1;
+                // At the channel's end it no longer holds back the snapshot anyway.
+                if self.overtaken[i] == 0 && !matches!(m, Message::EndOfInput) {
+                    self.pending_passed = Some(i);
+                }
+            }
+            match message {
                 TryRecv::Message(Message::Records(records)) => return Ok(GateEvent::Records(records, i)),
                 TryRecv::Message(Message::Watermark(w)) => {
                     return Ok(Self::valve_event(self.valve.input_watermark(i, w)));
@@ -300,7 +338,14 @@ impl<T> InputGate<T> {
                 TryRecv::Message(Message::WatermarkStatus(s)) => {
                     return Ok(Self::valve_event(self.valve.input_status(i, s)));
                 }
-                TryRecv::Message(Message::Barrier(barrier)) => return Ok(GateEvent::Barrier(barrier, i)),
+                TryRecv::Message(Message::Barrier(barrier)) => {
+                    return Ok(GateEvent::Barrier { barrier, channel: i, ahead: false });
+                }
+                TryRecv::Message(Message::OvertakingBarrier { barrier, overtaken }) => {
+                    debug!(checkpoint = barrier.id, channel = i, overtaken, "barrier overtook queued messages");
+                    self.overtaken[i] = overtaken;
+                    return Ok(GateEvent::Barrier { barrier, channel: i, ahead: overtaken > 0 });
+                }
                 TryRecv::Message(Message::EndOfInput) => {
                     self.ended[i] = true;
                     self.remaining -= 1;
@@ -335,6 +380,48 @@ impl<T> InputGate<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::{TaskWaker, channel};
+    use crate::checkpoint::SnapshotKind;
+
+    fn barrier(overtaking: bool) -> CheckpointBarrier {
+        CheckpointBarrier {
+            id: 1,
+            timestamp: 0,
+            kind: SnapshotKind::Checkpoint,
+            stop: None,
+            target: std::path::Path::new("/tmp").into(),
+            overtaking,
+        }
+    }
+
+    #[test]
+    fn an_overtaking_barrier_is_read_before_the_records_sent_ahead_of_it() {
+        let (tx, rx) = channel::<u32>(8, TaskWaker::new());
+        let mut writer = RecordWriterOutput::new(vec![tx], Partitioner::Forward, 2, CancelToken::new());
+        for value in 0..5 {
+            writer.collect(StreamRecord { value, timestamp: 0 }).unwrap();
+        }
+        // Two buffers wait in the channel and one record is not flushed yet: the barrier goes
+        // ahead of all three.
+        writer.on_checkpoint(&mut CheckpointEvent::Barrier(&barrier(true))).unwrap();
+        writer.collect(StreamRecord { value: 5, timestamp: 0 }).unwrap();
+        writer.finish().unwrap();
+        let mut gate = InputGate::new(vec![rx]);
+        let mut events = Vec::new();
+        loop {
+            match gate.poll().unwrap() {
+                GateEvent::Barrier { ahead, .. } => events.push(format!("barrier ahead={ahead}")),
+                GateEvent::Records(records, channel) => {
+                    events.push(format!("{:?}", records.iter().map(|r| r.value).collect::<Vec<_>>()));
+                    gate.recycle(channel, records);
+                }
+                GateEvent::BarrierPassed(_) => events.push("passed".into()),
+                GateEvent::Finished => break,
+                _ => {}
+            }
+        }
+        assert_eq!(events, vec!["barrier ahead=true", "[0, 1]", "[2, 3]", "[4]", "passed", "[5]"]);
+    }
 
     #[test]
     fn valve_emits_minimum_of_active_channels_once() {

@@ -138,10 +138,20 @@ impl Barriers {
         &mut self,
         channel: usize,
         barrier: CheckpointBarrier,
+        ahead: bool,
         block: impl FnMut(Option<usize>),
     ) -> InputStatus {
         let actions = match &mut self.handler {
+            Some(h) if ahead => h.on_barrier_ahead(channel, barrier),
             Some(h) => h.on_barrier(channel, barrier),
+            None => Vec::new(),
+        };
+        self.apply(actions, block)
+    }
+
+    fn on_barrier_passed(&mut self, channel: usize, block: impl FnMut(Option<usize>)) -> InputStatus {
+        let actions = match &mut self.handler {
+            Some(h) => h.on_barrier_passed(channel),
             None => Vec::new(),
         };
         self.apply(actions, block)
@@ -220,11 +230,7 @@ impl<IN: Data> StreamTask for OneInputStreamTask<IN> {
 
     fn process_input(&mut self) -> TaskResult<InputStatus> {
         let gate = &mut self.gate;
-        let block = |c: Option<usize>| match c {
-            Some(c) => gate.set_blocked(c, true),
-            None => gate.unblock_all(),
-        };
-        if let Some(status) = self.barriers.next_status(block) {
+        if let Some(status) = self.barriers.next_status(|c| block_one(gate, c)) {
             return Ok(status);
         }
         Ok(match self.gate.poll()? {
@@ -248,19 +254,17 @@ impl<IN: Data> StreamTask for OneInputStreamTask<IN> {
                 self.head.emit_watermark_status(s)?;
                 InputStatus::More
             }
-            GateEvent::Barrier(barrier, channel) => {
+            GateEvent::Barrier { barrier, channel, ahead } => {
                 let gate = &mut self.gate;
-                self.barriers.on_barrier(channel, barrier, |c| match c {
-                    Some(c) => gate.set_blocked(c, true),
-                    None => gate.unblock_all(),
-                })
+                self.barriers.on_barrier(channel, barrier, ahead, |c| block_one(gate, c))
+            }
+            GateEvent::BarrierPassed(channel) => {
+                let gate = &mut self.gate;
+                self.barriers.on_barrier_passed(channel, |c| block_one(gate, c))
             }
             GateEvent::ChannelEnded(channel) => {
                 let gate = &mut self.gate;
-                self.barriers.on_channel_end(channel, |c| match c {
-                    Some(c) => gate.set_blocked(c, true),
-                    None => gate.unblock_all(),
-                })
+                self.barriers.on_channel_end(channel, |c| block_one(gate, c))
             }
             GateEvent::Progress => InputStatus::More,
             GateEvent::Nothing => InputStatus::Nothing(None),
@@ -297,6 +301,14 @@ impl<IN1, IN2> TwoInputStreamTask<IN1, IN2> {
 }
 
 /// Blocks or releases channel `c` (numbered across both gates) of a two-input task.
+/// Holds back channel `c` of the gate for alignment, or releases every channel (`None`).
+fn block_one<T>(gate: &mut InputGate<T>, c: Option<usize>) {
+    match c {
+        Some(c) => gate.set_blocked(c, true),
+        None => gate.unblock_all(),
+    }
+}
+
 fn block_two<A, B>(gate1: &mut InputGate<A>, gate2: &mut InputGate<B>, c: Option<usize>) {
     let n1 = gate1.channel_count();
     match c {
@@ -334,9 +346,13 @@ impl<IN1: Data, IN2: Data> TwoInputStreamTask<IN1, IN2> {
                         }
                         Some(InputStatus::More)
                     }
-                    GateEvent::Barrier(barrier, channel) => {
+                    GateEvent::Barrier { barrier, channel, ahead } => {
                         let (g1, g2) = (&mut self.gate1, &mut self.gate2);
-                        Some(self.barriers.on_barrier(offset + channel, barrier, |c| block_two(g1, g2, c)))
+                        Some(self.barriers.on_barrier(offset + channel, barrier, ahead, |c| block_two(g1, g2, c)))
+                    }
+                    GateEvent::BarrierPassed(channel) => {
+                        let (g1, g2) = (&mut self.gate1, &mut self.gate2);
+                        Some(self.barriers.on_barrier_passed(offset + channel, |c| block_two(g1, g2, c)))
                     }
                     GateEvent::ChannelEnded(channel) => {
                         let (g1, g2) = (&mut self.gate1, &mut self.gate2);

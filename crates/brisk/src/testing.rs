@@ -149,6 +149,7 @@ impl<OUT: Data> HarnessCore<OUT> {
             kind: SnapshotKind::Checkpoint,
             stop: None,
             target: std::env::temp_dir().into(),
+            overtaking: false,
         };
         let mut snapshot = TaskSnapshot::default();
         chain.on_checkpoint(&mut CheckpointEvent::Snapshot { barrier: &barrier, into: &mut snapshot })?;

@@ -3,8 +3,9 @@
 //!   channel has; then the task snapshots;
 //! - at-least-once: nothing is blocked; the task snapshots when the last barrier arrives;
 //! - unaligned (exactly-once): the task snapshots at the first barrier; the records that
-//!   arrive afterwards on channels still ahead of their barrier are stored with the snapshot
-//!   (in-flight data) and replayed first after a restore.
+//!   arrive afterwards on channels still ahead of their barrier, or behind a barrier that
+//!   overtook them, are stored with the snapshot (in-flight data) and replayed first after a
+//!   restore.
 //!
 //! With an aligned-checkpoint timeout, unaligned checkpoints start aligned and switch once
 //! alignment has taken longer than the timeout.
@@ -96,6 +97,26 @@ impl BarrierHandler {
 
     /// A barrier arrived on `channel`.
     pub fn on_barrier(&mut self, channel: usize, barrier: CheckpointBarrier) -> Vec<BarrierAction> {
+        self.barrier(channel, barrier, true)
+    }
+
+    /// An overtaking barrier arrived on `channel` ahead of messages sent before it: the
+    /// snapshot may start, and the channel's records are in-flight data until
+    /// [`on_barrier_passed`](Self::on_barrier_passed).
+    pub fn on_barrier_ahead(&mut self, channel: usize, barrier: CheckpointBarrier) -> Vec<BarrierAction> {
+        self.barrier(channel, barrier, false)
+    }
+
+    /// The messages an overtaking barrier of `channel` had passed were all read.
+    pub fn on_barrier_passed(&mut self, channel: usize) -> Vec<BarrierAction> {
+        let Some(pending) = self.pending.as_mut() else { return Vec::new() };
+        if let Some(r) = pending.received.get_mut(channel) {
+            *r = true;
+        }
+        self.finish_if_complete().into_iter().collect()
+    }
+
+    fn barrier(&mut self, channel: usize, barrier: CheckpointBarrier, in_place: bool) -> Vec<BarrierAction> {
         let n = self.ended.len();
         if barrier.id < self.last {
             return vec![BarrierAction::Wait];
@@ -114,7 +135,9 @@ impl BarrierHandler {
             });
         }
         let Some(pending) = self.pending.as_mut() else { return vec![BarrierAction::Wait] };
-        if let Some(r) = pending.received.get_mut(channel) {
+        if let Some(r) = pending.received.get_mut(channel)
+            && in_place
+        {
             *r = true;
         }
         let mut actions = Vec::new();
@@ -197,6 +220,7 @@ mod tests {
             kind: SnapshotKind::Checkpoint,
             stop: None,
             target: std::path::Path::new("/tmp").into(),
+            overtaking: false,
         }
     }
 
@@ -238,6 +262,17 @@ mod tests {
         assert!(!h.is_recording(0) && h.is_recording(1), "channel 1 is still ahead of its barrier");
         assert_eq!(h.on_barrier(1, barrier(2)), vec![BarrierAction::InFlightComplete(2)]);
         assert!(!h.is_recording(1));
+    }
+
+    #[test]
+    fn an_overtaking_barrier_records_its_channel_until_it_has_passed() {
+        let mut h = BarrierHandler::new(2, &config(CheckpointingMode::ExactlyOnce, true));
+        assert_eq!(snapshot_of(&h.on_barrier_ahead(0, barrier(3))), Some((3, true)), "snapshot at once");
+        assert!(h.is_recording(0) && h.is_recording(1), "both channels still deliver records sent before it");
+        assert_eq!(h.on_barrier(1, barrier(3)), Vec::new());
+        assert!(h.is_recording(0) && !h.is_recording(1));
+        assert_eq!(h.on_barrier_passed(0), vec![BarrierAction::InFlightComplete(3)]);
+        assert!(!h.is_recording(0));
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct CheckpointBarrier {
     pub stop: Option<bool>,
     /// The directory tasks write their state into.
     pub target: std::sync::Arc<std::path::Path>,
+    /// Unaligned: the barrier overtakes the messages queued in each channel (Flink's priority
+    /// events), and the records among them are stored with the snapshot as in-flight data.
+    pub overtaking: bool,
 }
 
 /// The state one operator of a task hands to a checkpoint; the keyed part is encoded off the
