@@ -141,11 +141,11 @@ impl BarrierHandler {
             *r = true;
         }
         let mut actions = Vec::new();
-        let pending = self.pending.as_ref().expect("set above");
+        let Some(pending) = self.pending.as_ref() else { return vec![BarrierAction::Wait] };
         let complete = self.complete(pending);
         let unaligned = self.unaligned_now(pending);
         if !pending.taken && (complete || unaligned) {
-            actions.push(self.take());
+            actions.extend(self.take());
         } else if !pending.taken && self.mode == CheckpointingMode::ExactlyOnce {
             self.blocked[channel] = true;
             actions.push(BarrierAction::Block(channel));
@@ -164,7 +164,7 @@ impl BarrierHandler {
             && !pending.taken
             && self.complete(pending)
         {
-            actions.push(self.take());
+            actions.extend(self.take());
         }
         actions.extend(self.finish_if_complete());
         actions
@@ -174,7 +174,7 @@ impl BarrierHandler {
     pub fn poll_timeout(&mut self) -> Vec<BarrierAction> {
         match &self.pending {
             Some(p) if !p.taken && self.unaligned_now(p) => {
-                let mut actions = vec![self.take()];
+                let mut actions: Vec<BarrierAction> = self.take().into_iter().collect();
                 actions.extend(self.finish_if_complete());
                 actions
             }
@@ -187,13 +187,18 @@ impl BarrierHandler {
         self.pending.as_ref().is_some_and(|p| !p.taken)
     }
 
-    fn take(&mut self) -> BarrierAction {
+    /// Takes the pending checkpoint's snapshot (nothing without one).
+    fn take(&mut self) -> Option<BarrierAction> {
         let unaligned = self.pending.as_ref().is_some_and(|p| self.unaligned_now(p) && !self.complete(p));
         self.blocked.iter_mut().for_each(|b| *b = false);
-        let pending = self.pending.as_mut().expect("take is called with a pending checkpoint");
+        let pending = self.pending.as_mut()?;
         pending.taken = true;
         pending.unaligned = unaligned;
-        BarrierAction::Snapshot { barrier: pending.barrier.clone(), alignment: pending.started.elapsed(), unaligned }
+        Some(BarrierAction::Snapshot {
+            barrier: pending.barrier.clone(),
+            alignment: pending.started.elapsed(),
+            unaligned,
+        })
     }
 
     fn finish_if_complete(&mut self) -> Option<BarrierAction> {
