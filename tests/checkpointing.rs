@@ -44,6 +44,19 @@ struct Setup {
     incremental: bool,
 }
 
+impl Setup {
+    /// Exactly-once, aligned, heap backend, full snapshots.
+    fn exactly_once(parallelism: usize) -> Self {
+        Setup {
+            rocksdb: false,
+            mode: CheckpointingMode::ExactlyOnce,
+            unaligned: false,
+            parallelism,
+            incremental: false,
+        }
+    }
+}
+
 fn environment(setup: Setup, checkpoints: impl Into<SnapshotLocation>) -> StreamExecutionEnvironment {
     let env = StreamExecutionEnvironment::create_local_environment(setup.parallelism);
     env.set_checkpoint_config(CheckpointConfig {
@@ -138,56 +151,23 @@ fn exactly_once_equals_failure_free(setup: Setup, name: &str) {
 
 #[test]
 fn exactly_once_aligned_heap() {
-    exactly_once_equals_failure_free(
-        Setup {
-            rocksdb: false,
-            mode: CheckpointingMode::ExactlyOnce,
-            unaligned: false,
-            parallelism: 2,
-            incremental: false,
-        },
-        "eo-aligned-heap",
-    );
+    exactly_once_equals_failure_free(Setup::exactly_once(2), "eo-aligned-heap");
 }
 
 #[test]
 fn exactly_once_unaligned_heap() {
-    exactly_once_equals_failure_free(
-        Setup {
-            rocksdb: false,
-            mode: CheckpointingMode::ExactlyOnce,
-            unaligned: true,
-            parallelism: 3,
-            incremental: false,
-        },
-        "eo-unaligned-heap",
-    );
+    exactly_once_equals_failure_free(Setup { unaligned: true, ..Setup::exactly_once(3) }, "eo-unaligned-heap");
 }
 
 #[test]
 fn exactly_once_aligned_rocksdb() {
-    exactly_once_equals_failure_free(
-        Setup {
-            rocksdb: true,
-            mode: CheckpointingMode::ExactlyOnce,
-            unaligned: false,
-            parallelism: 2,
-            incremental: false,
-        },
-        "eo-aligned-rocksdb",
-    );
+    exactly_once_equals_failure_free(Setup { rocksdb: true, ..Setup::exactly_once(2) }, "eo-aligned-rocksdb");
 }
 
 #[test]
 fn exactly_once_unaligned_rocksdb() {
     exactly_once_equals_failure_free(
-        Setup {
-            rocksdb: true,
-            mode: CheckpointingMode::ExactlyOnce,
-            unaligned: true,
-            parallelism: 2,
-            incremental: false,
-        },
+        Setup { rocksdb: true, unaligned: true, ..Setup::exactly_once(2) },
         "eo-unaligned-rocksdb",
     );
 }
@@ -213,13 +193,7 @@ fn counts_by_key(lines: &[String]) -> BTreeMap<(String, String, String), u64> {
 
 #[test]
 fn exactly_once_incremental_rocksdb() {
-    let setup = Setup {
-        rocksdb: true,
-        mode: CheckpointingMode::ExactlyOnce,
-        unaligned: false,
-        parallelism: 2,
-        incremental: true,
-    };
+    let setup = Setup { rocksdb: true, incremental: true, ..Setup::exactly_once(2) };
     exactly_once_equals_failure_free(setup, "eo-incremental-rocksdb");
 }
 
@@ -228,13 +202,7 @@ fn incremental_checkpoints_share_files_and_clean_them_up() {
     if !StateBackendConfig::ROCKSDB_AVAILABLE {
         return;
     }
-    let setup = Setup {
-        rocksdb: true,
-        mode: CheckpointingMode::ExactlyOnce,
-        unaligned: false,
-        parallelism: 2,
-        incremental: true,
-    };
+    let setup = Setup { rocksdb: true, incremental: true, ..Setup::exactly_once(2) };
     let dir = temp_dir("incremental-files");
     let env = environment(setup, dir.join("checkpoints"));
     declare_job(&env, 30_000, &dir.join("out"));
@@ -253,13 +221,7 @@ fn incremental_checkpoints_share_files_and_clean_them_up() {
 
 #[test]
 fn at_least_once_loses_nothing() {
-    let setup = Setup {
-        rocksdb: false,
-        mode: CheckpointingMode::AtLeastOnce,
-        unaligned: false,
-        parallelism: 2,
-        incremental: false,
-    };
+    let setup = Setup { mode: CheckpointingMode::AtLeastOnce, ..Setup::exactly_once(2) };
     let records = 20_000;
     let (expected, _) = run_job(setup, records, FailureInjector::default(), "alo-clean");
     let (actual, failed) = run_job(setup, records, plan(records), "alo-failures");
@@ -275,13 +237,7 @@ fn at_least_once_loses_nothing() {
 
 #[test]
 fn checkpoints_are_deleted_when_no_longer_needed() {
-    let setup = Setup {
-        rocksdb: false,
-        mode: CheckpointingMode::ExactlyOnce,
-        unaligned: false,
-        parallelism: 2,
-        incremental: false,
-    };
+    let setup = Setup::exactly_once(2);
     let dir = temp_dir("checkpoint-cleanup");
     let env = environment(setup, dir.join("checkpoints"));
     declare_job(&env, 20_000, &dir.join("out"));
@@ -311,13 +267,7 @@ fn run_until_savepoint(
     stop_after: Option<u64>,
     records: u64,
 ) -> Option<SnapshotLocation> {
-    let setup = Setup {
-        rocksdb: false,
-        mode: CheckpointingMode::ExactlyOnce,
-        unaligned: false,
-        parallelism,
-        incremental: false,
-    };
+    let setup = Setup::exactly_once(parallelism);
     let dir = out.parent().expect("parent").join(format!("chk-p{parallelism}"));
     let env = environment(setup, &dir);
     if let Some(path) = restore {
@@ -346,18 +296,7 @@ fn run_until_savepoint(
 fn rescaling_through_savepoints_keeps_every_count() {
     let records = 60_000;
     let dir = temp_dir("rescale");
-    let (expected, _) = run_job(
-        Setup {
-            rocksdb: false,
-            mode: CheckpointingMode::ExactlyOnce,
-            unaligned: false,
-            parallelism: 2,
-            incremental: false,
-        },
-        records,
-        FailureInjector::default(),
-        "rescale-reference",
-    );
+    let (expected, _) = run_job(Setup::exactly_once(2), records, FailureInjector::default(), "rescale-reference");
     let out = dir.join("out");
     let first = run_until_savepoint(2, None, &out, Some(100), records).expect("savepoint at p=2");
     let second = run_until_savepoint(4, Some(&first), &out, Some(100), records).expect("savepoint at p=4");
@@ -371,13 +310,7 @@ fn rescaling_through_savepoints_keeps_every_count() {
 
 #[test]
 fn restoring_needs_matching_operators_unless_allowed() {
-    let setup = Setup {
-        rocksdb: false,
-        mode: CheckpointingMode::ExactlyOnce,
-        unaligned: false,
-        parallelism: 1,
-        incremental: false,
-    };
+    let setup = Setup::exactly_once(1);
     let dir = temp_dir("non-restored");
     let out = dir.join("out");
     let savepoint = run_until_savepoint(1, None, &out, Some(30), 10_000).expect("savepoint");
@@ -395,29 +328,12 @@ fn restoring_needs_matching_operators_unless_allowed() {
 #[test]
 fn savepoints_move_between_state_backends() {
     let records = 40_000;
-    let (expected, _) = run_job(
-        Setup {
-            rocksdb: false,
-            mode: CheckpointingMode::ExactlyOnce,
-            unaligned: false,
-            parallelism: 2,
-            incremental: false,
-        },
-        records,
-        FailureInjector::default(),
-        "backends-reference",
-    );
+    let (expected, _) = run_job(Setup::exactly_once(2), records, FailureInjector::default(), "backends-reference");
     let dir = temp_dir("backend-switch");
     let out = dir.join("out");
     // Heap (in-memory reduce values and window panes) → RocksDB → heap.
     let run = |rocksdb: bool, restore: Option<&SnapshotLocation>, stop: bool| {
-        let setup = Setup {
-            rocksdb,
-            mode: CheckpointingMode::ExactlyOnce,
-            unaligned: false,
-            parallelism: 2,
-            incremental: false,
-        };
+        let setup = Setup { rocksdb, ..Setup::exactly_once(2) };
         let env = environment(setup, dir.join(format!("chk-{rocksdb}")));
         if let Some(path) = restore {
             env.set_savepoint_restore(path.clone(), false);
@@ -480,13 +396,7 @@ fn run_forward_job(
 ) -> (Vec<String>, Vec<usize>, JobExecutionResult) {
     let records = 30_000;
     let dir = temp_dir(name);
-    let setup = Setup {
-        rocksdb: false,
-        mode: CheckpointingMode::ExactlyOnce,
-        unaligned: false,
-        parallelism: 3,
-        incremental: false,
-    };
+    let setup = Setup::exactly_once(3);
     let env = environment(setup, dir.join("checkpoints"));
     let mut config = CheckpointConfig {
         interval: Some(Duration::from_millis(50)),

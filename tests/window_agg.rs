@@ -232,7 +232,7 @@ fn sigterm_stops_with_a_savepoint_and_the_job_resumes_from_it() {
 #[cfg(feature = "s3")]
 #[test]
 fn checkpoints_and_savepoints_in_an_s3_object_store() {
-    use brisk::runtime::checkpoint::remote::{ObjectStoreDir, S3TestServer};
+    use brisk::runtime::checkpoint::remote::S3TestServer;
     let server = S3TestServer::start("brisk").expect("a local S3 server");
     let dir = temp_dir("window-agg-s3");
     let env = |tmp: &str| {
@@ -252,9 +252,7 @@ fn checkpoints_and_savepoints_in_an_s3_object_store() {
         &["--state-backend", backend, "--config", &config],
         &env("failures"),
     );
-    let options = server.options();
-    let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let checkpoints = ObjectStoreDir::open_with("s3://brisk/checkpoints", &options).expect("bucket");
+    let checkpoints = server.open("s3://brisk/checkpoints").expect("bucket");
     assert_eq!(
         checkpoints.list("").expect("list").dirs,
         Vec::<String>::new(),
@@ -264,7 +262,7 @@ fn checkpoints_and_savepoints_in_an_s3_object_store() {
     let _ = std::fs::remove_dir_all(dir.join("results"));
     let savepoint = savepoint_and_resume(&dir, "s3://brisk/savepoints", |run| env(&format!("run-{run}")));
     let name = savepoint.rsplit('/').next().unwrap_or_default();
-    let savepoints = ObjectStoreDir::open_with("s3://brisk/savepoints", &options).expect("bucket");
+    let savepoints = server.open("s3://brisk/savepoints").expect("bucket");
     assert!(
         savepoints.exists(&format!("{name}/_metadata")).expect("head"),
         "the savepoint is in the store: {savepoint}"

@@ -269,7 +269,8 @@ pub(crate) struct Deployable {
 /// A running job: wait for it, cancel it, or take savepoints (Flink's `JobClient`).
 pub struct JobClient {
     job_name: String,
-    control: Arc<JobControl>,
+    /// Cancelling and savepoints, also reachable through `Deref`.
+    controller: JobController,
     master: JoinHandle<Result<JobExecutionResult, JobError>>,
     graph: StreamGraphSummary,
 }
@@ -286,8 +287,17 @@ pub struct JobController {
     control: Arc<JobControl>,
 }
 
+/// `cancel`, `trigger_savepoint` and `stop_with_savepoint` on the client itself.
+impl std::ops::Deref for JobClient {
+    type Target = JobController;
+
+    fn deref(&self) -> &JobController {
+        &self.controller
+    }
+}
+
 impl JobController {
-    /// Cancels the job.
+    /// Cancels the job; `wait` then returns [`JobError::Cancelled`].
     pub fn cancel(&self) {
         self.control.request_cancel();
     }
@@ -321,31 +331,12 @@ impl JobClient {
 
     /// A handle for other threads.
     pub fn controller(&self) -> JobController {
-        JobController { control: self.control.clone() }
-    }
-
-    /// Cancels the job; `wait` then returns [`JobError::Cancelled`].
-    pub fn cancel(&self) {
-        self.control.request_cancel();
-    }
-
-    /// Writes a savepoint into a new directory inside `dir`; returns its location.
-    pub fn trigger_savepoint(&self, dir: impl Into<SnapshotLocation>) -> Result<SnapshotLocation, JobError> {
-        self.control.savepoint(dir.into(), None)
-    }
-
-    /// Takes a savepoint and stops the job after it; `wait` then returns normally.
-    pub fn stop_with_savepoint(
-        &self,
-        dir: impl Into<SnapshotLocation>,
-        drain: bool,
-    ) -> Result<SnapshotLocation, JobError> {
-        self.control.savepoint(dir.into(), Some(drain))
+        self.controller.clone()
     }
 
     /// The checkpoints taken so far.
     pub fn checkpoint_history(&self) -> Vec<CheckpointStats> {
-        lock(&self.control.history).clone()
+        lock(&self.controller.control.history).clone()
     }
 
     /// Looks up the value of keyed state `state` for `key` in the running job (Flink's
@@ -353,7 +344,7 @@ impl JobClient {
     pub fn query_state<K: Key, V: Data>(&self, state: &str, key: &K) -> Result<Option<V>, JobError> {
         let encoded = brisk_state::codec::encode(key)
             .map_err(|e| JobError::InvalidJob(format!("cannot encode key {key:?}: {e}")))?;
-        let mailboxes = lock(&self.control.mailboxes).clone();
+        let mailboxes = lock(&self.controller.control.mailboxes).clone();
         for (vertex, (parallelism, max_parallelism)) in self.graph.vertices.iter().enumerate() {
             let key_group = assign_to_key_group(key, *max_parallelism);
             let subtask = operator_index_for_key_group(*max_parallelism, *parallelism, key_group);
@@ -439,7 +430,7 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
         .name(format!("{job_name} master"))
         .spawn(move || run_master(deployable, storage, first, restore, events, receiver, master_control))
         .map_err(JobError::Spawn)?;
-    Ok(JobClient { job_name, control, master, graph: summary })
+    Ok(JobClient { job_name, controller: JobController { control }, master, graph: summary })
 }
 
 /// Runs `graph` to completion.

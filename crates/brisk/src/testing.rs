@@ -142,7 +142,11 @@ impl<OUT: Data> HarnessCore<OUT> {
         Ok(())
     }
 
-    fn snapshot(&self, chain: &mut dyn ChainControl, checkpoint_id: CheckpointId) -> TaskResult<OperatorSubtaskState> {
+    fn snapshot<H: ChainControl + ?Sized>(
+        &self,
+        chain: &mut H,
+        checkpoint_id: CheckpointId,
+    ) -> TaskResult<OperatorSubtaskState> {
         let barrier = CheckpointBarrier {
             id: checkpoint_id,
             timestamp: self.clock.now_millis(),
@@ -162,7 +166,7 @@ impl<OUT: Data> HarnessCore<OUT> {
         encode_operator_snapshot(self.info.operator_id.clone(), operator, None).map_err(TaskError::msg)
     }
 
-    fn advance_time(&mut self, to: i64, chain: &mut dyn ChainControl) -> TaskResult {
+    fn advance_time<H: ChainControl + ?Sized>(&mut self, to: i64, chain: &mut H) -> TaskResult {
         self.clock.set(to);
         let now = self.task.processing_time.current_processing_time();
         while self.task.processing_time.next_wakeup().is_some_and(|at| at <= now) {
@@ -187,104 +191,50 @@ fn records_of<T: Clone>(elements: &[CollectedElement<T>]) -> Vec<StreamRecord<T>
         .collect()
 }
 
-/// Drives one one-input operator (a window, a keyed process function, a map...) by hand.
-pub struct OneInputOperatorTestHarness<IN, OUT> {
+/// Drives one operator by hand; `H` is its chain head (see the two aliases below).
+pub struct OperatorTestHarness<H: ?Sized, OUT> {
     core: HarnessCore<OUT>,
     kind: Option<NodeKind>,
-    head: Option<Box<dyn Output<IN>>>,
+    head: Option<Box<H>>,
 }
 
-impl<IN: Data, OUT: Data> OneInputOperatorTestHarness<IN, OUT> {
-    /// A harness for the one operator `fragment` adds to its input (`key_by` adds none, so
-    /// `|s| s.key_by(..).window(..).reduce(..)` tests the window operator).
-    pub fn new(fragment: impl FnOnce(DataStream<IN>) -> DataStream<OUT>) -> Result<Self, JobError> {
-        Self::with_environment(StreamExecutionEnvironment::create_local_environment(1), fragment)
-    }
+/// Drives one one-input operator (a window, a keyed process function, a map...) by hand.
+pub type OneInputOperatorTestHarness<IN, OUT> = OperatorTestHarness<dyn Output<IN>, OUT>;
 
-    /// Like [`new`](Self::new), on a configured environment (its state backend, max
-    /// parallelism and runtime mode are used).
-    pub fn with_environment(
-        env: StreamExecutionEnvironment,
-        fragment: impl FnOnce(DataStream<IN>) -> DataStream<OUT>,
-    ) -> Result<Self, JobError> {
-        let input = env.from_collection(Vec::<IN>::new());
-        let out = fragment(input);
-        let node = out.inputs.first().map(|r| r.node).unwrap_or(0);
-        let (mut core, kind) = HarnessCore::new(&env, node, 1)?;
-        if env.state.borrow().runtime_mode == crate::environment::RuntimeExecutionMode::Batch {
-            core.task.execution_mode = ExecutionMode::Batch;
-        }
-        Ok(OneInputOperatorTestHarness { core, kind: Some(kind), head: None })
-    }
+/// Drives one two-input operator (an interval join, a connected process function) by hand.
+pub type TwoInputOperatorTestHarness<IN1, IN2, OUT> = OperatorTestHarness<dyn TwoInputHead<IN1, IN2>, OUT>;
 
-    /// Collects side output `tag` (declare before [`open`](Self::open)).
+impl<H: ChainControl + ?Sized, OUT: Data> OperatorTestHarness<H, OUT> {
+    /// Collects side output `tag` (declare before `open`).
     pub fn side_output<X: Data>(&mut self, tag: &OutputTag<X>) -> TaskResult {
         self.core.declare_side_output(tag)
     }
 
-    /// Starts the operator from snapshots of earlier harnesses (call before
-    /// [`open`](Self::open)); keyed state of all of them is restored (one subtask owns all key
-    /// groups).
+    /// Starts the operator from snapshots of earlier harnesses (call before `open`); keyed
+    /// state of all of them is restored (one subtask owns all key groups).
     pub fn initialize_state(&mut self, states: &[OperatorSubtaskState]) -> TaskResult {
         self.core.initialize_state(states)
     }
 
+    fn head(&mut self) -> TaskResult<&mut H> {
+        self.head.as_deref_mut().ok_or_else(not_open)
+    }
+
     /// Snapshots the operator's state, as a checkpoint would.
     pub fn snapshot(&mut self, checkpoint_id: CheckpointId) -> TaskResult<OperatorSubtaskState> {
-        let head = self.head.as_mut().ok_or_else(not_open)?;
-        self.core.snapshot(head.as_mut(), checkpoint_id)
+        let head = self.head.as_deref_mut().ok_or_else(not_open)?;
+        self.core.snapshot(head, checkpoint_id)
     }
 
     /// Tells the operator that checkpoint `checkpoint_id` completed.
     pub fn notify_checkpoint_complete(&mut self, checkpoint_id: CheckpointId) -> TaskResult {
-        self.head.as_mut().ok_or_else(not_open)?.on_checkpoint(&mut CheckpointEvent::Complete(checkpoint_id))
-    }
-
-    /// Creates and opens the operator.
-    pub fn open(&mut self) -> TaskResult {
-        let Some(NodeKind::OneInput(factory)) = self.kind.take() else {
-            return Err(TaskError::msg("the harness was opened already"));
-        };
-        let (main, sides) = self.core.take_outputs()?;
-        let head = factory.create(main, sides, self.core.info.clone())?;
-        let mut head = *head
-            .downcast::<Box<dyn Output<IN>>>()
-            .map_err(|_| TaskError::msg("internal error: operator of another input type"))?;
-        head.open(&self.core.task)?;
-        self.head = Some(head);
-        Ok(())
-    }
-
-    fn head(&mut self) -> TaskResult<&mut Box<dyn Output<IN>>> {
-        self.head.as_mut().ok_or_else(not_open)
-    }
-
-    /// Pushes a record with an event timestamp.
-    pub fn process_element(&mut self, value: IN, timestamp: i64) -> TaskResult {
-        self.head()?.collect(StreamRecord { value, timestamp })
-    }
-
-    /// Pushes a record without a timestamp.
-    pub fn process_element_without_timestamp(&mut self, value: IN) -> TaskResult {
-        self.head()?.collect(StreamRecord::new(value))
-    }
-
-    /// Pushes a watermark.
-    pub fn process_watermark(&mut self, timestamp: i64) -> TaskResult {
-        self.head()?.emit_watermark(Watermark(timestamp))
+        self.head()?.on_checkpoint(&mut CheckpointEvent::Complete(checkpoint_id))
     }
 
     /// Moves processing time to `time` (never backwards) and fires what is due.
     pub fn set_processing_time(&mut self, time: i64) -> TaskResult {
-        let head = self.head.as_mut().ok_or_else(not_open)?;
-        self.core.advance_time(time, head.as_mut())
-    }
-
-    /// Ends the input: the final watermark, then `finish` (bounded jobs flush here).
-    pub fn end_input(&mut self) -> TaskResult {
-        let head = self.head()?;
-        head.emit_watermark(Watermark::MAX)?;
-        head.finish()
+        let head = self.head.as_deref_mut().ok_or_else(not_open)?;
+        self.core.advance_time(time, head)
     }
 
     /// Closes the operator.
@@ -329,11 +279,65 @@ impl<IN: Data, OUT: Data> OneInputOperatorTestHarness<IN, OUT> {
     }
 }
 
-/// Drives one two-input operator (an interval join, a connected process function) by hand.
-pub struct TwoInputOperatorTestHarness<IN1, IN2, OUT> {
-    core: HarnessCore<OUT>,
-    kind: Option<NodeKind>,
-    head: Option<Box<dyn TwoInputHead<IN1, IN2>>>,
+impl<IN: Data, OUT: Data> OneInputOperatorTestHarness<IN, OUT> {
+    /// A harness for the one operator `fragment` adds to its input (`key_by` adds none, so
+    /// `|s| s.key_by(..).window(..).reduce(..)` tests the window operator).
+    pub fn new(fragment: impl FnOnce(DataStream<IN>) -> DataStream<OUT>) -> Result<Self, JobError> {
+        Self::with_environment(StreamExecutionEnvironment::create_local_environment(1), fragment)
+    }
+
+    /// Like [`new`](Self::new), on a configured environment (its state backend, max
+    /// parallelism and runtime mode are used).
+    pub fn with_environment(
+        env: StreamExecutionEnvironment,
+        fragment: impl FnOnce(DataStream<IN>) -> DataStream<OUT>,
+    ) -> Result<Self, JobError> {
+        let input = env.from_collection(Vec::<IN>::new());
+        let out = fragment(input);
+        let node = out.inputs.first().map(|r| r.node).unwrap_or(0);
+        let (mut core, kind) = HarnessCore::new(&env, node, 1)?;
+        if env.state.borrow().runtime_mode == crate::environment::RuntimeExecutionMode::Batch {
+            core.task.execution_mode = ExecutionMode::Batch;
+        }
+        Ok(OperatorTestHarness { core, kind: Some(kind), head: None })
+    }
+
+    /// Creates and opens the operator.
+    pub fn open(&mut self) -> TaskResult {
+        let Some(NodeKind::OneInput(factory)) = self.kind.take() else {
+            return Err(TaskError::msg("the harness was opened already"));
+        };
+        let (main, sides) = self.core.take_outputs()?;
+        let head = factory.create(main, sides, self.core.info.clone())?;
+        let mut head = *head
+            .downcast::<Box<dyn Output<IN>>>()
+            .map_err(|_| TaskError::msg("internal error: operator of another input type"))?;
+        head.open(&self.core.task)?;
+        self.head = Some(head);
+        Ok(())
+    }
+
+    /// Pushes a record with an event timestamp.
+    pub fn process_element(&mut self, value: IN, timestamp: i64) -> TaskResult {
+        self.head()?.collect(StreamRecord { value, timestamp })
+    }
+
+    /// Pushes a record without a timestamp.
+    pub fn process_element_without_timestamp(&mut self, value: IN) -> TaskResult {
+        self.head()?.collect(StreamRecord::new(value))
+    }
+
+    /// Pushes a watermark.
+    pub fn process_watermark(&mut self, timestamp: i64) -> TaskResult {
+        self.head()?.emit_watermark(Watermark(timestamp))
+    }
+
+    /// Ends the input: the final watermark, then `finish` (bounded jobs flush here).
+    pub fn end_input(&mut self) -> TaskResult {
+        let head = self.head()?;
+        head.emit_watermark(Watermark::MAX)?;
+        head.finish()
+    }
 }
 
 impl<IN1: Data, IN2: Data, OUT: Data> TwoInputOperatorTestHarness<IN1, IN2, OUT> {
@@ -345,30 +349,7 @@ impl<IN1: Data, IN2: Data, OUT: Data> TwoInputOperatorTestHarness<IN1, IN2, OUT>
         let out = fragment(first, second);
         let node = out.inputs.first().map(|r| r.node).unwrap_or(0);
         let (core, kind) = HarnessCore::new(&env, node, 2)?;
-        Ok(TwoInputOperatorTestHarness { core, kind: Some(kind), head: None })
-    }
-
-    /// Collects side output `tag` (declare before [`open`](Self::open)).
-    pub fn side_output<X: Data>(&mut self, tag: &OutputTag<X>) -> TaskResult {
-        self.core.declare_side_output(tag)
-    }
-
-    /// Starts the operator from snapshots of earlier harnesses (call before
-    /// [`open`](Self::open)); keyed state of all of them is restored (one subtask owns all key
-    /// groups).
-    pub fn initialize_state(&mut self, states: &[OperatorSubtaskState]) -> TaskResult {
-        self.core.initialize_state(states)
-    }
-
-    /// Snapshots the operator's state, as a checkpoint would.
-    pub fn snapshot(&mut self, checkpoint_id: CheckpointId) -> TaskResult<OperatorSubtaskState> {
-        let head = self.head.as_mut().ok_or_else(not_open)?;
-        self.core.snapshot(head.as_mut(), checkpoint_id)
-    }
-
-    /// Tells the operator that checkpoint `checkpoint_id` completed.
-    pub fn notify_checkpoint_complete(&mut self, checkpoint_id: CheckpointId) -> TaskResult {
-        self.head.as_mut().ok_or_else(not_open)?.on_checkpoint(&mut CheckpointEvent::Complete(checkpoint_id))
+        Ok(OperatorTestHarness { core, kind: Some(kind), head: None })
     }
 
     /// Creates and opens the operator.
@@ -384,10 +365,6 @@ impl<IN1: Data, IN2: Data, OUT: Data> TwoInputOperatorTestHarness<IN1, IN2, OUT>
         head.open(&self.core.task)?;
         self.head = Some(head);
         Ok(())
-    }
-
-    fn head(&mut self) -> TaskResult<&mut Box<dyn TwoInputHead<IN1, IN2>>> {
-        self.head.as_mut().ok_or_else(not_open)
     }
 
     /// Pushes a record into the first input.
@@ -414,34 +391,5 @@ impl<IN1: Data, IN2: Data, OUT: Data> TwoInputOperatorTestHarness<IN1, IN2, OUT>
     pub fn process_both_watermarks(&mut self, timestamp: i64) -> TaskResult {
         self.process_watermark1(timestamp)?;
         self.process_watermark2(timestamp)
-    }
-
-    /// Moves processing time to `time` and fires what is due.
-    pub fn set_processing_time(&mut self, time: i64) -> TaskResult {
-        let head = self.head.as_mut().ok_or_else(not_open)?;
-        self.core.advance_time(time, head.as_mut())
-    }
-
-    /// Closes the operator.
-    pub fn close(&mut self) -> TaskResult {
-        match self.head.take() {
-            Some(mut head) => head.close(),
-            None => Ok(()),
-        }
-    }
-
-    /// The values emitted on the main output so far.
-    pub fn values(&self) -> Vec<OUT> {
-        records_of(&self.core.output.borrow()).into_iter().map(|r| r.value).collect()
-    }
-
-    /// The records emitted on the main output so far.
-    pub fn records(&self) -> Vec<StreamRecord<OUT>> {
-        records_of(&self.core.output.borrow())
-    }
-
-    /// The records emitted on side output `tag`.
-    pub fn side_records<X: Data>(&self, tag: &OutputTag<X>) -> Vec<StreamRecord<X>> {
-        records_of(&self.core.side_elements(tag))
     }
 }

@@ -292,9 +292,12 @@ impl S3TestServer {
         ]
     }
 
-    /// The same settings as `object_store` options, for `ObjectStoreDir::open_with`.
-    pub fn options(&self) -> Vec<(String, String)> {
-        self.environment().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect()
+    /// A directory of the server's store (`s3://bucket/path`), reached with its settings.
+    pub fn open(&self, url: &str) -> Result<ObjectStoreDir, StorageError> {
+        let options: Vec<(String, String)> =
+            self.environment().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+        let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        ObjectStoreDir::open_with(url, &options)
     }
 }
 

@@ -425,10 +425,10 @@ mod tests {
         d
     }
 
-    fn write_checkpoint(storage: &CheckpointStorage, id: CheckpointId) {
-        let state = TaskStateFile::default();
+    /// Writes checkpoint `id` of one task (file `task`, referring to `shared`) and completes it.
+    fn write_checkpoint_with(storage: &CheckpointStorage, id: CheckpointId, task: &str, shared: Vec<String>) {
         let dir = storage.checkpoint_dir(id);
-        write_atomically(&dir.join("task-0"), &encode_task_state(&state).unwrap()).unwrap();
+        write_atomically(&dir.join(task), &encode_task_state(&TaskStateFile::default()).unwrap()).unwrap();
         let metadata = CheckpointMetadata {
             id,
             kind: SnapshotKind::Checkpoint,
@@ -439,13 +439,17 @@ mod tests {
                 subtask: 0,
                 parallelism: 1,
                 operator_ids: vec![],
-                file: Some("task-0".into()),
+                file: Some(task.into()),
                 size: 1,
-                shared: vec![],
+                shared,
             }],
             enumerators: vec![],
         };
         storage.publish(&CheckpointStorage::checkpoint_name(id), &metadata).unwrap();
+    }
+
+    fn write_checkpoint(storage: &CheckpointStorage, id: CheckpointId) {
+        write_checkpoint_with(storage, id, "task-0", Vec::new());
     }
 
     #[test]
@@ -480,41 +484,20 @@ mod tests {
     fn object_store_checkpoints_fall_back_share_files_and_are_pruned() {
         use super::super::remote::S3TestServer;
         let server = S3TestServer::start("brisk").unwrap();
-        let options = server.options();
-        let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let url = format!("s3://brisk/unit-{}", std::process::id());
         let storage = CheckpointStorage {
             location: SnapshotLocation::ObjectStore(url.clone()),
             local: dir("object-store"),
-            remote: Some(ObjectStoreDir::open_with(&url, &options).unwrap()),
+            remote: Some(server.open(&url).unwrap()),
         };
-        let remote = ObjectStoreDir::open_with(&url, &options).unwrap();
+        let remote = server.open(&url).unwrap();
         let shared = storage.local.join(SHARED_DIR);
         std::fs::create_dir_all(&shared).unwrap();
         for id in 1..=3 {
             // Checkpoint 1 refers to `a`, 2 and 3 to `b`.
             let file = if id == 1 { "a" } else { "b" };
             std::fs::write(shared.join(file), file).unwrap();
-            let task = format!("task-{id}");
-            let dir = storage.checkpoint_dir(id);
-            write_atomically(&dir.join(&task), &encode_task_state(&TaskStateFile::default()).unwrap()).unwrap();
-            let metadata = CheckpointMetadata {
-                id,
-                kind: SnapshotKind::Checkpoint,
-                timestamp: 0,
-                job_name: "t".into(),
-                max_parallelism: vec![],
-                tasks: vec![TaskStateHandle {
-                    subtask: 0,
-                    parallelism: 1,
-                    operator_ids: vec![],
-                    file: Some(task),
-                    size: 1,
-                    shared: vec![file.into()],
-                }],
-                enumerators: vec![],
-            };
-            storage.publish(&CheckpointStorage::checkpoint_name(id), &metadata).unwrap();
+            write_checkpoint_with(&storage, id, &format!("task-{id}"), vec![file.into()]);
         }
         remote.write("chk-4/task-4", b"no metadata yet".to_vec()).unwrap();
         assert_eq!(storage.completed_ids().unwrap(), vec![3, 2, 1]);
