@@ -51,6 +51,13 @@ impl Mailbox {
         self.waker.wake();
     }
 
+    /// Whether mail is waiting (one atomic load): long-running work on the task thread, such
+    /// as a source reader's poll, returns early so that a checkpoint trigger is not held up.
+    #[inline]
+    pub fn has_mail(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
     /// Takes all waiting mail (one atomic load when there is none).
     #[inline]
     pub fn drain(&self) -> Vec<Mail> {

@@ -6,6 +6,7 @@ use crate::channel::{CancelToken, TaskWaker};
 use crate::checkpoint::{CheckpointId, OperatorSnapshot};
 use crate::context::{OperatorInfo, TaskContext};
 use crate::error::{TaskError, TaskResult, lock};
+use crate::mailbox::Mailbox;
 use crate::metrics::OperatorReport;
 use crate::output::{ChainControl, CheckpointEvent, OperatorOutput};
 use crate::time::ProcessingTimeService;
@@ -116,17 +117,19 @@ pub struct SourceOutput<'a, T> {
     out: &'a mut OperatorOutput<T>,
     watermarks: Option<(&'a mut WatermarkTracker<T>, usize)>,
     error: Option<TaskError>,
+    /// The task's mailbox: mail waiting there (a checkpoint trigger) ends the poll early.
+    mailbox: Option<&'a Mailbox>,
 }
 
 impl<'a, T: 'static> SourceOutput<'a, T> {
     /// Wraps an operator output.
     pub fn new(out: &'a mut OperatorOutput<T>) -> Self {
-        SourceOutput { out, watermarks: None, error: None }
+        SourceOutput { out, watermarks: None, error: None, mailbox: None }
     }
 
     /// Wraps an operator output, generating watermarks for the tracker's part `part`.
     pub fn with_watermarks(out: &'a mut OperatorOutput<T>, tracker: &'a mut WatermarkTracker<T>, part: usize) -> Self {
-        SourceOutput { out, watermarks: Some((tracker, part)), error: None }
+        SourceOutput { out, watermarks: Some((tracker, part)), error: None, mailbox: None }
     }
 
     /// Emits a record without a timestamp (the watermark strategy may assign one).
@@ -159,9 +162,23 @@ impl<'a, T: 'static> SourceOutput<'a, T> {
         }
     }
 
+    /// Makes [`Self::should_yield`] true while `mailbox` holds mail for the task.
+    pub fn yielding_to(mut self, mailbox: &'a Mailbox) -> Self {
+        self.mailbox = Some(mailbox);
+        self
+    }
+
     /// True once an emission failed: the reader should return from its poll.
     pub fn failed(&self) -> bool {
         self.error.is_some()
+    }
+
+    /// True when the reader should return from its poll now: an emission failed, or the task
+    /// has mail (a checkpoint trigger) that must not wait for a whole batch of records, which
+    /// a slow user function chained to the source could take seconds to process.
+    #[inline]
+    pub fn should_yield(&self) -> bool {
+        self.error.is_some() || self.mailbox.is_some_and(Mailbox::has_mail)
     }
 
     fn into_error(self) -> Option<TaskError> {
@@ -361,6 +378,8 @@ pub struct SourceLink<T, S: Source<T>> {
     /// Stop-with-savepoint: end after the savepoint (with the final watermark if draining).
     stopping: Option<bool>,
     records_read: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// The task's mailbox, which polls yield to.
+    mailbox: Option<Mailbox>,
     out: OperatorOutput<T>,
     state: LinkState,
     name: Arc<str>,
@@ -390,6 +409,7 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
             no_more_splits: false,
             stopping: None,
             records_read: None,
+            mailbox: None,
             out,
             name: info.name.as_str().into(),
             state: LinkState::new(info),
@@ -438,6 +458,9 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
                 (Some(tracker), Some(part)) => SourceOutput::with_watermarks(&mut self.out, tracker, part),
                 _ => SourceOutput::new(&mut self.out),
             };
+            if let Some(mailbox) = &self.mailbox {
+                output = output.yielding_to(mailbox);
+            }
             let status = reader.poll(&mut output);
             if let Some(e) = output.into_error() {
                 return Err(e);
@@ -499,6 +522,7 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
         self.out.open(task)?;
         self.subtask_index = task.info.subtask_index;
         self.records_read = Some(task.records_read.clone());
+        self.mailbox = Some(task.mailbox.clone());
         // Batch execution needs no watermarks but the final one; timestamps are still assigned.
         if let Some(strategy) = &self.strategy {
             self.watermarks = Some(WatermarkTracker::new(strategy.clone(), task.clock.clone()));

@@ -65,10 +65,10 @@ impl<T: Data> SplitReader<T, IndexSplit> for CollectionReader<T> {
     fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<ReadStatus, BoxError> {
         let Some(split) = self.split.as_mut() else { return Ok(ReadStatus::SplitFinished) };
         let end = split.end.min(self.values.len()).min(split.next + RECORDS_PER_POLL);
-        for value in &self.values[split.next.min(end)..end] {
-            out.collect(value.clone());
+        while split.next < end && !out.should_yield() {
+            out.collect(self.values[split.next].clone());
+            split.next += 1;
         }
-        split.next = end;
         Ok(if split.next >= split.end.min(self.values.len()) { ReadStatus::SplitFinished } else { ReadStatus::More })
     }
 

@@ -117,6 +117,9 @@ impl<T: Data> SplitReader<T, GeneratorSplit> for GeneratorReader<T> {
             if split.next >= split.end {
                 return Ok(ReadStatus::SplitFinished);
             }
+            if out.should_yield() {
+                break;
+            }
             out.collect((self.generator)(split.next));
             self.emitted += 1;
             split.next = split.next.saturating_add(split.step);

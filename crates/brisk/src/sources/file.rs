@@ -306,7 +306,7 @@ impl<T: 'static> SplitReader<T, FileSplit> for LineReader<T> {
         let Some(open) = self.current.as_mut() else { return Ok(ReadStatus::SplitFinished) };
         let mut bytes = 0;
         for _ in 0..RECORDS_PER_POLL {
-            if open.position >= open.split.end || out.failed() {
+            if open.position >= open.split.end || out.should_yield() {
                 break;
             }
             self.line.clear();

@@ -78,7 +78,7 @@ impl SplitReader<i64, SequenceSplit> for SequenceReader {
     fn poll(&mut self, out: &mut SourceOutput<'_, i64>) -> Result<ReadStatus, BoxError> {
         let Some(split) = self.split.as_mut() else { return Ok(ReadStatus::SplitFinished) };
         for _ in 0..RECORDS_PER_POLL {
-            if split.exhausted {
+            if split.exhausted || out.should_yield() {
                 break;
             }
             out.collect(split.next);

@@ -113,6 +113,9 @@ impl SplitReader<String, SocketSplit> for SocketReader {
     fn poll(&mut self, out: &mut SourceOutput<'_, String>) -> Result<ReadStatus, BoxError> {
         let Some(events) = self.events.as_ref() else { return Ok(ReadStatus::SplitFinished) };
         for _ in 0..RECORDS_PER_POLL {
+            if out.should_yield() {
+                break;
+            }
             match events.try_recv() {
                 Ok(Event::Line(line)) => out.collect(line),
                 Ok(Event::End) => {
