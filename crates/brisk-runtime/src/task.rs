@@ -439,7 +439,7 @@ struct PendingSnapshot {
 
 impl PendingSnapshot {
     /// Encodes and writes the snapshot on another thread, then acknowledges it.
-    fn write_async(self, ctx: &TaskContext, in_flight: InFlight) {
+    fn write_async(self, ctx: &TaskContext, in_flight: InFlight, checkpoints: &mut Checkpoints) {
         let events = ctx.events.clone();
         let failure = ctx.failures.clone();
         // Savepoints are self-contained: always the canonical format.
@@ -464,9 +464,14 @@ impl PendingSnapshot {
                     Err(reason) => events.send(TaskEvent::Decline { checkpoint: id, reason }),
                 }
             });
-        if let Err(e) = spawned {
-            ctx.events
-                .send(TaskEvent::Decline { checkpoint: 0, reason: format!("cannot start a checkpoint writer: {e}") });
+        match spawned {
+            Ok(writer) => {
+                checkpoints.writers.retain(|w| !w.is_finished());
+                checkpoints.writers.push(writer);
+            }
+            Err(e) => ctx
+                .events
+                .send(TaskEvent::Decline { checkpoint: 0, reason: format!("cannot start a checkpoint writer: {e}") }),
         }
     }
 }
@@ -501,10 +506,14 @@ fn write_task_state(
     Ok((Some(name), bytes.len() as u64, shared))
 }
 
-/// Unaligned snapshots waiting for their in-flight records.
+/// A task's snapshots on their way to storage.
 #[derive(Default)]
 struct Checkpoints {
+    /// Unaligned snapshots waiting for their in-flight records.
     waiting: Vec<PendingSnapshot>,
+    /// Threads writing snapshots: a finished task waits for them, so no file of a checkpoint
+    /// appears after the job ended (and its checkpoints were deleted).
+    writers: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// Takes the synchronous snapshot of the chain, sends the barrier on (unless the task's
@@ -530,7 +539,7 @@ fn perform_checkpoint(
     if unaligned {
         checkpoints.waiting.push(pending);
     } else {
-        pending.write_async(ctx, Vec::new());
+        pending.write_async(ctx, Vec::new(), checkpoints);
     }
     Ok(())
 }
@@ -604,13 +613,13 @@ fn main_loop(task: &mut dyn StreamTask, ctx: &TaskContext, buffer_timeout: Optio
             }
             InputStatus::InFlightComplete(id, in_flight) => {
                 if let Some(i) = checkpoints.waiting.iter().position(|p| p.barrier.id == id) {
-                    checkpoints.waiting.swap_remove(i).write_async(ctx, in_flight);
+                    checkpoints.waiting.swap_remove(i).write_async(ctx, in_flight, &mut checkpoints);
                 }
             }
             InputStatus::End => {
                 task.chain().finish()?;
                 task.chain().flush()?;
-                return wait_for_job_end(task, ctx);
+                return wait_for_job_end(task, ctx, checkpoints);
             }
         }
     }
@@ -618,9 +627,8 @@ fn main_loop(task: &mut dyn StreamTask, ctx: &TaskContext, buffer_timeout: Optio
 
 /// After the input ended: reports it, then handles mail until the job master says the whole
 /// job finished (the final commit) or cancels.
-fn wait_for_job_end(task: &mut dyn StreamTask, ctx: &TaskContext) -> TaskResult {
+fn wait_for_job_end(task: &mut dyn StreamTask, ctx: &TaskContext, mut checkpoints: Checkpoints) -> TaskResult {
     ctx.events.send(TaskEvent::InputFinished(ctx.events.task_index));
-    let mut checkpoints = Checkpoints::default();
     loop {
         if ctx.cancel.is_cancelled() {
             return Err(TaskError::Cancelled);
@@ -630,6 +638,8 @@ fn wait_for_job_end(task: &mut dyn StreamTask, ctx: &TaskContext) -> TaskResult 
                 Mail::CheckpointComplete(id) => {
                     task.chain().on_checkpoint(&mut CheckpointEvent::Complete(id))?;
                     if id == FINAL_CHECKPOINT {
+                        // A writer that panicked has declined nothing; the job is done anyway.
+                        checkpoints.writers.drain(..).for_each(|w| drop(w.join()));
                         return Ok(());
                     }
                 }

@@ -379,14 +379,15 @@ impl CheckpointStorage {
         Ok(())
     }
 
-    /// Deletes all checkpoints and their shared files (a finished job, or cancellation
-    /// without retention).
+    /// Deletes all checkpoints, complete or not, and their shared files (a finished job, or
+    /// cancellation without retention).
     pub fn delete_all(&self) {
         let result = self.completed_ids().and_then(|ids| {
             for id in ids {
                 self.shared_files(id)?.iter().for_each(|file| self.delete_shared(file));
-                self.delete_checkpoint(id);
             }
+            // Checkpoints still in progress when the job ended have task files but no metadata.
+            self.checkpoint_ids()?.into_iter().for_each(|id| self.delete_checkpoint(id));
             Ok(())
         });
         if let Err(e) = result {
@@ -528,6 +529,6 @@ mod tests {
         assert_eq!(remote.list("shared").unwrap().files, vec!["b".to_string()], "only `a` was unreferenced");
         assert!(remote.exists("chk-4/task-4").unwrap(), "a newer checkpoint in progress is kept");
         storage.delete_all();
-        assert_eq!(remote.list("").unwrap().dirs, vec!["chk-4".to_string()]);
+        assert_eq!(remote.list("").unwrap().dirs, Vec::<String>::new(), "in-progress ones too");
     }
 }
