@@ -233,6 +233,12 @@ pub fn execute(
                 result.restarts
             );
         }
+        for (i, restored) in result.restored_checkpoints.iter().enumerate() {
+            match restored {
+                Some(id) => eprintln!("restart {}: restored checkpoint {id}", i + 1),
+                None => eprintln!("restart {}: started over (no checkpoint had completed)", i + 1),
+            }
+        }
         for (i, recovery) in result.recoveries.iter().enumerate() {
             eprintln!("recovery {}: running again {:.1?} after the failure", i + 1, recovery);
         }

@@ -1,10 +1,12 @@
 //! Failure injection for recovery tests and the examples' `--inject-failures`: planned
 //! failures fire once each, at a count of processed records, as an error or a panic in a user
 //! function's place or inside snapshotting. The plan belongs to the job, not to an attempt, so
-//! a restarted job does not fail at the same point again.
+//! a restarted job does not fail at the same point again. After a failure fired, the next one
+//! waits until the job master restarted the failed tasks, so each planned failure costs
+//! exactly one restart (two due close together would otherwise fail one attempt twice).
 
 use crate::error::{TaskError, TaskResult, lock};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Where a planned failure strikes.
@@ -33,7 +35,10 @@ struct Plan {
     records: AtomicU64,
     next_threshold: AtomicU64,
     remaining: Mutex<Vec<PlannedFailure>>,
-    fired: AtomicU64,
+    /// Cleared when a failure fires, set again when the failed tasks were restarted.
+    armed: AtomicBool,
+    /// The failures that fired, in order, so tests can prove each planned one did.
+    fired: Mutex<Vec<PlannedFailure>>,
 }
 
 /// The failure plan of a job; the default injects nothing and costs one branch per record.
@@ -58,7 +63,8 @@ impl FailureInjector {
             records: AtomicU64::new(0),
             next_threshold: AtomicU64::new(next),
             remaining: Mutex::new(plan),
-            fired: AtomicU64::new(0),
+            armed: AtomicBool::new(true),
+            fired: Mutex::new(Vec::new()),
         })))
     }
 
@@ -86,7 +92,24 @@ impl FailureInjector {
 
     /// Number of failures fired so far.
     pub fn fired(&self) -> u64 {
-        self.0.as_ref().map(|p| p.fired.load(Ordering::Relaxed)).unwrap_or(0)
+        self.0.as_ref().map(|p| lock(&p.fired).len() as u64).unwrap_or(0)
+    }
+
+    /// The failures fired so far, in the order they fired.
+    pub fn fired_failures(&self) -> Vec<PlannedFailure> {
+        self.0.as_ref().map(|p| lock(&p.fired).clone()).unwrap_or_default()
+    }
+
+    /// How many failures fired at `point` (a panic or an error alike).
+    pub fn fired_at(&self, point: InjectionPoint) -> usize {
+        self.fired_failures().iter().filter(|f| f.point == point).count()
+    }
+
+    /// Lets the next planned failure fire: called by the job master when it restarts tasks.
+    pub fn arm(&self) {
+        if let Some(plan) = &self.0 {
+            plan.armed.store(true, Ordering::Release);
+        }
     }
 
     /// Counts a processed record and fails if a record failure is due.
@@ -112,10 +135,17 @@ impl FailureInjector {
 
     fn fire(&self, point: InjectionPoint) -> TaskResult {
         let Some(plan) = &self.0 else { return Ok(()) };
+        if !plan.armed.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let due = {
             let mut remaining = lock(&plan.remaining);
             match remaining.last() {
-                Some(p) if p.point == point && plan.records.load(Ordering::Relaxed) >= p.after_records => {
+                Some(p)
+                    if p.point == point
+                        && plan.records.load(Ordering::Relaxed) >= p.after_records
+                        && plan.armed.swap(false, Ordering::AcqRel) =>
+                {
                     let p = remaining.pop();
                     let next = remaining.last().map(|p| p.after_records).unwrap_or(u64::MAX);
                     plan.next_threshold.store(next, Ordering::Relaxed);
@@ -125,7 +155,11 @@ impl FailureInjector {
             }
         };
         let Some(failure) = due else { return Ok(()) };
-        let n = plan.fired.fetch_add(1, Ordering::Relaxed) + 1;
+        let n = {
+            let mut fired = lock(&plan.fired);
+            fired.push(failure.clone());
+            fired.len()
+        };
         let message = format!("injected failure {n} ({:?}) after {} records", failure.point, failure.after_records);
         if failure.panic {
             panic!("{message}");
@@ -151,11 +185,16 @@ mod tests {
         assert!(
             injector.maybe_fail(InjectionPoint::SyncSnapshot).unwrap_err().to_string().contains("injected failure 1")
         );
-        assert!(injector.maybe_fail(InjectionPoint::SyncSnapshot).is_ok(), "fires once");
         injector.on_record().unwrap();
+        assert!(injector.on_record().is_ok(), "due, but not armed again since the last failure");
+        injector.arm();
+        assert!(injector.maybe_fail(InjectionPoint::SyncSnapshot).is_ok(), "fires once");
         assert!(injector.on_record().is_err());
         assert!((0..100).all(|_| injector.on_record().is_ok()));
         assert_eq!(injector.fired(), 2);
+        assert_eq!(injector.fired_at(InjectionPoint::SyncSnapshot), 1);
+        assert_eq!(injector.fired_at(InjectionPoint::Record), 1);
+        assert_eq!(injector.fired_at(InjectionPoint::AsyncSnapshot), 0);
         assert!(FailureInjector::default().on_record().is_ok());
     }
 

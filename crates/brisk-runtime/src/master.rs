@@ -105,6 +105,8 @@ struct Master {
     /// When the last failure happened, until the restarted tasks all run.
     failed_at: Option<Instant>,
     recoveries: Vec<Duration>,
+    /// Per restart that redeployed tasks: the checkpoint it restored (None: from the start).
+    restored: Vec<Option<CheckpointId>>,
     restarts: RestartState,
     /// The checkpoint the running tasks' source readers are accounted from: the newest
     /// completed one, or the one the attempt started from.
@@ -168,6 +170,7 @@ pub(crate) fn run_master(
         in_progress: Vec::new(),
         failed_at: None,
         recoveries: Vec::new(),
+        restored: Vec::new(),
         restarts: RestartState { tracker: RestartTracker::new(restart_strategy), count: 0 },
         last_completed: restore.as_ref().map(JobRestore::id),
         fallback: restore,
@@ -222,6 +225,8 @@ pub(crate) fn run_master(
                 };
                 master.fallback = restore.clone();
                 master.last_completed = restore.as_ref().map(JobRestore::id);
+                master.restored.push(master.last_completed);
+                master.deployable.options.failures.arm();
                 let number = master.restarts.count;
                 attempt = match deploy(&master.deployable, restore.as_ref(), number, &master.events, &control) {
                     Ok(a) => a,
@@ -533,6 +538,7 @@ impl Master {
                         warn!(task = %failure.task_name, error = %error, region, restart = self.restarts.count, delay_ms = delay.as_millis() as u64, "task failed; restarting its pipelined region");
                         regions.restart_at[region] = Some(now + delay);
                         regions.restore[region] = restore.ok().flatten();
+                        self.restored.push(regions.restore[region].as_ref().map(JobRestore::id));
                         self.failed_at.get_or_insert(now);
                         self.abandon_checkpoints(attempt, "a region restarted");
                     }
@@ -549,6 +555,7 @@ impl Master {
                 regions.failure[region] = None;
                 let restore = regions.restore[region].take();
                 let number = self.restarts.count;
+                self.deployable.options.failures.arm();
                 match redeploy_region(
                     &self.deployable,
                     attempt,
@@ -687,6 +694,9 @@ impl Master {
         self.publish_history();
         if must_fail {
             self.fail_job_for_checkpoints(attempt);
+        } else {
+            // A tolerated checkpoint failure restarts nothing: the next planned one may fire.
+            self.deployable.options.failures.arm();
         }
     }
 
@@ -771,6 +781,7 @@ impl Master {
             checkpoints: self.coordinator.as_ref().map(|c| c.history().to_vec()).unwrap_or_default(),
             restarts,
             recoveries: self.recoveries.clone(),
+            restored_checkpoints: self.restored.clone(),
             savepoint: None,
         }
     }

@@ -8,7 +8,7 @@ use crate::channel::{CancelToken, TaskWaker};
 use crate::checkpoint::coordinator::{CheckpointStats, TaskDescriptor};
 use crate::checkpoint::restore::{JobRestore, TaskRestore};
 use crate::checkpoint::storage::load_snapshot;
-use crate::checkpoint::{CheckpointConfig, RestartStrategy, SnapshotLocation, TaskEvent};
+use crate::checkpoint::{CheckpointConfig, CheckpointId, RestartStrategy, SnapshotLocation, TaskEvent};
 use crate::context::{ExecutionMode, OperatorInfo, TaskContext, TaskEvents, TaskInfo};
 use crate::error::{JobError, TaskError, TaskResult, lock};
 use crate::failure::FailureInjector;
@@ -139,6 +139,9 @@ pub struct JobExecutionResult {
     /// Per restart: from the failure to every task of the new attempt running with its
     /// restored state.
     pub recoveries: Vec<Duration>,
+    /// Per restart: the checkpoint (or savepoint) it restored, `None` when it started over
+    /// because no checkpoint had completed yet.
+    pub restored_checkpoints: Vec<Option<CheckpointId>>,
     /// The savepoint written by stop-with-savepoint, if the job was stopped with one.
     pub savepoint: Option<SnapshotLocation>,
 }
