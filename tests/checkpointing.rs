@@ -2,7 +2,8 @@
 //! in operators, failures inside snapshotting), the committed output of the exactly-once file
 //! sink equals a failure-free run's exactly, with both state backends, aligned and unaligned;
 //! at-least-once loses nothing; savepoints rescale a job 2 → 4 → 1 keeping every count;
-//! checkpoint files are deleted when no longer needed.
+//! checkpoint files are deleted when no longer needed. Expected outputs come from a sequential
+//! model of the job (`reference`), independent of the engine.
 
 mod common;
 
@@ -11,7 +12,7 @@ use brisk::runtime::checkpoint::coordinator::CheckpointStatus;
 use brisk::runtime::checkpoint::{CheckpointConfig, CheckpointingMode, FailoverStrategy, RestartStrategy};
 use brisk::runtime::failure::{FailureInjector, InjectionPoint, PlannedFailure};
 use brisk::sinks::FileSink;
-use common::temp_dir;
+use common::{committed_lines, read_sorted_lines, temp_dir, wait_until};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,20 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const KEYS: u64 = 50;
-
-/// Committed lines of a file sink's directory (hidden in-progress and pending files excluded).
-fn committed_lines(dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("output directory") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        if !name.starts_with('.') {
-            lines.extend(std::fs::read_to_string(&path).expect("read part").lines().map(String::from));
-        }
-    }
-    lines.sort();
-    lines
-}
 
 #[derive(Clone, Copy, Debug)]
 struct Setup {
@@ -69,7 +56,7 @@ fn environment(setup: Setup, checkpoints: impl Into<SnapshotLocation>) -> Stream
         ..CheckpointConfig::default()
     });
     env.set_restart_strategy(RestartStrategy::FixedDelay { attempts: 20, delay: Duration::from_millis(10) });
-    if setup.rocksdb && StateBackendConfig::ROCKSDB_AVAILABLE {
+    if setup.rocksdb {
         env.set_state_backend(StateBackendConfig { kind: StateBackendKind::RocksDb, ..StateBackendConfig::default() });
     }
     env
@@ -104,6 +91,36 @@ fn declare_job(env: &StreamExecutionEnvironment, records: u64, out: &Path) {
         .uid("windows-sink");
 }
 
+/// What [`declare_job`] commits over `records` generated events, computed sequentially: per
+/// key, every running count from 1 up; per key and 100 ms window, its size and sum.
+fn reference(records: u64) -> Vec<String> {
+    let mut per_key = BTreeMap::new();
+    let mut windows: BTreeMap<(u64, i64), (u64, i64)> = BTreeMap::new();
+    let mut lines = Vec::new();
+    for i in 0..records {
+        let (key, value) = (i % KEYS, i as i64);
+        let n = per_key.entry(key).or_insert(0u64);
+        *n += 1;
+        lines.push(format!("count,{key},{n}"));
+        let ts = value / 10;
+        let window = windows.entry((key, ts - ts % 100)).or_default();
+        window.0 += 1;
+        window.1 += value;
+    }
+    lines.extend(windows.iter().map(|((k, start), (n, sum))| format!("window,{k},{start},{n},{sum}")));
+    lines.sort();
+    lines
+}
+
+/// The committed lines of both sinks under `out` (`finished`: asserting none is pending).
+fn job_output(out: &Path, finished: bool) -> Vec<String> {
+    let read = if finished { read_sorted_lines } else { committed_lines };
+    let mut lines = read(&out.join("counts"));
+    lines.extend(read(&out.join("windows")));
+    lines.sort();
+    lines
+}
+
 fn run_job(setup: Setup, records: u64, failures: FailureInjector, name: &str) -> (Vec<String>, JobExecutionResult) {
     common::init_logging();
     let dir = temp_dir(name);
@@ -111,42 +128,50 @@ fn run_job(setup: Setup, records: u64, failures: FailureInjector, name: &str) ->
     env.set_failure_injector(failures);
     declare_job(&env, records, &dir.join("out"));
     let result = env.execute(name).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let mut lines = committed_lines(&dir.join("out/counts"));
-    lines.extend(committed_lines(&dir.join("out/windows")));
-    lines.sort();
-    (lines, result)
+    (job_output(&dir.join("out"), true), result)
 }
 
 fn plan(records: u64) -> FailureInjector {
-    // Records pass about four operators each; failures spread over the run.
+    // Records pass about four operators each; failures spread over the run, the first after
+    // the first checkpoints completed (each restart restores one).
     let at = |f: f64| (records as f64 * 4.0 * f) as u64;
     FailureInjector::new(vec![
-        PlannedFailure { after_records: at(0.15), point: InjectionPoint::Record, panic: false },
-        PlannedFailure { after_records: at(0.35), point: InjectionPoint::Record, panic: true },
-        PlannedFailure { after_records: at(0.5), point: InjectionPoint::SyncSnapshot, panic: false },
-        PlannedFailure { after_records: at(0.65), point: InjectionPoint::AsyncSnapshot, panic: false },
+        PlannedFailure { after_records: at(0.3), point: InjectionPoint::Record, panic: false },
+        PlannedFailure { after_records: at(0.42), point: InjectionPoint::Record, panic: true },
+        PlannedFailure { after_records: at(0.54), point: InjectionPoint::SyncSnapshot, panic: false },
+        PlannedFailure { after_records: at(0.66), point: InjectionPoint::AsyncSnapshot, panic: false },
         PlannedFailure { after_records: at(0.8), point: InjectionPoint::Record, panic: false },
     ])
 }
 
+/// Asserts that every failure of [`plan`] fired, each restarting the job once from a
+/// completed checkpoint.
+fn assert_plan_fired(name: &str, failures: &FailureInjector, result: &JobExecutionResult) {
+    let fired = failures.fired_failures();
+    assert_eq!(failures.fired_at(InjectionPoint::Record), 3, "{name}: record failures fired: {fired:?}");
+    assert_eq!(fired.iter().filter(|f| f.panic).count(), 1, "{name}: one of them a panic: {fired:?}");
+    assert_eq!(failures.fired_at(InjectionPoint::SyncSnapshot), 1, "{name}: {fired:?}");
+    assert_eq!(failures.fired_at(InjectionPoint::AsyncSnapshot), 1, "{name}: {fired:?}");
+    assert_eq!(result.restarts, 5, "{name}: one restart per failure");
+    assert_eq!(result.restored_checkpoints.len(), 5, "{name}: {:?}", result.restored_checkpoints);
+    assert!(
+        result.restored_checkpoints.iter().all(Option::is_some),
+        "{name}: every restart restored a checkpoint: {:?}",
+        result.restored_checkpoints
+    );
+}
+
 fn exactly_once_equals_failure_free(setup: Setup, name: &str) {
     let records = 30_000;
-    let (expected, clean) = run_job(setup, records, FailureInjector::default(), &format!("{name}-clean"));
-    assert_eq!(clean.restarts, 0);
-    assert_eq!(
-        expected.iter().filter(|l| l.starts_with("count,")).count() as u64,
-        records,
-        "one running count per record"
-    );
-    let (actual, failed) = run_job(setup, records, plan(records), &format!("{name}-failures"));
-    assert!(failed.restarts >= 3, "{name}: the planned failures restarted the job ({} restarts)", failed.restarts);
-    assert!(
-        failed.checkpoints.iter().filter(|c| c.status == CheckpointStatus::Completed).count() >= 2,
-        "{name}: checkpoints completed between the failures: {:?}",
-        failed.checkpoints
-    );
+    let expected = reference(records);
+    let (clean, result) = run_job(setup, records, FailureInjector::default(), &format!("{name}-clean"));
+    assert_eq!(result.restarts, 0);
+    assert!(clean == expected, "{name}: the failure-free run differs from the reference");
+    let failures = plan(records);
+    let (actual, failed) = run_job(setup, records, failures.clone(), &format!("{name}-failures"));
+    assert_plan_fired(name, &failures, &failed);
     assert_eq!(actual.len(), expected.len(), "{name}: same number of committed lines");
-    assert!(actual == expected, "{name}: committed output differs from the failure-free run");
+    assert!(actual == expected, "{name}: committed output with failures differs from the reference");
 }
 
 #[test]
@@ -159,11 +184,13 @@ fn exactly_once_unaligned_heap() {
     exactly_once_equals_failure_free(Setup { unaligned: true, ..Setup::exactly_once(3) }, "eo-unaligned-heap");
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn exactly_once_aligned_rocksdb() {
     exactly_once_equals_failure_free(Setup { rocksdb: true, ..Setup::exactly_once(2) }, "eo-aligned-rocksdb");
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn exactly_once_unaligned_rocksdb() {
     exactly_once_equals_failure_free(
@@ -191,17 +218,16 @@ fn counts_by_key(lines: &[String]) -> BTreeMap<(String, String, String), u64> {
     counts
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn exactly_once_incremental_rocksdb() {
     let setup = Setup { rocksdb: true, incremental: true, ..Setup::exactly_once(2) };
     exactly_once_equals_failure_free(setup, "eo-incremental-rocksdb");
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn incremental_checkpoints_share_files_and_clean_them_up() {
-    if !StateBackendConfig::ROCKSDB_AVAILABLE {
-        return;
-    }
     let setup = Setup { rocksdb: true, incremental: true, ..Setup::exactly_once(2) };
     let dir = temp_dir("incremental-files");
     let env = environment(setup, dir.join("checkpoints"));
@@ -223,9 +249,10 @@ fn incremental_checkpoints_share_files_and_clean_them_up() {
 fn at_least_once_loses_nothing() {
     let setup = Setup { mode: CheckpointingMode::AtLeastOnce, ..Setup::exactly_once(2) };
     let records = 20_000;
-    let (expected, _) = run_job(setup, records, FailureInjector::default(), "alo-clean");
-    let (actual, failed) = run_job(setup, records, plan(records), "alo-failures");
-    assert!(failed.restarts >= 3);
+    let expected = reference(records);
+    let failures = plan(records);
+    let (actual, failed) = run_job(setup, records, failures.clone(), "alo-failures");
+    assert_plan_fired("at-least-once", &failures, &failed);
     // Records may be counted twice after a recovery, never missed: every running count and
     // every window is there, with at least the failure-free count.
     let (expected, actual) = (counts_by_key(&expected), counts_by_key(&actual));
@@ -258,54 +285,52 @@ fn checkpoints_are_deleted_when_no_longer_needed() {
     assert!(left.is_empty(), "a finished job keeps no checkpoints: {left:?}");
 }
 
-/// Runs the counting job from `restore` (if any) at `parallelism`, stops it with a savepoint
-/// after about `stop_after` records, and returns the savepoint.
+/// Runs the counting job with `setup` from `restore` (if any), checkpointing into `name`;
+/// with `stop`, stops it with a savepoint as soon as it committed output beyond what earlier
+/// runs left, and returns the savepoint. Asserts that the run contributed output and, when
+/// stopped, left some for the next run.
 fn run_until_savepoint(
-    parallelism: usize,
+    setup: Setup,
     restore: Option<&SnapshotLocation>,
     out: &Path,
-    stop_after: Option<u64>,
+    name: &str,
+    stop: bool,
     records: u64,
 ) -> Option<SnapshotLocation> {
-    let setup = Setup::exactly_once(parallelism);
-    let dir = out.parent().expect("parent").join(format!("chk-p{parallelism}"));
-    let env = environment(setup, &dir);
+    let before = job_output(out, false).len();
+    let env = environment(setup, out.parent().expect("parent").join(name));
     if let Some(path) = restore {
         env.set_savepoint_restore(path.clone(), false);
     }
     declare_job(&env, records, out);
-    let client = env.execute_async("rescale").unwrap();
-    let savepoint = stop_after.map(|n| {
-        let written = |dir: &Path| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-        // Wait until the job made progress (part files appear), then stop it.
-        let started = std::time::Instant::now();
-        while written(&out.join("counts")) < parallelism && started.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(n));
+    let client = env.execute_async(name).unwrap();
+    let savepoint = stop.then(|| {
+        wait_until("committed output", || job_output(out, false).len() > before);
         client
             .stop_with_savepoint(out.parent().expect("parent").join("savepoints"), false)
             .expect("stop with savepoint")
     });
     let result = client.wait().expect("job ends");
     assert_eq!(result.savepoint, savepoint);
+    let after = job_output(out, true).len();
+    assert!(after > before, "{name}: the run committed output ({before} lines before, {after} after)");
+    if stop {
+        assert!(after < reference(records).len(), "{name}: stopped before the end ({after} lines)");
+    }
     savepoint
 }
 
 #[test]
 fn rescaling_through_savepoints_keeps_every_count() {
     let records = 60_000;
-    let dir = temp_dir("rescale");
-    let (expected, _) = run_job(Setup::exactly_once(2), records, FailureInjector::default(), "rescale-reference");
-    let out = dir.join("out");
-    let first = run_until_savepoint(2, None, &out, Some(100), records).expect("savepoint at p=2");
-    let second = run_until_savepoint(4, Some(&first), &out, Some(100), records).expect("savepoint at p=4");
-    run_until_savepoint(1, Some(&second), &out, None, records);
-    let mut actual = committed_lines(&out.join("counts"));
-    actual.extend(committed_lines(&out.join("windows")));
-    actual.sort();
-    assert_eq!(actual.len(), expected.len());
-    assert!(actual == expected, "rescaled runs together committed exactly the failure-free output");
+    let out = temp_dir("rescale").join("out");
+    let first = run_until_savepoint(Setup::exactly_once(2), None, &out, "p2", true, records).expect("savepoint at p=2");
+    let second =
+        run_until_savepoint(Setup::exactly_once(4), Some(&first), &out, "p4", true, records).expect("savepoint at p=4");
+    run_until_savepoint(Setup::exactly_once(1), Some(&second), &out, "p1", false, records);
+    let actual = job_output(&out, true);
+    assert_eq!(actual.len(), reference(records).len());
+    assert!(actual == reference(records), "rescaled runs together committed exactly the reference output");
 }
 
 #[test]
@@ -313,7 +338,7 @@ fn restoring_needs_matching_operators_unless_allowed() {
     let setup = Setup::exactly_once(1);
     let dir = temp_dir("non-restored");
     let out = dir.join("out");
-    let savepoint = run_until_savepoint(1, None, &out, Some(30), 10_000).expect("savepoint");
+    let savepoint = run_until_savepoint(setup, None, &out, "p1", true, 10_000).expect("savepoint");
     let env = environment(setup, dir.join("chk2"));
     env.set_savepoint_restore(savepoint.clone(), false);
     env.from_sequence(1, 10).uid("another-source").print();
@@ -325,36 +350,20 @@ fn restoring_needs_matching_operators_unless_allowed() {
     env.execute("other job, state dropped").expect("allowed to drop state");
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn savepoints_move_between_state_backends() {
     let records = 40_000;
-    let (expected, _) = run_job(Setup::exactly_once(2), records, FailureInjector::default(), "backends-reference");
-    let dir = temp_dir("backend-switch");
-    let out = dir.join("out");
+    let out = temp_dir("backend-switch").join("out");
     // Heap (in-memory reduce values and window panes) → RocksDB → heap.
-    let run = |rocksdb: bool, restore: Option<&SnapshotLocation>, stop: bool| {
-        let setup = Setup { rocksdb, ..Setup::exactly_once(2) };
-        let env = environment(setup, dir.join(format!("chk-{rocksdb}")));
-        if let Some(path) = restore {
-            env.set_savepoint_restore(path.clone(), false);
-        }
-        declare_job(&env, records, &out);
-        let client = env.execute_async("backend switch").unwrap();
-        let savepoint = stop.then(|| {
-            std::thread::sleep(Duration::from_millis(150));
-            client.stop_with_savepoint(dir.join("savepoints"), false).expect("savepoint")
-        });
-        client.wait().expect("job ends");
-        savepoint
-    };
-    let first = run(false, None, true).expect("heap savepoint");
-    let second = run(true, Some(&first), true).expect("RocksDB savepoint");
-    run(false, Some(&second), false);
-    let mut actual = committed_lines(&out.join("counts"));
-    actual.extend(committed_lines(&out.join("windows")));
-    actual.sort();
-    assert_eq!(actual.len(), expected.len());
-    assert!(actual == expected, "the job continued exactly across backends");
+    let heap = Setup::exactly_once(2);
+    let rocksdb = Setup { rocksdb: true, ..heap };
+    let first = run_until_savepoint(heap, None, &out, "heap", true, records).expect("heap savepoint");
+    let second = run_until_savepoint(rocksdb, Some(&first), &out, "rocksdb", true, records).expect("RocksDB savepoint");
+    run_until_savepoint(heap, Some(&second), &out, "heap-again", false, records);
+    let actual = job_output(&out, true);
+    assert_eq!(actual.len(), reference(records).len());
+    assert!(actual == reference(records), "the job continued exactly across backends");
 }
 
 /// Opens counted per subtask, and a map that fails once, in subtask 1, after 3000 records.
@@ -423,42 +432,50 @@ fn run_forward_job(
     let result = env.execute(name).unwrap_or_else(|e| panic!("{name}: {e}"));
     let mut opens = opens.lock().expect("opens").clone();
     opens.sort_unstable();
-    (committed_lines(&dir.join("out")), opens, result)
+    (read_sorted_lines(&dir.join("out")), opens, result)
+}
+
+/// What the forward job commits: every generated number once.
+fn forward_reference() -> Vec<String> {
+    let mut lines: Vec<String> = (0..30_000u64).map(|i| i.to_string()).collect();
+    lines.sort();
+    lines
 }
 
 #[test]
 fn a_failure_restarts_only_its_pipelined_region() {
-    let (expected, opens, _) =
+    let expected = forward_reference();
+    let (clean, opens, _) =
         run_forward_job("region-clean", FailoverStrategy::Region, false, FailureInjector::default());
-    assert_eq!(expected.len(), 30_000);
+    assert!(clean == expected, "the failure-free run differs from the reference");
     assert_eq!(opens, vec![0, 1, 2]);
     let (actual, opens, result) =
         run_forward_job("region-failover", FailoverStrategy::Region, true, FailureInjector::default());
     assert_eq!(result.restarts, 1);
     assert_eq!(opens, vec![0, 1, 1, 2], "only subtask 1's region restarted");
+    assert_eq!(result.restored_checkpoints.len(), 1);
     assert_eq!(actual.len(), expected.len(), "same number of committed lines");
-    assert!(actual == expected, "committed output differs from the failure-free run");
+    assert!(actual == expected, "committed output differs from the reference");
     let (actual, opens, result) =
         run_forward_job("full-failover", FailoverStrategy::Full, true, FailureInjector::default());
     assert_eq!(result.restarts, 1);
     assert_eq!(opens, vec![0, 0, 1, 1, 2, 2], "the full strategy restarts every task");
-    assert!(actual == expected, "committed output differs from the failure-free run");
+    assert!(actual == expected, "committed output differs from the reference");
 }
 
 /// A checkpoint that fails (no failure tolerated) fails the whole attempt even when the job
 /// has several regions: it restarts and ends with exactly-once output.
 #[test]
 fn a_failed_checkpoint_restarts_a_job_of_several_regions() {
-    let (expected, _, _) =
-        run_forward_job("regions-checkpoint-clean", FailoverStrategy::Region, false, FailureInjector::default());
     let failures = FailureInjector::new(vec![PlannedFailure {
         after_records: 20_000,
         point: InjectionPoint::AsyncSnapshot,
         panic: false,
     }]);
     let (actual, opens, result) =
-        run_forward_job("regions-checkpoint-failure", FailoverStrategy::Region, false, failures);
+        run_forward_job("regions-checkpoint-failure", FailoverStrategy::Region, false, failures.clone());
+    assert_eq!(failures.fired_at(InjectionPoint::AsyncSnapshot), 1, "the planned failure fired");
     assert_eq!(result.restarts, 1, "the failed checkpoint restarted the job once");
     assert_eq!(opens, vec![0, 0, 1, 1, 2, 2], "every task restarted");
-    assert!(actual == expected, "committed output differs from the failure-free run");
+    assert!(actual == forward_reference(), "committed output differs from the reference");
 }

@@ -32,19 +32,66 @@ pub fn run(cmd: &mut Command) -> (Output, String, String) {
     (out, stdout, stderr)
 }
 
-/// All lines of a file, or of every file in a directory, sorted.
+/// The committed lines of a finished job's output, sorted: a file, or every committed file
+/// in a directory tree. The exactly-once file sink's hidden `.inprogress`/`.pending` files are
+/// not output, and none may be left once the job has finished.
 pub fn read_sorted_lines(path: &Path) -> Vec<String> {
+    let uncommitted = uncommitted_files(path);
+    assert!(uncommitted.is_empty(), "the finished job left uncommitted files: {uncommitted:?}");
+    committed_lines(path)
+}
+
+/// The committed lines of a file or directory tree, sorted, while a job may still be writing
+/// to it (hidden in-progress and pending files excluded).
+pub fn committed_lines(path: &Path) -> Vec<String> {
     let mut lines = Vec::new();
-    let mut files = vec![path.to_path_buf()];
-    while let Some(p) = files.pop() {
-        if p.is_dir() {
-            files.extend(std::fs::read_dir(&p).expect("list output dir").map(|e| e.expect("dir entry").path()));
-        } else {
-            lines.extend(std::fs::read_to_string(&p).expect("read output").lines().map(String::from));
-        }
+    for file in files(path).into_iter().filter(|f| !is_hidden(f)) {
+        lines.extend(std::fs::read_to_string(&file).expect("read output").lines().map(String::from));
     }
     lines.sort();
     lines
+}
+
+/// The exactly-once file sink's hidden in-progress and pending files under `path`.
+pub fn uncommitted_files(path: &Path) -> Vec<PathBuf> {
+    files(path).into_iter().filter(|f| is_hidden(f)).collect()
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
+}
+
+/// Every file of a directory tree (or the file itself); none when the path does not exist.
+fn files(path: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![path.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        if p.is_dir() {
+            todo.extend(std::fs::read_dir(&p).expect("list output dir").map(|e| e.expect("dir entry").path()));
+        } else if p.exists() {
+            found.push(p);
+        }
+    }
+    found
+}
+
+/// The checkpoint each restart restored, from an example's printed report (`restart N:
+/// restored checkpoint ID`; None when a restart started over).
+pub fn restored_checkpoints(stderr: &str) -> Vec<Option<u64>> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("restart ").and_then(|l| l.split_once(": ")))
+        .map(|(_, what)| what.strip_prefix("restored checkpoint ").and_then(|id| id.parse().ok()))
+        .collect()
+}
+
+/// Polls until `done` holds (panics after 60 s: the job made no progress).
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// The repository's test data directory.
