@@ -12,6 +12,12 @@ fn e(key: &str, value: i64) -> Event {
     (key.to_string(), value)
 }
 
+/// `v` in ascending order.
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
 /// Watermarks and status changes emitted so far, without the records.
 fn marks(elements: Vec<CollectedElement<Event>>) -> Vec<String> {
     elements
@@ -176,27 +182,35 @@ fn keyed_process_function_timers_fire_per_key_once_per_time() {
     h.process_watermark(14).unwrap();
     assert!(h.values().is_empty());
     h.process_watermark(15).unwrap();
-    let mut fired = h.values();
-    fired.sort();
-    assert_eq!(fired, vec!["a count=7 at 15 (wm 15)", "b count=10 at 15 (wm 15)"]);
+    let fired_at_15 = h.values();
+    // Timers of one time fire in no defined order across keys.
+    assert_eq!(sorted(fired_at_15.clone()), vec!["a count=7 at 15 (wm 15)", "b count=10 at 15 (wm 15)"]);
     h.process_watermark(100).unwrap();
-    assert_eq!(h.values().last().map(String::as_str), Some("a count=7 at 30 (wm 100)"));
-    assert_eq!(h.records().last().map(|r| r.timestamp), Some(30), "timer output carries the timer's time");
+    let fired = [fired_at_15, vec!["a count=7 at 30 (wm 100)".to_string()]].concat();
+    assert_eq!(h.values(), fired, "each timer fires once");
+    assert_eq!(
+        h.records().iter().map(|r| r.timestamp).collect::<Vec<_>>(),
+        vec![15, 15, 30],
+        "timer output carries the timer's time"
+    );
 
     // Processing-time timeouts: the later registration of "a" replaced its earlier one.
+    let timed_out = |h: &OneInputOperatorTestHarness<Event, String>| -> Vec<String> {
+        h.side_records(&timeouts).into_iter().map(|r| r.value).collect()
+    };
     h.set_processing_time(99).unwrap();
-    assert!(h.side_records(&timeouts).is_empty());
+    assert!(timed_out(&h).is_empty());
     h.set_processing_time(100).unwrap();
-    let mut timed_out: Vec<String> = h.side_records(&timeouts).into_iter().map(|r| r.value).collect();
-    timed_out.sort();
-    assert_eq!(timed_out, vec!["a timed out at 100", "b timed out at 100"]);
+    let timed_out_at_100 = timed_out(&h);
+    assert_eq!(sorted(timed_out_at_100.clone()), vec!["a timed out at 100", "b timed out at 100"]);
     h.process_element(e("a", 1), 200).unwrap();
     h.set_processing_time(150).unwrap();
     h.process_element(e("a", 1), 201).unwrap(); // moves a's timeout from 200 to 250
     h.set_processing_time(249).unwrap();
-    assert_eq!(h.side_records(&timeouts).len(), 2);
+    assert_eq!(timed_out(&h), timed_out_at_100, "the timeout at 200 was deleted");
     h.set_processing_time(250).unwrap();
-    assert_eq!(h.side_records(&timeouts).last().map(|r| r.value.as_str()), Some("a timed out at 250"));
+    assert_eq!(timed_out(&h), [timed_out_at_100, vec!["a timed out at 250".to_string()]].concat());
+    assert_eq!(h.values(), fired, "no event-time timer fires without a watermark");
 }
 
 #[test]

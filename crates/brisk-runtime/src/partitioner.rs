@@ -216,27 +216,45 @@ pub fn connected_consumers(kind: PartitionKind, index: usize, producers: usize, 
 mod tests {
     use super::*;
 
+    /// The channels `p` picks for `records` records (`u32` stand-ins) among `channels`.
+    fn picks(p: &mut Partitioner<u32>, records: u32, channels: usize) -> Vec<usize> {
+        (0..records)
+            .map(|i| match p.select(&i, channels).unwrap() {
+                Target::One(c) => c,
+                Target::All => panic!("one channel expected"),
+            })
+            .collect()
+    }
+
     #[test]
     fn round_robin_visits_every_channel_evenly() {
         let mut p = PartitionerSpec::of(PartitionKind::Rebalance).instantiate::<u32>(0, 128).unwrap();
         let mut counts = [0; 3];
-        for i in 0..300 {
-            if let Target::One(c) = p.select(&i, 3).unwrap() {
-                counts[c] += 1;
-            }
+        for c in picks(&mut p, 300, 3) {
+            counts[c] += 1;
         }
         assert_eq!(counts, [100, 100, 100]);
+        // Each producer starts after its own index, so producers do not all begin at channel 0.
+        for (subtask, expected) in [(0, [1, 2, 0, 1, 2, 0]), (1, [2, 0, 1, 2, 0, 1]), (2, [0, 1, 2, 0, 1, 2])] {
+            let mut p = PartitionerSpec::of(PartitionKind::Rescale).instantiate::<u32>(subtask, 128).unwrap();
+            assert_eq!(picks(&mut p, 6, 3), expected, "subtask {subtask}");
+        }
     }
 
     #[test]
-    fn hash_sends_equal_keys_to_the_same_channel() {
+    fn hash_sends_each_key_to_the_owner_of_its_key_group() {
         let f: KeyHashFn<(u32, u32)> = Arc::new(|v| brisk_core::hash::stable_hash(&v.0));
         let mut p = PartitionerSpec::hash(f).instantiate::<(u32, u32)>(0, 128).unwrap();
-        for k in 0..100 {
-            let a = p.select(&(k, 1), 4).unwrap();
-            let b = p.select(&(k, 2), 4).unwrap();
-            assert_eq!(a, b);
+        let mut used = [false; 4];
+        for k in 0..100u32 {
+            // Flink's rule, written out: key group = hash mod 128 (murmur-mixed), and of 4
+            // subtasks, subtask i owns key groups [32 i, 32 i + 32).
+            let owner = brisk_core::key_group::assign_to_key_group(&k, 128) * 4 / 128;
+            assert_eq!(p.select(&(k, 1), 4).unwrap(), Target::One(owner), "key {k}");
+            assert_eq!(p.select(&(k, 2), 4).unwrap(), Target::One(owner), "key {k}, another record");
+            used[owner] = true;
         }
+        assert_eq!(used, [true; 4], "100 keys reach every subtask");
     }
 
     #[test]
@@ -245,30 +263,51 @@ mod tests {
         let mut p = PartitionerSpec::custom(f).instantiate::<u32>(0, 128).unwrap();
         assert_eq!(p.select(&1, 2).unwrap(), Target::One(1));
         let msg = p.select(&5, 2).unwrap_err().to_string();
-        assert!(msg.contains("channel 5"), "{msg}");
+        assert_eq!(msg, "custom partitioner chose channel 5, but there are only 2 (0..1)");
     }
 
     #[test]
     fn pointwise_connections_cover_every_consumer_once() {
+        // By hand: producers split the consumers into contiguous groups, or consumers split the
+        // producers, the larger groups last.
+        let cases: [(usize, usize, &[&[usize]]); 9] = [
+            (1, 3, &[&[0, 1, 2]]),
+            (2, 4, &[&[0, 1], &[2, 3]]),
+            (2, 3, &[&[0], &[1, 2]]),
+            (3, 5, &[&[0], &[1, 2], &[3, 4]]),
+            (2, 2, &[&[0], &[1]]),
+            (3, 1, &[&[0], &[0], &[0]]),
+            (4, 2, &[&[0], &[0], &[1], &[1]]),
+            (3, 2, &[&[0], &[0], &[1]]),
+            (5, 3, &[&[0], &[0], &[1], &[1], &[2]]),
+        ];
+        for (producers, consumers, expected) in cases {
+            let got: Vec<Vec<usize>> =
+                (0..producers).map(|i| connected_consumers(PartitionKind::Rescale, i, producers, consumers)).collect();
+            assert_eq!(got, expected, "{producers} -> {consumers}");
+        }
         for producers in 1..6 {
             for consumers in 1..6 {
-                let mut seen = vec![0; consumers];
-                for i in 0..producers {
-                    for c in connected_consumers(PartitionKind::Rescale, i, producers, consumers) {
-                        seen[c] += 1;
-                    }
-                }
-                assert!(seen.iter().all(|&n| n >= 1), "{producers}->{consumers}: {seen:?}");
+                let all: Vec<usize> = (0..producers)
+                    .flat_map(|i| connected_consumers(PartitionKind::Rescale, i, producers, consumers))
+                    .collect();
+                let mut distinct = all.clone();
+                distinct.dedup();
+                assert_eq!(distinct, (0..consumers).collect::<Vec<_>>(), "{producers}->{consumers}: {all:?}");
                 if producers <= consumers {
-                    assert!(seen.iter().all(|&n| n == 1));
+                    assert_eq!(all, distinct, "{producers}->{consumers}: each consumer once");
+                } else {
+                    assert_eq!(all.len(), producers, "{producers}->{consumers}: one consumer per producer");
                 }
             }
         }
+        assert_eq!(connected_consumers(PartitionKind::Rebalance, 1, 2, 3), vec![0, 1, 2], "all to all");
     }
 
     #[test]
     fn wrong_type_is_an_error_not_a_panic() {
         let f: KeyHashFn<u32> = Arc::new(|v| *v as u64);
-        assert!(PartitionerSpec::hash(f).instantiate::<String>(0, 128).is_err());
+        let err = PartitionerSpec::hash(f).instantiate::<String>(0, 128).err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("hash partitioner of the wrong record type"));
     }
 }

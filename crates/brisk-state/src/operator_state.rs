@@ -361,23 +361,27 @@ mod tests {
         }
     }
 
+    /// The decoded elements of list `name` in `snapshot`.
+    fn list_of(snapshot: &OperatorStateSnapshot, name: &str) -> Vec<u32> {
+        let (_, _, elements) = snapshot.lists.iter().find(|(n, _, _)| n == name).unwrap();
+        elements.iter().map(|b| codec::decode::<u32>(b).unwrap()).collect()
+    }
+
     #[test]
     fn redistribution_splits_evenly_and_unions_fully() {
         let old = vec![snapshot_with(&[1, 2, 3], &[10]), snapshot_with(&[4, 5], &[20])];
-        for p in 1..=4 {
+        // By hand: the old subtasks' elements in order (1..=5), cut into contiguous parts whose
+        // sizes differ by at most one, the larger ones last.
+        let splits: [&[&[u32]]; 4] =
+            [&[&[1, 2, 3, 4, 5]], &[&[1, 2], &[3, 4, 5]], &[&[1], &[2, 3], &[4, 5]], &[&[1], &[2], &[3], &[4, 5]]];
+        for (p, expected) in (1..=4).zip(splits) {
             let new = redistribute(&old, p);
-            assert_eq!(new.len(), p);
-            let mut split: Vec<u32> = Vec::new();
+            let split: Vec<Vec<u32>> = new.iter().map(|s| list_of(s, "split")).collect();
+            assert_eq!(split, expected, "even split at parallelism {p}");
             for s in &new {
-                let (_, _, elements) = s.lists.iter().find(|(n, _, _)| n == "split").unwrap();
-                assert!(elements.len() >= 5 / p && elements.len() <= 5 / p + 1, "even split at {p}");
-                split.extend(elements.iter().map(|b| codec::decode::<u32>(b).unwrap()));
-                let (_, _, union) = s.lists.iter().find(|(n, _, _)| n == "union").unwrap();
-                assert_eq!(union.len(), 2, "every subtask gets the union");
-                assert_eq!(s.broadcast.len(), 1, "one copy of the broadcast state");
+                assert_eq!(list_of(s, "union"), vec![10, 20], "every subtask gets the union at {p}");
+                assert_eq!(s.broadcast, vec![("rules".to_string(), vec![(vec![1], vec![2])])], "one copy at {p}");
             }
-            split.sort();
-            assert_eq!(split, vec![1, 2, 3, 4, 5], "nothing lost or duplicated at parallelism {p}");
         }
     }
 
@@ -402,6 +406,11 @@ mod tests {
         let rules = broadcast_state(&restored, &MapStateDescriptor::<String, u32>::new("rules")).unwrap();
         assert_eq!(rules.get(&"x".to_string()).unwrap(), Some(7));
         let wrong = operator_list_state(&restored, &ListStateDescriptor::<u64>::new("l"), Distribution::EvenSplit);
-        assert!(matches!(wrong, Err(StateError::Incompatible { .. })));
+        let Err(StateError::Incompatible { state, operator, existing, requested }) = wrong else {
+            panic!("a list of another type must be incompatible");
+        };
+        assert_eq!((state.as_str(), operator.as_str()), ("l", "op"));
+        assert_eq!(existing, format!("EvenSplit list of {}", std::any::type_name::<String>()));
+        assert_eq!(requested, "EvenSplit list of u64");
     }
 }
