@@ -16,5 +16,5 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, ConfigOption, Configuration};
 pub use data::{Data, Key};
 pub use element::{NO_TIMESTAMP, StreamRecord, Watermark, WatermarkStatus};
-pub use error::BoxError;
+pub use error::{BoxError, NonRecoverableError};
 pub use key_group::{DEFAULT_MAX_PARALLELISM, KeyGroupRange, MAX_MAX_PARALLELISM};

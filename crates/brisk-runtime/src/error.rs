@@ -47,6 +47,17 @@ impl TaskError {
         }
     }
 
+    /// True when no restart can fix the error (a [`brisk_core::NonRecoverableError`] from
+    /// user code or a connector): the job fails at once.
+    pub fn is_non_recoverable(&self) -> bool {
+        match self {
+            TaskError::User(e) | TaskError::Operator { source: e, .. } => {
+                brisk_core::error::is_non_recoverable(e.as_ref())
+            }
+            _ => false,
+        }
+    }
+
     /// True for errors that only follow from another task's failure or a cancellation.
     pub fn is_consequence(&self) -> bool {
         matches!(self, TaskError::Disconnected(_) | TaskError::Cancelled)

@@ -203,6 +203,10 @@ pub(crate) fn run_master(
                 // counts as one more failure: retried after the strategy's delay.
                 let restore = loop {
                     let (task, cause) = &failure;
+                    if cause.is_non_recoverable() {
+                        warn!(job = %job_name, task = %task, error = %cause, "a restart cannot fix this error; failing the job");
+                        break None;
+                    }
                     let Some(delay) = master.restarts.tracker.on_failure() else { break None };
                     master.restarts.count += 1;
                     warn!(job = %job_name, task = %task, error = %cause, restart = master.restarts.count, delay_ms = delay.as_millis() as u64, "task failed; restarting the job");
@@ -532,6 +536,12 @@ impl Master {
                     return restarted;
                 }
                 let error = failure.result.as_ref().err().map(ToString::to_string).unwrap_or_default();
+                if failure.result.as_ref().is_err_and(TaskError::is_non_recoverable) {
+                    warn!(task = %failure.task_name, error = %error, "a restart cannot fix this error; failing the job");
+                    regions.job_failure = regions.failure[region].take();
+                    attempt.cancel();
+                    return restarted;
+                }
                 match self.restarts.tracker.on_failure() {
                     Some(delay) => {
                         self.restarts.count += 1;

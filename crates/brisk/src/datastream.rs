@@ -336,6 +336,9 @@ impl<T: Data> DataStream<T> {
     }
 
     fn sink<F: SinkFunction<T>>(&self, name: &str, sink: F) -> DataStreamSink {
+        if let Err(e) = sink.validate() {
+            self.env.record_error(format!("{name}: {e}"));
+        }
         let stream: DataStream<()> =
             self.transform(name, one_input_factory::<T, (), _, _>(move || SinkOperator::new(sink.clone())));
         DataStreamSink { stream }

@@ -122,6 +122,12 @@ pub trait SinkFunction<T>: RichFunction + Clone + Send + 'static {
     fn finish(&mut self) -> Result<(), BoxError> {
         Ok(())
     }
+
+    /// Checks the sink's configuration when the job is built (e.g. that its output path can
+    /// be created): an error fails `execute` before anything runs.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What a sink knows about the record it writes.

@@ -2,7 +2,7 @@
 
 use crate::format::TextFormat;
 use crate::functions::{RichFunction, RuntimeContext, SinkContext, SinkFunction};
-use brisk_core::BoxError;
+use brisk_core::{BoxError, NonRecoverableError};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -45,11 +45,13 @@ impl<T> RichFunction for TextFileSink<T> {
         let target = part_file(&self.path, ctx.index_of_this_subtask(), parallelism);
         let dir = if parallelism == 1 { self.path.parent().map(Path::to_path_buf) } else { Some(self.path.clone()) };
         if let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| format!("cannot create output directory '{}': {e}", dir.display()))?;
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                NonRecoverableError::new(format!("cannot create output directory '{}': {e}", dir.display()))
+            })?;
         }
         if target.is_dir() {
-            return Err(format!("cannot write output file '{}': it is a directory", target.display()).into());
+            let message = format!("cannot write output file '{}': it is a directory", target.display());
+            return Err(NonRecoverableError::new(message).into());
         }
         let file =
             File::create(&target).map_err(|e| format!("cannot create output file '{}': {e}", target.display()))?;
@@ -66,6 +68,17 @@ impl<T> RichFunction for TextFileSink<T> {
 }
 
 impl<T: Send + 'static> SinkFunction<T> for TextFileSink<T> {
+    fn validate(&self) -> Result<(), String> {
+        // A directory of part files, or a file in its parent directory (parallelism 1).
+        if self.path.is_dir() {
+            return Ok(());
+        }
+        match self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => super::check_creatable_dir(parent),
+            None => Ok(()),
+        }
+    }
+
     fn invoke(&mut self, value: T, _: &SinkContext<'_>) -> Result<(), BoxError> {
         let Some((path, file)) = self.file.as_mut() else { return Err("file sink used before open".into()) };
         self.line.clear();

@@ -8,7 +8,7 @@
 use super::two_phase::{TwoPhaseCommitSink, TwoPhaseCommitSinkFunction};
 use crate::format::TextFormat;
 use crate::functions::{RuntimeContext, SinkContext};
-use brisk_core::BoxError;
+use brisk_core::{BoxError, NonRecoverableError};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -20,6 +20,9 @@ pub const DEFAULT_MAX_PART_SIZE: u64 = 128 << 20;
 /// A part file, as a transaction: where it is while written, pending and finished.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartFiles {
+    /// The directory written to, absolute: a restored transaction is committed where it was
+    /// written, whatever output the resumed job has (as Flink's committables).
+    pub dir: PathBuf,
     /// Every part file of the transaction (several when it rolled over on size), by number.
     pub parts: Vec<u64>,
     /// The subtask writing it.
@@ -150,24 +153,31 @@ impl<T> FileSink<T> {
 impl<T: 'static> TwoPhaseCommitSink<T> for FileSink<T> {
     type Transaction = PartFiles;
 
-    fn initialize(&mut self, ctx: &RuntimeContext<'_>, _restored: &[PartFiles]) -> Result<(), BoxError> {
-        self.subtask = ctx.index_of_this_subtask();
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| format!("cannot create output directory '{}': {e}", self.dir.display()))?;
+    fn validate(&self) -> Result<(), String> {
         if self.dir.is_file() {
             return Err(format!(
                 "the output '{}' is a file; the exactly-once file sink writes a directory",
                 self.dir.display()
-            )
-            .into());
+            ));
         }
+        super::check_creatable_dir(&self.dir)
+    }
+
+    fn initialize(&mut self, ctx: &RuntimeContext<'_>, _restored: &[PartFiles]) -> Result<(), BoxError> {
+        self.subtask = ctx.index_of_this_subtask();
+        self.dir = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        // A restart cannot fix an output that cannot be created.
+        self.validate().map_err(NonRecoverableError::new)?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| {
+            NonRecoverableError::new(format!("cannot create output directory '{}': {e}", self.dir.display()))
+        })?;
         self.remove_leftovers(ctx.number_of_parallel_subtasks())?;
         self.next_part = self.next_free_part();
         Ok(())
     }
 
     fn begin_transaction(&mut self) -> Result<PartFiles, BoxError> {
-        Ok(PartFiles { parts: Vec::new(), subtask: self.subtask })
+        Ok(PartFiles { dir: self.dir.clone(), parts: Vec::new(), subtask: self.subtask })
     }
 
     fn invoke(&mut self, transaction: &mut PartFiles, value: T, _: &SinkContext<'_>) -> Result<(), BoxError> {
@@ -193,12 +203,21 @@ impl<T: 'static> TwoPhaseCommitSink<T> for FileSink<T> {
 
     fn commit(&mut self, transaction: PartFiles) -> Result<(), BoxError> {
         for part in transaction.parts {
-            let pending = Self::path_of(&self.dir, transaction.subtask, part, "pending");
-            let finished = Self::path_of(&self.dir, transaction.subtask, part, "finished");
+            let pending = Self::path_of(&transaction.dir, transaction.subtask, part, "pending");
+            let finished = Self::path_of(&transaction.dir, transaction.subtask, part, "finished");
             match std::fs::rename(&pending, &finished) {
                 Ok(()) => {}
                 // Committed before (the notification was repeated after a restore).
                 Err(_) if finished.exists() => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(NonRecoverableError::new(format!(
+                        "cannot commit part file '{}': neither it nor the committed '{}' exists (was the \
+                         output directory moved or cleaned since the checkpoint?)",
+                        pending.display(),
+                        finished.display()
+                    ))
+                    .into());
+                }
                 Err(e) => return Err(format!("cannot commit part file '{}': {e}", pending.display()).into()),
             }
         }

@@ -13,3 +13,16 @@ pub use file::TextFileSink;
 pub use file_sink::{FileSink, PartFiles};
 pub use print::PrintSink;
 pub use two_phase::{TwoPhaseCommitSink, TwoPhaseCommitSinkFunction};
+
+/// Checks that directory `dir` exists or can be created: no part of its path is a file.
+fn check_creatable_dir(dir: &std::path::Path) -> Result<(), String> {
+    let Some(existing) = dir.ancestors().find(|a| a.exists()) else { return Ok(()) };
+    if existing.is_dir() {
+        return Ok(());
+    }
+    Err(format!(
+        "cannot create output directory '{}': '{}' is a file (left by an earlier run?)",
+        dir.display(),
+        existing.display()
+    ))
+}

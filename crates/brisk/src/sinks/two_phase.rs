@@ -15,6 +15,12 @@ pub trait TwoPhaseCommitSink<T>: Clone + Send + 'static {
     /// What identifies a transaction, stored in checkpoints (e.g. a file's paths).
     type Transaction: Data;
 
+    /// Checks the sink's configuration when the job is built (e.g. that its output path can be
+    /// created), so a mistake fails the job before it runs rather than restart after restart.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Called once per subtask before any transaction, after the restored transactions were
     /// committed: remove leftovers of failed attempts here.
     fn initialize(&mut self, _ctx: &RuntimeContext<'_>, _restored: &[Self::Transaction]) -> Result<(), BoxError> {
@@ -113,6 +119,10 @@ impl<T, S: TwoPhaseCommitSink<T>> RichFunction for TwoPhaseCommitSinkFunction<T,
 }
 
 impl<T: 'static, S: TwoPhaseCommitSink<T>> SinkFunction<T> for TwoPhaseCommitSinkFunction<T, S> {
+    fn validate(&self) -> Result<(), String> {
+        self.sink.validate()
+    }
+
     fn invoke(&mut self, value: T, ctx: &SinkContext<'_>) -> Result<(), BoxError> {
         // A transaction starts with its first record (after each pre-commit).
         let transaction = match &mut self.current {

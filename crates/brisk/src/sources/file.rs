@@ -3,8 +3,8 @@
 //! re-scanned for new files (Flink's `FileSource.monitorContinuously`).
 
 use super::{RECORDS_PER_POLL, SplitQueue};
-use brisk_core::BoxError;
 use brisk_core::Data;
+use brisk_core::{BoxError, NonRecoverableError};
 use brisk_runtime::source::{
     Boundedness, NextSplit, ReadStatus, ReaderContext, Source, SourceOutput, SourceSplit, SplitEnumerator, SplitReader,
 };
@@ -325,19 +325,17 @@ impl<T: 'static> SplitReader<T, FileSplit> for LineReader<T> {
             let path = &open.split.path;
             let Ok(text) = std::str::from_utf8(content) else {
                 let line = line_number_at(path, line_start)?;
-                return Err(FileSourceError::InvalidUtf8 { path: path.clone(), line, offset: line_start }.into());
+                // The same bytes come back after any restart: fail the job, not the attempt.
+                let error = FileSourceError::InvalidUtf8 { path: path.clone(), line, offset: line_start };
+                return Err(NonRecoverableError::new(error).into());
             };
             match (self.format)(text) {
                 Ok(record) => out.collect(record),
                 Err(message) => {
                     let line = line_number_at(path, line_start)?;
-                    return Err(FileSourceError::InvalidRecord {
-                        path: path.clone(),
-                        line,
-                        offset: line_start,
-                        message,
-                    }
-                    .into());
+                    let error =
+                        FileSourceError::InvalidRecord { path: path.clone(), line, offset: line_start, message };
+                    return Err(NonRecoverableError::new(error).into());
                 }
             }
             if bytes >= BYTES_PER_POLL {
