@@ -63,7 +63,7 @@ pub struct CheckpointArgs {
     /// On SIGTERM or Ctrl-C: stop with a savepoint in a new directory inside PATH (or s3:// URL), print its path, exit 0.
     #[arg(long, value_name = "PATH", value_parser = location)]
     pub savepoint_dir: Option<SnapshotLocation>,
-    /// Start from this savepoint (or retained checkpoint) directory or s3:// URL.
+    /// Start from this savepoint or retained checkpoint (a directory or s3:// URL), or from the newest complete checkpoint in a checkpoint directory (as given to --checkpoint-dir).
     #[arg(long, value_name = "PATH", value_parser = location)]
     pub from_savepoint: Option<SnapshotLocation>,
     /// With --from-savepoint: drop state of operators the job no longer has instead of failing.
@@ -120,15 +120,14 @@ impl CheckpointArgs {
         if self.unaligned {
             configuration.set("execution.checkpointing.unaligned.enabled", true);
         }
-        if let Some(path) = &self.from_savepoint {
-            if let SnapshotLocation::Local(dir) = path
-                && !dir.join("_metadata").is_file()
-            {
-                bail!(
-                    "--from-savepoint '{path}' is not a savepoint or checkpoint directory (it has no _metadata file)"
-                );
+        if let Some(given) = &self.from_savepoint {
+            let (path, chosen) =
+                given.resolve_restore_point().map_err(|e| anyhow::anyhow!("invalid --from-savepoint: {e}"))?;
+            match chosen {
+                Some(id) => eprintln!("resuming from checkpoint chk-{id} (the newest complete one in {given})"),
+                None => eprintln!("resuming from {path}"),
             }
-            configuration.set(brisk::options::SAVEPOINT_PATH.key, path);
+            configuration.set(brisk::options::SAVEPOINT_PATH.key, &path);
             configuration.set(brisk::options::SAVEPOINT_IGNORE_UNCLAIMED.key, self.allow_non_restored_state);
         }
         if let Some(rate) = self.source_rate

@@ -390,11 +390,13 @@ impl JobClient {
     }
 }
 
-/// Reads the savepoint or checkpoint to start from and checks it fits the job.
+/// Reads the savepoint or checkpoint to start from (the newest complete one when given a
+/// checkpoint directory) and checks it fits the job.
 fn initial_restore(deployable: &Deployable) -> Result<Option<JobRestore>, JobError> {
-    let Some(path) = &deployable.options.restore_from else { return Ok(None) };
-    let checkpoint =
-        load_snapshot(path).map_err(|e| JobError::InvalidJob(format!("cannot restore from '{path}': {e}")))?;
+    let Some(given) = &deployable.options.restore_from else { return Ok(None) };
+    let invalid = |e: String| JobError::InvalidJob(format!("cannot restore from '{given}': {e}"));
+    let (path, _) = given.resolve_restore_point().map_err(invalid)?;
+    let checkpoint = load_snapshot(&path).map_err(|e| invalid(e.to_string()))?;
     let restore = JobRestore::new(checkpoint);
     let ids: BTreeSet<String> = deployable.job.operator_ids.iter().cloned().collect();
     restore.check_mapping(&ids, deployable.options.allow_non_restored_state).map_err(JobError::InvalidJob)?;

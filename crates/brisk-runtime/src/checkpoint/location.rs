@@ -1,6 +1,8 @@
 //! Where a directory of snapshots lives: a local directory, or a prefix in an S3-compatible
 //! object store that snapshots are staged for locally and uploaded to when they complete.
 
+use super::CheckpointId;
+use super::storage::{CheckpointStorage, METADATA_FILE};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -64,6 +66,41 @@ impl SnapshotLocation {
                 }
                 dir
             }
+        }
+    }
+}
+
+impl SnapshotLocation {
+    /// What a job told to restore from this location resumes: the location itself when it is
+    /// a savepoint or one checkpoint, else (a checkpoint directory, as given to
+    /// `execution.checkpointing.dir`) its newest complete checkpoint, checksums verified and
+    /// older ones tried when the newest is unreadable — after a crash the newest `chk-N` is
+    /// often incomplete. Also returns the checkpoint chosen, if one was.
+    pub fn resolve_restore_point(&self) -> Result<(SnapshotLocation, Option<CheckpointId>), String> {
+        let name = match self {
+            SnapshotLocation::Local(dir) => dir.file_name().map(|n| n.to_string_lossy().to_string()),
+            SnapshotLocation::ObjectStore(url) => url.rsplit('/').next().map(str::to_string),
+        };
+        let is_snapshot = match self {
+            SnapshotLocation::Local(dir) => dir.join(METADATA_FILE).is_file(),
+            // Listing an object store for the metadata costs a request; the names tell.
+            SnapshotLocation::ObjectStore(_) => {
+                name.as_deref().is_some_and(|n| n.starts_with("chk-") || n.starts_with("savepoint-"))
+            }
+        };
+        if is_snapshot {
+            return Ok((self.clone(), None));
+        }
+        let storage = CheckpointStorage::open(self.clone()).map_err(|e| e.to_string())?;
+        match storage.latest_valid().map_err(|e| e.to_string())? {
+            Some(checkpoint) => {
+                let id = checkpoint.metadata.id;
+                Ok((self.join(&CheckpointStorage::checkpoint_name(id)), Some(id)))
+            }
+            None => Err(format!(
+                "'{self}' is not a savepoint or checkpoint directory (it has no {METADATA_FILE} file), nor a \
+                 checkpoint directory holding a complete checkpoint"
+            )),
         }
     }
 }
