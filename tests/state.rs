@@ -8,7 +8,6 @@ use common::wait_until;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// The backends built in: RocksDB only with the `rocksdb` feature, decided at compile time so
 /// that no run ever reports RocksDB while using the heap.
