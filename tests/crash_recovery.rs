@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{data, example, read_sorted_lines, run, temp_dir, wait_until};
+use common::{data, example, read_sorted_lines, repeated_word_count_input, run, temp_dir, wait_until};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -106,21 +106,10 @@ fn window_agg_survives_kill_9_rocksdb() {
 #[test]
 fn word_count_survives_kill_9() {
     let dir = temp_dir("crash-word-count");
-    let text = std::fs::read_to_string(data("word_count/input.txt")).expect("input");
-    let text = if text.ends_with('\n') { text } else { format!("{text}\n") };
-    let input = dir.join("input.txt");
-    std::fs::write(&input, text.repeat(30)).expect("input");
+    let (input, expected) = repeated_word_count_input(&dir, 30);
     let out = dir.join("out");
     let (input_arg, out_arg) = (input.to_string_lossy(), out.to_string_lossy());
     let args = ["--input", &input_arg, "--output", &out_arg, "--source-rate", "400"];
     crash_and_resume("crash-word-count", "word_count", &args, &dir, &["2", "3", "2", "1"]);
-    // Every running count of each word, up to 30 times its golden count.
-    let mut expected = Vec::new();
-    for line in std::fs::read_to_string(data("word_count/expected_batch.txt")).expect("golden").lines() {
-        let (word, count) = line.rsplit_once(',').expect("word,count");
-        let total = count.parse::<usize>().expect("count") * 30;
-        expected.extend((1..=total).map(|n| format!("{word},{n}")));
-    }
-    expected.sort();
     assert_eq!(read_sorted_lines(&out), expected);
 }

@@ -5,14 +5,10 @@ mod common;
 
 use brisk::prelude::*;
 use brisk::runtime::checkpoint::{CheckpointConfig, RestartStrategy};
-use common::{committed_lines, data, example, read_sorted_lines, run, temp_dir, wait_until};
+use common::{committed_lines, data, example, read_sorted_lines, repeated_word_count_input, run, temp_dir, wait_until};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
-
-fn golden(name: &str) -> Vec<String> {
-    std::fs::read_to_string(data(name)).expect("golden file").lines().map(String::from).collect()
-}
 
 /// Starts word_count over the repeated input with checkpoints and `--savepoint-dir`, stops it
 /// with SIGTERM once it committed output into `out`, and returns the printed savepoint.
@@ -37,27 +33,12 @@ fn word_count_until_savepoint(input: &Path, out: &Path, savepoints: &Path) -> St
     stdout.lines().find_map(|l| l.strip_prefix("savepoint: ")).expect("the savepoint is printed").to_string()
 }
 
-/// `input.txt` 30 times, and every running count a streaming run over it emits.
-fn long_word_count_input(dir: &Path) -> (std::path::PathBuf, Vec<String>) {
-    let text = std::fs::read_to_string(data("word_count/input.txt")).expect("input");
-    let text = if text.ends_with('\n') { text } else { format!("{text}\n") };
-    let input = dir.join("input.txt");
-    std::fs::write(&input, text.repeat(30)).expect("input");
-    let mut expected = Vec::new();
-    for line in golden("word_count/expected_batch.txt") {
-        let (word, count) = line.rsplit_once(',').expect("word,count");
-        expected.extend((1..=count.parse::<usize>().expect("count") * 30).map(|n| format!("{word},{n}")));
-    }
-    expected.sort();
-    (input, expected)
-}
-
 /// The reproduction: a savepoint resumed into another output path (and parallelism)
 /// finishes; what the first run's transactions held is committed where it was written.
 #[test]
 fn a_savepoint_resumes_into_another_output() {
     let dir = temp_dir("savepoint-other-output");
-    let (input, expected) = long_word_count_input(&dir);
+    let (input, expected) = repeated_word_count_input(&dir, 30);
     let (o3, o4) = (dir.join("o3"), dir.join("o4"));
     let savepoint = word_count_until_savepoint(&input, &o3, &dir.join("sp"));
     let first = read_sorted_lines(&o3);
@@ -83,7 +64,7 @@ fn a_savepoint_resumes_into_another_output() {
 #[test]
 fn a_transaction_whose_files_are_gone_is_a_clear_error() {
     let dir = temp_dir("savepoint-files-gone");
-    let (input, _) = long_word_count_input(&dir);
+    let (input, _) = repeated_word_count_input(&dir, 30);
     let o3 = dir.join("o3");
     let savepoint = word_count_until_savepoint(&input, &o3, &dir.join("sp"));
     std::fs::remove_dir_all(&o3).expect("remove the first output");

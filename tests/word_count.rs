@@ -5,8 +5,7 @@ mod common;
 
 use brisk::prelude::*;
 use brisk_examples::word_count::{WordCountSink, tokenize, word_count};
-use common::{data, example, read_sorted_lines, restored_checkpoints, run, temp_dir};
-use std::path::{Path, PathBuf};
+use common::{data, example, read_sorted_lines, repeated_word_count_input, restored_checkpoints, run, temp_dir};
 
 fn expected(name: &str) -> Vec<String> {
     std::fs::read_to_string(data(&format!("word_count/{name}"))).unwrap().lines().map(String::from).collect()
@@ -195,30 +194,12 @@ fn help_describes_every_flag() {
     }
 }
 
-/// `input.txt` repeated `times` times, and every `word,count` line a streaming run over it
-/// emits (derived from the independent golden counts: each word counts up to `times` times
-/// its count in `input.txt`), sorted.
-fn repeated_input(dir: &Path, times: usize) -> (PathBuf, Vec<String>) {
-    let text = std::fs::read_to_string(data("word_count/input.txt")).unwrap();
-    let text = if text.ends_with('\n') { text } else { format!("{text}\n") };
-    let path = dir.join("input.txt");
-    std::fs::write(&path, text.repeat(times)).unwrap();
-    let mut lines = Vec::new();
-    for line in expected("expected_batch.txt") {
-        let (word, count) = line.rsplit_once(',').unwrap();
-        let total = count.parse::<usize>().unwrap() * times;
-        lines.extend((1..=total).map(|n| format!("{word},{n}")));
-    }
-    lines.sort();
-    (path, lines)
-}
-
 #[test]
 fn injected_failures_do_not_change_the_exactly_once_output() {
     let dir = temp_dir("wc-failures");
     // Long enough (about 1.5 s at 400 lines/s) that both failures come after checkpoints that
     // hold counts and committed output: a restore that ignored them would count twice.
-    let (input, expected_lines) = repeated_input(&dir, 30);
+    let (input, expected_lines) = repeated_word_count_input(&dir, 30);
     let out = dir.join("out");
     let (status, _, stderr) = run(example("word_count").arg("--input").arg(&input).arg("--output").arg(&out).args([
         "--parallelism",

@@ -94,6 +94,25 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// WordCount's golden `input.txt` repeated `times` times in `dir`, and every `word,count`
+/// line a streaming run over it emits, sorted (derived from the independent golden counts:
+/// each word counts up to `times` times its count in `input.txt`).
+pub fn repeated_word_count_input(dir: &Path, times: usize) -> (PathBuf, Vec<String>) {
+    let text = std::fs::read_to_string(data("word_count/input.txt")).expect("golden input");
+    let text = if text.ends_with('\n') { text } else { format!("{text}\n") };
+    let path = dir.join("input.txt");
+    std::fs::write(&path, text.repeat(times)).expect("write input");
+    let mut lines = Vec::new();
+    let golden = std::fs::read_to_string(data("word_count/expected_batch.txt")).expect("golden counts");
+    for line in golden.lines() {
+        let (word, count) = line.rsplit_once(',').expect("word,count");
+        let total = count.parse::<usize>().expect("count") * times;
+        lines.extend((1..=total).map(|n| format!("{word},{n}")));
+    }
+    lines.sort();
+    (path, lines)
+}
+
 /// The repository's test data directory.
 pub fn data(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(path)
