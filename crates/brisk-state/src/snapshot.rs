@@ -176,10 +176,24 @@ impl KeyedStateSnapshot {
             }
             let mapping: Vec<u32> = snapshot.states.iter().map(|m| merged.state_index(m)).collect();
             for group in snapshot.key_groups.iter().filter(|g| range.contains(g.key_group as usize)) {
-                let target = merged.key_group_mut(group.key_group as usize);
-                target
+                let entries = group
                     .entries
-                    .extend(group.entries.iter().map(|e| StateEntry { state: mapping[e.state as usize], ..e.clone() }));
+                    .iter()
+                    .map(|e| match mapping.get(e.state as usize) {
+                        Some(state) => Ok(StateEntry { state: *state, ..e.clone() }),
+                        None => Err(snapshot_error(
+                            "restore",
+                            format!(
+                                "an entry of key group {} refers to state {} of {}",
+                                group.key_group,
+                                e.state,
+                                mapping.len()
+                            ),
+                        )),
+                    })
+                    .collect::<StateResult<Vec<_>>>()?;
+                let target = merged.key_group_mut(group.key_group as usize);
+                target.entries.extend(entries);
                 target.timers.extend(group.timers.iter().cloned());
             }
         }
@@ -246,8 +260,12 @@ pub fn encode_file<T: Serialize>(magic: &[u8; 8], value: &T) -> StateResult<Vec<
 /// Verifies and decodes bytes framed by [`encode_file`]; `what` names the source in errors.
 pub fn decode_file<T: serde::de::DeserializeOwned>(magic: &[u8; 8], bytes: &[u8], what: &str) -> StateResult<T> {
     let err = |reason: String| snapshot_error(what, reason);
-    if bytes.len() < 24 || &bytes[..8] != magic {
+    let prefix = bytes.get(..8).unwrap_or(bytes);
+    if !magic.starts_with(prefix) {
         return Err(err("not a Brisk state snapshot of this kind (bad magic number)".into()));
+    }
+    if bytes.len() < 24 {
+        return Err(err(format!("the file is truncated ({} bytes, shorter than its 24-byte header)", bytes.len())));
     }
     let word = |range: std::ops::Range<usize>| -> u64 {
         bytes[range].iter().rev().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
@@ -257,8 +275,15 @@ pub fn decode_file<T: serde::de::DeserializeOwned>(magic: &[u8; 8], bytes: &[u8]
         return Err(err(format!("format version {version} is not supported (this build reads {FORMAT_VERSION})")));
     }
     let checksum = word(12..16) as u32;
-    let len = word(16..24) as usize;
-    let payload = bytes.get(24..24 + len).ok_or_else(|| err("the file is truncated".into()))?;
+    let len = word(16..24);
+    // A corrupt length may be anything: compared, not added to (no overflow).
+    let payload = bytes
+        .get(24..)
+        .filter(|rest| rest.len() as u64 >= len)
+        .and_then(|rest| rest.get(..usize::try_from(len).ok()?))
+        .ok_or_else(|| {
+            err(format!("the file is truncated ({} bytes of payload, the header says {len})", bytes.len() - 24))
+        })?;
     if crc32fast::hash(payload) != checksum {
         return Err(err("checksum mismatch: the file is corrupt".into()));
     }
@@ -308,11 +333,35 @@ mod tests {
                 .contains("truncated")
         );
         assert!(
+            KeyedStateSnapshot::from_bytes(&bytes[..10], "mem").unwrap_err().to_string().contains("24-byte header")
+        );
+        assert!(
             KeyedStateSnapshot::from_bytes(b"not a snapshot at all, no", "mem")
                 .unwrap_err()
                 .to_string()
                 .contains("magic")
         );
+    }
+
+    /// A corrupt length field of any value is an error, never an overflow.
+    #[test]
+    fn any_length_in_the_header_is_checked() {
+        let bytes = sample().to_bytes().unwrap();
+        for len in [u64::MAX, u64::MAX - 23, 1 << 63, (bytes.len() - 23) as u64] {
+            let mut bad = bytes.clone();
+            bad[16..24].copy_from_slice(&len.to_le_bytes());
+            let err = KeyedStateSnapshot::from_bytes(&bad, "mem").unwrap_err().to_string();
+            assert!(err.contains("truncated"), "{len}: {err}");
+        }
+    }
+
+    /// A state index beyond the snapshot's states is an error when merging.
+    #[test]
+    fn entries_of_unknown_states_are_an_error() {
+        let mut bad = sample();
+        bad.key_groups[0].entries[0].state = 7;
+        let err = KeyedStateSnapshot::merge_for_range(&[bad], KeyGroupRange::new(0, 7), "x", 8).unwrap_err();
+        assert!(err.to_string().contains("refers to state 7 of 1"), "{err}");
     }
 
     #[test]

@@ -2,8 +2,7 @@
 //! its operators (matched by operator id), with keyed state cut to its key groups and operator
 //! state redistributed, so the job may run at another parallelism than the one that wrote it.
 
-use super::storage::CompletedCheckpoint;
-use super::storage::SHARED_DIR;
+use super::storage::{CompletedCheckpoint, shared_dir_of};
 use super::{OperatorSnapshot, OperatorSubtaskState};
 use brisk_core::KeyGroupRange;
 use brisk_state::{KeyedStateHandle, KeyedStateSnapshot, OperatorStateSnapshot, read_rocksdb_files, redistribute};
@@ -130,7 +129,7 @@ impl JobRestore {
 
     /// Where the checkpoint's shared files are (next to the checkpoint directories).
     fn shared_dir(&self) -> PathBuf {
-        self.checkpoint.path.parent().map(|p| p.join(SHARED_DIR)).unwrap_or_else(|| PathBuf::from(SHARED_DIR))
+        shared_dir_of(&self.checkpoint.path)
     }
 
     /// The checkpoint's id.

@@ -1,19 +1,29 @@
 //! Where checkpoints live: a directory per checkpoint (`chk-<id>`) holding one state file per
 //! task and, written last and atomically, the `_metadata` file that makes it complete; on the
 //! local file system or in an object store.
-//! Savepoints have the same layout in a directory of their own. Every file carries a checksum;
-//! a checkpoint whose files are missing or corrupt is skipped for the one before it.
+//! Savepoints have the same layout in a directory of their own. Every file carries a checksum
+//! (the shared files of incremental checkpoints theirs in the metadata); a checkpoint whose
+//! files are missing or corrupt is skipped for the one before it.
 
 use super::location::SnapshotLocation;
 use super::remote::ObjectStoreDir;
 use super::{CheckpointId, SnapshotKind, TaskStateFile};
+use brisk_state::StateError;
 use brisk_state::snapshot::{decode_file, encode_file};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use thiserror::Error;
-use tracing::warn;
+use tracing::{info, warn};
 
-const METADATA_MAGIC: &[u8; 8] = b"BRSKMETA";
+/// Metadata written before shared files had checksums: [`CheckpointMetadata`] alone (still
+/// read; its shared files are only checked to be there).
+const METADATA_MAGIC_V1: &[u8; 8] = b"BRSKMETA";
+/// Metadata followed by the size and CRC-32 of every shared file it refers to
+/// ([`MetadataFile`]).
+const METADATA_MAGIC: &[u8; 8] = b"BRSKMET2";
 const TASK_MAGIC: &[u8; 8] = b"BRSKTASK";
 /// The file that completes a checkpoint.
 pub const METADATA_FILE: &str = "_metadata";
@@ -54,10 +64,46 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// There are completed checkpoints, but none can be restored (starting over instead would
+    /// repeat output that was already committed).
+    #[error("checkpoint storage: none of the completed checkpoints in '{location}' can be restored: {}", list_failures(.failures))]
+    NoValidCheckpoint {
+        /// Where the checkpoints are.
+        location: String,
+        /// Each checkpoint, newest first, and why it cannot be restored.
+        failures: Vec<(CheckpointId, String)>,
+    },
+}
+
+fn list_failures(failures: &[(CheckpointId, String)]) -> String {
+    failures.iter().map(|(id, reason)| format!("checkpoint {id}: {reason}")).collect::<Vec<_>>().join("; ")
+}
+
+impl StorageError {
+    /// The file (path or object URL) the error is about, if it is about one.
+    pub fn file(&self) -> Option<String> {
+        match self {
+            StorageError::Io { path, .. } | StorageError::Corrupt { path, .. } => Some(path.display().to_string()),
+            StorageError::ObjectStore { url, .. } => Some(url.clone()),
+            StorageError::Unsupported(_) | StorageError::NoValidCheckpoint { .. } => None,
+        }
+    }
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
     move |source| StorageError::Io { action, path: path.to_path_buf(), source }
+}
+
+/// Maps a decoding error of the file at `path` (bad magic, version, length or checksum) to
+/// [`StorageError::Corrupt`].
+fn corrupt<'a>(path: &'a Path) -> impl FnOnce(StateError) -> StorageError + 'a {
+    move |e| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        reason: match e {
+            StateError::Snapshot { reason, .. } => reason,
+            other => other.to_string(),
+        },
+    }
 }
 
 /// Writes `bytes` to `path` so that readers see the whole file or none (temporary file, then
@@ -118,6 +164,118 @@ impl CheckpointMetadata {
     }
 }
 
+/// A file under `shared/` that a checkpoint refers to, as its metadata records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedFile {
+    /// Its name under `shared/`.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// CRC-32 (IEEE) of its contents.
+    pub crc32: u32,
+}
+
+/// The contents of a `_metadata` file ([`METADATA_MAGIC`]).
+#[derive(Serialize, Deserialize)]
+struct MetadataFile {
+    metadata: CheckpointMetadata,
+    /// Every shared file the tasks refer to, once.
+    shared: Vec<SharedFile>,
+}
+
+/// [`MetadataFile`] by reference, for writing.
+#[derive(Serialize)]
+struct MetadataFileRef<'a> {
+    metadata: &'a CheckpointMetadata,
+    shared: &'a [SharedFile],
+}
+
+/// Decodes the `_metadata` file at `path`: the metadata and the shared files' sizes and
+/// checksums (`None` in metadata written before they were recorded).
+fn decode_metadata(bytes: &[u8], path: &Path) -> Result<(CheckpointMetadata, Option<Vec<SharedFile>>), StorageError> {
+    let what = path.display().to_string();
+    if bytes.starts_with(METADATA_MAGIC_V1) {
+        let metadata: CheckpointMetadata = decode_file(METADATA_MAGIC_V1, bytes, &what).map_err(corrupt(path))?;
+        return Ok((metadata, None));
+    }
+    let file: MetadataFile = decode_file(METADATA_MAGIC, bytes, &what).map_err(corrupt(path))?;
+    Ok((file.metadata, Some(file.shared)))
+}
+
+/// The directory of the shared files of the checkpoint in `dir` (next to the checkpoint
+/// directories).
+pub fn shared_dir_of(dir: &Path) -> PathBuf {
+    dir.parent().map(|p| p.join(SHARED_DIR)).unwrap_or_else(|| PathBuf::from(SHARED_DIR))
+}
+
+/// Size and CRC-32 of the file at `path`, read in chunks.
+fn file_checksum(path: &Path) -> std::io::Result<(u64, u32)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut buffer = vec![0u8; 1 << 20];
+    let (mut size, mut crc) = (0u64, crc32fast::Hasher::new());
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => return Ok((size, crc.finalize())),
+            Ok(n) => {
+                crc.update(&buffer[..n]);
+                size += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Checks that `bytes` are the shared file `expected` (`path` names it in the error).
+fn check_shared_bytes(path: &Path, size: u64, crc32: u32, expected: &SharedFile) -> Result<(), StorageError> {
+    let reason = if size != expected.size {
+        format!("the shared file has {size} bytes, the checkpoint recorded {}", expected.size)
+    } else if crc32 != expected.crc32 {
+        "checksum mismatch: the shared file is corrupt".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(StorageError::Corrupt { path: path.to_path_buf(), reason })
+}
+
+/// Checks that the file at `path` is the shared file `expected` (there, same size and
+/// checksum); without a recorded checksum (older metadata), only that it is there.
+fn verify_shared_file(path: &Path, expected: Option<&SharedFile>) -> Result<(), StorageError> {
+    let missing = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => StorageError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "the shared file the checkpoint refers to is missing".into(),
+        },
+        _ => StorageError::Io { action: "read", path: path.to_path_buf(), source: e },
+    };
+    let found = std::fs::metadata(path).map_err(missing)?;
+    if !found.is_file() {
+        return Err(StorageError::Corrupt { path: path.to_path_buf(), reason: "not a file".into() });
+    }
+    let Some(expected) = expected else { return Ok(()) };
+    if found.len() != expected.size {
+        return check_shared_bytes(path, found.len(), 0, expected);
+    }
+    let (size, crc32) = file_checksum(path).map_err(missing)?;
+    check_shared_bytes(path, size, crc32, expected)
+}
+
+/// Checks every shared file the checkpoint `metadata` refers to in `shared` (against the
+/// sizes and checksums `recorded`, when the metadata has them).
+fn verify_shared_files(
+    shared: &Path,
+    metadata: &CheckpointMetadata,
+    recorded: Option<&[SharedFile]>,
+) -> Result<(), StorageError> {
+    let recorded: HashMap<&str, &SharedFile> =
+        recorded.unwrap_or_default().iter().map(|f| (f.name.as_str(), f)).collect();
+    let names: BTreeSet<&str> = metadata.tasks.iter().flat_map(|t| t.shared.iter().map(String::as_str)).collect();
+    for name in names {
+        verify_shared_file(&shared.join(name), recorded.get(name).copied())?;
+    }
+    Ok(())
+}
+
 /// Encodes a task's state file.
 pub fn encode_task_state(state: &TaskStateFile) -> Result<Vec<u8>, StorageError> {
     encode_file(TASK_MAGIC, state)
@@ -136,12 +294,12 @@ pub struct CompletedCheckpoint {
 }
 
 impl CompletedCheckpoint {
-    /// Reads and verifies the checkpoint or savepoint in `dir`.
+    /// Reads and verifies the checkpoint or savepoint in `dir`: its metadata, every task file,
+    /// and the shared files (under `shared/` next to `dir`) its tasks refer to.
     pub fn load(dir: &Path) -> Result<Self, StorageError> {
         let meta_path = dir.join(METADATA_FILE);
         let bytes = std::fs::read(&meta_path).map_err(io("read", &meta_path))?;
-        let metadata: CheckpointMetadata = decode_file(METADATA_MAGIC, &bytes, &meta_path.display().to_string())
-            .map_err(|e| StorageError::Corrupt { path: meta_path.clone(), reason: e.to_string() })?;
+        let (metadata, shared) = decode_metadata(&bytes, &meta_path)?;
         let mut task_states = Vec::with_capacity(metadata.tasks.len());
         for task in &metadata.tasks {
             let Some(file) = &task.file else {
@@ -150,10 +308,11 @@ impl CompletedCheckpoint {
             };
             let path = dir.join(file);
             let bytes = std::fs::read(&path).map_err(io("read", &path))?;
-            let state: TaskStateFile = decode_file(TASK_MAGIC, &bytes, &path.display().to_string())
-                .map_err(|e| StorageError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+            let state: TaskStateFile =
+                decode_file(TASK_MAGIC, &bytes, &path.display().to_string()).map_err(corrupt(&path))?;
             task_states.push(Some(state));
         }
+        verify_shared_files(&shared_dir_of(dir), &metadata, shared.as_deref())?;
         Ok(CompletedCheckpoint { path: dir.to_path_buf(), metadata, task_states })
     }
 }
@@ -165,6 +324,8 @@ pub struct CheckpointStorage {
     location: SnapshotLocation,
     local: PathBuf,
     remote: Option<ObjectStoreDir>,
+    /// Sizes and checksums of the shared files already published (they never change).
+    checksums: Mutex<HashMap<String, SharedFile>>,
 }
 
 impl CheckpointStorage {
@@ -174,7 +335,7 @@ impl CheckpointStorage {
             SnapshotLocation::Local(_) => None,
             SnapshotLocation::ObjectStore(url) => Some(ObjectStoreDir::open(url)?),
         };
-        Ok(CheckpointStorage { local: location.local_dir(), location, remote })
+        Ok(CheckpointStorage { local: location.local_dir(), location, remote, checksums: Mutex::default() })
     }
 
     /// Where the snapshots are.
@@ -242,18 +403,18 @@ impl CheckpointStorage {
         Ok(ids)
     }
 
-    /// Reads and verifies snapshot `name` (downloading it first from an object store).
+    /// Reads and verifies snapshot `name` (downloading it first from an object store; shared
+    /// files only where the local copy is missing or does not match its recorded checksum).
     pub fn load(&self, name: &str) -> Result<CompletedCheckpoint, StorageError> {
         let dir = self.local_dir(name);
         if let Some(remote) = &self.remote {
-            let missing = |file: &str| StorageError::Corrupt {
-                path: PathBuf::from(self.location.join(name).join(file).to_string()),
-                reason: "the file is missing".into(),
-            };
+            let url = |file: &str| PathBuf::from(self.location.join(name).join(file).to_string());
+            let missing = |file: &str| StorageError::Corrupt { path: url(file), reason: "the file is missing".into() };
             let meta_name = format!("{name}/{METADATA_FILE}");
             let meta_bytes = remote.read(&meta_name)?.ok_or_else(|| missing(METADATA_FILE))?;
-            let metadata: CheckpointMetadata = decode_file(METADATA_MAGIC, &meta_bytes, &meta_name)
-                .map_err(|e| StorageError::Corrupt { path: meta_name.clone().into(), reason: e.to_string() })?;
+            let (metadata, recorded) = decode_metadata(&meta_bytes, &url(METADATA_FILE))?;
+            let recorded: HashMap<&str, &SharedFile> =
+                recorded.iter().flatten().map(|f| (f.name.as_str(), f)).collect();
             for task in &metadata.tasks {
                 if let Some(file) = &task.file {
                     let bytes = remote.read(&format!("{name}/{file}"))?.ok_or_else(|| missing(file))?;
@@ -261,26 +422,66 @@ impl CheckpointStorage {
                 }
                 for file in &task.shared {
                     let local = self.local.join(SHARED_DIR).join(file);
-                    if !local.is_file() {
-                        let shared = format!("{SHARED_DIR}/{file}");
-                        let bytes = remote.read(&shared)?.ok_or_else(|| StorageError::Corrupt {
-                            path: PathBuf::from(self.location.join(&shared).to_string()),
-                            reason: "the shared file is missing".into(),
-                        })?;
-                        write_atomically(&local, &bytes)?;
+                    let expected = recorded.get(file.as_str()).copied();
+                    if verify_shared_file(&local, expected).is_ok() {
+                        continue;
                     }
+                    let shared = format!("{SHARED_DIR}/{file}");
+                    let shared_url = PathBuf::from(self.location.join(&shared).to_string());
+                    let bytes = remote.read(&shared)?.ok_or_else(|| StorageError::Corrupt {
+                        path: shared_url.clone(),
+                        reason: "the shared file the checkpoint refers to is missing".into(),
+                    })?;
+                    if let Some(expected) = expected {
+                        check_shared_bytes(&shared_url, bytes.len() as u64, crc32fast::hash(&bytes), expected)?;
+                    }
+                    write_atomically(&local, &bytes)?;
                 }
             }
             write_atomically(&dir.join(METADATA_FILE), &meta_bytes)?;
+            // The staging copies are what was just downloaded: errors name the objects.
+            return CompletedCheckpoint::load(&dir).map_err(|e| match e {
+                StorageError::Corrupt { path, reason } => match path.strip_prefix(&self.local) {
+                    Ok(object) => StorageError::Corrupt {
+                        path: PathBuf::from(self.location.join(&object.to_string_lossy()).to_string()),
+                        reason,
+                    },
+                    Err(_) => StorageError::Corrupt { path, reason },
+                },
+                other => other,
+            });
         }
         CompletedCheckpoint::load(&dir)
+    }
+
+    /// Sizes and checksums of the shared files `metadata` refers to (each file is read once:
+    /// shared files never change).
+    fn shared_checksums(&self, metadata: &CheckpointMetadata) -> Result<Vec<SharedFile>, StorageError> {
+        let names: BTreeSet<&String> = metadata.tasks.iter().flat_map(|t| &t.shared).collect();
+        let mut known = self.checksums.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut files = Vec::with_capacity(names.len());
+        for name in names {
+            let file = match known.get(name) {
+                Some(file) => file.clone(),
+                None => {
+                    let path = self.local.join(SHARED_DIR).join(name);
+                    let (size, crc32) = file_checksum(&path).map_err(io("read", &path))?;
+                    let file = SharedFile { name: name.clone(), size, crc32 };
+                    known.insert(name.clone(), file.clone());
+                    file
+                }
+            };
+            files.push(file);
+        }
+        Ok(files)
     }
 
     /// Completes snapshot `name`: writes its metadata and, for an object store, uploads its
     /// task files and the shared files not there yet, then the metadata, last.
     pub fn publish(&self, name: &str, metadata: &CheckpointMetadata) -> Result<(), StorageError> {
         let dir = self.local_dir(name);
-        write_metadata(&dir, metadata)?;
+        let shared = self.shared_checksums(metadata)?;
+        write_metadata(&dir, metadata, &shared)?;
         let Some(remote) = &self.remote else { return Ok(()) };
         let upload = |local: &Path, remote_name: &str| -> Result<(), StorageError> {
             let bytes = std::fs::read(local).map_err(io("read", local))?;
@@ -300,20 +501,35 @@ impl CheckpointStorage {
         upload(&dir.join(METADATA_FILE), &format!("{name}/{METADATA_FILE}"))
     }
 
-    /// The newest checkpoint that reads back completely; corrupt or missing files make it
-    /// fall back to the one before (logged). An object store that cannot be reached is an
-    /// error: falling back then would restore older state than there is.
+    /// The newest checkpoint that reads back completely; corrupt or missing files (its
+    /// metadata, task files or shared files) make it fall back to the one before, with a
+    /// warning naming the file. An object store that cannot be reached is an error: falling
+    /// back then would restore older state than there is. So is a storage with completed
+    /// checkpoints none of which can be restored (starting over would repeat committed output);
+    /// `None` when there is no completed checkpoint at all.
     pub fn latest_valid(&self) -> Result<Option<CompletedCheckpoint>, StorageError> {
+        let mut failures = Vec::new();
         for id in self.completed_ids()? {
             match self.load(&Self::checkpoint_name(id)) {
-                Ok(checkpoint) => return Ok(Some(checkpoint)),
+                Ok(checkpoint) => {
+                    if !failures.is_empty() {
+                        info!(checkpoint = id, "restoring the newest checkpoint that can be restored");
+                    }
+                    return Ok(Some(checkpoint));
+                }
                 Err(e @ StorageError::ObjectStore { .. }) => return Err(e),
                 Err(e) => {
-                    warn!(checkpoint = id, error = %e, "checkpoint cannot be restored; falling back to the previous one")
+                    let file = e.file().unwrap_or_else(|| Self::checkpoint_name(id));
+                    warn!(checkpoint = id, file = %file, error = %e, "checkpoint cannot be restored; falling back to the previous one");
+                    failures.push((id, e.to_string()));
                 }
             }
         }
-        Ok(None)
+        if failures.is_empty() {
+            Ok(None)
+        } else {
+            Err(StorageError::NoValidCheckpoint { location: self.location.to_string(), failures })
+        }
     }
 
     /// The shared files checkpoint `id` refers to (none if its metadata is gone or corrupt:
@@ -322,12 +538,13 @@ impl CheckpointStorage {
         let name = format!("{}/{METADATA_FILE}", Self::checkpoint_name(id));
         Ok(self
             .read(&name)?
-            .and_then(|bytes| decode_file::<CheckpointMetadata>(METADATA_MAGIC, &bytes, &name).ok())
-            .map(|m| m.tasks.into_iter().flat_map(|t| t.shared).collect())
+            .and_then(|bytes| decode_metadata(&bytes, Path::new(&name)).ok())
+            .map(|(m, _)| m.tasks.into_iter().flat_map(|t| t.shared).collect())
             .unwrap_or_default())
     }
 
     fn delete_shared(&self, file: &str) {
+        self.checksums.lock().unwrap_or_else(PoisonError::into_inner).remove(file);
         let _ = std::fs::remove_file(self.local.join(SHARED_DIR).join(file));
         if let Some(remote) = &self.remote
             && let Err(e) = remote.delete(&format!("{SHARED_DIR}/{file}"))
@@ -408,11 +625,11 @@ pub fn load_snapshot(location: &SnapshotLocation) -> Result<CompletedCheckpoint,
     }
 }
 
-/// Writes the metadata that completes a checkpoint in `dir`.
-fn write_metadata(dir: &Path, metadata: &CheckpointMetadata) -> Result<(), StorageError> {
+/// Writes the metadata that completes a checkpoint in `dir`, with the sizes and checksums of
+/// the shared files it refers to.
+fn write_metadata(dir: &Path, metadata: &CheckpointMetadata, shared: &[SharedFile]) -> Result<(), StorageError> {
     let path = dir.join(METADATA_FILE);
-    let bytes = encode_file(METADATA_MAGIC, metadata)
-        .map_err(|e| StorageError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+    let bytes = encode_file(METADATA_MAGIC, &MetadataFileRef { metadata, shared }).map_err(corrupt(&path))?;
     write_atomically(&path, &bytes)
 }
 
@@ -477,6 +694,251 @@ mod tests {
         );
     }
 
+    /// Warnings logged on this thread while `f` runs.
+    fn with_warnings<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Logs(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Logs {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+        (out, text)
+    }
+
+    /// Bytes that differ from file to file and position to position.
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// The state of task `task` in checkpoint `id`: every kind of part, in-flight records too.
+    fn task_state(id: CheckpointId, task: usize) -> TaskStateFile {
+        let seed = id * 10 + task as u64;
+        TaskStateFile {
+            operators: vec![super::super::OperatorSubtaskState {
+                operator_id: format!("op-{task}"),
+                keyed: Some(noise(seed, 300)),
+                keyed_files: None,
+                operator: Some(noise(seed + 1, 40)),
+                raw: Some(noise(seed + 2, 20)),
+            }],
+            in_flight: vec![(1, vec![noise(seed + 3, 16), noise(seed + 4, 8)])],
+        }
+    }
+
+    /// Checkpoints 1 and 2 of two tasks; task `t` of checkpoint `c` refers to shared file
+    /// `c<c>-t<t>` and to `common`, which both checkpoints share.
+    fn two_checkpoints(name: &str) -> CheckpointStorage {
+        let storage = CheckpointStorage::open(dir(name).into()).unwrap();
+        let shared = storage.local.join(SHARED_DIR);
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::write(shared.join("common"), noise(99, 5000)).unwrap();
+        for id in 1..=2 {
+            let mut tasks = Vec::new();
+            for task in 0..2 {
+                let file = format!("task-{task}");
+                let bytes = encode_task_state(&task_state(id, task)).unwrap();
+                write_atomically(&storage.checkpoint_dir(id).join(&file), &bytes).unwrap();
+                let own = format!("c{id}-t{task}");
+                std::fs::write(shared.join(&own), noise(id * 100 + task as u64, 3000)).unwrap();
+                tasks.push(TaskStateHandle {
+                    subtask: task,
+                    parallelism: 2,
+                    operator_ids: vec![format!("op-{task}")],
+                    file: Some(file),
+                    size: bytes.len() as u64,
+                    shared: vec![own, "common".into()],
+                });
+            }
+            let metadata = CheckpointMetadata {
+                id,
+                kind: SnapshotKind::Checkpoint,
+                timestamp: 0,
+                job_name: "t".into(),
+                max_parallelism: vec![("op-0".into(), 128), ("op-1".into(), 128)],
+                tasks,
+                enumerators: vec![("op-0".into(), noise(7, 30))],
+            };
+            storage.publish(&CheckpointStorage::checkpoint_name(id), &metadata).unwrap();
+        }
+        storage
+    }
+
+    /// Asserts that `checkpoint` holds exactly what [`two_checkpoints`] wrote for its id.
+    fn assert_intact(checkpoint: &CompletedCheckpoint) {
+        let id = checkpoint.metadata.id;
+        for (task, state) in checkpoint.task_states.iter().enumerate() {
+            let state = state.as_ref().expect("every task has state");
+            assert_eq!(encode_task_state(state).unwrap(), encode_task_state(&task_state(id, task)).unwrap());
+        }
+        assert_eq!(checkpoint.metadata.enumerators, vec![("op-0".to_string(), noise(7, 30))]);
+    }
+
+    #[test]
+    fn shared_files_are_verified_and_a_bad_one_falls_back_naming_it() {
+        let storage = two_checkpoints("shared-verified");
+        let shared = storage.local.join(SHARED_DIR);
+        assert_intact(&storage.latest_valid().unwrap().unwrap());
+        // A flipped bit in a file of checkpoint 2 only.
+        let own = shared.join("c2-t1");
+        let mut bytes = std::fs::read(&own).unwrap();
+        bytes[1234] ^= 0x10;
+        std::fs::write(&own, &bytes).unwrap();
+        let (restored, warnings) = with_warnings(|| storage.latest_valid().unwrap().unwrap());
+        assert_eq!(restored.metadata.id, 1);
+        assert_intact(&restored);
+        assert!(warnings.contains("WARN") && warnings.contains(&own.display().to_string()), "{warnings}");
+        assert!(warnings.contains("checksum mismatch"), "{warnings}");
+        // The same size check without reading: truncated.
+        std::fs::write(&own, &bytes[..100]).unwrap();
+        let err = CompletedCheckpoint::load(&storage.checkpoint_dir(2)).unwrap_err().to_string();
+        assert!(err.contains(&own.display().to_string()) && err.contains("100 bytes"), "{err}");
+        // Missing.
+        std::fs::remove_file(&own).unwrap();
+        let err = CompletedCheckpoint::load(&storage.checkpoint_dir(2)).unwrap_err().to_string();
+        assert!(err.contains(&own.display().to_string()) && err.contains("missing"), "{err}");
+        // A file both refer to: neither can be restored, which is an error, not a fresh start.
+        std::fs::remove_file(shared.join("common")).unwrap();
+        let (result, warnings) = with_warnings(|| storage.latest_valid());
+        let err = result.unwrap_err();
+        assert!(matches!(err, StorageError::NoValidCheckpoint { .. }), "{err}");
+        let common = shared.join("common").display().to_string();
+        assert!(err.to_string().contains(&common) && err.to_string().contains("checkpoint 1"), "{err}");
+        assert_eq!(warnings.matches(&common).count(), 2, "one warning per checkpoint: {warnings}");
+        // Shared files are pruned only with the last checkpoint referring to them.
+        let storage = two_checkpoints("shared-pruned");
+        storage.prune(1);
+        let mut left: Vec<String> = std::fs::read_dir(storage.local.join(SHARED_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["c2-t0", "c2-t1", "common"]);
+        assert_intact(&storage.latest_valid().unwrap().unwrap());
+    }
+
+    /// Metadata written before shared files had checksums still restores; its shared files
+    /// are checked to be there.
+    #[test]
+    fn metadata_without_shared_checksums_is_still_read() {
+        let storage = two_checkpoints("metadata-v1");
+        for id in 1..=2 {
+            let path = storage.checkpoint_dir(id).join(METADATA_FILE);
+            let (metadata, shared) = decode_metadata(&std::fs::read(&path).unwrap(), &path).unwrap();
+            assert_eq!(shared.map(|s| s.len()), Some(3), "checksums of c{id}-t0, c{id}-t1 and common");
+            write_atomically(&path, &encode_file(METADATA_MAGIC_V1, &metadata).unwrap()).unwrap();
+        }
+        assert_intact(&storage.latest_valid().unwrap().unwrap());
+        let own = storage.local.join(SHARED_DIR).join("c2-t0");
+        std::fs::remove_file(&own).unwrap();
+        let (restored, warnings) = with_warnings(|| storage.latest_valid().unwrap().unwrap());
+        assert_eq!(restored.metadata.id, 1);
+        assert!(warnings.contains(&own.display().to_string()), "{warnings}");
+        storage.prune(1);
+        let shared = storage.local.join(SHARED_DIR);
+        assert!(shared.join("c2-t1").exists() && shared.join("common").exists(), "v1 metadata keeps its files alive");
+        assert!(!shared.join("c1-t0").exists(), "and lets go of the pruned checkpoint's");
+    }
+
+    /// One way to damage a file.
+    #[derive(Clone, Debug)]
+    enum Mutation {
+        FlipBit(proptest::sample::Index, u8),
+        Truncate(proptest::sample::Index),
+        Swap(proptest::sample::Index, proptest::sample::Index, proptest::sample::Index),
+        Delete,
+    }
+
+    fn mutation() -> impl proptest::strategy::Strategy<Value = Mutation> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (any::<prop::sample::Index>(), 0u8..8).prop_map(|(at, bit)| Mutation::FlipBit(at, bit)),
+            any::<prop::sample::Index>().prop_map(Mutation::Truncate),
+            any::<(prop::sample::Index, prop::sample::Index, prop::sample::Index)>()
+                .prop_map(|(a, b, len)| Mutation::Swap(a, b, len)),
+            Just(Mutation::Delete),
+        ]
+    }
+
+    /// Applies `mutation` to the file at `path`; whether its contents changed.
+    fn mutate(path: &Path, mutation: &Mutation) -> bool {
+        let mut bytes = std::fs::read(path).unwrap();
+        let n = bytes.len();
+        match mutation {
+            Mutation::Delete => {
+                std::fs::remove_file(path).unwrap();
+                return true;
+            }
+            Mutation::FlipBit(at, bit) => bytes[at.index(n)] ^= 1 << bit,
+            Mutation::Truncate(len) => bytes.truncate(len.index(n)),
+            Mutation::Swap(a, b, len) => {
+                let len = 1 + len.index(n / 2);
+                let a = a.index(n - 2 * len + 1);
+                let b = a + len + b.index(n - a - 2 * len + 1);
+                let first = bytes[a..a + len].to_vec();
+                bytes.copy_within(b..b + len, a);
+                bytes[b..b + len].copy_from_slice(&first);
+            }
+        }
+        let changed = bytes != std::fs::read(path).unwrap();
+        std::fs::write(path, bytes).unwrap();
+        changed
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 64, ..Default::default() })]
+
+        /// Any damage to any file of the newest checkpoint falls back to the older one, intact,
+        /// with a warning naming the file; damage to a file both share is an error naming it.
+        #[test]
+        fn damaged_files_fall_back_or_fail_naming_the_file(file in 0usize..6, mutation in mutation()) {
+            let storage = two_checkpoints("damaged");
+            let files = ["chk-2/_metadata", "chk-2/task-0", "chk-2/task-1", "shared/c2-t0", "shared/c2-t1", "shared/common"];
+            let path = storage.local.join(files[file]);
+            let changed = mutate(&path, &mutation);
+            let (result, warnings) = with_warnings(|| storage.latest_valid());
+            let name = path.display().to_string();
+            match (changed, files[file]) {
+                (false, _) => assert_intact(&result.unwrap().unwrap()),
+                (true, "shared/common") => {
+                    let err = result.unwrap_err().to_string();
+                    assert!(err.contains(&name) && err.contains("checkpoint 1") && err.contains("checkpoint 2"), "{err}");
+                }
+                (true, _) => {
+                    let restored = result.unwrap().unwrap();
+                    assert_eq!(restored.metadata.id, 1);
+                    assert_intact(&restored);
+                    // Without its metadata checkpoint 2 is merely incomplete (as after a crash).
+                    if !(file == 0 && matches!(mutation, Mutation::Delete)) {
+                        assert!(warnings.contains(&name), "{warnings}");
+                    }
+                }
+            }
+            std::fs::remove_dir_all(&storage.local).unwrap();
+        }
+    }
+
     /// The same rules in an S3-compatible object store (a local moto server): completed
     /// checkpoints are found by their metadata, a corrupt or missing object falls back to the
     /// previous checkpoint, shared files are kept while referenced, and pruning deletes objects.
@@ -490,6 +952,7 @@ mod tests {
             location: SnapshotLocation::ObjectStore(url.clone()),
             local: dir("object-store"),
             remote: Some(server.open(&url).unwrap()),
+            checksums: Mutex::default(),
         };
         let remote = server.open(&url).unwrap();
         let shared = storage.local.join(SHARED_DIR);
@@ -524,6 +987,17 @@ mod tests {
         let restored = storage.latest_valid().unwrap().unwrap();
         assert_eq!(restored.metadata.id, 1);
         assert_eq!(std::fs::read(shared.join("a")).unwrap(), b"a");
+        // A damaged staging copy is downloaded again (its checksum is in the metadata)...
+        std::fs::write(shared.join("a"), "x").unwrap();
+        assert_eq!(storage.latest_valid().unwrap().map(|c| c.metadata.id), Some(1));
+        assert_eq!(std::fs::read(shared.join("a")).unwrap(), b"a");
+        // ... a damaged object is no checkpoint, and with none left that is an error naming it.
+        remote.write("shared/a", b"x".to_vec()).unwrap();
+        std::fs::write(shared.join("a"), "x").unwrap();
+        let err = storage.latest_valid().unwrap_err().to_string();
+        assert!(err.contains(&format!("'{url}/shared/a' is corrupt: checksum mismatch")), "{err}");
+        assert!(err.contains(&format!("{url}/chk-3/task-3")), "every checkpoint's reason: {err}");
+        remote.write("shared/a", b"a".to_vec()).unwrap();
         storage.prune(1);
         assert_eq!(storage.completed_ids().unwrap(), vec![3]);
         assert_eq!(remote.list("shared").unwrap().files, vec!["b".to_string()], "only `a` was unreferenced");
