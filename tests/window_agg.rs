@@ -214,26 +214,51 @@ fn unaligned_checkpoints_keep_the_exactly_once_output_through_failures() {
     injected_failures_run(&dir, &dir.join("checkpoints").display().to_string(), &["--unaligned"], &[]);
 }
 
-/// Stops the job with SIGTERM into `savepoints` (a path or URL), resumes it from the printed
-/// savepoint at another parallelism, and checks that both runs together wrote every window
-/// once. `envs(run)` is the environment of the first (0) and second (1) run. Returns the
-/// savepoint.
-fn savepoint_and_resume(dir: &Path, savepoints: &str, envs: impl Fn(usize) -> Vec<(&'static str, String)>) -> String {
-    let out = dir.join("results");
-    let mut first = example("window_agg");
-    first
-        .envs(envs(0))
+/// What shows that a run made progress, so that it can be stopped.
+enum Progress<'a> {
+    /// It committed windows beyond those already in the output.
+    Output,
+    /// A checkpoint completed in this checkpoint directory (windows that fire only at the end
+    /// of the input commit nothing before).
+    Checkpoint(&'a Path),
+}
+
+/// Runs the job at 3000 events/s (from `restore`, if given) with `extra` flags and `envs`,
+/// stops it with SIGTERM into `savepoints` (a path or URL) once it made `progress`, and
+/// returns the printed savepoint. Asserts that the run left output for the next one (and,
+/// waiting for output, that it contributed some).
+fn run_to_savepoint(
+    out: &Path,
+    savepoints: &str,
+    restore: Option<&str>,
+    extra: &[&str],
+    envs: Vec<(&'static str, String)>,
+    progress: Progress<'_>,
+) -> String {
+    let before = committed_lines(out).len();
+    let mut job = example("window_agg");
+    job.envs(envs)
         .arg("--input")
         .arg(data("window_agg/events.csv"))
         .arg("--output")
-        .arg(&out)
-        .args(["--parallelism", "2", "--checkpoint-interval", "50ms", "--source-rate", "3000"])
-        .args(["--savepoint-dir", savepoints])
+        .arg(out)
+        .args(["--checkpoint-interval", "50ms", "--source-rate", "3000", "--savepoint-dir", savepoints])
+        .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let child = first.spawn().expect("start window_agg");
-    // Stop once the first windows were committed (about half way through the event time).
-    wait_until("committed output of the first run", || !committed_lines(&out).is_empty());
+    if let Some(savepoint) = restore {
+        job.args(["--from-savepoint", savepoint]);
+    }
+    if let Progress::Checkpoint(dir) = progress {
+        job.arg("--checkpoint-dir").arg(dir);
+    }
+    let child = job.spawn().expect("start window_agg");
+    match progress {
+        Progress::Output => wait_until("committed output of the run", || committed_lines(out).len() > before),
+        Progress::Checkpoint(dir) => wait_until("a completed checkpoint", || {
+            std::fs::read_dir(dir).is_ok_and(|d| d.filter_map(|e| e.ok()).any(|e| e.path().join("_metadata").is_file()))
+        }),
+    }
     let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(killed.success());
     let output = child.wait_with_output().expect("window_agg ends");
@@ -243,10 +268,20 @@ fn savepoint_and_resume(dir: &Path, savepoints: &str, envs: impl Fn(usize) -> Ve
         stdout.lines().find_map(|l| l.strip_prefix("savepoint: ")).expect("the savepoint path is printed").to_string();
     assert!(savepoint.starts_with(&format!("{savepoints}/savepoint-")), "{savepoint}");
     let all = expected("expected_tumbling_10s.csv");
-    let first_run = read_sorted_lines(&out);
-    assert!(!first_run.is_empty() && first_run.len() < all.len(), "stopped half way: {} lines", first_run.len());
-    assert!(first_run.iter().all(|l| all.contains(l)), "the first run committed only final results");
+    let committed = read_sorted_lines(out);
+    let contributed = matches!(progress, Progress::Checkpoint(_)) || committed.len() > before;
+    assert!(contributed && committed.len() < all.len(), "stopped half way: {} lines", committed.len());
+    assert!(committed.iter().all(|l| all.contains(l)), "only final results were committed");
+    savepoint
+}
 
+/// Stops the job with SIGTERM into `savepoints` (a path or URL), resumes it from the printed
+/// savepoint at another parallelism, and checks that both runs together wrote every window
+/// once. `envs(run)` is the environment of the first (0) and second (1) run. Returns the
+/// savepoint.
+fn savepoint_and_resume(dir: &Path, savepoints: &str, envs: impl Fn(usize) -> Vec<(&'static str, String)>) -> String {
+    let out = dir.join("results");
+    let savepoint = run_to_savepoint(&out, savepoints, None, &["--parallelism", "2"], envs(0), Progress::Output);
     let (status, _, stderr) = run(example("window_agg")
         .envs(envs(1))
         .arg("--input")
@@ -255,8 +290,42 @@ fn savepoint_and_resume(dir: &Path, savepoints: &str, envs: impl Fn(usize) -> Ve
         .arg(&out)
         .args(["--parallelism", "3", "--checkpoint-interval", "50ms", "--from-savepoint", &savepoint]));
     assert!(status.status.success(), "{stderr}");
-    assert_eq!(read_sorted_lines(&out), all, "both runs together: every window once");
+    assert_eq!(read_sorted_lines(&out), expected("expected_tumbling_10s.csv"), "both runs together: every window once");
     savepoint
+}
+
+/// Savepoints move the job's open windows between the state backends, each run stopped half
+/// way, together every window exactly once: heap (in-memory panes) → RocksDB → heap, and
+/// RocksDB (windows in the keyed backend) → heap.
+#[cfg(feature = "rocksdb")]
+#[test]
+fn savepoints_move_open_windows_between_state_backends() {
+    let dir = temp_dir("window-agg-backends");
+    let savepoints = dir.join("savepoints").display().to_string();
+    let state_dir = dir.join("rocksdb").display().to_string();
+    let rocksdb = |p: &'static str| ["--parallelism", p, "--state-backend", "rocksdb", "--state-dir", &state_dir];
+    let finish = |out: &Path, savepoint: &str| {
+        let (status, _, stderr) = run(example("window_agg")
+            .arg("--input")
+            .arg(data("window_agg/events.csv"))
+            .arg("--output")
+            .arg(out)
+            .args(["--parallelism", "2", "--checkpoint-interval", "50ms", "--from-savepoint", savepoint]));
+        assert!(status.status.success(), "{stderr}");
+        assert_eq!(read_sorted_lines(out), expected("expected_tumbling_10s.csv"), "every window once");
+    };
+
+    let out = dir.join("heap-first").join("results");
+    let heap = run_to_savepoint(&out, &savepoints, None, &["--parallelism", "2"], Vec::new(), Progress::Output);
+    // The windows still open fire at the end of the input: this run commits nothing before.
+    let checkpoints = dir.join("checkpoints");
+    let progress = Progress::Checkpoint(&checkpoints);
+    let from_rocksdb = run_to_savepoint(&out, &savepoints, Some(&heap), &rocksdb("3"), Vec::new(), progress);
+    finish(&out, &from_rocksdb);
+
+    let out = dir.join("rocksdb-first").join("results");
+    let from_rocksdb = run_to_savepoint(&out, &savepoints, None, &rocksdb("2"), Vec::new(), Progress::Output);
+    finish(&out, &from_rocksdb);
 }
 
 #[test]

@@ -82,6 +82,16 @@ pub struct WindowOperator<T, K, W, O, A> {
     dropped: Option<Counter>,
 }
 
+/// Whether a restored keyed snapshot holds windows kept in the keyed backend (contents or
+/// window timers), which in-memory panes would not see.
+fn holds_window_contents(snapshot: &brisk_state::snapshot::KeyedStateSnapshot) -> bool {
+    let contents = snapshot.states.iter().position(|s| s.name == super::contents::CONTENTS);
+    snapshot.key_groups.iter().any(|group| {
+        group.entries.iter().any(|e| contents.is_some_and(|c| e.state as usize == c))
+            || group.timers.iter().any(|t| t.service == WINDOW_TIMERS)
+    })
+}
+
 fn encode<W: Window>(window: &W) -> TaskResult<Vec<u8>> {
     codec::encode(window).map_err(|e| TaskError::msg(format!("cannot encode window {window:?}: {e}")))
 }
@@ -379,10 +389,23 @@ where
         self.batch = ctx.task.execution_mode == ExecutionMode::Batch;
         self.time = Some(ctx.task.processing_time.clone());
         self.dropped = Some(ctx.metrics.counter("numLateRecordsDropped"));
-        let in_memory = self.spec.assigner.is_event_time()
-            && !self.spec.assigner.is_merging()
-            && self.spec.default_trigger
-            && ctx.task.state_backend.kind == StateBackendKind::HashMap;
+        // Incremental event-time windows keep their contents in in-memory panes with the heap
+        // backend, else in the keyed backend (contents state and timers). A restored snapshot
+        // decides too, so that moving a savepoint between backends keeps the open windows:
+        // windows restored from the backend stay there, and panes restored into RocksDB stay
+        // in memory (they are not converted into backend state).
+        let panes_possible =
+            self.spec.assigner.is_event_time() && !self.spec.assigner.is_merging() && self.spec.default_trigger;
+        let restored_panes = ctx.restored().is_some_and(|r| !r.raw.is_empty());
+        let restored_contents = ctx.restored().and_then(|r| r.keyed.as_ref()).is_some_and(holds_window_contents);
+        let heap = ctx.task.state_backend.kind == StateBackendKind::HashMap;
+        let in_memory = panes_possible && !restored_contents && (heap || restored_panes);
+        if in_memory && !heap {
+            tracing::warn!(
+                operator = %ctx.operator.name,
+                "window contents restored from the heap backend's in-memory panes stay in memory with this backend"
+            );
+        }
         self.panes = if in_memory { self.spec.contents.panes() } else { None };
         let function = match &mut self.panes {
             Some(panes) => panes.function(),
