@@ -173,8 +173,11 @@ impl<T: Send + 'static> RichMapFunction<T, T> for Throttle {
         let started = *self.started.get_or_insert_with(Instant::now);
         self.passed += 1;
         let due = Duration::from_secs_f64(self.passed as f64 / self.per_subtask);
-        if let Some(wait) = due.checked_sub(started.elapsed()) {
-            std::thread::sleep(wait);
+        match due.checked_sub(started.elapsed()) {
+            Some(wait) => std::thread::sleep(wait),
+            // Fell behind (the process was stalled): go on at the rate from here rather than
+            // catch up in a burst faster than the rate.
+            None => self.started = Some(Instant::now() - due),
         }
         Ok(value)
     }

@@ -338,7 +338,7 @@ fn restoring_needs_matching_operators_unless_allowed() {
     let setup = Setup::exactly_once(1);
     let dir = temp_dir("non-restored");
     let out = dir.join("out");
-    let savepoint = run_until_savepoint(setup, None, &out, "p1", true, 10_000).expect("savepoint");
+    let savepoint = run_until_savepoint(setup, None, &out, "p1", true, 50_000).expect("savepoint");
     let env = environment(setup, dir.join("chk2"));
     env.set_savepoint_restore(savepoint.clone(), false);
     env.from_sequence(1, 10).uid("another-source").print();

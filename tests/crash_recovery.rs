@@ -29,13 +29,14 @@ impl Moments {
     }
 }
 
-/// Whether `checkpoints` holds a complete checkpoint (one with its metadata).
-fn has_complete_checkpoint(checkpoints: &Path) -> bool {
-    std::fs::read_dir(checkpoints).is_ok_and(|entries| {
-        entries
-            .filter_map(|e| e.ok())
-            .any(|e| e.file_name().to_string_lossy().starts_with("chk-") && e.path().join("_metadata").is_file())
-    })
+/// The newest complete checkpoint (one with its metadata) in `checkpoints`, if any.
+fn newest_complete_checkpoint(checkpoints: &Path) -> Option<u64> {
+    std::fs::read_dir(checkpoints)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("_metadata").is_file())
+        .filter_map(|e| e.file_name().to_string_lossy().strip_prefix("chk-")?.parse().ok())
+        .max()
 }
 
 /// Runs `job` with `args` and checkpoints in `dir/checkpoints`, once per parallelism in
@@ -63,9 +64,11 @@ fn crash_and_resume(name: &str, job: &str, args: &[&str], dir: &Path, runs: &[&s
             assert!(stderr.contains("resuming from checkpoint chk-"), "{name}: {stderr}");
             return stderr;
         }
+        // Killed only after this run completed a checkpoint of its own (so after its restore).
+        let before = newest_complete_checkpoint(&checkpoints);
         let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start the job");
-        wait_until("a complete checkpoint", || has_complete_checkpoint(&checkpoints));
-        std::thread::sleep(Duration::from_millis(moments.next(0..300)));
+        wait_until("a checkpoint of this run", || newest_complete_checkpoint(&checkpoints) > before);
+        std::thread::sleep(Duration::from_millis(moments.next(0..200)));
         child.kill().expect("SIGKILL");
         let status = child.wait().expect("the killed job");
         assert!(!status.success(), "{name}: run {i} ended before it was killed; make the input longer");
@@ -80,7 +83,7 @@ fn window_agg_crashes(name: &str, backend: &str, runs: &[&str]) {
     let input = input.to_string_lossy();
     let out_arg = out.to_string_lossy();
     let args =
-        ["--input", &input, "--output", &out_arg, "--state-backend", backend, "--source-rate", "3000", "--config"];
+        ["--input", &input, "--output", &out_arg, "--state-backend", backend, "--source-rate", "1500", "--config"];
     let config = dir.join("config.yaml");
     // Incremental RocksDB checkpoints: shared files outlive the killed processes too.
     std::fs::write(&config, "execution.checkpointing.incremental: true\n").expect("config");
@@ -109,7 +112,7 @@ fn word_count_survives_kill_9() {
     let (input, expected) = repeated_word_count_input(&dir, 30);
     let out = dir.join("out");
     let (input_arg, out_arg) = (input.to_string_lossy(), out.to_string_lossy());
-    let args = ["--input", &input_arg, "--output", &out_arg, "--source-rate", "400"];
+    let args = ["--input", &input_arg, "--output", &out_arg, "--source-rate", "300"];
     crash_and_resume("crash-word-count", "word_count", &args, &dir, &["2", "3", "2", "1"]);
     assert_eq!(read_sorted_lines(&out), expected);
 }

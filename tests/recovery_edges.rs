@@ -10,15 +10,16 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-/// Starts word_count over the repeated input with checkpoints and `--savepoint-dir`, stops it
-/// with SIGTERM once it committed output into `out`, and returns the printed savepoint.
-fn word_count_until_savepoint(input: &Path, out: &Path, savepoints: &Path) -> String {
+/// Starts word_count over the repeated input with a checkpoint every `interval` and
+/// `--savepoint-dir`, stops it with SIGTERM once it committed output into `out`, and returns
+/// the printed savepoint.
+fn word_count_until_savepoint(input: &Path, out: &Path, savepoints: &Path, interval: &str) -> String {
     let child = example("word_count")
         .arg("--input")
         .arg(input)
         .arg("--output")
         .arg(out)
-        .args(["--parallelism", "2", "--checkpoint-interval", "20ms", "--source-rate", "400", "--savepoint-dir"])
+        .args(["--parallelism", "2", "--checkpoint-interval", interval, "--source-rate", "400", "--savepoint-dir"])
         .arg(savepoints)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -40,7 +41,7 @@ fn a_savepoint_resumes_into_another_output() {
     let dir = temp_dir("savepoint-other-output");
     let (input, expected) = repeated_word_count_input(&dir, 30);
     let (o3, o4) = (dir.join("o3"), dir.join("o4"));
-    let savepoint = word_count_until_savepoint(&input, &o3, &dir.join("sp"));
+    let savepoint = word_count_until_savepoint(&input, &o3, &dir.join("sp"), "20ms");
     let first = read_sorted_lines(&o3);
     assert!(!first.is_empty() && first.len() < expected.len(), "the first run stopped half way");
     let (status, _, stderr) = run(example("word_count").arg("--input").arg(&input).arg("--output").arg(&o4).args([
@@ -66,7 +67,9 @@ fn a_transaction_whose_files_are_gone_is_a_clear_error() {
     let dir = temp_dir("savepoint-files-gone");
     let (input, _) = repeated_word_count_input(&dir, 30);
     let o3 = dir.join("o3");
-    let savepoint = word_count_until_savepoint(&input, &o3, &dir.join("sp"));
+    // Stopped right after the first commit, 200 ms after the run's first records: the
+    // savepoint holds the transaction of the records read since.
+    let savepoint = word_count_until_savepoint(&input, &o3, &dir.join("sp"), "200ms");
     std::fs::remove_dir_all(&o3).expect("remove the first output");
     let (status, _, stderr) = run(example("word_count").arg("--input").arg(&input).arg("--output").arg(&o3).args([
         "--parallelism",

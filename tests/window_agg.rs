@@ -262,10 +262,13 @@ fn run_to_savepoint(
     let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(killed.success());
     let output = child.wait_with_output().expect("window_agg ends");
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(output.status.success(), "exits 0 after the savepoint: {}", String::from_utf8_lossy(&output.stderr));
-    let savepoint =
-        stdout.lines().find_map(|l| l.strip_prefix("savepoint: ")).expect("the savepoint path is printed").to_string();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "exits 0 after the savepoint: {stderr}");
+    let savepoint = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("savepoint: "))
+        .unwrap_or_else(|| panic!("the savepoint path is printed: {stdout}\n{stderr}"))
+        .to_string();
     assert!(savepoint.starts_with(&format!("{savepoints}/savepoint-")), "{savepoint}");
     let all = expected("expected_tumbling_10s.csv");
     let committed = read_sorted_lines(out);

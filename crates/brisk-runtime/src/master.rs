@@ -6,7 +6,7 @@
 use crate::checkpoint::config::RestartTracker;
 use crate::checkpoint::coordinator::{CheckpointCoordinator, CheckpointStats, Completed};
 use crate::checkpoint::restore::JobRestore;
-use crate::checkpoint::storage::CheckpointStorage;
+use crate::checkpoint::storage::{CheckpointStorage, StorageError};
 use crate::checkpoint::{
     CheckpointBarrier, CheckpointId, CheckpointingMode, ExternalizedCheckpointRetention, FINAL_CHECKPOINT,
     FailoverStrategy, SnapshotKind, SnapshotLocation, TaskEvent,
@@ -17,6 +17,7 @@ use crate::metrics::AccumulatorValue;
 use crate::minicluster::{
     Attempt, Deployable, JobExecutionResult, OperatorMetricsSummary, TaskOutcome, deploy, redeploy_region,
 };
+use brisk_core::NonRecoverableError;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -114,6 +115,9 @@ struct Master {
     /// What a restart restores when no checkpoint completed yet: the snapshot the job
     /// started from, or the one the last full restart used.
     fallback: Option<JobRestore>,
+    /// The newest checkpoint id in the storage when the job started: checkpoints up to it
+    /// belong to earlier runs (another timeline) and are never restored by a restart.
+    earlier_runs: CheckpointId,
     events: Sender<TaskEvent>,
 }
 
@@ -125,8 +129,15 @@ pub(crate) fn open_checkpoint_storage(deployable: &Deployable) -> Result<Option<
         return Ok(None);
     }
     let location = config.directory.clone().unwrap_or_else(|| {
+        // One directory per job run: two jobs of the same name (or two runs at once) must never
+        // delete or restore each other's checkpoints. Resuming after a crash needs the
+        // directory, so it is logged; users who plan to resume set execution.checkpointing.dir.
+        static RUNS: AtomicU64 = AtomicU64::new(0);
+        let run = RUNS.fetch_add(1, Ordering::Relaxed);
         let job = sanitize(&deployable.options.defaults.job_name);
-        SnapshotLocation::Local(std::env::temp_dir().join("brisk-checkpoints").join(job))
+        let dir = std::env::temp_dir().join("brisk-checkpoints").join(format!("{job}-{}-{run}", std::process::id()));
+        info!(dir = %dir.display(), "checkpoints go to a directory of this run (set execution.checkpointing.dir to choose one)");
+        SnapshotLocation::Local(dir)
     });
     CheckpointStorage::open(location).map(Some).map_err(|e| JobError::InvalidJob(e.to_string()))
 }
@@ -145,6 +156,8 @@ pub(crate) fn run_master(
     let started = Instant::now();
     let config = deployable.options.checkpoint.clone();
     let restart_strategy = deployable.options.restart_strategy.clone();
+    // An unlistable storage fails the first checkpoint with a clear error anyway.
+    let newest = storage.as_ref().and_then(|s| s.newest_checkpoint_id().ok().flatten()).unwrap_or(0);
     let coordinator = storage.map(|storage| {
         let max_parallelism = deployable
             .job
@@ -157,7 +170,7 @@ pub(crate) fn run_master(
             storage,
             job_name.clone(),
             max_parallelism,
-            restore.as_ref().map(|r| r.id()).unwrap_or(0),
+            restore.as_ref().map(|r| r.id()).unwrap_or(0).max(newest),
         )
     });
     let mut master = Master {
@@ -174,6 +187,7 @@ pub(crate) fn run_master(
         restarts: RestartState { tracker: RestartTracker::new(restart_strategy), count: 0 },
         last_completed: restore.as_ref().map(JobRestore::id),
         fallback: restore,
+        earlier_runs: newest,
         events,
     };
     let mut attempt = first;
@@ -216,7 +230,7 @@ pub(crate) fn run_master(
                     }
                     match master.restore_point() {
                         Ok(restore) => break Some(restore),
-                        Err(e) => failure = ("checkpoint storage".into(), TaskError::msg(e)),
+                        Err(e) => failure = ("checkpoint storage".into(), e),
                     }
                 };
                 let Some(restore) = restore else {
@@ -301,6 +315,16 @@ fn sanitize(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
+/// A checkpoint storage error as a task failure: when no checkpoint can be read at all, no
+/// restart can fix it (restarting from scratch would repeat committed output); an object
+/// store that cannot be reached now may answer later.
+fn restore_error(error: StorageError) -> TaskError {
+    match error {
+        StorageError::NoValidCheckpoint { .. } => TaskError::User(Box::new(NonRecoverableError::new(error))),
+        other => TaskError::msg(other.to_string()),
+    }
+}
+
 fn sleep_unless_cancelled(control: &JobControl, delay: Duration) -> bool {
     let until = Instant::now() + delay;
     while Instant::now() < until {
@@ -321,10 +345,16 @@ impl Master {
 
     /// The latest valid checkpoint, else the fallback; an error when the checkpoints cannot
     /// be read now.
-    fn restore_point(&self) -> Result<Option<JobRestore>, String> {
+    fn restore_point(&self) -> Result<Option<JobRestore>, TaskError> {
+        let of_this_run = |id: CheckpointId| id > self.earlier_runs;
         let latest = match &self.coordinator {
-            Some(c) => c.storage().latest_valid().map_err(|e| e.to_string())?.map(JobRestore::new),
-            None => None,
+            Some(c) if c.storage().newest_checkpoint_id().ok().flatten().is_some_and(of_this_run) => c
+                .storage()
+                .latest_valid()
+                .map_err(restore_error)?
+                .filter(|c| of_this_run(c.metadata.id))
+                .map(JobRestore::new),
+            _ => None,
         };
         let restore = latest.or_else(|| self.fallback.clone());
         if let Some(r) = &restore {
@@ -523,6 +553,13 @@ impl Master {
                 && regions.restart_at[region].is_none()
                 && let Some(failure) = &regions.failure[region]
             {
+                let error = failure.result.as_ref().err().map(ToString::to_string).unwrap_or_default();
+                if failure.result.as_ref().is_err_and(TaskError::is_non_recoverable) {
+                    warn!(task = %failure.task_name, error = %error, "a restart cannot fix this error; failing the job");
+                    regions.job_failure = regions.failure[region].take();
+                    attempt.cancel();
+                    return restarted;
+                }
                 // The whole job restarts instead when a stop-with-savepoint is under way (sources
                 // of other regions may have stopped already), or when the checkpoint to restore
                 // is not the one the readers' split log starts from (a newer one is unreadable).
@@ -531,13 +568,6 @@ impl Master {
                 let escalate = stop_pending
                     || restore.as_ref().map_or(true, |r| r.as_ref().map(JobRestore::id) != self.last_completed);
                 if escalate {
-                    regions.job_failure = regions.failure[region].take();
-                    attempt.cancel();
-                    return restarted;
-                }
-                let error = failure.result.as_ref().err().map(ToString::to_string).unwrap_or_default();
-                if failure.result.as_ref().is_err_and(TaskError::is_non_recoverable) {
-                    warn!(task = %failure.task_name, error = %error, "a restart cannot fix this error; failing the job");
                     regions.job_failure = regions.failure[region].take();
                     attempt.cancel();
                     return restarted;
@@ -781,6 +811,12 @@ impl Master {
         {
             // A finished job needs no checkpoints; a stopped one is resumed from its savepoint.
             c.storage().delete_all();
+            if let (None, SnapshotLocation::Local(dir)) =
+                (&self.deployable.options.checkpoint.directory, c.storage().location())
+            {
+                // The run's own default directory, now empty.
+                let _ = std::fs::remove_dir(dir);
+            }
         }
         JobExecutionResult {
             job_name: job_name.to_string(),

@@ -168,11 +168,6 @@ impl<'a, T: 'static> SourceOutput<'a, T> {
         self
     }
 
-    /// True once an emission failed: the reader should return from its poll.
-    pub fn failed(&self) -> bool {
-        self.error.is_some()
-    }
-
     /// True when the reader should return from its poll now: an emission failed, or the task
     /// has mail (a checkpoint trigger) that must not wait for a whole batch of records, which
     /// a slow user function chained to the source could take seconds to process.

@@ -385,6 +385,13 @@ impl CheckpointStorage {
         Ok(names.iter().filter_map(|n| n.strip_prefix("chk-")?.parse().ok()).collect())
     }
 
+    /// The highest id of any checkpoint directory here, complete or not: a job resumed here
+    /// numbers its checkpoints after it, so it never writes into a directory that an earlier
+    /// run left (its task files would mix with that run's metadata).
+    pub fn newest_checkpoint_id(&self) -> Result<Option<CheckpointId>, StorageError> {
+        Ok(self.checkpoint_ids()?.into_iter().max())
+    }
+
     /// Completed checkpoint ids (with a metadata file), newest first; an error when the
     /// storage cannot be listed.
     pub fn completed_ids(&self) -> Result<Vec<CheckpointId>, StorageError> {

@@ -7,7 +7,7 @@
 use crate::functions::{
     FunctionInitializationContext, FunctionSnapshotContext, RichFunction, RuntimeContext, SinkContext, SinkFunction,
 };
-use brisk_core::{BoxError, Data};
+use brisk_core::{BoxError, Data, NonRecoverableError};
 use brisk_state::{ListState, ListStateDescriptor};
 
 /// A sink that writes through transactions.
@@ -84,7 +84,14 @@ impl<T, S: TwoPhaseCommitSink<T>> RichFunction for TwoPhaseCommitSinkFunction<T,
             ctx.get_union_list_state(&ListStateDescriptor::new("two-phase-commit-pending"))?;
         // Transactions in the restored checkpoint were pre-committed and their checkpoint
         // completed: commit them (again, if the notification was lost).
-        for (_, transaction) in state.get()? {
+        // Restored transactions that do not decode (written by an incompatible version) stay
+        // undecodable on every restart: fail the job with the reason instead.
+        let restored = state.get().map_err(|e| {
+            NonRecoverableError::new(format!(
+                "the restored transactions of this two-phase-commit sink cannot be read: {e}"
+            ))
+        })?;
+        for (_, transaction) in restored {
             self.sink.commit(transaction.clone())?;
             self.restored.push(transaction);
         }

@@ -392,32 +392,34 @@ where
         // Incremental event-time windows keep their contents in in-memory panes with the heap
         // backend, else in the keyed backend (contents state and timers). A restored snapshot
         // decides too, so that moving a savepoint between backends keeps the open windows:
-        // windows restored from the backend stay there, and panes restored into RocksDB stay
-        // in memory (they are not converted into backend state).
+        // windows restored from the backend stay there, and open panes restored into RocksDB
+        // stay in memory (they are not converted into backend state).
         let panes_possible =
             self.spec.assigner.is_event_time() && !self.spec.assigner.is_merging() && self.spec.default_trigger;
-        let restored_panes = ctx.restored().is_some_and(|r| !r.raw.is_empty());
         let restored_contents = ctx.restored().and_then(|r| r.keyed.as_ref()).is_some_and(holds_window_contents);
         let heap = ctx.task.state_backend.kind == StateBackendKind::HashMap;
-        let in_memory = panes_possible && !restored_contents && (heap || restored_panes);
-        if in_memory && !heap {
-            tracing::warn!(
-                operator = %ctx.operator.name,
-                "window contents restored from the heap backend's in-memory panes stay in memory with this backend"
-            );
-        }
-        self.panes = if in_memory { self.spec.contents.panes() } else { None };
-        let function = match &mut self.panes {
-            Some(panes) => panes.function(),
-            None => self.spec.contents.function(),
-        };
-        let stores = FunctionStores::open(function, ctx, true)?;
-        if let (Some(panes), Some(restored)) = (&mut self.panes, ctx.restored()) {
+        let mut panes = if panes_possible && !restored_contents { self.spec.contents.panes() } else { None };
+        if let (Some(panes), Some(restored)) = (&mut panes, ctx.restored()) {
             let (range, max_parallelism) = (ctx.task.info.key_group_range(), ctx.task.info.max_parallelism);
             panes.restore(&restored.raw, &|key: &K| {
                 range.contains(brisk_core::key_group::assign_to_key_group(key, max_parallelism))
             })?;
         }
+        if !heap && panes.as_ref().is_some_and(|p| p.is_empty()) {
+            panes = None;
+        }
+        if !heap && panes.is_some() {
+            tracing::warn!(
+                operator = %ctx.operator.name,
+                "open windows restored from the heap backend's in-memory panes stay in memory with this backend"
+            );
+        }
+        self.panes = panes;
+        let function = match &mut self.panes {
+            Some(panes) => panes.function(),
+            None => self.spec.contents.function(),
+        };
+        let stores = FunctionStores::open(function, ctx, true)?;
         if let Some(backend) = &stores.keyed
             && let Some(next) = backend
                 .with("window timer", |b| Ok(b.next_timer(WINDOW_TIMERS, TimeDomain::ProcessingTime)))

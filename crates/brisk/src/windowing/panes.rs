@@ -98,6 +98,8 @@ pub(crate) trait WindowPanes<T, K, W, O>: Send {
     fn snapshot(&self) -> TaskResult<Vec<u8>>;
     /// Adds the panes of snapshots, keeping the keys `keep` accepts (this subtask's).
     fn restore(&mut self, snapshots: &[Vec<u8>], keep: &dyn Fn(&K) -> bool) -> TaskResult;
+    /// Whether no window is open.
+    fn is_empty(&self) -> bool;
 }
 
 /// A pane as stored in a checkpoint: window, whether it fired, accumulators by key.
@@ -219,6 +221,10 @@ where
         }
         self.panes.retain(|(_, p)| !p.keys.is_empty());
         Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.panes.is_empty()
     }
 }
 
