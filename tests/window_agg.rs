@@ -218,12 +218,12 @@ fn unaligned_checkpoints_keep_the_exactly_once_output_through_failures() {
 enum Progress<'a> {
     /// It committed windows beyond those already in the output.
     Output,
-    /// A checkpoint completed in this checkpoint directory (windows that fire only at the end
-    /// of the input commit nothing before).
+    /// Checkpoints completed in this checkpoint directory (windows that fire only at the end of
+    /// the input commit nothing before; a slow backend commits its first windows late).
     Checkpoint(&'a Path),
 }
 
-/// Runs the job at 3000 events/s (from `restore`, if given) with `extra` flags and `envs`,
+/// Runs the job (from `restore`, if given) with `extra` flags (a `--source-rate` among them) and `envs`,
 /// stops it with SIGTERM into `savepoints` (a path or URL) once it made `progress`, and
 /// returns the printed savepoint. Asserts that the run left output for the next one (and,
 /// waiting for output, that it contributed some).
@@ -242,7 +242,7 @@ fn run_to_savepoint(
         .arg(data("window_agg/events.csv"))
         .arg("--output")
         .arg(out)
-        .args(["--checkpoint-interval", "50ms", "--source-rate", "3000", "--savepoint-dir", savepoints])
+        .args(["--checkpoint-interval", "50ms", "--savepoint-dir", savepoints])
         .args(extra)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -255,9 +255,23 @@ fn run_to_savepoint(
     let child = job.spawn().expect("start window_agg");
     match progress {
         Progress::Output => wait_until("committed output of the run", || committed_lines(out).len() > before),
-        Progress::Checkpoint(dir) => wait_until("a completed checkpoint", || {
-            std::fs::read_dir(dir).is_ok_and(|d| d.filter_map(|e| e.ok()).any(|e| e.path().join("_metadata").is_file()))
-        }),
+        Progress::Checkpoint(dir) => {
+            // Two checkpoints after the first: the run has read a part of its input.
+            let newest = || {
+                std::fs::read_dir(dir).ok().and_then(|d| {
+                    d.filter_map(|e| e.ok())
+                        .filter(|e| e.path().join("_metadata").is_file())
+                        .filter_map(|e| e.file_name().to_string_lossy().strip_prefix("chk-")?.parse::<u64>().ok())
+                        .max()
+                })
+            };
+            let mut first = None;
+            wait_until("a completed checkpoint", || {
+                first = newest();
+                first.is_some()
+            });
+            wait_until("two more checkpoints", || newest() >= first.map(|id| id + 2));
+        }
     }
     let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(killed.success());
@@ -284,7 +298,8 @@ fn run_to_savepoint(
 /// savepoint.
 fn savepoint_and_resume(dir: &Path, savepoints: &str, envs: impl Fn(usize) -> Vec<(&'static str, String)>) -> String {
     let out = dir.join("results");
-    let savepoint = run_to_savepoint(&out, savepoints, None, &["--parallelism", "2"], envs(0), Progress::Output);
+    let first = ["--parallelism", "2", "--source-rate", "3000"];
+    let savepoint = run_to_savepoint(&out, savepoints, None, &first, envs(0), Progress::Output);
     let (status, _, stderr) = run(example("window_agg")
         .envs(envs(1))
         .arg("--input")
@@ -306,7 +321,10 @@ fn savepoints_move_open_windows_between_state_backends() {
     let dir = temp_dir("window-agg-backends");
     let savepoints = dir.join("savepoints").display().to_string();
     let state_dir = dir.join("rocksdb").display().to_string();
-    let rocksdb = |p: &'static str| ["--parallelism", p, "--state-backend", "rocksdb", "--state-dir", &state_dir];
+    // Slow enough that RocksDB's slower checkpoints come before the input ends.
+    let rocksdb = |p: &'static str| {
+        ["--parallelism", p, "--source-rate", "1000", "--state-backend", "rocksdb", "--state-dir", &state_dir]
+    };
     let finish = |out: &Path, savepoint: &str| {
         let (status, _, stderr) = run(example("window_agg")
             .arg("--input")
@@ -319,7 +337,8 @@ fn savepoints_move_open_windows_between_state_backends() {
     };
 
     let out = dir.join("heap-first").join("results");
-    let heap = run_to_savepoint(&out, &savepoints, None, &["--parallelism", "2"], Vec::new(), Progress::Output);
+    let heap_first = ["--parallelism", "2", "--source-rate", "3000"];
+    let heap = run_to_savepoint(&out, &savepoints, None, &heap_first, Vec::new(), Progress::Output);
     // The windows still open fire at the end of the input: this run commits nothing before.
     let checkpoints = dir.join("checkpoints");
     let progress = Progress::Checkpoint(&checkpoints);
@@ -327,7 +346,9 @@ fn savepoints_move_open_windows_between_state_backends() {
     finish(&out, &from_rocksdb);
 
     let out = dir.join("rocksdb-first").join("results");
-    let from_rocksdb = run_to_savepoint(&out, &savepoints, None, &rocksdb("2"), Vec::new(), Progress::Output);
+    let checkpoints = dir.join("rocksdb-checkpoints");
+    let progress = Progress::Checkpoint(&checkpoints);
+    let from_rocksdb = run_to_savepoint(&out, &savepoints, None, &rocksdb("2"), Vec::new(), progress);
     finish(&out, &from_rocksdb);
 }
 

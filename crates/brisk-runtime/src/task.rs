@@ -511,9 +511,17 @@ fn write_task_state(
 struct Checkpoints {
     /// Unaligned snapshots waiting for their in-flight records.
     waiting: Vec<PendingSnapshot>,
-    /// Threads writing snapshots: a finished task waits for them, so no file of a checkpoint
-    /// appears after the job ended (and its checkpoints were deleted).
+    /// Threads writing snapshots: a task waits for them however it ends (finished, failed or
+    /// cancelled), so no file of a checkpoint appears after the job deleted its checkpoints,
+    /// and no writer of a cancelled attempt runs on into the next one.
     writers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Checkpoints {
+    fn drop(&mut self) {
+        // A writer that panicked has declined nothing; there is nothing left to tell.
+        self.writers.drain(..).for_each(|w| drop(w.join()));
+    }
 }
 
 /// Takes the synchronous snapshot of the chain, sends the barrier on (unless the task's
@@ -638,8 +646,6 @@ fn wait_for_job_end(task: &mut dyn StreamTask, ctx: &TaskContext, mut checkpoint
                 Mail::CheckpointComplete(id) => {
                     task.chain().on_checkpoint(&mut CheckpointEvent::Complete(id))?;
                     if id == FINAL_CHECKPOINT {
-                        // A writer that panicked has declined nothing; the job is done anyway.
-                        checkpoints.writers.drain(..).for_each(|w| drop(w.join()));
                         return Ok(());
                     }
                 }
