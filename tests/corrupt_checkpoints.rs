@@ -1,9 +1,9 @@
 //! Corrupt input to the restore path. A keyed job with unaligned checkpoints (so that records
 //! in flight are stored with them), on the heap backend and on RocksDB with incremental
 //! checkpoints (SST files under `shared/`), is stopped with a savepoint while it still has
-//! input, keeping its last checkpoints. Then, case by case, one file of the newest checkpoint
-//! (metadata, task state with its in-flight records, shared SST files) or of the savepoint is
-//! damaged as proptest chooses (a flipped bit, a truncation, two byte ranges swapped, the file
+//! input, keeping its last checkpoints. Then every file of the newest checkpoint (metadata, task
+//! state with its in-flight records, shared SST files) and of the savepoint is damaged, case by
+//! case, as proptest chooses (a flipped bit, a truncation, two byte ranges swapped, the file
 //! deleted) and the job is restored:
 //! - from the checkpoint directory, `latest_valid` picks the newest checkpoint that does not
 //!   contain the file, logging a warning that names it (or, when every checkpoint contains it,
@@ -17,7 +17,7 @@
 //! result. A CRC-32 detects every flipped bit and truncation, so detection is asserted exactly:
 //! only a swap of two equal byte ranges, which changes nothing, may restore the newest.
 //!
-//! `PROPTEST_CASES` sets the number of cases per test (default 32).
+//! `PROPTEST_CASES` sets the number of cases per file (default 6).
 
 mod common;
 
@@ -355,7 +355,7 @@ fn label(rocksdb: bool) -> &'static str {
 }
 
 fn config() -> Config {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(32);
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(6);
     Config {
         cases,
         max_shrink_iters: 16,
@@ -382,63 +382,66 @@ fn corrupt_checkpoints_fall_back(rocksdb: bool) {
     let files_by_id: Vec<(u64, Vec<PathBuf>)> =
         ids.iter().map(|id| (*id, files_of(&pristine.checkpoint_dir(*id)))).collect();
     let newest_files = files_by_id[0].1.clone();
-    let mut runner = TestRunner::new(config());
-    let cases = (any::<Index>(), mutation());
-    let result = runner.run(&cases, |(file, mutation)| {
-        let file = &newest_files[file.index(newest_files.len())];
-        let dir = case_dir(if rocksdb { "corrupt-chk-rocksdb" } else { "corrupt-chk-heap" });
-        copy_dir(&snapshots.checkpoints, &dir);
-        let path = dir.join(file);
-        let changed = mutate(&path, &mutation);
-        // The newest checkpoint without the file (the damaged one itself when nothing changed).
-        let expected_id = if changed {
-            files_by_id.iter().find(|(_, files)| !files.contains(file)).map(|(id, _)| *id)
-        } else {
-            Some(newest)
-        };
-        let storage_dir = dir.clone();
-        let (chosen, warnings) = bounded("latest_valid", move || {
-            with_warnings(|| CheckpointStorage::open(storage_dir.into()).and_then(|s| s.latest_valid()))
-        })?;
-        let name = path.display().to_string();
-        match (chosen, expected_id) {
-            (Ok(Some(checkpoint)), Some(id)) => {
-                prop_assert_eq!(
-                    checkpoint.metadata.id,
-                    id,
-                    "{} ({:?}) restores checkpoint {}",
-                    file.display(),
-                    mutation,
-                    id
-                );
-                let metadata_deleted = file.ends_with(METADATA_FILE) && matches!(mutation, Mutation::Delete);
-                // Without its metadata the newest is merely incomplete, as after a crash.
-                if changed && !metadata_deleted {
-                    prop_assert!(warnings.contains(&name), "the warning names {}: {}", name, warnings);
+    for file in &newest_files {
+        let result = TestRunner::new(config()).run(&mutation(), |mutation| {
+            let dir = case_dir(if rocksdb { "corrupt-chk-rocksdb" } else { "corrupt-chk-heap" });
+            copy_dir(&snapshots.checkpoints, &dir);
+            let path = dir.join(file);
+            let changed = mutate(&path, &mutation);
+            // The newest checkpoint without the file (the damaged one itself when nothing changed).
+            let expected_id = if changed {
+                files_by_id.iter().find(|(_, files)| !files.contains(file)).map(|(id, _)| *id)
+            } else {
+                Some(newest)
+            };
+            let storage_dir = dir.clone();
+            let (chosen, warnings) = bounded("latest_valid", move || {
+                with_warnings(|| CheckpointStorage::open(storage_dir.into()).and_then(|s| s.latest_valid()))
+            })?;
+            let name = path.display().to_string();
+            match (chosen, expected_id) {
+                (Ok(Some(checkpoint)), Some(id)) => {
+                    prop_assert_eq!(
+                        checkpoint.metadata.id,
+                        id,
+                        "{} ({:?}) restores checkpoint {}",
+                        file.display(),
+                        mutation,
+                        id
+                    );
+                    let metadata_deleted = file.ends_with(METADATA_FILE) && matches!(mutation, Mutation::Delete);
+                    // Without its metadata the newest is merely incomplete, as after a crash.
+                    if changed && !metadata_deleted {
+                        prop_assert!(warnings.contains(&name), "the warning names {}: {}", name, warnings);
+                    }
+                    let output = bounded("the restored job", move || restore_job(&checkpoint.path, rocksdb))?;
+                    let output = output.map_err(|e| TestCaseError::fail(format!("restoring {id} failed: {e}")))?;
+                    prop_assert!(output == expected, "checkpoint {} restored exactly: {:?}", id, output);
+                    eprintln!(
+                        "{}: {} {mutation:?}: restored checkpoint {id} of {newest}",
+                        label(rocksdb),
+                        file.display()
+                    );
                 }
-                let output = bounded("the restored job", move || restore_job(&checkpoint.path, rocksdb))?;
-                let output = output.map_err(|e| TestCaseError::fail(format!("restoring {id} failed: {e}")))?;
-                prop_assert!(output == expected, "checkpoint {} restored exactly: {:?}", id, output);
-                eprintln!("{}: {} {mutation:?}: restored checkpoint {id} of {newest}", label(rocksdb), file.display());
+                (Err(e), None) => {
+                    let message = e.to_string();
+                    prop_assert!(message.contains(&name), "the error names {}: {}", name, message);
+                    eprintln!("{}: {} {mutation:?}: no checkpoint restorable", label(rocksdb), file.display());
+                }
+                (chosen, expected) => {
+                    return Err(TestCaseError::fail(format!(
+                        "{} ({mutation:?}): expected checkpoint {expected:?}, latest_valid gave {:?}",
+                        file.display(),
+                        chosen.map(|c| c.map(|c| c.metadata.id))
+                    )));
+                }
             }
-            (Err(e), None) => {
-                let message = e.to_string();
-                prop_assert!(message.contains(&name), "the error names {}: {}", name, message);
-                eprintln!("{}: {} {mutation:?}: no checkpoint restorable", label(rocksdb), file.display());
-            }
-            (chosen, expected) => {
-                return Err(TestCaseError::fail(format!(
-                    "{} ({mutation:?}): expected checkpoint {expected:?}, latest_valid gave {:?}",
-                    file.display(),
-                    chosen.map(|c| c.map(|c| c.metadata.id))
-                )));
-            }
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
         }
-        let _ = std::fs::remove_dir_all(&dir);
-        Ok(())
-    });
-    if let Err(e) = result {
-        panic!("{e}");
     }
 }
 
@@ -449,41 +452,40 @@ fn corrupt_savepoint_fails(rocksdb: bool) {
     let expected = reference();
     let files = files_of(&snapshots.savepoint);
     assert!(files.iter().all(|f| !f.starts_with(SHARED_DIR)), "savepoints are self-contained: {files:?}");
-    let mut runner = TestRunner::new(config());
-    let cases = (any::<Index>(), mutation());
-    let result = runner.run(&cases, |(file, mutation)| {
-        let file = &files[file.index(files.len())];
-        let dir = case_dir(if rocksdb { "corrupt-sp-rocksdb" } else { "corrupt-sp-heap" });
-        let savepoint = dir.join(snapshots.savepoint.file_name().expect("a name"));
-        copy_dir(&snapshots.savepoint, &savepoint);
-        let path = dir.join(file);
-        let changed = mutate(&path, &mutation);
-        let savepoint_dir = savepoint.clone();
-        let result = bounded("the restored job", move || restore_job(&savepoint, rocksdb))?;
-        match result {
-            Ok(output) => {
-                prop_assert!(!changed, "{} ({:?}): the damaged savepoint was restored", file.display(), mutation);
-                prop_assert!(output == expected, "the savepoint restored exactly: {:?}", output);
+    for file in &files {
+        let result = TestRunner::new(config()).run(&mutation(), |mutation| {
+            let dir = case_dir(if rocksdb { "corrupt-sp-rocksdb" } else { "corrupt-sp-heap" });
+            let savepoint = dir.join(snapshots.savepoint.file_name().expect("a name"));
+            copy_dir(&snapshots.savepoint, &savepoint);
+            let path = dir.join(file);
+            let changed = mutate(&path, &mutation);
+            let savepoint_dir = savepoint.clone();
+            let result = bounded("the restored job", move || restore_job(&savepoint, rocksdb))?;
+            match result {
+                Ok(output) => {
+                    prop_assert!(!changed, "{} ({:?}): the damaged savepoint was restored", file.display(), mutation);
+                    prop_assert!(output == expected, "the savepoint restored exactly: {:?}", output);
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    prop_assert!(changed, "the intact savepoint failed: {}", message);
+                    prop_assert!(matches!(e, JobError::InvalidJob(_)), "refused before running: {:?}", e);
+                    // Without its metadata the directory is no savepoint at all: the error says so.
+                    let name = match mutation {
+                        Mutation::Delete if file.ends_with(METADATA_FILE) => savepoint_dir.display().to_string(),
+                        _ => path.display().to_string(),
+                    };
+                    prop_assert!(message.contains(&name), "the error names {}: {}", name, message);
+                    prop_assert!(file.file_name().is_some_and(|f| message.contains(&*f.to_string_lossy())));
+                    eprintln!("{} savepoint: {} {mutation:?}: {message}", label(rocksdb), file.display());
+                }
             }
-            Err(e) => {
-                let message = e.to_string();
-                prop_assert!(changed, "the intact savepoint failed: {}", message);
-                prop_assert!(matches!(e, JobError::InvalidJob(_)), "refused before running: {:?}", e);
-                // Without its metadata the directory is no savepoint at all: the error says so.
-                let name = match mutation {
-                    Mutation::Delete if file.ends_with(METADATA_FILE) => savepoint_dir.display().to_string(),
-                    _ => path.display().to_string(),
-                };
-                prop_assert!(message.contains(&name), "the error names {}: {}", name, message);
-                prop_assert!(file.file_name().is_some_and(|f| message.contains(&*f.to_string_lossy())));
-                eprintln!("{} savepoint: {} {mutation:?}: {message}", label(rocksdb), file.display());
-            }
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
         }
-        let _ = std::fs::remove_dir_all(&dir);
-        Ok(())
-    });
-    if let Err(e) = result {
-        panic!("{e}");
     }
 }
 
