@@ -49,22 +49,43 @@ fn tumbling_and_sliding_windows_match_the_reference() {
     }
 }
 
-/// Late events (tests/data/window_agg/late_events.csv, made by reference.py): too late ones
-/// go to `late.csv`; with allowed lateness, late ones within it fire their window again.
+/// The late-events input of `tests/data/window_agg/reference.py` (`late_events()`, which
+/// computed the goldens): 12,000 events 10 ms apart with disorder below 1.5 s, five of them
+/// inserted far behind the watermark.
+fn late_events(path: &Path) {
+    let base: i64 = 1_700_000_000_000;
+    let mut events: Vec<(String, i64, i64)> =
+        (0..12_000i64).map(|i| (format!("k{}", i % 5), base + i * 10 - (i * 7919) % 1500, (i * 31) % 1000)).collect();
+    let mut late = [
+        (11_000, "k1", 5_000, 7),
+        (11_500, "k2", 15_500, 11),
+        (11_001, "k3", 65_000, 13),
+        (11_800, "k4", 75_200, 17),
+        (11_801, "late-only", 60_000, 19),
+    ];
+    // Inserted from the highest position down, as the script does.
+    late.sort_by_key(|e| std::cmp::Reverse(e.0));
+    for (position, key, after_base_ms, value) in late {
+        events.insert(position, (key.to_string(), base + after_base_ms, value));
+    }
+    let text: String = events.iter().map(|(k, t, v)| format!("{k},{t},{v}\n")).collect();
+    std::fs::write(path, text).expect("write the late-events input");
+}
+
+/// Late events: too late ones go to `late.csv`; with allowed lateness, late ones within it fire
+/// their window again (goldens computed by `tests/data/window_agg/reference.py`).
 #[test]
 fn late_events_go_to_the_side_output_or_update_their_windows() {
     let dir = temp_dir("window-agg-late");
+    let input = dir.join("late_events.csv");
+    late_events(&input);
     for (lateness, golden) in [("0s", "expected_late_tumbling_10s"), ("60s", "expected_late_tumbling_10s_lateness_60s")]
     {
         let out = dir.join(lateness).join("results.csv");
         // Throttled so that the watermark certainly passed the late events' windows (see
         // reference.py: it reads 3000 events ahead, 0.75 s at this rate).
-        let (status, _, stderr) = run(example("window_agg")
-            .arg("--input")
-            .arg(data("window_agg/late_events.csv"))
-            .arg("--output")
-            .arg(&out)
-            .args([
+        let (status, _, stderr) =
+            run(example("window_agg").arg("--input").arg(&input).arg("--output").arg(&out).args([
                 "--parallelism",
                 "1",
                 "--window",

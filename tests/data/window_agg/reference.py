@@ -2,7 +2,7 @@
 """Independent reference for the window_agg golden files (Python 3, standard library only).
 
     python3 tests/data/window_agg/reference.py          # checks every golden file
-    python3 tests/data/window_agg/reference.py --write  # rewrites them (and late_events.csv)
+    python3 tests/data/window_agg/reference.py --write  # rewrites them
 
 It implements Flink's event-time window semantics directly, without Brisk: tumbling and sliding
 windows (start = ts - ts mod slide), bounded out-of-orderness watermarks (max timestamp seen -
@@ -89,7 +89,8 @@ def aggregate(events, size, slide, bound, lateness):
 
 
 def late_events():
-    """12,000 events, 10 ms apart with disorder below 2 s, and a few events far too late."""
+    """12,000 events, 10 ms apart with disorder below 2 s, and a few events far too late. The
+    test makes the same input (`late_events` in tests/window_agg.rs) instead of a stored file."""
     base = 1_700_000_000_000
     events = []
     for i in range(12_000):
@@ -112,9 +113,6 @@ def late_events():
 
 def main():
     write = "--write" in sys.argv
-    if write:
-        with open(os.path.join(HERE, "late_events.csv"), "w") as f:
-            f.writelines(f"{k},{t},{v}\n" for k, t, v in late_events())
     cases = [
         ("events.csv", 10, 10, 0, "expected_tumbling_10s.csv", None),
         ("events.csv", 10, 5, 0, "expected_sliding_10s_5s.csv", None),
@@ -130,7 +128,7 @@ def main():
     ]
     failed = False
     for source, size, slide, lateness, golden, golden_late in cases:
-        events = read_events(source)
+        events = late_events() if source == "late_events.csv" else read_events(source)
         results, late = aggregate(events, size * SECOND, slide * SECOND, 2 * SECOND, lateness * SECOND)
         if source == "events.csv" and late:
             raise SystemExit("events.csv must have no late events")
