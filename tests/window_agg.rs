@@ -391,7 +391,7 @@ fn sigterm_stops_with_a_savepoint_and_the_job_resumes_from_it() {
 #[cfg(feature = "s3")]
 #[test]
 fn checkpoints_and_savepoints_in_an_s3_object_store() {
-    use brisk::runtime::checkpoint::remote::S3TestServer;
+    use common::s3::S3TestServer;
     let server = S3TestServer::start("brisk").expect("a local S3 server");
     let dir = temp_dir("window-agg-s3");
     let env = |tmp: &str| {

@@ -3,7 +3,7 @@
 
 use super::window::Window;
 use brisk_core::{BoxError, Data};
-use brisk_runtime::time::ProcessingTimeService;
+use brisk_runtime::taskexecutor::time::ProcessingTimeService;
 use brisk_state::{KeyedStateBackend, KeyedStore, Registered, StateError, StateKind, TimeDomain};
 use std::time::Duration;
 
@@ -143,16 +143,24 @@ pub trait Trigger<T, W>: Send {
         window: &W,
         ctx: &mut TriggerContext<'_>,
     ) -> Result<TriggerResult, BoxError>;
-    /// An event-time timer of `window` fired.
-    fn on_event_time(&mut self, time: i64, window: &W, ctx: &mut TriggerContext<'_>)
-    -> Result<TriggerResult, BoxError>;
-    /// A processing-time timer of `window` fired.
+    /// An event-time timer of `window` fired; by default nothing happens ([`TriggerResult::Continue`]).
+    fn on_event_time(
+        &mut self,
+        _time: i64,
+        _window: &W,
+        _ctx: &mut TriggerContext<'_>,
+    ) -> Result<TriggerResult, BoxError> {
+        Ok(TriggerResult::Continue)
+    }
+    /// A processing-time timer of `window` fired; by default nothing happens ([`TriggerResult::Continue`]).
     fn on_processing_time(
         &mut self,
-        time: i64,
-        window: &W,
-        ctx: &mut TriggerContext<'_>,
-    ) -> Result<TriggerResult, BoxError>;
+        _time: i64,
+        _window: &W,
+        _ctx: &mut TriggerContext<'_>,
+    ) -> Result<TriggerResult, BoxError> {
+        Ok(TriggerResult::Continue)
+    }
     /// Whether the trigger supports merging windows (sessions).
     fn can_merge(&self) -> bool {
         false
@@ -189,9 +197,6 @@ impl<T, W: Window> Trigger<T, W> for EventTimeTrigger {
     fn on_event_time(&mut self, time: i64, window: &W, _: &mut TriggerContext<'_>) -> Result<TriggerResult, BoxError> {
         Ok(if time == window.max_timestamp() { TriggerResult::Fire } else { TriggerResult::Continue })
     }
-    fn on_processing_time(&mut self, _: i64, _: &W, _: &mut TriggerContext<'_>) -> Result<TriggerResult, BoxError> {
-        Ok(TriggerResult::Continue)
-    }
     fn can_merge(&self) -> bool {
         true
     }
@@ -224,9 +229,6 @@ impl<T, W: Window> Trigger<T, W> for ProcessingTimeTrigger {
         ctx.register_processing_time_timer(window.max_timestamp())?;
         Ok(TriggerResult::Continue)
     }
-    fn on_event_time(&mut self, _: i64, _: &W, _: &mut TriggerContext<'_>) -> Result<TriggerResult, BoxError> {
-        Ok(TriggerResult::Continue)
-    }
     fn on_processing_time(&mut self, _: i64, _: &W, _: &mut TriggerContext<'_>) -> Result<TriggerResult, BoxError> {
         Ok(TriggerResult::Fire)
     }
@@ -250,12 +252,6 @@ pub struct NeverTrigger;
 
 impl<T, W> Trigger<T, W> for NeverTrigger {
     fn on_element(&mut self, _: &T, _: i64, _: &W, _: &mut TriggerContext<'_>) -> Result<TriggerResult, BoxError> {
-        Ok(TriggerResult::Continue)
-    }
-    fn on_event_time(&mut self, _: i64, _: &W, _: &mut TriggerContext<'_>) -> Result<TriggerResult, BoxError> {
-        Ok(TriggerResult::Continue)
-    }
-    fn on_processing_time(&mut self, _: i64, _: &W, _: &mut TriggerContext<'_>) -> Result<TriggerResult, BoxError> {
         Ok(TriggerResult::Continue)
     }
     fn can_merge(&self) -> bool {
@@ -296,12 +292,6 @@ impl<T, W: Window> Trigger<T, W> for CountTrigger {
             return Ok(TriggerResult::Fire);
         }
         ctx.set_state(COUNT, count)?;
-        Ok(TriggerResult::Continue)
-    }
-    fn on_event_time(&mut self, _: i64, _: &W, _: &mut TriggerContext<'_>) -> Result<TriggerResult, BoxError> {
-        Ok(TriggerResult::Continue)
-    }
-    fn on_processing_time(&mut self, _: i64, _: &W, _: &mut TriggerContext<'_>) -> Result<TriggerResult, BoxError> {
         Ok(TriggerResult::Continue)
     }
     fn can_merge(&self) -> bool {
@@ -422,9 +412,6 @@ impl<T, W: Window> Trigger<T, W> for ContinuousEventTimeTrigger {
         }
         Ok(TriggerResult::Continue)
     }
-    fn on_processing_time(&mut self, _: i64, _: &W, _: &mut TriggerContext<'_>) -> Result<TriggerResult, BoxError> {
-        Ok(TriggerResult::Continue)
-    }
     fn clear(&mut self, window: &W, ctx: &mut TriggerContext<'_>) -> Result<(), BoxError> {
         if let Some(t) = ctx.get_state::<i64>(FIRE_TIME)? {
             ctx.delete_event_time_timer(t)?;
@@ -458,9 +445,6 @@ impl<T, W: Window> Trigger<T, W> for ContinuousProcessingTimeTrigger {
             ctx.register_processing_time_timer(next)?;
             ctx.set_state(FIRE_TIME, next)?;
         }
-        Ok(TriggerResult::Continue)
-    }
-    fn on_event_time(&mut self, _: i64, _: &W, _: &mut TriggerContext<'_>) -> Result<TriggerResult, BoxError> {
         Ok(TriggerResult::Continue)
     }
     fn on_processing_time(
