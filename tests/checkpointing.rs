@@ -9,8 +9,9 @@ mod common;
 
 use brisk::prelude::*;
 use brisk::runtime::checkpoint::coordinator::CheckpointStatus;
-use brisk::runtime::checkpoint::{CheckpointConfig, CheckpointingMode, FailoverStrategy, RestartStrategy};
+use brisk::runtime::checkpoint::{CheckpointConfig, CheckpointingMode, FailoverStrategy};
 use brisk::runtime::failure::{FailureInjector, InjectionPoint, PlannedFailure};
+use brisk::runtime::jobmaster::restart::RestartStrategy;
 use brisk::sinks::FileSink;
 use common::{committed_lines, read_sorted_lines, temp_dir, wait_until};
 use std::collections::BTreeMap;

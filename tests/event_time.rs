@@ -2,7 +2,7 @@
 //! test harness with a manual processing-time clock, and watermark propagation in jobs.
 
 use brisk::prelude::*;
-use brisk::runtime::output::CollectedElement;
+use brisk::runtime::taskexecutor::output::CollectedElement;
 use brisk::testing::OneInputOperatorTestHarness;
 use std::time::Duration;
 

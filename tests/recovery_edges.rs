@@ -4,7 +4,8 @@
 mod common;
 
 use brisk::prelude::*;
-use brisk::runtime::checkpoint::{CheckpointConfig, RestartStrategy};
+use brisk::runtime::checkpoint::CheckpointConfig;
+use brisk::runtime::jobmaster::restart::RestartStrategy;
 use common::{committed_lines, data, example, read_sorted_lines, repeated_word_count_input, run, temp_dir, wait_until};
 use std::path::Path;
 use std::process::Stdio;

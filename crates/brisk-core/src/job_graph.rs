@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One operator inside a job vertex's chain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OperatorDescription {
     /// Stable operator id (32 hex digits).
     pub id: String,
@@ -14,7 +14,7 @@ pub struct OperatorDescription {
 }
 
 /// A job vertex: a chain of operators run by `parallelism` subtasks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VertexDescription {
     /// The id of the chain's head operator.
     pub id: String,
@@ -31,12 +31,14 @@ pub struct VertexDescription {
 }
 
 /// A data exchange between two vertices.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EdgeDescription {
     /// Index of the producing vertex.
     pub source: usize,
     /// Index of the consuming vertex.
     pub target: usize,
+    /// Which input of the consumer (1 or 2).
+    pub input: usize,
     /// Partitioning, e.g. `HASH`, `REBALANCE`.
     pub partitioner: String,
     /// The side output the exchange reads, if not the main output.
@@ -44,7 +46,7 @@ pub struct EdgeDescription {
 }
 
 /// A whole job graph.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct JobGraphDescription {
     /// The job's name.
     pub job_name: String,

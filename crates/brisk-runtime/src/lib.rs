@@ -1,31 +1,26 @@
-//! Brisk's execution engine: operator chains, tasks with a mailbox-style loop, bounded
-//! channels with backpressure, partitioners, split-based sources and the in-process mini
-//! cluster. The user-facing API lives in the `brisk` crate.
+//! Brisk's execution engine, organised by Flink's runtime roles: the graphs a job passes
+//! through (`graph`), the job master that schedules and recovers it (`jobmaster`), the task
+//! executor that runs subtasks (`taskexecutor`), the data exchange between subtasks
+//! (`network`), checkpoints, split-based sources, metrics, and the in-process mini cluster
+//! that puts them together. The user-facing API lives in the `brisk` crate.
 #![deny(missing_docs)]
 
-pub mod chain;
-pub mod channel;
 pub mod checkpoint;
-pub mod context;
 pub mod error;
+pub mod executor;
 pub mod failure;
 pub mod graph;
-pub mod job_graph;
-pub mod mailbox;
-pub mod master;
+pub mod jobmaster;
 pub mod metrics;
 pub mod minicluster;
 pub mod network;
-pub mod operator;
-pub mod output;
-pub mod partitioner;
 pub mod source;
-pub mod task;
-pub mod time;
-pub mod watermark;
+pub mod taskexecutor;
 
-pub use context::{ExecutionMode, OperatorContext, OperatorInfo, TaskContext, TaskInfo};
 pub use error::{JobError, TaskError, TaskResult};
-pub use minicluster::{JobClient, JobExecutionResult, JobOptions, OperatorMetricsSummary};
-pub use operator::{OneInputStreamOperator, StreamOperator, TwoInputStreamOperator};
-pub use output::OperatorOutput;
+pub use jobmaster::job::JobOptions;
+pub use jobmaster::result::{JobExecutionResult, OperatorMetricsSummary};
+pub use minicluster::JobClient;
+pub use taskexecutor::context::{ExecutionMode, OperatorContext, OperatorInfo, TaskContext, TaskInfo};
+pub use taskexecutor::operator::{OneInputStreamOperator, StreamOperator, TwoInputStreamOperator};
+pub use taskexecutor::output::OperatorOutput;

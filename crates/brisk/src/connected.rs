@@ -4,7 +4,7 @@ use crate::datastream::DataStream;
 use crate::functions::{CoFlatMapFn, CoMapFn, CoProcessFunction, Collector, RichCoFlatMapFunction, RichCoMapFunction};
 use crate::operators::{CoFlatMapOperator, CoMapOperator, CoProcessOperator};
 use brisk_core::{Data, Key};
-use brisk_runtime::graph::two_input_factory;
+use brisk_runtime::graph::stream_graph::two_input_factory;
 
 /// Two streams connected for a two-input operator (Flink's `ConnectedStreams`); the operator
 /// may share state between them.

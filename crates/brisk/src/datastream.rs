@@ -18,11 +18,11 @@ use crate::sinks::{CollectResult, CollectSink, PrintSink, TextFileSink};
 use brisk_core::key_group::key_hash;
 use brisk_core::{Data, Key};
 use brisk_runtime::JobError;
-use brisk_runtime::graph::{
+use brisk_runtime::graph::stream_graph::{
     ChainingStrategy, OneInputFactory, StreamEdge, StreamNode, TwoInputFactory, one_input_factory, type_ops,
 };
-use brisk_runtime::partitioner::{CustomPartitionFn, KeyHashFn, PartitionKind, PartitionerSpec};
-use brisk_runtime::watermark::WatermarkStrategy;
+use brisk_runtime::network::partitioner::{CustomPartitionFn, KeyHashFn, PartitionKind, PartitionerSpec};
+use brisk_runtime::source::watermark::WatermarkStrategy;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,7 +67,7 @@ impl<T: Data> DataStream<T> {
     pub fn transform<O: Data>(&self, name: &str, factory: Box<dyn OneInputFactory>) -> DataStream<O> {
         let node = self.env.state.borrow_mut().graph.add_node(
             name,
-            brisk_runtime::graph::NodeKind::OneInput(factory),
+            brisk_runtime::graph::stream_graph::NodeKind::OneInput(factory),
             type_ops::<O>(),
         );
         self.connect_to(node, 1);
@@ -83,7 +83,7 @@ impl<T: Data> DataStream<T> {
     ) -> DataStream<O> {
         let node = self.env.state.borrow_mut().graph.add_node(
             name,
-            brisk_runtime::graph::NodeKind::TwoInput(factory),
+            brisk_runtime::graph::stream_graph::NodeKind::TwoInput(factory),
             type_ops::<O>(),
         );
         self.connect_to(node, 1);

@@ -4,14 +4,16 @@ use crate::datastream::DataStream;
 use crate::options;
 use crate::sources::{CollectionSource, FileSource, NumberSequenceSource, SocketTextStreamSource};
 use brisk_core::{ConfigError, Configuration, Data};
-use brisk_runtime::checkpoint::{CheckpointConfig, RestartStrategy, SnapshotLocation};
+use brisk_runtime::JobOptions;
+use brisk_runtime::checkpoint::{CheckpointConfig, SnapshotLocation};
+use brisk_runtime::executor::Executor;
 use brisk_runtime::failure::FailureInjector;
-use brisk_runtime::graph::{NodeKind, StreamGraph, StreamNode, source_factory, type_ops};
-use brisk_runtime::job_graph::{GraphDefaults, JobGraph};
-use brisk_runtime::minicluster::{self, JobOptions};
+use brisk_runtime::graph::job_graph::{GraphDefaults, JobGraph};
+use brisk_runtime::graph::stream_graph::{NodeKind, StreamGraph, StreamNode, source_factory, type_ops};
+use brisk_runtime::jobmaster::restart::RestartStrategy;
 use brisk_runtime::source::Source;
-use brisk_runtime::time::{Clock, SystemClock};
-use brisk_runtime::watermark::WatermarkStrategy;
+use brisk_runtime::source::watermark::WatermarkStrategy;
+use brisk_runtime::taskexecutor::time::{Clock, SystemClock};
 use brisk_runtime::{ExecutionMode, JobClient, JobError, JobExecutionResult};
 use brisk_state::StateBackendConfig;
 use std::cell::RefCell;
@@ -473,6 +475,6 @@ impl StreamExecutionEnvironment {
     /// Starts the job and returns at once with a client to wait for or cancel it.
     pub fn execute_async(&self, job_name: &str) -> Result<JobClient, JobError> {
         let (graph, options) = self.take_job(job_name)?;
-        minicluster::submit(graph, options)
+        Executor::from_environment().execute(graph, options)
     }
 }

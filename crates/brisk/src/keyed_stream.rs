@@ -8,7 +8,7 @@ use crate::operators::{
     KeySetter, KeyedProcessOperator, KeyedReduceOperator, StreamFilter, StreamFlatMap, StreamMap, key_setter,
 };
 use brisk_core::{Data, Key};
-use brisk_runtime::graph::one_input_factory;
+use brisk_runtime::graph::stream_graph::one_input_factory;
 use std::ops::{Add, Deref};
 
 /// A stream partitioned by key (Flink's `KeyedStream`). It is also a `DataStream`: operators

@@ -31,7 +31,7 @@ pub use brisk_core::{BoxError, Configuration, Data, Key};
 pub use brisk_core::{Watermark, WatermarkStatus};
 pub use brisk_runtime::checkpoint::SnapshotLocation;
 pub use brisk_runtime::metrics::{DoubleCounter, Histogram, LongCounter, LongMaximum, LongMinimum};
-pub use brisk_runtime::watermark::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
+pub use brisk_runtime::source::watermark::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
 pub use brisk_runtime::{JobClient, JobError, JobExecutionResult};
 pub use brisk_state::{
     AggregateFunction, AggregatingState, AggregatingStateDescriptor, ListState, ListStateDescriptor, MapState,

@@ -7,18 +7,19 @@ use crate::datastream::DataStream;
 use crate::environment::StreamExecutionEnvironment;
 use crate::side_output::OutputTag;
 use brisk_core::{Configuration, Data, StreamRecord, Watermark};
-use brisk_runtime::chain::TwoInputHead;
-use brisk_runtime::channel::{CancelToken, TaskWaker};
 use brisk_runtime::checkpoint::restore::{OperatorRestore, TaskRestore, encode_operator_snapshot};
 use brisk_runtime::checkpoint::{CheckpointBarrier, CheckpointId, OperatorSubtaskState, SnapshotKind, TaskSnapshot};
-use brisk_runtime::context::TaskEvents;
 use brisk_runtime::failure::FailureInjector;
-use brisk_runtime::graph::{ErasedOutput, NodeKind, SideOutputs};
-use brisk_runtime::mailbox::Mailbox;
+use brisk_runtime::graph::stream_graph::{ErasedOutput, NodeKind, SideOutputs};
 use brisk_runtime::metrics::AccumulatorRegistry;
-use brisk_runtime::output::CheckpointEvent;
-use brisk_runtime::output::{ChainControl, CollectedElement, CollectingOutput, Output, SideOutput};
-use brisk_runtime::time::{Clock, ManualClock, ProcessingTimeService};
+use brisk_runtime::metrics::task_io::TaskIoMetrics;
+use brisk_runtime::network::channel::{CancelToken, TaskWaker};
+use brisk_runtime::taskexecutor::chain::TwoInputHead;
+use brisk_runtime::taskexecutor::context::TaskEvents;
+use brisk_runtime::taskexecutor::mailbox::Mailbox;
+use brisk_runtime::taskexecutor::output::CheckpointEvent;
+use brisk_runtime::taskexecutor::output::{ChainControl, CollectedElement, CollectingOutput, Output, SideOutput};
+use brisk_runtime::taskexecutor::time::{Clock, ManualClock, ProcessingTimeService};
 use brisk_runtime::{ExecutionMode, JobError, OperatorInfo, TaskContext, TaskError, TaskInfo, TaskResult};
 use std::any::Any;
 use std::cell::RefCell;
@@ -77,6 +78,7 @@ impl<OUT: Data> HarnessCore<OUT> {
             waker,
             cancel: CancelToken::new(),
             records_read: Arc::default(),
+            metrics: TaskIoMetrics::new(),
             state_backend: state.state_backend.clone(),
             clock: clock.clone(),
             auto_watermark_interval: Duration::from_millis(200),

@@ -10,9 +10,7 @@ pub mod remote;
 pub mod restore;
 pub mod storage;
 
-pub use config::{
-    CheckpointConfig, CheckpointingMode, ExternalizedCheckpointRetention, FailoverStrategy, RestartStrategy,
-};
+pub use config::{CheckpointConfig, CheckpointingMode, ExternalizedCheckpointRetention, FailoverStrategy};
 pub use location::SnapshotLocation;
 
 use brisk_state::{OperatorStateSnapshot, SnapshotWriter};

@@ -2,7 +2,7 @@
 
 use crate::side_output::OutputTag;
 use brisk_core::{BoxError, Data, StreamRecord};
-use brisk_runtime::output::SideOutput;
+use brisk_runtime::taskexecutor::output::SideOutput;
 use brisk_runtime::{OperatorOutput, TaskError, TaskResult};
 use std::any::Any;
 use std::cell::{Cell, RefCell};

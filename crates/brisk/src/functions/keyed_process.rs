@@ -3,7 +3,7 @@
 use super::{Collector, ProcessContext, RichFunction};
 use crate::side_output::OutputTag;
 use brisk_core::{BoxError, Data};
-use brisk_runtime::time::ProcessingTimeService;
+use brisk_runtime::taskexecutor::time::ProcessingTimeService;
 use brisk_state::{KeyedStateBackend, Registered, StateError, TimeDomain};
 
 /// Name of the timer service of process functions.

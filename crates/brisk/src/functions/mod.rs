@@ -15,7 +15,7 @@ pub use keyed_process::{KeyedProcessContext, KeyedProcessFunction, TimerService}
 pub use runtime_context::{FunctionInitializationContext, FunctionSnapshotContext, RuntimeContext};
 
 use brisk_core::BoxError;
-use brisk_runtime::time::ProcessingTimeService;
+use brisk_runtime::taskexecutor::time::ProcessingTimeService;
 
 /// Lifecycle hooks of a function (Flink's `RichFunction` and `CheckpointedFunction`): every
 /// hook has a default, so a function implements only what it needs.

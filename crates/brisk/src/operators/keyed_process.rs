@@ -5,8 +5,8 @@ use super::{FunctionStores, close_function, state_error};
 use crate::functions::{Emitter, KeyedProcessContext, KeyedProcessFunction, TimerService, USER_TIMERS};
 use crate::key_selector::KeySelector;
 use brisk_core::{Key, NO_TIMESTAMP, StreamRecord, Watermark};
-use brisk_runtime::output::StateQuery;
-use brisk_runtime::time::ProcessingTimeService;
+use brisk_runtime::taskexecutor::output::StateQuery;
+use brisk_runtime::taskexecutor::time::ProcessingTimeService;
 use brisk_runtime::{
     ExecutionMode, OneInputStreamOperator, OperatorContext, OperatorOutput, StreamOperator, TaskError, TaskResult,
 };

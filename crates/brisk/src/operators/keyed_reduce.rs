@@ -8,7 +8,7 @@ use crate::key_selector::KeySelector;
 use brisk_core::key_group::assign_to_key_group;
 use brisk_core::{Data, Key, KeyGroupRange, StreamRecord};
 use brisk_runtime::checkpoint::{CheckpointBarrier, OperatorSnapshot};
-use brisk_runtime::output::StateQuery;
+use brisk_runtime::taskexecutor::output::StateQuery;
 use brisk_runtime::{
     ExecutionMode, OneInputStreamOperator, OperatorContext, OperatorOutput, StreamOperator, TaskError, TaskResult,
 };

@@ -3,7 +3,7 @@
 use super::{FunctionStores, KeySetter, close_function};
 use crate::functions::{Emitter, RichFilterFunction, RichFlatMapFunction, RichMapFunction};
 use brisk_core::StreamRecord;
-use brisk_runtime::output::StateQuery;
+use brisk_runtime::taskexecutor::output::StateQuery;
 use brisk_runtime::{OneInputStreamOperator, OperatorContext, OperatorOutput, StreamOperator, TaskResult};
 use std::marker::PhantomData;
 

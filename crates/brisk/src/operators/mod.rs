@@ -20,7 +20,7 @@ use crate::functions::{FunctionInitializationContext, FunctionSnapshotContext, R
 use crate::key_selector::KeySelector;
 use brisk_core::Key;
 use brisk_runtime::checkpoint::{CheckpointBarrier, OperatorSnapshot};
-use brisk_runtime::output::StateQuery;
+use brisk_runtime::taskexecutor::output::StateQuery;
 use brisk_runtime::{OperatorContext, TaskError, TaskResult};
 use brisk_state::{KeyedStateBackend, KeyedStore, OperatorStateBackend, Registered, StateError};
 use std::sync::Arc;

@@ -4,7 +4,7 @@ use super::map::function_operator;
 use super::{FunctionStores, KeySetter, close_function};
 use crate::functions::{Emitter, ProcessFunction};
 use brisk_core::StreamRecord;
-use brisk_runtime::output::StateQuery;
+use brisk_runtime::taskexecutor::output::StateQuery;
 use brisk_runtime::{OneInputStreamOperator, OperatorContext, OperatorOutput, StreamOperator, TaskResult};
 use std::marker::PhantomData;
 

@@ -3,7 +3,7 @@
 use super::{FunctionStores, close_function};
 use crate::functions::{SinkContext, SinkFunction};
 use brisk_core::StreamRecord;
-use brisk_runtime::time::ProcessingTimeService;
+use brisk_runtime::taskexecutor::time::ProcessingTimeService;
 use brisk_runtime::{OneInputStreamOperator, OperatorContext, OperatorOutput, StreamOperator, TaskError, TaskResult};
 use std::marker::PhantomData;
 

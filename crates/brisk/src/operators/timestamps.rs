@@ -3,8 +3,8 @@
 
 use brisk_core::{StreamRecord, Watermark};
 use brisk_runtime::source::emit_updates;
-use brisk_runtime::time::ProcessingTimeService;
-use brisk_runtime::watermark::{WatermarkStrategy, WatermarkTracker};
+use brisk_runtime::source::watermark::{WatermarkStrategy, WatermarkTracker};
+use brisk_runtime::taskexecutor::time::ProcessingTimeService;
 use brisk_runtime::{
     ExecutionMode, OneInputStreamOperator, OperatorContext, OperatorOutput, StreamOperator, TaskResult,
 };

@@ -379,7 +379,7 @@ fn line_number_at(path: &Path, offset: u64) -> Result<u64, FileSourceError> {
 mod tests {
     use super::*;
     use brisk_runtime::OperatorOutput;
-    use brisk_runtime::output::{CollectedElement, CollectingOutput};
+    use brisk_runtime::taskexecutor::output::{CollectedElement, CollectingOutput};
     use std::io::Write;
 
     fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {

@@ -3,7 +3,7 @@
 
 use super::{RECORDS_PER_POLL, SplitQueue};
 use brisk_core::BoxError;
-use brisk_runtime::channel::{CancelToken, TaskWaker};
+use brisk_runtime::network::channel::{CancelToken, TaskWaker};
 use brisk_runtime::source::{
     Boundedness, ReadStatus, ReaderContext, Source, SourceOutput, SourceSplit, SplitEnumerator, SplitReader,
 };

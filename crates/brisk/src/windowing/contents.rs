@@ -9,7 +9,7 @@ use super::window::Window;
 use crate::functions::{Collector, Emitter, RichFunction};
 use crate::operators::state_error;
 use brisk_core::{BoxError, Data, Key};
-use brisk_runtime::time::ProcessingTimeService;
+use brisk_runtime::taskexecutor::time::ProcessingTimeService;
 use brisk_runtime::{OperatorOutput, TaskResult};
 use brisk_state::{
     AggregateFunction, KeyedStateBackend, KeyedStore, Registered, StateId, StateKind, StateResult, StateStore,

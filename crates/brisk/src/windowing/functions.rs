@@ -4,7 +4,7 @@
 use crate::functions::{Collector, ProcessContext, RichFunction};
 use crate::side_output::OutputTag;
 use brisk_core::{BoxError, Data};
-use brisk_runtime::time::ProcessingTimeService;
+use brisk_runtime::taskexecutor::time::ProcessingTimeService;
 
 /// What a window function knows about the firing window.
 pub struct ProcessWindowContext<'a, W, O> {

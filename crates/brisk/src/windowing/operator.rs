@@ -14,8 +14,8 @@ use crate::operators::{FunctionStores, close_function, state_error};
 use brisk_core::{Data, Key, NO_TIMESTAMP, StreamRecord, Watermark};
 use brisk_runtime::checkpoint::{CheckpointBarrier, CheckpointId, OperatorSnapshot};
 use brisk_runtime::metrics::Counter;
-use brisk_runtime::output::StateQuery;
-use brisk_runtime::time::ProcessingTimeService;
+use brisk_runtime::taskexecutor::output::StateQuery;
+use brisk_runtime::taskexecutor::time::ProcessingTimeService;
 use brisk_runtime::{
     ExecutionMode, OneInputStreamOperator, OperatorContext, OperatorOutput, StreamOperator, TaskError, TaskResult,
 };

@@ -11,7 +11,7 @@ use super::functions::ProcessWindowFunction;
 use super::window::Window;
 use crate::functions::RichFunction;
 use brisk_core::{Data, Key};
-use brisk_runtime::time::ProcessingTimeService;
+use brisk_runtime::taskexecutor::time::ProcessingTimeService;
 use brisk_runtime::{OperatorOutput, TaskError, TaskResult};
 use brisk_state::AggregateFunction;
 use hashbrown::HashMap;

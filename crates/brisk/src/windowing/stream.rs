@@ -12,7 +12,7 @@ use crate::functions::Collector;
 use crate::keyed_stream::KeyedStream;
 use crate::side_output::OutputTag;
 use brisk_core::{Data, Key};
-use brisk_runtime::graph::one_input_factory;
+use brisk_runtime::graph::stream_graph::one_input_factory;
 use brisk_state::AggregateFunction;
 use std::ops::Add;
 use std::sync::Arc;

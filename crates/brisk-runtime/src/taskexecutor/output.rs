@@ -5,34 +5,46 @@
 //! timers, reports), each operator handling its part before passing the call on.
 
 use crate::checkpoint::{CheckpointBarrier, CheckpointId, TaskSnapshot};
-use crate::context::TaskContext;
 use crate::error::{TaskError, TaskResult};
 use crate::metrics::OperatorReport;
+use crate::taskexecutor::context::TaskContext;
 use brisk_core::{StreamRecord, Watermark, WatermarkStatus};
 use std::any::Any;
 
 /// Control calls that travel down an operator chain.
 pub trait ChainControl {
     /// Prepares the operators for records (downstream operators first).
-    fn open(&mut self, task: &TaskContext) -> TaskResult;
+    fn open(&mut self, _task: &TaskContext) -> TaskResult {
+        Ok(())
+    }
     /// All input has been processed: operators emit their final results, then the network
     /// outputs send end-of-input.
-    fn finish(&mut self) -> TaskResult;
+    fn finish(&mut self) -> TaskResult {
+        Ok(())
+    }
     /// Releases resources; called once whether the task succeeded or failed.
-    fn close(&mut self) -> TaskResult;
+    fn close(&mut self) -> TaskResult {
+        Ok(())
+    }
     /// Sends partially filled network buffers (buffer timeout, or before the task sleeps).
-    fn flush(&mut self) -> TaskResult;
+    fn flush(&mut self) -> TaskResult {
+        Ok(())
+    }
     /// Processing time reached `now`: operators fire what is due.
-    fn on_processing_time(&mut self, now: i64) -> TaskResult;
+    fn on_processing_time(&mut self, _now: i64) -> TaskResult {
+        Ok(())
+    }
     /// Appends a report per operator.
-    fn report(&self, into: &mut Vec<OperatorReport>);
+    fn report(&self, _into: &mut Vec<OperatorReport>) {}
     /// The encoded value of keyed state `state` for an encoded key, from the first operator of
     /// the chain that has such a state (queryable state).
     fn query_state(&mut self, _query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
         None
     }
     /// A checkpoint event: each operator handles it, then passes it down the chain.
-    fn on_checkpoint(&mut self, event: &mut CheckpointEvent<'_>) -> TaskResult;
+    fn on_checkpoint(&mut self, _event: &mut CheckpointEvent<'_>) -> TaskResult {
+        Ok(())
+    }
 }
 
 /// What happens to a checkpoint, as the operators of a chain see it.
@@ -308,27 +320,7 @@ impl<T: Clone> Output<T> for BroadcastingOutput<T> {
 /// Drops everything: the output of an operator nobody consumes.
 pub struct DiscardOutput;
 
-impl ChainControl for DiscardOutput {
-    fn open(&mut self, _: &TaskContext) -> TaskResult {
-        Ok(())
-    }
-    fn finish(&mut self) -> TaskResult {
-        Ok(())
-    }
-    fn close(&mut self) -> TaskResult {
-        Ok(())
-    }
-    fn flush(&mut self) -> TaskResult {
-        Ok(())
-    }
-    fn on_processing_time(&mut self, _: i64) -> TaskResult {
-        Ok(())
-    }
-    fn report(&self, _: &mut Vec<OperatorReport>) {}
-    fn on_checkpoint(&mut self, _: &mut CheckpointEvent<'_>) -> TaskResult {
-        Ok(())
-    }
-}
+impl ChainControl for DiscardOutput {}
 
 impl<T> Output<T> for DiscardOutput {
     #[inline]
@@ -367,27 +359,7 @@ impl<T> CollectingOutput<T> {
     }
 }
 
-impl<T> ChainControl for CollectingOutput<T> {
-    fn open(&mut self, _: &TaskContext) -> TaskResult {
-        Ok(())
-    }
-    fn finish(&mut self) -> TaskResult {
-        Ok(())
-    }
-    fn close(&mut self) -> TaskResult {
-        Ok(())
-    }
-    fn flush(&mut self) -> TaskResult {
-        Ok(())
-    }
-    fn on_processing_time(&mut self, _: i64) -> TaskResult {
-        Ok(())
-    }
-    fn report(&self, _: &mut Vec<OperatorReport>) {}
-    fn on_checkpoint(&mut self, _: &mut CheckpointEvent<'_>) -> TaskResult {
-        Ok(())
-    }
-}
+impl<T> ChainControl for CollectingOutput<T> {}
 
 impl<T> Output<T> for CollectingOutput<T> {
     fn collect(&mut self, record: StreamRecord<T>) -> TaskResult {

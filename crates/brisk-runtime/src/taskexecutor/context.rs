@@ -1,12 +1,13 @@
 //! What a task and its operators know about where they run.
 
-use crate::channel::{CancelToken, TaskWaker};
 use crate::checkpoint::restore::{OperatorRestore, TaskRestore};
 use crate::checkpoint::{CheckpointConfig, TaskEvent};
 use crate::failure::FailureInjector;
-use crate::mailbox::Mailbox;
+use crate::metrics::task_io::TaskIoMetrics;
 use crate::metrics::{AccumulatorRegistry, MetricGroup};
-use crate::time::ProcessingTimeService;
+use crate::network::channel::{CancelToken, TaskWaker};
+use crate::taskexecutor::mailbox::Mailbox;
+use crate::taskexecutor::time::ProcessingTimeService;
 use brisk_core::Clock;
 use brisk_core::{Configuration, KeyGroupRange};
 use brisk_state::{BackendContext, StateBackendConfig};
@@ -71,6 +72,8 @@ pub struct TaskContext {
     pub cancel: CancelToken,
     /// Records read by the job's sources so far, for progress reports.
     pub records_read: Arc<AtomicU64>,
+    /// The task's live metrics.
+    pub metrics: Arc<TaskIoMetrics>,
     /// The keyed state backend keyed operators create.
     pub state_backend: StateBackendConfig,
     /// The processing-time clock (also read by state time-to-live).

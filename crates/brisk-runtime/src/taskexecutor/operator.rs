@@ -2,9 +2,9 @@
 //! an operator implements only what it needs.
 
 use crate::checkpoint::{CheckpointBarrier, CheckpointId, OperatorSnapshot};
-use crate::context::OperatorContext;
 use crate::error::TaskResult;
-use crate::output::{OperatorOutput, StateQuery};
+use crate::taskexecutor::context::OperatorContext;
+use crate::taskexecutor::output::{OperatorOutput, StateQuery};
 use brisk_core::{StreamRecord, Watermark};
 
 /// Lifecycle shared by all operators.

@@ -1,5 +1,7 @@
 //! Operator metrics (records in/out, user counters) and accumulators.
 
+pub mod task_io;
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;

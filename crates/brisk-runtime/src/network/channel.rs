@@ -11,7 +11,7 @@ use crate::error::{TaskError, lock};
 use brisk_core::{StreamRecord, Watermark, WatermarkStatus};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// What travels over a channel.
@@ -110,11 +110,36 @@ struct State<T> {
     receiver_alive: bool,
 }
 
+/// What the consuming end of a channel did, as told to an observer (see
+/// [`ChannelSender::observe_receiver`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiverEvent {
+    /// The consumer took a message; `priority` when it was an overtaking barrier.
+    Took {
+        /// Whether the message was an [`Message::OvertakingBarrier`].
+        priority: bool,
+    },
+    /// The consumer dropped its end.
+    Dropped,
+}
+
+type Observer = Box<dyn Fn(ReceiverEvent) + Send + Sync>;
+
 struct Shared<T> {
     state: Mutex<State<T>>,
     space: Condvar,
     capacity: usize,
     consumer: Arc<TaskWaker>,
+    /// Set by the network stack on the channels it feeds: consumed messages become credit.
+    observer: OnceLock<Observer>,
+}
+
+impl<T> Shared<T> {
+    fn notify_observer(&self, event: ReceiverEvent) {
+        if let Some(observer) = self.observer.get() {
+            observer(event);
+        }
+    }
 }
 
 /// Creates a channel holding at most `capacity` messages whose consumer sleeps on `consumer`.
@@ -129,6 +154,7 @@ pub fn channel<T>(capacity: usize, consumer: Arc<TaskWaker>) -> (ChannelSender<T
         space: Condvar::new(),
         capacity: capacity.max(1),
         consumer,
+        observer: OnceLock::new(),
     });
     (ChannelSender { shared: shared.clone() }, ChannelReceiver { shared })
 }
@@ -192,6 +218,29 @@ impl<T> ChannelSender<T> {
     pub fn queued(&self) -> usize {
         lock(&self.shared.state).queue.len()
     }
+
+    /// Appends a message without waiting for space: for a producer whose own flow control (the
+    /// network's credit) already bounds what the consumer holds, and which must never block.
+    /// Fails when the consumer is gone.
+    pub fn send_credited(&self, message: Message<T>) -> Result<(), TaskError> {
+        let mut state = lock(&self.shared.state);
+        if !state.receiver_alive {
+            return Err(TaskError::Disconnected("the downstream task is gone".into()));
+        }
+        let was_empty = state.queue.is_empty();
+        state.queue.push_back(message);
+        drop(state);
+        if was_empty {
+            self.shared.consumer.wake();
+        }
+        Ok(())
+    }
+
+    /// Calls `observer` (on the consumer's thread, outside the channel's lock) whenever the
+    /// consumer takes a message or drops its end; false if the channel already has an observer.
+    pub fn observe_receiver(&self, observer: impl Fn(ReceiverEvent) + Send + Sync + 'static) -> bool {
+        self.shared.observer.set(Box::new(observer)).is_ok()
+    }
 }
 
 impl<T> Drop for ChannelSender<T> {
@@ -228,11 +277,35 @@ impl<T> ChannelReceiver<T> {
                 if was_full {
                     self.shared.space.notify_one();
                 }
+                let priority = matches!(message, Message::OvertakingBarrier { .. });
+                self.shared.notify_observer(ReceiverEvent::Took { priority });
                 TryRecv::Message(message)
             }
             None if !state.sender_alive => TryRecv::Disconnected,
             None => TryRecv::Empty,
         }
+    }
+
+    /// Takes the next message only if it is an overtaking barrier: a forwarder that has no
+    /// credit for ordinary messages still lets barriers overtake them.
+    pub fn try_recv_priority(&self) -> Option<Message<T>> {
+        let mut state = lock(&self.shared.state);
+        if !matches!(state.queue.front(), Some(Message::OvertakingBarrier { .. })) {
+            return None;
+        }
+        let was_full = state.queue.len() >= self.shared.capacity;
+        let message = state.queue.pop_front();
+        drop(state);
+        if was_full {
+            self.shared.space.notify_one();
+        }
+        self.shared.notify_observer(ReceiverEvent::Took { priority: true });
+        message
+    }
+
+    /// Number of messages waiting in the channel.
+    pub fn queued(&self) -> usize {
+        lock(&self.shared.state).queue.len()
     }
 }
 
@@ -255,6 +328,7 @@ impl<T> Drop for ChannelReceiver<T> {
         state.queue.clear();
         drop(state);
         self.shared.space.notify_all();
+        self.shared.notify_observer(ReceiverEvent::Dropped);
     }
 }
 
@@ -321,6 +395,46 @@ mod tests {
             other => panic!("expected the barrier first, got {other:?}"),
         }
         assert!(matches!(rx.try_recv(), TryRecv::Message(Message::Watermark(Watermark(1)))));
+    }
+
+    #[test]
+    fn the_observer_hears_of_every_message_taken_and_of_the_drop() {
+        let (tx, rx) = channel::<u32>(1, TaskWaker::new());
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = events.clone();
+        assert!(tx.observe_receiver(move |event| lock(&seen).push(event)));
+        assert!(!tx.observe_receiver(|_| {}), "one observer per channel");
+        // Credited sends do not wait for space.
+        tx.send_credited(Message::Watermark(Watermark(1))).unwrap();
+        tx.send_credited(Message::Watermark(Watermark(2))).unwrap();
+        assert_eq!(rx.queued(), 2);
+        assert!(rx.try_recv_priority().is_none(), "the head is no overtaking barrier");
+        tx.send_overtaking(
+            CheckpointBarrier {
+                id: 1,
+                timestamp: 0,
+                kind: crate::checkpoint::SnapshotKind::Checkpoint,
+                stop: None,
+                target: std::path::Path::new("/tmp").into(),
+                overtaking: true,
+            },
+            0,
+        )
+        .unwrap();
+        assert!(matches!(rx.try_recv_priority(), Some(Message::OvertakingBarrier { overtaken: 2, .. })));
+        assert!(matches!(rx.try_recv(), TryRecv::Message(Message::Watermark(Watermark(1)))));
+        assert!(matches!(rx.try_recv(), TryRecv::Message(Message::Watermark(Watermark(2)))));
+        drop(rx);
+        assert!(tx.send_credited(Message::EndOfInput).is_err());
+        assert_eq!(
+            *lock(&events),
+            vec![
+                ReceiverEvent::Took { priority: true },
+                ReceiverEvent::Took { priority: false },
+                ReceiverEvent::Took { priority: false },
+                ReceiverEvent::Dropped
+            ]
+        );
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! Operators linked into a chain: each link runs one operator and passes control calls on.
 
-use crate::context::{OperatorContext, OperatorInfo, TaskContext};
 use crate::error::TaskResult;
 use crate::failure::FailureInjector;
 use crate::metrics::{MetricGroup, OperatorReport};
-use crate::operator::{OneInputStreamOperator, StreamOperator, TwoInputStreamOperator};
-use crate::output::{ChainControl, CheckpointEvent, OperatorOutput, Output, StateQuery};
+use crate::taskexecutor::context::{OperatorContext, OperatorInfo, TaskContext};
+use crate::taskexecutor::operator::{OneInputStreamOperator, StreamOperator, TwoInputStreamOperator};
+use crate::taskexecutor::output::{ChainControl, CheckpointEvent, OperatorOutput, Output, StateQuery};
 use brisk_core::{StreamRecord, Watermark, WatermarkStatus};
 use std::cell::RefCell;
 use std::marker::PhantomData;

@@ -3,7 +3,6 @@
 //! handles savepoint requests, tells the tasks when the whole job finished so sinks commit,
 //! and restarts the job from the latest complete checkpoint when a task fails.
 
-use crate::checkpoint::config::RestartTracker;
 use crate::checkpoint::coordinator::{CheckpointCoordinator, CheckpointStats, Completed};
 use crate::checkpoint::restore::JobRestore;
 use crate::checkpoint::storage::{CheckpointStorage, StorageError};
@@ -12,11 +11,15 @@ use crate::checkpoint::{
     FailoverStrategy, SnapshotKind, SnapshotLocation, TaskEvent,
 };
 use crate::error::{JobError, TaskError, lock};
-use crate::mailbox::{Mail, Mailbox};
+use crate::graph::stream_graph::NodeKind;
+use crate::jobmaster::deployer::{Attempt, Deployer, SourceNode};
+use crate::jobmaster::job::Deployable;
+use crate::jobmaster::restart::RestartTracker;
+use crate::jobmaster::result::{JobException, JobExecutionResult, OperatorMetricsSummary};
 use crate::metrics::AccumulatorValue;
-use crate::minicluster::{
-    Attempt, Deployable, JobExecutionResult, OperatorMetricsSummary, TaskOutcome, deploy, redeploy_region,
-};
+use crate::metrics::task_io::TaskIoMetrics;
+use crate::taskexecutor::deployment::TaskOutcome;
+use crate::taskexecutor::mailbox::{Mail, Mailbox};
 use brisk_core::NonRecoverableError;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,20 +40,30 @@ pub(crate) struct JobControl {
     commands: Mutex<VecDeque<ClientCommand>>,
     /// Mailboxes of the running attempt's tasks (queryable state).
     pub mailboxes: Mutex<Vec<Vec<Mailbox>>>,
+    /// The live metrics of the running tasks, in task order, with their attempt number.
+    pub task_metrics: Mutex<Vec<(usize, Arc<TaskIoMetrics>)>>,
     /// Records read by the sources, over all attempts.
     pub records_read: Arc<AtomicU64>,
     /// Set when the job has ended.
     pub finished: AtomicBool,
     /// The checkpoint history so far.
     pub history: Mutex<Vec<CheckpointStats>>,
+    /// The failures handled so far, oldest first.
+    pub exceptions: Mutex<Vec<JobException>>,
+    /// The job's id.
+    pub job_id: String,
 }
 
 impl JobControl {
-    pub fn new() -> Self {
+    /// The shared state of a new job with id `job_id`.
+    pub fn new(job_id: String) -> Self {
         JobControl {
+            job_id,
+            exceptions: Mutex::new(Vec::new()),
             cancel: AtomicBool::new(false),
             commands: Mutex::new(VecDeque::new()),
             mailboxes: Mutex::new(Vec::new()),
+            task_metrics: Mutex::new(Vec::new()),
             records_read: Arc::new(AtomicU64::new(0)),
             finished: AtomicBool::new(false),
             history: Mutex::new(Vec::new()),
@@ -118,7 +131,7 @@ struct Master {
     /// The newest checkpoint id in the storage when the job started: checkpoints up to it
     /// belong to earlier runs (another timeline) and are never restored by a restart.
     earlier_runs: CheckpointId,
-    events: Sender<TaskEvent>,
+    deployer: Box<dyn Deployer>,
 }
 
 /// The job's checkpoint storage, if checkpointing is enabled (by default under the system
@@ -146,9 +159,9 @@ pub(crate) fn open_checkpoint_storage(deployable: &Deployable) -> Result<Option<
 pub(crate) fn run_master(
     deployable: Deployable,
     storage: Option<CheckpointStorage>,
+    deployer: Box<dyn Deployer>,
     first: Attempt,
     restore: Option<JobRestore>,
-    events: Sender<TaskEvent>,
     receiver: Receiver<TaskEvent>,
     control: Arc<JobControl>,
 ) -> Result<JobExecutionResult, JobError> {
@@ -188,7 +201,7 @@ pub(crate) fn run_master(
         last_completed: restore.as_ref().map(JobRestore::id),
         fallback: restore,
         earlier_runs: newest,
-        events,
+        deployer,
     };
     let mut attempt = first;
     let result = loop {
@@ -217,6 +230,7 @@ pub(crate) fn run_master(
                 // counts as one more failure: retried after the strategy's delay.
                 let restore = loop {
                     let (task, cause) = &failure;
+                    lock(&control.exceptions).push(JobException::now(task, cause));
                     if cause.is_non_recoverable() {
                         warn!(job = %job_name, task = %task, error = %cause, "a restart cannot fix this error; failing the job");
                         break None;
@@ -246,7 +260,7 @@ pub(crate) fn run_master(
                 master.restored.push(master.last_completed);
                 master.deployable.options.failures.arm();
                 let number = master.restarts.count;
-                attempt = match deploy(&master.deployable, restore.as_ref(), number, &master.events, &control) {
+                attempt = match deploy_attempt(&master.deployable, master.deployer.as_mut(), restore.as_ref(), number) {
                     Ok(a) => a,
                     Err(e) => break Err(e),
                 };
@@ -303,12 +317,75 @@ impl RegionStates {
     }
 }
 
-/// Waits for a task's thread and takes its outcome.
-fn join_task(thread: std::thread::JoinHandle<TaskOutcome>) -> TaskOutcome {
-    thread.join().unwrap_or_else(|_| TaskOutcome {
-        task_name: "unknown".into(),
-        result: Err(TaskError::msg("a task thread died unexpectedly")),
-    })
+/// Each source node's split enumerator, restored from `restore`.
+fn create_enumerators(deployable: &Deployable, restore: Option<&JobRestore>) -> Result<Vec<SourceNode>, JobError> {
+    let Deployable { graph, job, options, .. } = deployable;
+    let mut sources = Vec::new();
+    for v in &job.vertices {
+        if let NodeKind::Source(factory) = &graph.nodes[v.head].kind {
+            let operator = &graph.nodes[v.head].name;
+            let failed = |cause: brisk_core::BoxError| JobError::TaskFailed {
+                job: options.defaults.job_name.clone(),
+                task: v.name.clone(),
+                cause: TaskError::User(cause).in_operator(operator),
+            };
+            let enumerator = factory.create_enumerator(v.parallelism, restore.map_or(0, |r| r.id())).map_err(failed)?;
+            let operator_id = job.operator_ids[v.head].clone();
+            if let Some(r) = restore
+                && let Some(state) = r.enumerator_state(&operator_id)
+            {
+                let readers = r.raw_states(&operator_id);
+                factory.restore_enumerator(&enumerator, r.id(), state, &readers).map_err(failed)?;
+            }
+            sources.push((operator_id, factory.clone_box(), enumerator));
+        }
+    }
+    Ok(sources)
+}
+
+/// Starts attempt `number` of the job, restored from `restore`: its split enumerators here,
+/// its tasks wherever `deployer` puts them.
+pub(crate) fn deploy_attempt(
+    deployable: &Deployable,
+    deployer: &mut dyn Deployer,
+    restore: Option<&JobRestore>,
+    number: usize,
+) -> Result<Attempt, JobError> {
+    let sources = create_enumerators(deployable, restore)?;
+    let handles = deployer.deploy(deployable, &sources, restore, number)?;
+    Ok(Attempt::new(deployable, sources, handles))
+}
+
+/// Restarts the tasks of `region` alone (region failover), restored from `restore`: their
+/// readers get back the splits they held then and those they got since.
+fn redeploy_region(
+    deployable: &Deployable,
+    deployer: &mut dyn Deployer,
+    attempt: &mut Attempt,
+    region: usize,
+    restore: Option<&JobRestore>,
+    number: usize,
+) -> Result<(), JobError> {
+    for &task in &attempt.source_tasks {
+        if attempt.region_of[task] != region {
+            continue;
+        }
+        let descriptor = &attempt.tasks[task];
+        let Some(operator_id) = descriptor.operator_ids.first() else { continue };
+        let Some((_, factory, enumerator)) = attempt.sources.iter().find(|(id, _, _)| id == operator_id) else {
+            continue;
+        };
+        let from = restore.map_or(0, |r| r.id());
+        let state = restore.and_then(|r| r.raw_state_of(operator_id, descriptor.subtask, descriptor.parallelism));
+        factory.reset_reader(enumerator, descriptor.subtask, from, state).map_err(|e| JobError::TaskFailed {
+            job: deployable.options.defaults.job_name.clone(),
+            task: operator_id.clone(),
+            cause: TaskError::User(e),
+        })?;
+    }
+    let restarted = deployer.redeploy_region(deployable, &attempt.sources, region, restore, number)?;
+    attempt.replace(restarted);
+    Ok(())
 }
 
 fn sanitize(name: &str) -> String {
@@ -372,7 +449,7 @@ impl Master {
     /// Runs one attempt until all its tasks ended. With region failover, a failed region's
     /// tasks are restarted within the attempt while the other regions keep running.
     fn run_attempt(&mut self, attempt: &mut Attempt, receiver: &Receiver<TaskEvent>) -> AttemptEnd {
-        let tasks = attempt.threads.len();
+        let tasks = attempt.task_count();
         let regional = self.coordinator.is_some()
             && self.deployable.options.checkpoint.failover == FailoverStrategy::Region
             && attempt.regions() > 1;
@@ -405,7 +482,7 @@ impl Master {
                         *e = true;
                     }
                     first_end.get_or_insert_with(Instant::now);
-                    let Some(outcome) = attempt.threads.get_mut(task).and_then(Option::take).map(join_task) else {
+                    let Some(outcome) = attempt.take_outcome(task) else {
                         continue;
                     };
                     if outcome.result.is_err() && !cancelled {
@@ -434,11 +511,9 @@ impl Master {
                         *f = true;
                     }
                     // It will see no more barriers: it snapshots on request instead.
-                    if let Some(mailbox) = attempt.mailbox(task) {
-                        for barrier in &self.in_progress {
-                            if self.coordinator.as_ref().is_some_and(|c| c.awaits(barrier.id, task)) {
-                                mailbox.send(Mail::TriggerCheckpoint(barrier.clone()));
-                            }
+                    for barrier in &self.in_progress {
+                        if self.coordinator.as_ref().is_some_and(|c| c.awaits(barrier.id, task)) {
+                            attempt.send(task, Mail::TriggerCheckpoint(barrier.clone()));
                         }
                     }
                 }
@@ -500,10 +575,9 @@ impl Master {
         }
         let outcomes: Vec<TaskOutcome> = outcomes
             .into_iter()
-            .zip(attempt.threads.drain(..))
-            .map(|(outcome, thread)| match (outcome, thread) {
-                (Some(outcome), _) => outcome,
-                (None, Some(thread)) => join_task(thread),
+            .zip(attempt.join_all())
+            .map(|(outcome, late)| match (outcome, late) {
+                (Some(outcome), _) | (None, Some(outcome)) => outcome,
                 (None, None) => TaskOutcome { task_name: "unknown".into(), result: Err(TaskError::Cancelled) },
             })
             .collect();
@@ -574,6 +648,7 @@ impl Master {
                 }
                 match self.restarts.tracker.on_failure() {
                     Some(delay) => {
+                        lock(&self.control.exceptions).push(JobException::now(&failure.task_name, &error));
                         self.restarts.count += 1;
                         warn!(task = %failure.task_name, error = %error, region, restart = self.restarts.count, delay_ms = delay.as_millis() as u64, "task failed; restarting its pipelined region");
                         regions.restart_at[region] = Some(now + delay);
@@ -598,12 +673,11 @@ impl Master {
                 self.deployable.options.failures.arm();
                 match redeploy_region(
                     &self.deployable,
+                    self.deployer.as_mut(),
                     attempt,
                     region,
                     restore.as_ref(),
                     number,
-                    &self.events,
-                    &self.control,
                 ) {
                     Ok(()) => restarted.extend(attempt.tasks_of(region)),
                     Err(e) => {
@@ -692,9 +766,7 @@ impl Master {
         targets.sort_unstable();
         targets.dedup();
         for task in targets {
-            if let Some(mailbox) = attempt.mailbox(task) {
-                mailbox.send(Mail::TriggerCheckpoint(barrier.clone()));
-            }
+            attempt.send(task, Mail::TriggerCheckpoint(barrier.clone()));
         }
         self.in_progress.push(barrier);
         Some(id)
@@ -819,6 +891,7 @@ impl Master {
             }
         }
         JobExecutionResult {
+            job_id: self.control.job_id.clone(),
             job_name: job_name.to_string(),
             net_runtime,
             operators: per_node,
@@ -828,6 +901,7 @@ impl Master {
             restarts,
             recoveries: self.recoveries.clone(),
             restored_checkpoints: self.restored.clone(),
+            exceptions: lock(&self.control.exceptions).clone(),
             savepoint: None,
         }
     }

@@ -2,8 +2,8 @@
 //! and chain operators into vertices (Flink's `StreamingJobGraphGenerator`).
 
 use crate::error::JobError;
-use crate::graph::{ChainingStrategy, NodeKind, StreamGraph};
-use crate::partitioner::{PartitionKind, PartitionerSpec};
+use crate::graph::stream_graph::{ChainingStrategy, NodeKind, StreamGraph};
+use crate::network::partitioner::{PartitionKind, PartitionerSpec};
 use brisk_core::hash::id_128;
 use brisk_core::job_graph::{EdgeDescription, JobGraphDescription, OperatorDescription, VertexDescription};
 use brisk_core::{DEFAULT_MAX_PARALLELISM, MAX_MAX_PARALLELISM};
@@ -25,6 +25,21 @@ pub struct JobVertex {
     pub slot_sharing_group: String,
 }
 
+/// A data exchange between two vertices: a stream edge that is not inside a chain.
+#[derive(Clone, Debug)]
+pub struct JobEdge {
+    /// The stream edge it carries.
+    pub stream_edge: usize,
+    /// The producing vertex.
+    pub source: usize,
+    /// The consuming vertex.
+    pub target: usize,
+    /// Which input of the consumer (1 or 2).
+    pub input: usize,
+    /// How records are spread over the consumer's subtasks.
+    pub kind: PartitionKind,
+}
+
 /// The resolved, validated job graph.
 #[derive(Clone, Debug)]
 pub struct JobGraph {
@@ -34,6 +49,8 @@ pub struct JobGraph {
     pub vertex_of: Vec<usize>,
     /// Whether each edge is inside a chain.
     pub chained: Vec<bool>,
+    /// The exchanges between vertices, in stream edge order.
+    pub edges: Vec<JobEdge>,
     /// Resolved partitioning of each edge.
     pub partitioners: Vec<PartitionerSpec>,
     /// Parallelism of each node.
@@ -148,7 +165,7 @@ impl JobGraph {
         let mut vertex_of = vec![usize::MAX; graph.nodes.len()];
         let mut vertices: Vec<JobVertex> = Vec::new();
         for node in &graph.nodes {
-            let ins: Vec<(usize, &crate::graph::StreamEdge)> = graph.in_edges(node.id).collect();
+            let ins: Vec<(usize, &crate::graph::stream_graph::StreamEdge)> = graph.in_edges(node.id).collect();
             let chain_with = match ins.as_slice() {
                 [(idx, edge)]
                     if defaults.chaining_enabled
@@ -202,6 +219,19 @@ impl JobGraph {
             operator_ids.push(id);
         }
 
+        let edges: Vec<JobEdge> = graph
+            .edges
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !chained[*i])
+            .map(|(i, e)| JobEdge {
+                stream_edge: i,
+                source: vertex_of[e.source],
+                target: vertex_of[e.target],
+                input: e.input,
+                kind: partitioners[i].kind,
+            })
+            .collect();
         let description = JobGraphDescription {
             job_name: defaults.job_name.clone(),
             vertices: vertices
@@ -223,20 +253,18 @@ impl JobGraph {
                         .collect(),
                 })
                 .collect(),
-            edges: graph
-                .edges
+            edges: edges
                 .iter()
-                .enumerate()
-                .filter(|(i, _)| !chained[*i])
-                .map(|(i, e)| EdgeDescription {
-                    source: vertex_of[e.source],
-                    target: vertex_of[e.target],
-                    partitioner: partitioners[i].kind.to_string(),
-                    side_output: e.side_output.clone(),
+                .map(|e| EdgeDescription {
+                    source: e.source,
+                    target: e.target,
+                    input: e.input,
+                    partitioner: e.kind.to_string(),
+                    side_output: graph.edges[e.stream_edge].side_output.clone(),
                 })
                 .collect(),
         };
-        Ok(JobGraph { vertices, vertex_of, chained, partitioners, parallelism, operator_ids, description })
+        Ok(JobGraph { vertices, vertex_of, chained, edges, partitioners, parallelism, operator_ids, description })
     }
 }
 

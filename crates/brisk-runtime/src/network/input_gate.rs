@@ -1,211 +1,11 @@
-//! The network side of a task: writing records into buffers per consumer channel, and
-//! reading them back from all input channels.
+//! The consuming side of an exchange: reading all input channels of one logical input.
 
-use crate::channel::{CancelToken, ChannelReceiver, ChannelSender, Message, TryRecv};
 use crate::checkpoint::CheckpointBarrier;
-use crate::context::TaskContext;
 use crate::error::{TaskError, TaskResult};
-use crate::metrics::OperatorReport;
-use crate::output::{ChainControl, CheckpointEvent, Output};
-use crate::partitioner::{Partitioner, Target};
+use crate::network::channel::{ChannelReceiver, Message, TryRecv};
+use crate::network::watermark_valve::{ValveOutput, WatermarkValve};
 use brisk_core::{StreamRecord, Watermark, WatermarkStatus};
 use tracing::debug;
-
-/// Writes a stream into the channels of the consuming subtasks (Flink's `RecordWriter`):
-/// records are batched per channel and a buffer is sent when full, before any event, on
-/// flush (buffer timeout or idle task) and at the end.
-pub struct RecordWriterOutput<T> {
-    channels: Vec<ChannelSender<T>>,
-    buffers: Vec<Vec<StreamRecord<T>>>,
-    partitioner: Partitioner<T>,
-    buffer_records: usize,
-    cancel: CancelToken,
-}
-
-impl<T: Clone> RecordWriterOutput<T> {
-    /// A writer to `channels`, `buffer_records` records per buffer.
-    pub fn new(
-        channels: Vec<ChannelSender<T>>,
-        partitioner: Partitioner<T>,
-        buffer_records: usize,
-        cancel: CancelToken,
-    ) -> Self {
-        let buffer_records = buffer_records.max(1);
-        let buffers = channels.iter().map(|_| Vec::new()).collect();
-        RecordWriterOutput { channels, buffers, partitioner, buffer_records, cancel }
-    }
-
-    #[inline]
-    fn push(&mut self, channel: usize, record: StreamRecord<T>) -> TaskResult {
-        let buffer = &mut self.buffers[channel];
-        if buffer.capacity() == 0 {
-            *buffer = self.channels[channel].take_buffer(self.buffer_records);
-        }
-        buffer.push(record);
-        if buffer.len() >= self.buffer_records {
-            self.send_buffer(channel)?;
-        }
-        Ok(())
-    }
-
-    fn send_buffer(&mut self, channel: usize) -> TaskResult {
-        let records = std::mem::take(&mut self.buffers[channel]);
-        if records.is_empty() {
-            return Ok(());
-        }
-        self.channels[channel].send(Message::Records(records), &self.cancel)
-    }
-
-    fn flush_all(&mut self) -> TaskResult {
-        (0..self.channels.len()).try_for_each(|c| self.send_buffer(c))
-    }
-
-    fn broadcast_event(&mut self, event: impl Fn() -> Message<T>) -> TaskResult {
-        self.flush_all()?;
-        for channel in &self.channels {
-            channel.send(event(), &self.cancel)?;
-        }
-        Ok(())
-    }
-}
-
-impl<T: Clone> Output<T> for RecordWriterOutput<T> {
-    #[inline]
-    fn collect(&mut self, record: StreamRecord<T>) -> TaskResult {
-        match self.partitioner.select(&record.value, self.channels.len())? {
-            Target::One(channel) => self.push(channel, record),
-            Target::All => {
-                let last = self.channels.len().saturating_sub(1);
-                for channel in 0..last {
-                    self.push(channel, record.clone())?;
-                }
-                self.push(last, record)
-            }
-        }
-    }
-
-    fn emit_watermark(&mut self, watermark: Watermark) -> TaskResult {
-        self.broadcast_event(|| Message::Watermark(watermark))
-    }
-
-    fn emit_watermark_status(&mut self, status: WatermarkStatus) -> TaskResult {
-        self.broadcast_event(|| Message::WatermarkStatus(status))
-    }
-}
-
-impl<T: Clone> ChainControl for RecordWriterOutput<T> {
-    fn open(&mut self, _: &TaskContext) -> TaskResult {
-        Ok(())
-    }
-    fn finish(&mut self) -> TaskResult {
-        self.broadcast_event(|| Message::EndOfInput)
-    }
-    fn close(&mut self) -> TaskResult {
-        Ok(())
-    }
-    fn flush(&mut self) -> TaskResult {
-        self.flush_all()
-    }
-    fn on_processing_time(&mut self, _: i64) -> TaskResult {
-        Ok(())
-    }
-    fn report(&self, _: &mut Vec<OperatorReport>) {}
-    fn on_checkpoint(&mut self, event: &mut CheckpointEvent<'_>) -> TaskResult {
-        match event {
-            CheckpointEvent::Barrier(barrier) if barrier.overtaking => {
-                // Every channel gets its barrier before any flush can wait for space.
-                for (sender, buffer) in self.channels.iter().zip(&self.buffers) {
-                    sender.send_overtaking((*barrier).clone(), usize::from(!buffer.is_empty()))?;
-                }
-                self.flush_all()
-            }
-            CheckpointEvent::Barrier(barrier) => self.broadcast_event(|| Message::Barrier((*barrier).clone())),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// Combines the watermarks of a task's input channels (Flink's `StatusWatermarkValve`): the
-/// output is the minimum over active channels, emitted only when it advances; when every
-/// channel is idle the output turns idle.
-#[derive(Debug)]
-pub struct WatermarkValve {
-    watermarks: Vec<i64>,
-    idle: Vec<bool>,
-    last_emitted: i64,
-    output_idle: bool,
-}
-
-/// What the valve says after an input change.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct ValveOutput {
-    /// A new combined watermark.
-    pub watermark: Option<Watermark>,
-    /// A change of the combined status.
-    pub status: Option<WatermarkStatus>,
-}
-
-impl WatermarkValve {
-    /// A valve over `channels` inputs, all active at the minimum watermark.
-    pub fn new(channels: usize) -> Self {
-        WatermarkValve {
-            watermarks: vec![i64::MIN; channels],
-            idle: vec![false; channels],
-            last_emitted: i64::MIN,
-            output_idle: false,
-        }
-    }
-
-    /// Channel `channel` reached `watermark` (watermarks never go back per channel).
-    pub fn input_watermark(&mut self, channel: usize, watermark: Watermark) -> ValveOutput {
-        let slot = &mut self.watermarks[channel];
-        if watermark.0 <= *slot {
-            return ValveOutput::default();
-        }
-        *slot = watermark.0;
-        let mut out = ValveOutput::default();
-        if self.idle[channel] {
-            // A watermark from an idle channel makes it active again.
-            self.idle[channel] = false;
-            if self.output_idle {
-                self.output_idle = false;
-                out.status = Some(WatermarkStatus::Active);
-            }
-        }
-        out.watermark = self.advance();
-        out
-    }
-
-    /// Channel `channel` became idle or active.
-    pub fn input_status(&mut self, channel: usize, status: WatermarkStatus) -> ValveOutput {
-        let idle = status == WatermarkStatus::Idle;
-        if self.idle[channel] == idle {
-            return ValveOutput::default();
-        }
-        self.idle[channel] = idle;
-        let mut out = ValveOutput::default();
-        let all_idle = self.idle.iter().all(|&i| i);
-        if all_idle != self.output_idle {
-            self.output_idle = all_idle;
-            out.status = Some(status);
-        }
-        if !all_idle {
-            // Excluding an idle channel may release the others' watermark.
-            out.watermark = self.advance();
-        }
-        out
-    }
-
-    fn advance(&mut self) -> Option<Watermark> {
-        let min = self.watermarks.iter().zip(&self.idle).filter(|(_, idle)| !**idle).map(|(w, _)| *w).min()?;
-        if min > self.last_emitted {
-            self.last_emitted = min;
-            Some(Watermark(min))
-        } else {
-            None
-        }
-    }
-}
 
 /// What an input gate produced.
 #[derive(Debug)]
@@ -380,8 +180,11 @@ impl<T> InputGate<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channel::{TaskWaker, channel};
     use crate::checkpoint::SnapshotKind;
+    use crate::network::channel::{CancelToken, TaskWaker, channel};
+    use crate::network::partitioner::Partitioner;
+    use crate::network::record_writer::RecordWriterOutput;
+    use crate::taskexecutor::output::{ChainControl, CheckpointEvent, Output};
 
     fn barrier(overtaking: bool) -> CheckpointBarrier {
         CheckpointBarrier {
@@ -421,28 +224,5 @@ mod tests {
             }
         }
         assert_eq!(events, vec!["barrier ahead=true", "[0, 1]", "[2, 3]", "[4]", "passed", "[5]"]);
-    }
-
-    #[test]
-    fn valve_emits_minimum_of_active_channels_once() {
-        let mut v = WatermarkValve::new(2);
-        assert_eq!(v.input_watermark(0, Watermark(10)).watermark, None);
-        assert_eq!(v.input_watermark(1, Watermark(5)).watermark, Some(Watermark(5)));
-        assert_eq!(v.input_watermark(1, Watermark(3)).watermark, None, "never backwards");
-        assert_eq!(v.input_watermark(1, Watermark(20)).watermark, Some(Watermark(10)));
-    }
-
-    #[test]
-    fn idle_channels_do_not_hold_back() {
-        let mut v = WatermarkValve::new(2);
-        v.input_watermark(0, Watermark(10));
-        let out = v.input_status(1, WatermarkStatus::Idle);
-        assert_eq!(out.watermark, Some(Watermark(10)));
-        assert_eq!(out.status, None, "one channel is still active");
-        let out = v.input_status(0, WatermarkStatus::Idle);
-        assert_eq!(out.status, Some(WatermarkStatus::Idle));
-        let out = v.input_watermark(1, Watermark(30));
-        assert_eq!(out.status, Some(WatermarkStatus::Active));
-        assert_eq!(out.watermark, Some(Watermark(30)));
     }
 }

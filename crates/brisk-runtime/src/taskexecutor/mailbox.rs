@@ -1,9 +1,9 @@
 //! A task's mailbox: control messages handled on the task thread between input records, so
 //! operator state is only ever touched by that thread (Flink's mailbox model).
 
-use crate::channel::TaskWaker;
 use crate::checkpoint::{CheckpointBarrier, CheckpointId};
 use crate::error::lock;
+use crate::network::channel::TaskWaker;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;

@@ -1,7 +1,6 @@
 //! Subtasks: one thread each, running a mailbox-style loop that reads input, fires
 //! processing-time wakeups and flushes output buffers, with no locks around operator state.
 
-use crate::chain::TwoInputHead;
 use crate::checkpoint::barrier::{BarrierAction, BarrierHandler};
 use crate::checkpoint::restore::encode_operator_snapshot;
 use crate::checkpoint::storage::{SHARED_DIR, encode_task_state, write_atomically};
@@ -9,16 +8,19 @@ use crate::checkpoint::{
     CheckpointBarrier, CheckpointConfig, CheckpointId, FINAL_CHECKPOINT, SnapshotKind, TaskAcknowledgement, TaskEvent,
     TaskSnapshot, TaskStateFile,
 };
-use crate::context::TaskContext;
 use crate::error::{TaskError, TaskResult};
 use crate::failure::{FailureInjector, InjectionPoint};
-use crate::mailbox::Mail;
 use crate::metrics::TaskReport;
-use crate::network::{GateEvent, InputGate};
-use crate::output::{ChainControl, CheckpointEvent, Output, StateQuery};
+use crate::metrics::task_io::TaskIoMetrics;
+use crate::network::input_gate::{GateEvent, InputGate};
 use crate::source::{SourceHead, SourceStatus};
-use brisk_core::{Data, StreamRecord};
+use crate::taskexecutor::chain::TwoInputHead;
+use crate::taskexecutor::context::TaskContext;
+use crate::taskexecutor::mailbox::Mail;
+use crate::taskexecutor::output::{ChainControl, CheckpointEvent, Output, StateQuery};
+use brisk_core::{Data, StreamRecord, Watermark};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What one step of a task's input processing found.
@@ -54,6 +56,8 @@ pub trait StreamTask {
     fn process_input(&mut self) -> TaskResult<InputStatus>;
     /// Prepares barrier handling on the network inputs.
     fn init_checkpointing(&mut self, _config: &CheckpointConfig) {}
+    /// Lets the network inputs count into the task's live metrics.
+    fn attach_metrics(&mut self, _metrics: &Arc<TaskIoMetrics>) {}
     /// Processes the records that were in flight when the restored checkpoint was taken.
     fn replay_in_flight(&mut self, _in_flight: &InFlight) -> TaskResult {
         Ok(())
@@ -62,6 +66,41 @@ pub trait StreamTask {
     /// must not advance (the ending inputs would otherwise fire every window), so the
     /// resumed job continues exactly where the savepoint left off.
     fn suspend_event_time(&mut self) {}
+}
+
+/// What a task with network inputs counts into its live metrics.
+struct InputMetrics {
+    metrics: Option<Arc<TaskIoMetrics>>,
+    /// The combined watermark of each input.
+    watermarks: [i64; 2],
+}
+
+impl Default for InputMetrics {
+    fn default() -> Self {
+        InputMetrics { metrics: None, watermarks: [i64::MIN; 2] }
+    }
+}
+
+impl InputMetrics {
+    #[inline]
+    fn records<T>(&self, records: &[StreamRecord<T>]) {
+        if let Some(m) = &self.metrics {
+            let n = records.len();
+            m.add_in(n as u64, (n * std::mem::size_of::<StreamRecord<T>>()) as u64);
+        }
+    }
+
+    /// Input `input` (1 or 2) of `inputs` reached `watermark`; the task's input watermark is
+    /// the smaller of its inputs'.
+    fn watermark(&mut self, input: usize, inputs: usize, watermark: Watermark) {
+        self.watermarks[input - 1] = watermark.0;
+        let combined = self.watermarks[..inputs].iter().copied().min().unwrap_or(i64::MIN);
+        if let Some(m) = &self.metrics
+            && combined != i64::MIN
+        {
+            m.set_input_watermark(combined);
+        }
+    }
 }
 
 /// A task whose head is a source.
@@ -199,12 +238,19 @@ pub struct OneInputStreamTask<IN> {
     head: Box<dyn Output<IN>>,
     barriers: Barriers,
     event_time_suspended: bool,
+    metrics: InputMetrics,
 }
 
 impl<IN> OneInputStreamTask<IN> {
     /// A task reading `gate` into `head`.
     pub fn new(gate: InputGate<IN>, head: Box<dyn Output<IN>>) -> Self {
-        OneInputStreamTask { gate, head, barriers: Barriers::default(), event_time_suspended: false }
+        OneInputStreamTask {
+            gate,
+            head,
+            barriers: Barriers::default(),
+            event_time_suspended: false,
+            metrics: InputMetrics::default(),
+        }
     }
 }
 
@@ -215,6 +261,10 @@ impl<IN: Data> StreamTask for OneInputStreamTask<IN> {
 
     fn init_checkpointing(&mut self, config: &CheckpointConfig) {
         self.barriers.init(self.gate.channel_count(), config);
+    }
+
+    fn attach_metrics(&mut self, metrics: &Arc<TaskIoMetrics>) {
+        self.metrics.metrics = Some(metrics.clone());
     }
 
     fn suspend_event_time(&mut self) {
@@ -235,6 +285,7 @@ impl<IN: Data> StreamTask for OneInputStreamTask<IN> {
         }
         Ok(match self.gate.poll()? {
             GateEvent::Records(mut records, channel) => {
+                self.metrics.records(&records);
                 if self.barriers.is_recording(channel) {
                     self.barriers.record(1, &records)?;
                 }
@@ -245,6 +296,7 @@ impl<IN: Data> StreamTask for OneInputStreamTask<IN> {
                 InputStatus::More
             }
             GateEvent::Watermark(w) => {
+                self.metrics.watermark(1, 1, w);
                 if !self.event_time_suspended {
                     self.head.emit_watermark(w)?;
                 }
@@ -283,6 +335,7 @@ pub struct TwoInputStreamTask<IN1, IN2> {
     prefer_second: bool,
     barriers: Barriers,
     event_time_suspended: bool,
+    metrics: InputMetrics,
 }
 
 impl<IN1, IN2> TwoInputStreamTask<IN1, IN2> {
@@ -296,6 +349,7 @@ impl<IN1, IN2> TwoInputStreamTask<IN1, IN2> {
             prefer_second: false,
             barriers: Barriers::default(),
             event_time_suspended: false,
+            metrics: InputMetrics::default(),
         }
     }
 }
@@ -331,6 +385,7 @@ impl<IN1: Data, IN2: Data> TwoInputStreamTask<IN1, IN2> {
             ($gate:expr, $process:ident) => {
                 match $gate.poll()? {
                     GateEvent::Records(mut records, channel) => {
+                        self.metrics.records(&records);
                         if self.barriers.is_recording(offset + channel) {
                             self.barriers.record(input, &records)?;
                         }
@@ -341,6 +396,7 @@ impl<IN1: Data, IN2: Data> TwoInputStreamTask<IN1, IN2> {
                         Some(InputStatus::More)
                     }
                     GateEvent::Watermark(w) => {
+                        self.metrics.watermark(input, 2, w);
                         if !self.event_time_suspended {
                             self.head.watermark(input, w)?;
                         }
@@ -390,6 +446,10 @@ impl<IN1: Data, IN2: Data> StreamTask for TwoInputStreamTask<IN1, IN2> {
 
     fn init_checkpointing(&mut self, config: &CheckpointConfig) {
         self.barriers.init(self.gate1.channel_count() + self.gate2.channel_count(), config);
+    }
+
+    fn attach_metrics(&mut self, metrics: &Arc<TaskIoMetrics>) {
+        self.metrics.metrics = Some(metrics.clone());
     }
 
     fn suspend_event_time(&mut self) {
@@ -442,6 +502,7 @@ impl PendingSnapshot {
     fn write_async(self, ctx: &TaskContext, in_flight: InFlight, checkpoints: &mut Checkpoints) {
         let events = ctx.events.clone();
         let failure = ctx.failures.clone();
+        let metrics = ctx.metrics.clone();
         // Savepoints are self-contained: always the canonical format.
         let incremental = ctx.checkpoint_config.as_ref().is_some_and(|c| c.incremental)
             && self.barrier.kind == SnapshotKind::Checkpoint;
@@ -451,16 +512,19 @@ impl PendingSnapshot {
                 let PendingSnapshot { barrier, snapshot, alignment, sync } = self;
                 let id = barrier.id;
                 match write_task_state(&barrier, events.task_index, snapshot, in_flight, &failure, incremental) {
-                    Ok((file, size, shared)) => events.send(TaskEvent::Acknowledge(TaskAcknowledgement {
-                        checkpoint: id,
-                        task: events.task_index,
-                        file,
-                        size,
-                        shared,
-                        alignment,
-                        sync,
-                        async_part: started.elapsed(),
-                    })),
+                    Ok((file, size, shared)) => {
+                        metrics.set_checkpointed_size(size);
+                        events.send(TaskEvent::Acknowledge(TaskAcknowledgement {
+                            checkpoint: id,
+                            task: events.task_index,
+                            file,
+                            size,
+                            shared,
+                            alignment,
+                            sync,
+                            async_part: started.elapsed(),
+                        }))
+                    }
                     Err(reason) => events.send(TaskEvent::Decline { checkpoint: id, reason }),
                 }
             });
@@ -562,6 +626,7 @@ pub fn run_task(
 ) -> TaskResult<TaskReport> {
     let opened = task.chain().open(ctx);
     let result = opened.and_then(|_| {
+        task.attach_metrics(&ctx.metrics);
         if let Some(config) = &ctx.checkpoint_config {
             task.init_checkpointing(config);
         }

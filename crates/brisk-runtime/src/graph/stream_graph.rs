@@ -1,18 +1,21 @@
 //! The stream graph: operators as the API declared them, with typed factories behind
 //! type-erased handles so the runtime can wire subtasks together without knowing user types.
 
-use crate::chain::{OneInputLink, TwoInputHead, TwoInputLink};
-use crate::channel::{CancelToken, ChannelReceiver, ChannelSender, TaskWaker, channel};
 use crate::checkpoint::CheckpointId;
-use crate::context::OperatorInfo;
 use crate::error::{TaskError, TaskResult};
-use crate::network::{InputGate, RecordWriterOutput};
-use crate::operator::{OneInputStreamOperator, TwoInputStreamOperator};
-use crate::output::{BroadcastingOutput, DiscardOutput, ErasedSideOutput, OperatorOutput, Output, SideOutput};
-use crate::partitioner::PartitionerSpec;
+use crate::network::channel::{CancelToken, ChannelReceiver, ChannelSender, TaskWaker, channel};
+use crate::network::input_gate::InputGate;
+use crate::network::partitioner::PartitionerSpec;
+use crate::network::record_writer::RecordWriterOutput;
+use crate::source::watermark::WatermarkStrategy;
 use crate::source::{EnumeratorCell, SharedEnumerator, Source, SourceLink, SourceSplit};
-use crate::task::{OneInputStreamTask, SourceStreamTask, StreamTask, TwoInputStreamTask};
-use crate::watermark::WatermarkStrategy;
+use crate::taskexecutor::chain::{OneInputLink, TwoInputHead, TwoInputLink};
+use crate::taskexecutor::context::OperatorInfo;
+use crate::taskexecutor::operator::{OneInputStreamOperator, TwoInputStreamOperator};
+use crate::taskexecutor::output::{
+    BroadcastingOutput, DiscardOutput, ErasedSideOutput, OperatorOutput, Output, SideOutput,
+};
+use crate::taskexecutor::task::{OneInputStreamTask, SourceStreamTask, StreamTask, TwoInputStreamTask};
 use brisk_core::{BoxError, Data, StreamRecord};
 use std::any::Any;
 use std::marker::PhantomData;

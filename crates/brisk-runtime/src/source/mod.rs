@@ -1,16 +1,19 @@
 //! Split-based sources (Flink's FLIP-27 `Source`): an enumerator hands out splits (file ranges,
 //! sequence ranges, partitions) and a reader in each source subtask reads the splits it gets.
 
-use crate::chain::{LinkState, call_operator};
-use crate::channel::{CancelToken, TaskWaker};
+pub mod watermark;
+
 use crate::checkpoint::{CheckpointId, OperatorSnapshot};
-use crate::context::{OperatorInfo, TaskContext};
 use crate::error::{TaskError, TaskResult, lock};
-use crate::mailbox::Mailbox;
 use crate::metrics::OperatorReport;
-use crate::output::{ChainControl, CheckpointEvent, OperatorOutput};
-use crate::time::ProcessingTimeService;
-use crate::watermark::{WatermarkStrategy, WatermarkTracker, WatermarkUpdate};
+use crate::metrics::task_io::TaskIoMetrics;
+use crate::network::channel::{CancelToken, TaskWaker};
+use crate::source::watermark::{WatermarkStrategy, WatermarkTracker, WatermarkUpdate};
+use crate::taskexecutor::chain::{LinkState, call_operator};
+use crate::taskexecutor::context::{OperatorInfo, TaskContext};
+use crate::taskexecutor::mailbox::Mailbox;
+use crate::taskexecutor::output::{ChainControl, CheckpointEvent, OperatorOutput};
+use crate::taskexecutor::time::ProcessingTimeService;
 use brisk_core::{BoxError, NO_TIMESTAMP, StreamRecord, Watermark};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -373,6 +376,7 @@ pub struct SourceLink<T, S: Source<T>> {
     /// Stop-with-savepoint: end after the savepoint (with the final watermark if draining).
     stopping: Option<bool>,
     records_read: Option<Arc<std::sync::atomic::AtomicU64>>,
+    metrics: Option<Arc<TaskIoMetrics>>,
     /// The task's mailbox, which polls yield to.
     mailbox: Option<Mailbox>,
     out: OperatorOutput<T>,
@@ -404,6 +408,7 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
             no_more_splits: false,
             stopping: None,
             records_read: None,
+            metrics: None,
             mailbox: None,
             out,
             name: info.name.as_str().into(),
@@ -465,6 +470,9 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
             if let Some(counter) = &self.records_read {
                 counter.fetch_add(read, std::sync::atomic::Ordering::Relaxed);
             }
+            if let Some(metrics) = &self.metrics {
+                metrics.add_in(read, read * std::mem::size_of::<StreamRecord<T>>() as u64);
+            }
             return Ok(match status? {
                 ReadStatus::More => SourceStatus::MoreAvailable,
                 ReadStatus::Wait(d) if self.active.len() == 1 => {
@@ -517,11 +525,14 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
         self.out.open(task)?;
         self.subtask_index = task.info.subtask_index;
         self.records_read = Some(task.records_read.clone());
+        self.metrics = Some(task.metrics.clone());
         self.mailbox = Some(task.mailbox.clone());
         // Batch execution needs no watermarks but the final one; timestamps are still assigned.
         if let Some(strategy) = &self.strategy {
             self.watermarks = Some(WatermarkTracker::new(strategy.clone(), task.clock.clone()));
-            if task.execution_mode == crate::context::ExecutionMode::Streaming && strategy.generates_watermarks() {
+            if task.execution_mode == crate::taskexecutor::context::ExecutionMode::Streaming
+                && strategy.generates_watermarks()
+            {
                 let interval = task.auto_watermark_interval.as_millis().max(1) as i64;
                 let time = task.processing_time.clone();
                 time.register_wakeup(time.current_processing_time() + interval);
@@ -571,7 +582,10 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
         self.state.report(&self.out, into);
     }
 
-    fn query_state(&mut self, query: &crate::output::StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
+    fn query_state(
+        &mut self,
+        query: &crate::taskexecutor::output::StateQuery,
+    ) -> Option<Result<Option<Vec<u8>>, String>> {
         self.out.query_state(query)
     }
 

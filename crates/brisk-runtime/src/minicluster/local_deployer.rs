@@ -1,0 +1,246 @@
+//! The mini cluster's deployer: every subtask of the plan as a thread of this process,
+//! connected by in-process channels.
+
+use crate::checkpoint::TaskEvent;
+use crate::checkpoint::restore::JobRestore;
+use crate::error::{JobError, TaskError, lock};
+use crate::graph::stream_graph::{ErasedReceiver, ErasedSender};
+use crate::jobmaster::deployer::{Deployer, SourceNode, TaskHandle};
+use crate::jobmaster::job::Deployable;
+use crate::jobmaster::master::JobControl;
+use crate::metrics::task_io::TaskIoMetrics;
+use crate::network::channel::{CancelToken, TaskWaker};
+use crate::taskexecutor::context::TaskInfo;
+use crate::taskexecutor::deployment::{SubtaskDeployment, SubtaskRuntime, TaskOutcome, chain_for, run_subtask};
+use crate::taskexecutor::mailbox::{Mail, Mailbox};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::Sender;
+use std::thread::JoinHandle;
+use tracing::debug;
+
+/// Starts subtasks as threads of this process.
+pub(crate) struct LocalDeployer {
+    events: Sender<TaskEvent>,
+    control: Arc<JobControl>,
+    /// The wakers of the running tasks, in task order.
+    wakers: Vec<Arc<TaskWaker>>,
+}
+
+impl LocalDeployer {
+    /// A deployer whose tasks report to `events` and publish their mailboxes in `control`.
+    pub fn new(events: Sender<TaskEvent>, control: Arc<JobControl>) -> Self {
+        LocalDeployer { events, control, wakers: Vec::new() }
+    }
+
+    /// Starts the threads of `deployments` (`None`: a task not deployed now); the tasks of a
+    /// region share a cancel token. On failure, what was started is cancelled.
+    fn start(
+        &mut self,
+        job: &Deployable,
+        wired: Wiring,
+        only: Option<usize>,
+    ) -> Result<Vec<(usize, Box<dyn TaskHandle>)>, JobError> {
+        let plan = &job.plan;
+        let region_cancel: Vec<CancelToken> = (0..plan.regions).map(|_| CancelToken::new()).collect();
+        let first_failure: Vec<Arc<AtomicBool>> = (0..plan.regions).map(|_| Arc::new(AtomicBool::new(false))).collect();
+        for (task, waker) in wired.wakers.iter().enumerate() {
+            if only.is_none_or(|r| plan.tasks[task].region == r) {
+                match self.wakers.get_mut(task) {
+                    Some(slot) => *slot = waker.clone(),
+                    None => self.wakers.push(waker.clone()),
+                }
+            }
+        }
+        let mut started: Vec<(usize, Box<dyn TaskHandle>)> = Vec::new();
+        for (index, deployment) in wired.deployments.into_iter().enumerate() {
+            let Some(deployment) = deployment else { continue };
+            let region = plan.tasks[index].region;
+            let name = deployment.info.name_with_subtask();
+            debug!(task = %name, attempt = deployment.info.attempt_number, slot = plan.tasks[index].slot, "deploying subtask");
+            let (mailbox, waker) = (deployment.mailbox.clone(), deployment.waker.clone());
+            let metrics = TaskIoMetrics::new();
+            {
+                let mut published = lock(&self.control.task_metrics);
+                let entry = (deployment.info.attempt_number, metrics.clone());
+                match published.get_mut(index) {
+                    Some(slot) => *slot = entry,
+                    None => published.push(entry),
+                }
+            }
+            let runtime = SubtaskRuntime {
+                index,
+                options: job.options.clone(),
+                cancel: region_cancel[region].clone(),
+                wakers: self.wakers.clone(),
+                events: self.events.clone(),
+                records_read: self.control.records_read.clone(),
+                metrics,
+                first_failure: first_failure[region].clone(),
+            };
+            let spawned = std::thread::Builder::new().name(name).spawn(move || run_subtask(deployment, runtime));
+            match spawned {
+                Ok(thread) => started.push((
+                    index,
+                    Box::new(LocalTask { mailbox, waker, region_cancel: region_cancel[region].clone(), thread }),
+                )),
+                Err(e) => {
+                    started.iter().for_each(|(_, task)| task.cancel());
+                    return Err(JobError::Spawn(e));
+                }
+            }
+        }
+        let mut mailboxes = lock(&self.control.mailboxes);
+        if only.is_none() {
+            *mailboxes = wired.mailboxes;
+        } else {
+            for (vertex, by_subtask) in wired.mailboxes.into_iter().enumerate() {
+                for (subtask, mailbox) in by_subtask.into_iter().enumerate() {
+                    if only == Some(plan.tasks[plan.task_index(vertex, subtask)].region) {
+                        mailboxes[vertex][subtask] = mailbox;
+                    }
+                }
+            }
+        }
+        Ok(started)
+    }
+}
+
+impl Deployer for LocalDeployer {
+    fn deploy(
+        &mut self,
+        job: &Deployable,
+        sources: &[SourceNode],
+        restore: Option<&JobRestore>,
+        number: usize,
+    ) -> Result<Vec<Box<dyn TaskHandle>>, JobError> {
+        self.wakers.clear();
+        lock(&self.control.task_metrics).clear();
+        let wired = wire(job, restore, number, sources, None)?;
+        Ok(self.start(job, wired, None)?.into_iter().map(|(_, task)| task).collect())
+    }
+
+    fn redeploy_region(
+        &mut self,
+        job: &Deployable,
+        sources: &[SourceNode],
+        region: usize,
+        restore: Option<&JobRestore>,
+        number: usize,
+    ) -> Result<Vec<(usize, Box<dyn TaskHandle>)>, JobError> {
+        let wired = wire(job, restore, number, sources, Some(region))?;
+        self.start(job, wired, Some(region))
+    }
+}
+
+/// A subtask running as a thread of this process.
+struct LocalTask {
+    mailbox: Mailbox,
+    waker: Arc<TaskWaker>,
+    region_cancel: CancelToken,
+    thread: JoinHandle<TaskOutcome>,
+}
+
+impl TaskHandle for LocalTask {
+    fn send(&self, mail: Mail) {
+        self.mailbox.send(mail);
+    }
+
+    fn cancel(&self) {
+        self.region_cancel.cancel();
+        self.waker.wake();
+    }
+
+    fn join(self: Box<Self>) -> TaskOutcome {
+        self.thread.join().unwrap_or_else(|_| TaskOutcome {
+            task_name: "unknown".into(),
+            result: Err(TaskError::msg("a task thread died unexpectedly")),
+        })
+    }
+}
+
+/// The tasks of one deployment, wired together, before their threads start.
+struct Wiring {
+    /// In task order.
+    wakers: Vec<Arc<TaskWaker>>,
+    /// By vertex and subtask.
+    mailboxes: Vec<Vec<Mailbox>>,
+    /// In task order; `None` for tasks outside the region being deployed.
+    deployments: Vec<Option<SubtaskDeployment>>,
+}
+
+/// Wires channels, mailboxes and operator chains for every task of the plan, and the
+/// restored state of the tasks of `only` (a region), or of all.
+fn wire(
+    deployable: &Deployable,
+    restore: Option<&JobRestore>,
+    attempt: usize,
+    sources: &[SourceNode],
+    only: Option<usize>,
+) -> Result<Wiring, JobError> {
+    let Deployable { graph, job, plan, options } = deployable;
+    // One waker per subtask, so channels can wake their consumer.
+    let wakers: Vec<Arc<TaskWaker>> = plan.tasks.iter().map(|_| TaskWaker::new()).collect();
+
+    // Channels of every exchange, in the plan's order (which is the order of the consumers
+    // a partitioner chooses from): senders by (edge, producer subtask), receivers by
+    // (consumer vertex, subtask, input).
+    let mut senders: HashMap<(usize, usize), Vec<ErasedSender>> = HashMap::new();
+    let mut receivers: HashMap<(usize, usize, usize), Vec<ErasedReceiver>> = HashMap::new();
+    for channel in &plan.channels {
+        let (producer, consumer) = (plan.tasks[channel.producer].id, plan.tasks[channel.consumer].id);
+        let (tx, rx) =
+            graph.edges[channel.edge].type_ops.channel(options.buffers_per_channel, wakers[channel.consumer].clone());
+        senders.entry((channel.edge, producer.subtask)).or_default().push(tx);
+        receivers.entry((consumer.vertex, consumer.subtask, channel.input)).or_default().push(rx);
+    }
+
+    let mailboxes: Vec<Vec<Mailbox>> = job
+        .vertices
+        .iter()
+        .enumerate()
+        .map(|(vi, v)| (0..v.parallelism).map(|i| Mailbox::new(wakers[plan.task_index(vi, i)].clone())).collect())
+        .collect();
+    let mut deployments = Vec::with_capacity(plan.tasks.len());
+    for (vi, v) in job.vertices.iter().enumerate() {
+        let chain_ids: Vec<String> = v.nodes.iter().map(|n| job.operator_ids[*n].clone()).collect();
+        let enumerator = sources.iter().find(|(id, _, _)| *id == job.operator_ids[v.head]).map(|(_, _, e)| e.clone());
+        for (subtask, mailbox) in mailboxes[vi].iter().enumerate() {
+            let task = plan.task_index(vi, subtask);
+            let head = chain_for(graph, job, v.head, subtask, &mut senders);
+            if only.is_some_and(|r| r != plan.tasks[task].region) {
+                deployments.push(None);
+                continue;
+            }
+            let task_restore = match restore {
+                Some(r) => Some(Arc::new(
+                    r.for_subtask(&chain_ids, subtask, v.parallelism, v.max_parallelism)
+                        .map_err(JobError::InvalidJob)?,
+                )),
+                None => None,
+            };
+            deployments.push(Some(SubtaskDeployment {
+                info: TaskInfo {
+                    job_name: options.defaults.job_name.clone(),
+                    task_name: v.name.clone(),
+                    subtask_index: subtask,
+                    parallelism: v.parallelism,
+                    max_parallelism: v.max_parallelism,
+                    attempt_number: attempt,
+                },
+                head,
+                inputs: [
+                    receivers.remove(&(vi, subtask, 1)).unwrap_or_default(),
+                    receivers.remove(&(vi, subtask, 2)).unwrap_or_default(),
+                ],
+                input_type: graph.in_edges(v.head).next().map(|(_, e)| e.type_ops.clone()),
+                enumerator: enumerator.clone(),
+                waker: wakers[task].clone(),
+                mailbox: mailbox.clone(),
+                restore: task_restore,
+            }));
+        }
+    }
+    Ok(Wiring { wakers, mailboxes, deployments })
+}

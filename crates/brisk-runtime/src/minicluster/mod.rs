@@ -1,0 +1,265 @@
+//! The embedded mini cluster: the job master and a deployer that runs every subtask as a
+//! thread of this process, connected by in-process channels. It follows the same JobGraph →
+//! execution plan → deployment path a standalone cluster does, in one process.
+
+mod local_deployer;
+
+use crate::checkpoint::SnapshotLocation;
+use crate::checkpoint::coordinator::CheckpointStats;
+use crate::checkpoint::restore::JobRestore;
+use crate::checkpoint::storage::load_snapshot;
+use crate::error::{JobError, TaskError, lock};
+use crate::graph::execution_plan::ExecutionPlan;
+use crate::graph::job_graph::JobGraph;
+use crate::graph::stream_graph::StreamGraph;
+use crate::jobmaster::job::{Deployable, JobOptions, new_job_id};
+use crate::jobmaster::master::{JobControl, deploy_attempt, open_checkpoint_storage, run_master};
+use crate::jobmaster::result::{JobException, JobExecutionResult};
+use crate::metrics::task_io::SubtaskMetrics;
+use crate::taskexecutor::context::ExecutionMode;
+use crate::taskexecutor::mailbox::Mail;
+use brisk_core::job_graph::JobGraphDescription;
+use brisk_core::key_group::{assign_to_key_group, operator_index_for_key_group};
+use brisk_core::{Data, Key};
+use local_deployer::LocalDeployer;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// A running job: wait for it, cancel it, or take savepoints (Flink's `JobClient`).
+pub struct JobClient {
+    job_name: String,
+    /// Cancelling and savepoints, also reachable through `Deref`.
+    controller: JobController,
+    master: JoinHandle<Result<JobExecutionResult, JobError>>,
+    graph: StreamGraphSummary,
+}
+
+struct StreamGraphSummary {
+    /// Parallelism and max parallelism of each vertex.
+    vertices: Vec<(usize, usize)>,
+    description: JobGraphDescription,
+}
+
+/// A handle on a running job that can be shared with other threads (e.g. a signal handler).
+#[derive(Clone)]
+pub struct JobController {
+    control: Arc<JobControl>,
+}
+
+/// `cancel`, `trigger_savepoint` and `stop_with_savepoint` on the client itself.
+impl std::ops::Deref for JobClient {
+    type Target = JobController;
+
+    fn deref(&self) -> &JobController {
+        &self.controller
+    }
+}
+
+impl JobController {
+    /// Cancels the job; `wait` then returns [`JobError::Cancelled`].
+    pub fn cancel(&self) {
+        self.control.request_cancel();
+    }
+
+    /// Writes a savepoint into a new directory inside `dir`; returns its location.
+    pub fn trigger_savepoint(&self, dir: impl Into<SnapshotLocation>) -> Result<SnapshotLocation, JobError> {
+        self.control.savepoint(dir.into(), None)
+    }
+
+    /// Takes a savepoint and stops the job after it (with `drain`, the final watermark first
+    /// flushes event-time state, as if the input had ended).
+    pub fn stop_with_savepoint(
+        &self,
+        dir: impl Into<SnapshotLocation>,
+        drain: bool,
+    ) -> Result<SnapshotLocation, JobError> {
+        self.control.savepoint(dir.into(), Some(drain))
+    }
+}
+
+impl JobClient {
+    /// The job's name.
+    pub fn job_name(&self) -> &str {
+        &self.job_name
+    }
+
+    /// The job's id (32 hex digits).
+    pub fn job_id(&self) -> &str {
+        &self.controller.control.job_id
+    }
+
+    /// The failures the job handled so far, oldest first (Flink's exception history).
+    pub fn exception_history(&self) -> Vec<JobException> {
+        lock(&self.controller.control.exceptions).clone()
+    }
+
+    /// The job graph being executed.
+    pub fn job_graph(&self) -> &JobGraphDescription {
+        &self.graph.description
+    }
+
+    /// A handle for other threads.
+    pub fn controller(&self) -> JobController {
+        self.controller.clone()
+    }
+
+    /// The checkpoints taken so far.
+    pub fn checkpoint_history(&self) -> Vec<CheckpointStats> {
+        lock(&self.controller.control.history).clone()
+    }
+
+    /// Looks up the value of keyed state `state` for `key` in the running job (Flink's
+    /// queryable state): asked of the subtask owning the key in every keyed vertex.
+    pub fn query_state<K: Key, V: Data>(&self, state: &str, key: &K) -> Result<Option<V>, JobError> {
+        let encoded = brisk_state::codec::encode(key)
+            .map_err(|e| JobError::InvalidJob(format!("cannot encode key {key:?}: {e}")))?;
+        let mailboxes = lock(&self.controller.control.mailboxes).clone();
+        for (vertex, (parallelism, max_parallelism)) in self.graph.vertices.iter().enumerate() {
+            let key_group = assign_to_key_group(key, *max_parallelism);
+            let subtask = operator_index_for_key_group(*max_parallelism, *parallelism, key_group);
+            let Some(mailbox) = mailboxes.get(vertex).and_then(|m| m.get(subtask)) else { continue };
+            let (reply, answer) = std::sync::mpsc::channel();
+            mailbox.send(Mail::QueryState { state: state.to_string(), key_group, key: encoded.clone(), reply });
+            let query_failed = |reason: String| {
+                JobError::InvalidJob(format!("query of state '{state}' for key {key:?} failed: {reason}"))
+            };
+            match answer.recv_timeout(Duration::from_secs(30)) {
+                Ok(Ok(Some(bytes))) => {
+                    return brisk_state::codec::decode::<V>(&bytes)
+                        .map(Some)
+                        .map_err(|e| query_failed(format!("value does not decode: {e}")));
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(reason)) => return Err(query_failed(reason)),
+                // The task has ended (or is busy past the timeout): it cannot answer.
+                Err(_) => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// The live metrics of every subtask of the running attempt, in task order (vertex by
+    /// vertex); read without pausing the tasks.
+    pub fn metrics(&self) -> Vec<SubtaskMetrics> {
+        let vertices = &self.graph.description.vertices;
+        let mut ids = vertices.iter().enumerate().flat_map(|(v, d)| (0..d.parallelism).map(move |s| (v, s)));
+        lock(&self.controller.control.task_metrics)
+            .iter()
+            .filter_map(|(attempt, metrics)| {
+                let (vertex, subtask) = ids.next()?;
+                Some(SubtaskMetrics {
+                    vertex,
+                    vertex_name: vertices[vertex].name.clone(),
+                    subtask,
+                    attempt: *attempt,
+                    values: metrics.read(),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether the job has ended.
+    pub fn is_finished(&self) -> bool {
+        self.master.is_finished()
+    }
+
+    /// Waits for the job to end.
+    pub fn wait(self) -> Result<JobExecutionResult, JobError> {
+        match self.master.join() {
+            Ok(result) => result,
+            Err(_) => Err(JobError::TaskFailed {
+                job: self.job_name,
+                task: "job master".into(),
+                cause: TaskError::msg("the job master thread died unexpectedly"),
+            }),
+        }
+    }
+}
+
+/// Reads the savepoint or checkpoint to start from (the newest complete one when given a
+/// checkpoint directory) and checks it fits the job.
+fn initial_restore(deployable: &Deployable) -> Result<Option<JobRestore>, JobError> {
+    let Some(given) = &deployable.options.restore_from else { return Ok(None) };
+    let invalid = |e: String| JobError::InvalidJob(format!("cannot restore from '{given}': {e}"));
+    let (path, _) = given.resolve_restore_point().map_err(invalid)?;
+    let checkpoint = load_snapshot(&path).map_err(|e| invalid(e.to_string()))?;
+    let restore = JobRestore::new(checkpoint);
+    let ids: BTreeSet<String> = deployable.job.operator_ids.iter().cloned().collect();
+    restore.check_mapping(&ids, deployable.options.allow_non_restored_state).map_err(JobError::InvalidJob)?;
+    info!(path = %path, checkpoint = restore.id(), "restoring the job from a snapshot");
+    Ok(Some(restore))
+}
+
+/// Deploys `graph` into an in-process cluster and starts it.
+pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobError> {
+    let job = JobGraph::build(&graph, &options.defaults)?;
+    let job_name = options.defaults.job_name.clone();
+    let subtasks: usize = job.vertices.iter().map(|v| v.parallelism).sum();
+    let job_id = new_job_id(&job_name);
+    info!(job = %job_name, job_id = %job_id, tasks = job.vertices.len(), subtasks, "submitting job");
+    debug!("execution plan:\n{}", job.description.to_plan_string());
+    if options.checkpoint.is_enabled() && options.execution_mode == ExecutionMode::Batch {
+        return Err(JobError::InvalidJob(
+            "checkpointing is not supported in BATCH execution mode (bounded jobs recompute on failure); use STREAMING"
+                .into(),
+        ));
+    }
+    let summary = StreamGraphSummary {
+        vertices: job.vertices.iter().map(|v| (v.parallelism, v.max_parallelism)).collect(),
+        description: job.description.clone(),
+    };
+    let plan = ExecutionPlan::build(&job, options.task_slots)?;
+    debug!(fingerprint = %plan.fingerprint, slots = plan.slots, regions = plan.regions, channels = plan.channels.len(), "planned the job");
+    let deployable = Deployable { graph, job, plan, options };
+    let storage = open_checkpoint_storage(&deployable)?;
+    let restore = initial_restore(&deployable)?;
+    let control = Arc::new(JobControl::new(job_id));
+    let (events, receiver) = std::sync::mpsc::channel();
+    let mut deployer = Box::new(LocalDeployer::new(events, control.clone()));
+    let first = deploy_attempt(&deployable, deployer.as_mut(), restore.as_ref(), 0)?;
+    if let Some(interval) = deployable.options.progress_interval {
+        start_progress_reporter(job_name.clone(), control.clone(), interval);
+    }
+    let master_control = control.clone();
+    let master = std::thread::Builder::new()
+        .name(format!("{job_name} master"))
+        .spawn(move || run_master(deployable, storage, deployer, first, restore, receiver, master_control))
+        .map_err(JobError::Spawn)?;
+    Ok(JobClient { job_name, controller: JobController { control }, master, graph: summary })
+}
+
+/// Runs `graph` to completion.
+pub fn execute(graph: StreamGraph, options: JobOptions) -> Result<JobExecutionResult, JobError> {
+    submit(graph, options)?.wait()
+}
+
+/// Logs how many records the sources have read, every `interval`, until the job ends.
+fn start_progress_reporter(job_name: String, control: Arc<JobControl>, interval: Duration) {
+    let thread_name = format!("{job_name} progress");
+    let reporter_job = job_name.clone();
+    let spawned = std::thread::Builder::new().name(thread_name).spawn(move || {
+        let job_name = reporter_job;
+        let started = Instant::now();
+        let mut last = (started, 0u64);
+        loop {
+            let deadline = Instant::now() + interval;
+            while Instant::now() < deadline {
+                if control.finished.load(Ordering::Acquire) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100).min(interval));
+            }
+            let read = control.records_read.load(Ordering::Relaxed);
+            let rate = (read - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-3);
+            info!(job = %job_name, elapsed_s = started.elapsed().as_secs(), records_read = read, records_per_s = rate as u64, "progress");
+            last = (Instant::now(), read);
+        }
+    });
+    if let Err(e) = spawned {
+        warn!(job = %job_name, error = %e, "cannot start the progress reporter");
+    }
+}
