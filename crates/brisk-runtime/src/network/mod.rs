@@ -5,4 +5,6 @@ pub mod channel;
 pub mod input_gate;
 pub mod partitioner;
 pub mod record_writer;
+pub mod tcp;
 pub mod watermark_valve;
+pub mod wire;
