@@ -1,6 +1,9 @@
 //! Helpers shared by the behaviour tests.
 #![allow(dead_code)]
 
+#[cfg(feature = "s3")]
+pub mod s3;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -126,4 +129,21 @@ pub fn init_logging() {
             .with_test_writer()
             .try_init();
     }
+}
+
+/// The built `brisk` command line (`cargo build --workspace` puts it beside the examples).
+pub fn brisk() -> Command {
+    let mut path = std::env::current_exe().expect("test binary path");
+    path.pop();
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    let mut cmd = Command::new(path.join("brisk"));
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+/// The path of a built example binary.
+pub fn example_path(name: &str) -> PathBuf {
+    PathBuf::from(example(name).get_program())
 }
