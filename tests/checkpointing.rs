@@ -7,6 +7,7 @@
 
 mod common;
 
+use brisk::core::Configuration;
 use brisk::prelude::*;
 use brisk::runtime::checkpoint::coordinator::CheckpointStatus;
 use brisk::runtime::checkpoint::{CheckpointConfig, CheckpointingMode, FailoverStrategy};
@@ -30,6 +31,8 @@ struct Setup {
     parallelism: usize,
     /// Incremental RocksDB checkpoints (SST files shared between checkpoints).
     incremental: bool,
+    /// Task managers of the mini cluster: channels between two go over TCP.
+    task_managers: usize,
 }
 
 impl Setup {
@@ -41,12 +44,16 @@ impl Setup {
             unaligned: false,
             parallelism,
             incremental: false,
+            task_managers: 1,
         }
     }
 }
 
 fn environment(setup: Setup, checkpoints: impl Into<SnapshotLocation>) -> StreamExecutionEnvironment {
+    let mut config = Configuration::new();
+    config.set("minicluster.number-of-taskmanagers", setup.task_managers);
     let env = StreamExecutionEnvironment::create_local_environment(setup.parallelism);
+    env.configure(&config).expect("a valid configuration");
     env.set_checkpoint_config(CheckpointConfig {
         interval: Some(Duration::from_millis(50)),
         mode: setup.mode,
@@ -183,6 +190,19 @@ fn exactly_once_aligned_heap() {
 #[test]
 fn exactly_once_unaligned_heap() {
     exactly_once_equals_failure_free(Setup { unaligned: true, ..Setup::exactly_once(3) }, "eo-unaligned-heap");
+}
+
+#[test]
+fn exactly_once_aligned_over_tcp_between_task_managers() {
+    exactly_once_equals_failure_free(Setup { task_managers: 2, ..Setup::exactly_once(2) }, "eo-aligned-tcp");
+}
+
+#[test]
+fn exactly_once_unaligned_over_tcp_between_task_managers() {
+    exactly_once_equals_failure_free(
+        Setup { unaligned: true, task_managers: 3, ..Setup::exactly_once(3) },
+        "eo-unaligned-tcp",
+    );
 }
 
 #[cfg(feature = "rocksdb")]

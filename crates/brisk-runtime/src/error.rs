@@ -99,6 +99,9 @@ pub enum JobError {
     /// The job was cancelled by its client.
     #[error("job '{0}' was cancelled")]
     Cancelled(String),
+    /// The channels between task managers could not be set up.
+    #[error("cannot set up the data exchange: {0}")]
+    Exchange(String),
     /// A task thread could not be started.
     #[error("cannot start task thread: {0}")]
     Spawn(#[from] std::io::Error),

@@ -70,6 +70,7 @@ pub(crate) struct EnvState {
     pub progress_interval: Option<Duration>,
     pub auto_watermark_interval: Duration,
     pub task_slots: Option<usize>,
+    pub task_managers: usize,
     pub state_backend: StateBackendConfig,
     pub config: Configuration,
     pub clock: Arc<dyn Clock>,
@@ -139,6 +140,7 @@ impl StreamExecutionEnvironment {
                 progress_interval: Some(options::PROGRESS_INTERVAL.default),
                 auto_watermark_interval: options::AUTO_WATERMARK_INTERVAL.default,
                 task_slots: None,
+                task_managers: 1,
                 state_backend: StateBackendConfig::default(),
                 config: Configuration::new(),
                 clock: Arc::new(SystemClock),
@@ -197,6 +199,12 @@ impl StreamExecutionEnvironment {
                 return Err(invalid(options::TASK_SLOTS.key, slots.to_string(), "must be at least 1"));
             }
             self.state.borrow_mut().task_slots = Some(slots);
+        }
+        if let Some(n) = config.get_optional::<usize>(options::TASK_MANAGERS.key)? {
+            if n == 0 {
+                return Err(invalid(options::TASK_MANAGERS.key, n.to_string(), "must be at least 1"));
+            }
+            self.state.borrow_mut().task_managers = n;
         }
         if let Some(n) = config.get_optional::<usize>(options::BUFFERS_PER_CHANNEL.key)? {
             if n == 0 {
@@ -452,6 +460,7 @@ impl StreamExecutionEnvironment {
         options.progress_interval = state.progress_interval;
         options.auto_watermark_interval = state.auto_watermark_interval;
         options.task_slots = state.task_slots;
+        options.task_managers = state.task_managers;
         options.state_backend = state.state_backend.clone();
         options.config = Arc::new(state.config.clone());
         options.clock = state.clock.clone();

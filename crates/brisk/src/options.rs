@@ -71,6 +71,14 @@ pub const TASK_SLOTS: ConfigOption<usize> = ConfigOption {
     description: "Task slots of the mini cluster; unset: as many as the job needs.",
 };
 
+/// Task managers of the local mini cluster (Flink's `minicluster.number-of-taskmanagers`):
+/// with more than one, channels between them go over TCP on 127.0.0.1.
+pub const TASK_MANAGERS: ConfigOption<usize> = ConfigOption {
+    key: "minicluster.number-of-taskmanagers",
+    default: 1,
+    description: "Task managers of the mini cluster; channels between them go over TCP.",
+};
+
 /// `state.backend`: `hashmap` or `rocksdb`.
 pub const STATE_BACKEND_KEY: &str = brisk_state::backend::STATE_BACKEND.key;
 

@@ -7,6 +7,7 @@ use crate::network::channel::{CancelToken, ChannelReceiver, ChannelSender, TaskW
 use crate::network::input_gate::InputGate;
 use crate::network::partitioner::PartitionerSpec;
 use crate::network::record_writer::RecordWriterOutput;
+use crate::network::tcp::{ConnectionManager, NetworkError};
 use crate::source::watermark::WatermarkStrategy;
 use crate::source::{EnumeratorCell, SharedEnumerator, Source, SourceLink, SourceSplit};
 use crate::taskexecutor::chain::{OneInputLink, TwoInputHead, TwoInputLink};
@@ -70,6 +71,17 @@ pub trait TypeOps: Send + Sync {
     fn type_name(&self) -> &'static str;
     /// A channel of this type.
     fn channel(&self, capacity: usize, consumer: Arc<TaskWaker>) -> (ErasedSender, ErasedReceiver);
+    /// Channel `id` of this type from a task on `producer` to a task on `consumer`, over TCP:
+    /// the consumer announces `capacity` credits, the producer queues `capacity` messages.
+    fn remote_channel(
+        &self,
+        producer: &ConnectionManager,
+        consumer: &ConnectionManager,
+        id: u64,
+        capacity: usize,
+        waker: Arc<TaskWaker>,
+        cancel: &CancelToken,
+    ) -> Result<(ErasedSender, ErasedReceiver), NetworkError>;
     /// A network writer into `senders`.
     fn network_output(
         &self,
@@ -100,6 +112,21 @@ impl<T: Data> TypeOps for Typed<T> {
     fn channel(&self, capacity: usize, consumer: Arc<TaskWaker>) -> (ErasedSender, ErasedReceiver) {
         let (tx, rx) = channel::<T>(capacity, consumer);
         (Box::new(tx), Box::new(rx))
+    }
+
+    fn remote_channel(
+        &self,
+        producer: &ConnectionManager,
+        consumer: &ConnectionManager,
+        id: u64,
+        capacity: usize,
+        waker: Arc<TaskWaker>,
+        cancel: &CancelToken,
+    ) -> Result<(ErasedSender, ErasedReceiver), NetworkError> {
+        let (local, rx) = channel::<T>(capacity, waker);
+        consumer.register_input(id, local, capacity)?;
+        let tx = producer.connect_output::<T>(consumer.local_addr(), id, capacity, cancel)?;
+        Ok((Box::new(tx), Box::new(rx)))
     }
 
     fn network_output(

@@ -39,6 +39,9 @@ pub struct JobOptions {
     pub progress_interval: Option<Duration>,
     /// Task slots of the mini cluster; `None` sizes it to what the job needs.
     pub task_slots: Option<usize>,
+    /// Task managers the mini cluster spreads the slots over; channels between two of them
+    /// go over TCP on 127.0.0.1, as between processes.
+    pub task_managers: usize,
     /// The keyed state backend.
     pub state_backend: StateBackendConfig,
     /// Interval of periodic watermark generation.
@@ -73,6 +76,7 @@ impl JobOptions {
             clock: Arc::new(SystemClock),
             progress_interval: Some(Duration::from_secs(10)),
             task_slots: None,
+            task_managers: 1,
             state_backend: StateBackendConfig::default(),
             auto_watermark_interval: crate::source::watermark::DEFAULT_AUTO_WATERMARK_INTERVAL,
             checkpoint: CheckpointConfig::default(),

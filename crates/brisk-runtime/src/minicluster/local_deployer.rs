@@ -1,15 +1,18 @@
-//! The mini cluster's deployer: every subtask of the plan as a thread of this process,
-//! connected by in-process channels.
+//! The mini cluster's deployer: every subtask of the plan as a thread of this process. The
+//! slots are spread over one or more task managers; channels within one are in-process,
+//! channels between two go over TCP on 127.0.0.1, exactly as between processes.
 
 use crate::checkpoint::TaskEvent;
 use crate::checkpoint::restore::JobRestore;
 use crate::error::{JobError, TaskError, lock};
+use crate::graph::execution_plan::{ExecutionPlan, PlannedChannel, SubtaskId};
 use crate::graph::stream_graph::{ErasedReceiver, ErasedSender};
 use crate::jobmaster::deployer::{Deployer, SourceNode, TaskHandle};
 use crate::jobmaster::job::Deployable;
 use crate::jobmaster::master::JobControl;
 use crate::metrics::task_io::TaskIoMetrics;
 use crate::network::channel::{CancelToken, TaskWaker};
+use crate::network::tcp::ConnectionManager;
 use crate::taskexecutor::context::TaskInfo;
 use crate::taskexecutor::deployment::{SubtaskDeployment, SubtaskRuntime, TaskOutcome, chain_for, run_subtask};
 use crate::taskexecutor::mailbox::{Mail, Mailbox};
@@ -26,12 +29,34 @@ pub(crate) struct LocalDeployer {
     control: Arc<JobControl>,
     /// The wakers of the running tasks, in task order.
     wakers: Vec<Arc<TaskWaker>>,
+    /// The network endpoint of each task manager, when there are several.
+    task_managers: Vec<ConnectionManager>,
+    /// Numbers each wiring, so channel ids on the connections never repeat across restarts.
+    generation: u64,
 }
 
 impl LocalDeployer {
-    /// A deployer whose tasks report to `events` and publish their mailboxes in `control`.
-    pub fn new(events: Sender<TaskEvent>, control: Arc<JobControl>) -> Self {
-        LocalDeployer { events, control, wakers: Vec::new() }
+    /// A deployer over `task_managers` task managers whose tasks report to `events` and
+    /// publish their mailboxes in `control`.
+    pub fn new(events: Sender<TaskEvent>, control: Arc<JobControl>, task_managers: usize) -> Result<Self, JobError> {
+        let task_managers = match task_managers {
+            0 | 1 => Vec::new(),
+            n => (0..n)
+                .map(|_| ConnectionManager::bind("127.0.0.1:0"))
+                .collect::<Result<_, _>>()
+                .map_err(|e| JobError::Exchange(e.to_string()))?,
+        };
+        Ok(LocalDeployer { events, control, wakers: Vec::new(), task_managers, generation: 0 })
+    }
+
+    /// The exchange of the next wiring, with a cancel token per region.
+    fn exchange(&mut self, regions: usize) -> Exchange<'_> {
+        self.generation += 1;
+        Exchange {
+            task_managers: &self.task_managers,
+            generation: self.generation,
+            region_cancel: (0..regions).map(|_| CancelToken::new()).collect(),
+        }
     }
 
     /// Starts the threads of `deployments` (`None`: a task not deployed now); the tasks of a
@@ -40,10 +65,10 @@ impl LocalDeployer {
         &mut self,
         job: &Deployable,
         wired: Wiring,
+        region_cancel: Vec<CancelToken>,
         only: Option<usize>,
     ) -> Result<Vec<(usize, Box<dyn TaskHandle>)>, JobError> {
         let plan = &job.plan;
-        let region_cancel: Vec<CancelToken> = (0..plan.regions).map(|_| CancelToken::new()).collect();
         let first_failure: Vec<Arc<AtomicBool>> = (0..plan.regions).map(|_| Arc::new(AtomicBool::new(false))).collect();
         for (task, waker) in wired.wakers.iter().enumerate() {
             if only.is_none_or(|r| plan.tasks[task].region == r) {
@@ -117,8 +142,10 @@ impl Deployer for LocalDeployer {
     ) -> Result<Vec<Box<dyn TaskHandle>>, JobError> {
         self.wakers.clear();
         lock(&self.control.task_metrics).clear();
-        let wired = wire(job, restore, number, sources, None)?;
-        Ok(self.start(job, wired, None)?.into_iter().map(|(_, task)| task).collect())
+        let exchange = self.exchange(job.plan.regions);
+        let wired = wire(job, restore, number, sources, None, &exchange)?;
+        let region_cancel = exchange.region_cancel;
+        Ok(self.start(job, wired, region_cancel, None)?.into_iter().map(|(_, task)| task).collect())
     }
 
     fn redeploy_region(
@@ -129,8 +156,10 @@ impl Deployer for LocalDeployer {
         restore: Option<&JobRestore>,
         number: usize,
     ) -> Result<Vec<(usize, Box<dyn TaskHandle>)>, JobError> {
-        let wired = wire(job, restore, number, sources, Some(region))?;
-        self.start(job, wired, Some(region))
+        let exchange = self.exchange(job.plan.regions);
+        let wired = wire(job, restore, number, sources, Some(region), &exchange)?;
+        let region_cancel = exchange.region_cancel;
+        self.start(job, wired, region_cancel, Some(region))
     }
 }
 
@@ -160,6 +189,32 @@ impl TaskHandle for LocalTask {
     }
 }
 
+/// How one wiring connects tasks: in-process, or over TCP between task managers.
+struct Exchange<'a> {
+    task_managers: &'a [ConnectionManager],
+    generation: u64,
+    /// What stops each region's tasks (and their network outputs).
+    region_cancel: Vec<CancelToken>,
+}
+
+impl Exchange<'_> {
+    /// The task managers of a channel's two ends, when they differ.
+    fn remote(
+        &self,
+        plan: &ExecutionPlan,
+        channel: &PlannedChannel,
+    ) -> Option<(&ConnectionManager, &ConnectionManager)> {
+        let n = self.task_managers.len();
+        if n < 2 {
+            return None;
+        }
+        // Slots fill the task managers in order, as a cluster's slots would be offered.
+        let of = |task: usize| plan.tasks[task].slot * n / plan.slots.max(1);
+        let (p, c) = (of(channel.producer), of(channel.consumer));
+        (p != c).then(|| (&self.task_managers[p], &self.task_managers[c]))
+    }
+}
+
 /// The tasks of one deployment, wired together, before their threads start.
 struct Wiring {
     /// In task order.
@@ -178,6 +233,7 @@ fn wire(
     attempt: usize,
     sources: &[SourceNode],
     only: Option<usize>,
+    exchange: &Exchange<'_>,
 ) -> Result<Wiring, JobError> {
     let Deployable { graph, job, plan, options } = deployable;
     // One waker per subtask, so channels can wake their consumer.
@@ -188,10 +244,29 @@ fn wire(
     // (consumer vertex, subtask, input).
     let mut senders: HashMap<(usize, usize), Vec<ErasedSender>> = HashMap::new();
     let mut receivers: HashMap<(usize, usize, usize), Vec<ErasedReceiver>> = HashMap::new();
-    for channel in &plan.channels {
+    for (index, channel) in plan.channels.iter().enumerate() {
+        // A region is closed under channels: both ends are in the region or neither is.
+        let region = plan.tasks[channel.producer].region;
+        if only.is_some_and(|r| r != region) {
+            continue;
+        }
         let (producer, consumer) = (plan.tasks[channel.producer].id, plan.tasks[channel.consumer].id);
-        let (tx, rx) =
-            graph.edges[channel.edge].type_ops.channel(options.buffers_per_channel, wakers[channel.consumer].clone());
+        let type_ops = &graph.edges[channel.edge].type_ops;
+        let (capacity, waker) = (options.buffers_per_channel, wakers[channel.consumer].clone());
+        let (tx, rx) = match exchange.remote(plan, channel) {
+            None => type_ops.channel(capacity, waker),
+            Some((from, to)) => {
+                let id = exchange.generation << 32 | index as u64;
+                let cancel = &exchange.region_cancel[region];
+                type_ops.remote_channel(from, to, id, capacity, waker, cancel).map_err(|e| {
+                    let name = |t: SubtaskId| {
+                        let v = &job.vertices[t.vertex];
+                        format!("{} ({}/{})", v.name, t.subtask + 1, v.parallelism)
+                    };
+                    JobError::Exchange(format!("channel {} -> {}: {e}", name(producer), name(consumer)))
+                })?
+            }
+        };
         senders.entry((channel.edge, producer.subtask)).or_default().push(tx);
         receivers.entry((consumer.vertex, consumer.subtask, channel.input)).or_default().push(rx);
     }

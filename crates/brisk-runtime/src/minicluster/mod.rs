@@ -219,7 +219,7 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
     let restore = initial_restore(&deployable)?;
     let control = Arc::new(JobControl::new(job_id));
     let (events, receiver) = std::sync::mpsc::channel();
-    let mut deployer = Box::new(LocalDeployer::new(events, control.clone()));
+    let mut deployer = Box::new(LocalDeployer::new(events, control.clone(), deployable.options.task_managers)?);
     let first = deploy_attempt(&deployable, deployer.as_mut(), restore.as_ref(), 0)?;
     if let Some(interval) = deployable.options.progress_interval {
         start_progress_reporter(job_name.clone(), control.clone(), interval);

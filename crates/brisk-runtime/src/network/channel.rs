@@ -167,8 +167,11 @@ pub struct ChannelSender<T> {
 impl<T> ChannelSender<T> {
     /// Appends a message, waiting while the channel is full (backpressure). Fails when the
     /// consumer is gone or the job is cancelled.
-    pub fn send(&self, message: Message<T>, cancel: &CancelToken) -> Result<(), TaskError> {
+    pub fn send(&self, message: Message<T>, cancel: &CancelToken) -> Result<Duration, TaskError> {
         let mut state = lock(&self.shared.state);
+        // The clock is read only when the channel is full: backpressure is measured, the fast
+        // path pays nothing.
+        let full_since = (state.queue.len() >= self.shared.capacity).then(Instant::now);
         while state.queue.len() >= self.shared.capacity && state.receiver_alive {
             if cancel.is_cancelled() {
                 return Err(TaskError::Cancelled);
@@ -189,7 +192,7 @@ impl<T> ChannelSender<T> {
         if was_empty {
             self.shared.consumer.wake();
         }
-        Ok(())
+        Ok(full_since.map_or(Duration::ZERO, |t| t.elapsed()))
     }
 
     /// Puts `barrier` at the head of the queue, ahead of everything waiting there and of the
@@ -457,5 +460,25 @@ mod tests {
         let producer = thread::spawn(move || tx.send(Message::EndOfInput, &c2));
         cancel.cancel();
         assert!(matches!(producer.join().unwrap(), Err(TaskError::Cancelled)));
+    }
+
+    #[test]
+    fn a_send_into_a_full_channel_reports_how_long_it_waited() {
+        let (tx, rx) = channel::<u32>(1, TaskWaker::new());
+        let cancel = CancelToken::new();
+        assert_eq!(tx.send(Message::EndOfInput, &cancel).unwrap(), Duration::ZERO, "room: no wait");
+        let started = Arc::new(AtomicBool::new(false));
+        let flag = started.clone();
+        let producer = thread::spawn(move || {
+            flag.store(true, Ordering::Release);
+            tx.send(Message::EndOfInput, &cancel)
+        });
+        while !started.load(Ordering::Acquire) {
+            thread::yield_now();
+        }
+        thread::sleep(Duration::from_millis(20));
+        assert!(matches!(rx.try_recv(), TryRecv::Message(Message::EndOfInput)));
+        let waited = producer.join().unwrap().unwrap();
+        assert!(waited > Duration::ZERO, "the blocked send counts its wait: {waited:?}");
     }
 }

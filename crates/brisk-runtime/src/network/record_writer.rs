@@ -8,6 +8,7 @@ use crate::taskexecutor::context::TaskContext;
 use crate::taskexecutor::output::{ChainControl, CheckpointEvent, Output};
 use brisk_core::{StreamRecord, Watermark, WatermarkStatus};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Writes a stream into the channels of the consuming subtasks (Flink's `RecordWriter`):
 /// records are batched per channel and a buffer is sent when full, before any event, on
@@ -59,7 +60,18 @@ impl<T: Clone> RecordWriterOutput<T> {
             let bytes = records.len() * std::mem::size_of::<StreamRecord<T>>();
             metrics.add_out(std::mem::take(&mut self.unpublished), bytes as u64);
         }
-        self.channels[channel].send(Message::Records(records), &self.cancel)
+        let waited = self.channels[channel].send(Message::Records(records), &self.cancel)?;
+        self.backpressured(waited);
+        Ok(())
+    }
+
+    /// Counts time spent waiting for room in a full channel (Flink's backpressured time).
+    fn backpressured(&self, waited: Duration) {
+        if let Some(metrics) = &self.metrics
+            && !waited.is_zero()
+        {
+            metrics.add_back_pressured(waited);
+        }
     }
 
     fn flush_all(&mut self) -> TaskResult {
@@ -69,7 +81,8 @@ impl<T: Clone> RecordWriterOutput<T> {
     fn broadcast_event(&mut self, event: impl Fn() -> Message<T>) -> TaskResult {
         self.flush_all()?;
         for channel in &self.channels {
-            channel.send(event(), &self.cancel)?;
+            let waited = channel.send(event(), &self.cancel)?;
+            self.backpressured(waited);
         }
         Ok(())
     }

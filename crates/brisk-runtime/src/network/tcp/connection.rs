@@ -248,6 +248,11 @@ impl Connection {
             lock(&service.failures).push(e.to_string());
         }
         match reason {
+            // A peer that closes in order has shut down; the tasks of channels still open on
+            // the connection report their own failure, so this is no warning of its own.
+            Some(e @ NetworkError::PeerClosed(_)) => {
+                debug!(peer = %self.peer, "network connection closed by the peer: {e}")
+            }
             Some(e) if !service.is_shutting_down() => warn!(peer = %self.peer, "network connection broken: {e}"),
             Some(e) => debug!(peer = %self.peer, "network connection closed during shutdown: {e}"),
             None => debug!(peer = %self.peer, "network connection closed"),
