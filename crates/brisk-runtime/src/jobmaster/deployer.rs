@@ -16,6 +16,9 @@ use crate::taskexecutor::mailbox::Mail;
 /// master, readers in the tasks).
 pub(crate) type SourceNode = (String, Box<dyn SourceFactory>, ErasedEnumerator);
 
+/// Handles of restarted tasks, by task index.
+pub(crate) type Restarted = Vec<(usize, Box<dyn TaskHandle>)>;
+
 /// The job master's handle on one deployed task, wherever it runs.
 pub(crate) trait TaskHandle: Send {
     /// Delivers a control message (checkpoint trigger, completion, abort, state query).
@@ -46,7 +49,7 @@ pub(crate) trait Deployer: Send {
         region: usize,
         restore: Option<&JobRestore>,
         number: usize,
-    ) -> Result<Vec<(usize, Box<dyn TaskHandle>)>, JobError>;
+    ) -> Result<Restarted, JobError>;
 }
 
 /// One attempt at running the job: its tasks, and how the master reaches them.
@@ -143,7 +146,7 @@ impl Attempt {
     }
 
     /// Puts the handles of restarted tasks in place.
-    pub fn replace(&mut self, restarted: Vec<(usize, Box<dyn TaskHandle>)>) {
+    pub fn replace(&mut self, restarted: Restarted) {
         for (index, handle) in restarted {
             if let Some(slot) = self.handles.get_mut(index) {
                 *slot = Some(handle);

@@ -7,7 +7,7 @@ use crate::checkpoint::restore::JobRestore;
 use crate::error::{JobError, TaskError, lock};
 use crate::graph::execution_plan::{ExecutionPlan, PlannedChannel, SubtaskId};
 use crate::graph::stream_graph::{ErasedReceiver, ErasedSender};
-use crate::jobmaster::deployer::{Deployer, SourceNode, TaskHandle};
+use crate::jobmaster::deployer::{Deployer, Restarted, SourceNode, TaskHandle};
 use crate::jobmaster::job::Deployable;
 use crate::jobmaster::master::JobControl;
 use crate::metrics::task_io::TaskIoMetrics;
@@ -67,7 +67,7 @@ impl LocalDeployer {
         wired: Wiring,
         region_cancel: Vec<CancelToken>,
         only: Option<usize>,
-    ) -> Result<Vec<(usize, Box<dyn TaskHandle>)>, JobError> {
+    ) -> Result<Restarted, JobError> {
         let plan = &job.plan;
         let first_failure: Vec<Arc<AtomicBool>> = (0..plan.regions).map(|_| Arc::new(AtomicBool::new(false))).collect();
         for (task, waker) in wired.wakers.iter().enumerate() {
@@ -78,7 +78,7 @@ impl LocalDeployer {
                 }
             }
         }
-        let mut started: Vec<(usize, Box<dyn TaskHandle>)> = Vec::new();
+        let mut started: Restarted = Vec::new();
         for (index, deployment) in wired.deployments.into_iter().enumerate() {
             let Some(deployment) = deployment else { continue };
             let region = plan.tasks[index].region;
@@ -155,7 +155,7 @@ impl Deployer for LocalDeployer {
         region: usize,
         restore: Option<&JobRestore>,
         number: usize,
-    ) -> Result<Vec<(usize, Box<dyn TaskHandle>)>, JobError> {
+    ) -> Result<Restarted, JobError> {
         let exchange = self.exchange(job.plan.regions);
         let wired = wire(job, restore, number, sources, Some(region), &exchange)?;
         let region_cancel = exchange.region_cancel;

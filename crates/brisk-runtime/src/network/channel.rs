@@ -11,7 +11,7 @@ use crate::error::{TaskError, lock};
 use brisk_core::{StreamRecord, Watermark, WatermarkStatus};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// What travels over a channel.
@@ -183,6 +183,12 @@ impl<T> ChannelSender<T> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
         }
+        self.append(state, message)?;
+        Ok(full_since.map_or(Duration::ZERO, |t| t.elapsed()))
+    }
+
+    /// Appends `message` under the held lock and wakes a consumer that found nothing.
+    fn append(&self, mut state: MutexGuard<'_, State<T>>, message: Message<T>) -> Result<(), TaskError> {
         if !state.receiver_alive {
             return Err(TaskError::Disconnected("the downstream task is gone".into()));
         }
@@ -192,7 +198,7 @@ impl<T> ChannelSender<T> {
         if was_empty {
             self.shared.consumer.wake();
         }
-        Ok(full_since.map_or(Duration::ZERO, |t| t.elapsed()))
+        Ok(())
     }
 
     /// Puts `barrier` at the head of the queue, ahead of everything waiting there and of the
@@ -226,17 +232,7 @@ impl<T> ChannelSender<T> {
     /// network's credit) already bounds what the consumer holds, and which must never block.
     /// Fails when the consumer is gone.
     pub fn send_credited(&self, message: Message<T>) -> Result<(), TaskError> {
-        let mut state = lock(&self.shared.state);
-        if !state.receiver_alive {
-            return Err(TaskError::Disconnected("the downstream task is gone".into()));
-        }
-        let was_empty = state.queue.is_empty();
-        state.queue.push_back(message);
-        drop(state);
-        if was_empty {
-            self.shared.consumer.wake();
-        }
-        Ok(())
+        self.append(lock(&self.shared.state), message)
     }
 
     /// Calls `observer` (on the consumer's thread, outside the channel's lock) whenever the

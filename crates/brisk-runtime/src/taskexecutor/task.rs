@@ -85,8 +85,7 @@ impl InputMetrics {
     #[inline]
     fn records<T>(&self, records: &[StreamRecord<T>]) {
         if let Some(m) = &self.metrics {
-            let n = records.len();
-            m.add_in(n as u64, (n * std::mem::size_of::<StreamRecord<T>>()) as u64);
+            m.add_in(records.len() as u64, std::mem::size_of_val(records) as u64);
         }
     }
 
