@@ -387,11 +387,13 @@ fn savepoints_move_between_state_backends() {
     assert!(actual == reference(records), "the job continued exactly across backends");
 }
 
-/// Opens counted per subtask, and a map that fails once, in subtask 1, after 3000 records.
+/// Opens counted per subtask, and a map that fails once, in subtask `fail_in`, after 3000
+/// records.
 #[derive(Clone)]
 struct FailOnce {
     opens: Arc<Mutex<Vec<usize>>>,
     failed: Arc<AtomicBool>,
+    fail_in: usize,
     subtask: usize,
     seen: u64,
 }
@@ -408,8 +410,8 @@ impl RichFunction for FailOnce {
 impl RichMapFunction<u64, String> for FailOnce {
     fn map(&mut self, value: u64) -> Result<String, BoxError> {
         self.seen += 1;
-        if self.subtask == 1 && self.seen == 3000 && !self.failed.swap(true, Ordering::SeqCst) {
-            return Err("planned failure in subtask 1".into());
+        if self.subtask == self.fail_in && self.seen == 3000 && !self.failed.swap(true, Ordering::SeqCst) {
+            return Err(format!("planned failure in subtask {}", self.subtask).into());
         }
         Ok(value.to_string())
     }
@@ -438,7 +440,8 @@ fn run_forward_job(
     env.set_checkpoint_config(config);
     env.set_failure_injector(failures);
     let opens = Arc::new(Mutex::new(Vec::new()));
-    let map = FailOnce { opens: opens.clone(), failed: Arc::new(AtomicBool::new(!fail)), subtask: 0, seen: 0 };
+    let map =
+        FailOnce { opens: opens.clone(), failed: Arc::new(AtomicBool::new(!fail)), fail_in: 1, subtask: 0, seen: 0 };
     env.from_source(
         DataGeneratorSource::new(|i| i, records).with_rate_limit(60_000.0),
         WatermarkStrategy::no_watermarks(),
@@ -482,6 +485,40 @@ fn a_failure_restarts_only_its_pipelined_region() {
     assert_eq!(result.restarts, 1);
     assert_eq!(opens, vec![0, 0, 1, 1, 2, 2], "the full strategy restarts every task");
     assert!(actual == expected, "committed output differs from the reference");
+}
+
+/// Region failover with channels over TCP: the source (p=2) rescales into map and sink (p=4) on
+/// two task managers, so the region of source subtask 1 (slot 1, the first task manager) and
+/// map subtasks 2 and 3 (slots 2 and 3, the second) talks over TCP. A failure in map subtask 2
+/// restarts only that region, with new TCP channels, and the output stays exactly once.
+#[test]
+fn a_region_restarts_with_its_channels_over_tcp() {
+    let dir = temp_dir("region-tcp");
+    let env = environment(Setup { task_managers: 2, ..Setup::exactly_once(4) }, dir.join("checkpoints"));
+    let opens = Arc::new(Mutex::new(Vec::new()));
+    let map =
+        FailOnce { opens: opens.clone(), failed: Arc::new(AtomicBool::new(false)), fail_in: 2, subtask: 0, seen: 0 };
+    env.from_source(
+        DataGeneratorSource::new(|i| i, 30_000).with_rate_limit(60_000.0),
+        WatermarkStrategy::no_watermarks(),
+        "numbers",
+    )
+    .set_parallelism(2)
+    .uid("numbers")
+    .rescale()
+    .rich_map(map)
+    .uid("fail-once")
+    .add_sink(FileSink::text(dir.join("out")))
+    .uid("sink");
+    let result = env.execute("region-tcp").unwrap_or_else(|e| panic!("region-tcp: {e}"));
+    let mut opens = opens.lock().expect("opens").clone();
+    opens.sort_unstable();
+    assert_eq!(result.restarts, 1);
+    assert_eq!(opens, vec![0, 1, 2, 2, 3, 3], "only the region of map subtasks 2 and 3 restarted");
+    assert_eq!(result.exceptions.len(), 1, "{:?}", result.exceptions);
+    assert!(result.exceptions[0].message.contains("planned failure in subtask 2"), "{:?}", result.exceptions);
+    let actual = read_sorted_lines(&dir.join("out"));
+    assert!(actual == forward_reference(), "committed output differs from the reference");
 }
 
 /// A checkpoint that fails (no failure tolerated) fails the whole attempt even when the job

@@ -194,6 +194,7 @@ mod tests {
     use crate::graph::job_graph::{JobEdge, JobVertex};
     use crate::network::partitioner::{PartitionKind, PartitionerSpec};
     use brisk_core::job_graph::{EdgeDescription, VertexDescription};
+    use proptest::prelude::*;
 
     /// A job graph of unchained vertices `(parallelism, slot sharing group)` and edges
     /// `(source, target, kind)`.
@@ -326,5 +327,125 @@ mod tests {
         assert_ne!(a.fingerprint, rebalanced.fingerprint);
         let bytes = brisk_state::codec::encode(&a).unwrap();
         assert_eq!(brisk_state::codec::decode::<ExecutionPlan>(&bytes).unwrap(), a);
+    }
+
+    /// A random DAG: vertices `(parallelism, group)` and forward-going edges, every vertex
+    /// after the first fed by at least one earlier vertex.
+    fn random_job() -> impl Strategy<Value = JobGraph> {
+        let kinds = prop_oneof![
+            Just(PartitionKind::Hash),
+            Just(PartitionKind::Rebalance),
+            Just(PartitionKind::Rescale),
+            Just(PartitionKind::Broadcast),
+            Just(PartitionKind::Forward),
+        ];
+        (2usize..6)
+            .prop_flat_map(move |n| {
+                let vertices = proptest::collection::vec((1usize..5, 0usize..2), n);
+                let edges = proptest::collection::vec((0usize..n, kinds.clone(), proptest::bool::ANY), n - 1);
+                (vertices, edges)
+            })
+            .prop_map(|(vertices, inputs)| {
+                let vertices: Vec<(usize, &str)> =
+                    vertices.iter().map(|(p, g)| (*p, if *g == 0 { "default" } else { "other" })).collect();
+                let mut edges = Vec::new();
+                for (i, (from, kind, extra)) in inputs.into_iter().enumerate() {
+                    let target = i + 1;
+                    let source = from % target;
+                    // Forward needs equal parallelism; fall back to rebalance otherwise.
+                    let kind = if kind == PartitionKind::Forward && vertices[source].0 != vertices[target].0 {
+                        PartitionKind::Rebalance
+                    } else {
+                        kind
+                    };
+                    edges.push((source, target, kind));
+                    if extra && source + 1 < target {
+                        edges.push((source + 1, target, PartitionKind::Hash));
+                    }
+                }
+                job(&vertices, &edges)
+            })
+    }
+
+    /// Tasks connected by channels, by breadth-first search: the reference for regions.
+    fn components(tasks: usize, channels: &[PlannedChannel]) -> Vec<usize> {
+        let mut component = vec![usize::MAX; tasks];
+        for start in 0..tasks {
+            if component[start] != usize::MAX {
+                continue;
+            }
+            let mut queue = vec![start];
+            component[start] = start;
+            while let Some(t) = queue.pop() {
+                for c in channels {
+                    for (a, b) in [(c.producer, c.consumer), (c.consumer, c.producer)] {
+                        if a == t && component[b] == usize::MAX {
+                            component[b] = start;
+                            queue.push(b);
+                        }
+                    }
+                }
+            }
+        }
+        component
+    }
+
+    proptest! {
+        #[test]
+        fn plans_connect_regions_and_slots_like_a_naive_model(graph in random_job()) {
+            let plan = ExecutionPlan::build(&graph, None).unwrap();
+            let total: usize = graph.vertices.iter().map(|v| v.parallelism).sum();
+            prop_assert_eq!(plan.tasks.len(), total);
+            // Channels: all-to-all exchanges connect every pair once; pointwise ones give every
+            // consumer at least one producer and never repeat a pair.
+            for edge in &graph.edges {
+                let of_edge: Vec<(SubtaskId, SubtaskId)> = plan
+                    .channels
+                    .iter()
+                    .filter(|c| c.edge == edge.stream_edge)
+                    .map(|c| (plan.tasks[c.producer].id, plan.tasks[c.consumer].id))
+                    .collect();
+                let (pp, cp) = (graph.vertices[edge.source].parallelism, graph.vertices[edge.target].parallelism);
+                prop_assert!(of_edge.iter().all(|(p, c)| p.vertex == edge.source && c.vertex == edge.target));
+                let mut pairs: Vec<(usize, usize)> = of_edge.iter().map(|(p, c)| (p.subtask, c.subtask)).collect();
+                let listed = pairs.clone();
+                pairs.sort_unstable();
+                prop_assert_eq!(&listed, &pairs, "channels ordered by producer, then consumer");
+                pairs.dedup();
+                prop_assert_eq!(pairs.len(), of_edge.len(), "no pair twice");
+                if edge.kind.is_pointwise() {
+                    for c in 0..cp {
+                        prop_assert!(pairs.iter().any(|(_, consumer)| *consumer == c), "consumer {} fed", c);
+                    }
+                    prop_assert!(pairs.len() == pp.max(cp));
+                } else {
+                    prop_assert_eq!(pairs.len(), pp * cp);
+                }
+            }
+            // Regions: exactly the connected components of the channel graph, numbered in task order.
+            let reference = components(plan.tasks.len(), &plan.channels);
+            for a in 0..plan.tasks.len() {
+                for b in 0..plan.tasks.len() {
+                    prop_assert_eq!(plan.tasks[a].region == plan.tasks[b].region, reference[a] == reference[b]);
+                }
+            }
+            let mut first_seen = Vec::new();
+            for t in &plan.tasks {
+                if !first_seen.contains(&t.region) {
+                    first_seen.push(t.region);
+                }
+            }
+            prop_assert_eq!(first_seen, (0..plan.regions).collect::<Vec<_>>());
+            // Slots: per group as many as its widest vertex, groups one after the other.
+            let width = |g: &str| graph.vertices.iter().filter(|v| v.slot_sharing_group == g).map(|v| v.parallelism).max().unwrap_or(0);
+            let default_first = graph.vertices.first().is_some_and(|v| v.slot_sharing_group == "default");
+            let (first, second) = if default_first { ("default", "other") } else { ("other", "default") };
+            prop_assert_eq!(plan.slots, width(first) + width(second));
+            for t in &plan.tasks {
+                let group = graph.vertices[t.id.vertex].slot_sharing_group.as_str();
+                let offset = if group == first { 0 } else { width(first) };
+                prop_assert_eq!(t.slot, offset + t.id.subtask);
+            }
+        }
     }
 }
