@@ -56,6 +56,7 @@ impl Executor {
 
 /// The execution plan of `graph` as `options` would run it.
 pub fn plan_job(graph: &StreamGraph, options: &JobOptions) -> Result<ExecutionPlan, JobError> {
+    options.validate()?;
     let job = JobGraph::build(graph, &options.defaults)?;
     ExecutionPlan::build(&job, options.task_slots)
 }

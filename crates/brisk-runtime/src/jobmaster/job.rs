@@ -2,6 +2,7 @@
 //! it runs with.
 
 use crate::checkpoint::{CheckpointConfig, SnapshotLocation};
+use crate::error::JobError;
 use crate::failure::FailureInjector;
 use crate::graph::execution_plan::ExecutionPlan;
 use crate::graph::job_graph::{GraphDefaults, JobGraph};
@@ -85,6 +86,19 @@ impl JobOptions {
             allow_non_restored_state: false,
             failures: FailureInjector::default(),
         }
+    }
+}
+
+impl JobOptions {
+    /// Refuses combinations no job can run with.
+    pub fn validate(&self) -> Result<(), JobError> {
+        if self.checkpoint.is_enabled() && self.execution_mode == ExecutionMode::Batch {
+            return Err(JobError::InvalidJob(
+                "checkpointing is not supported in BATCH execution mode (bounded jobs recompute on failure); use STREAMING"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -16,7 +16,6 @@ use crate::jobmaster::job::{Deployable, JobOptions, new_job_id};
 use crate::jobmaster::master::{JobControl, deploy_attempt, open_checkpoint_storage, run_master};
 use crate::jobmaster::result::{JobException, JobExecutionResult};
 use crate::metrics::task_io::SubtaskMetrics;
-use crate::taskexecutor::context::ExecutionMode;
 use crate::taskexecutor::mailbox::Mail;
 use brisk_core::job_graph::JobGraphDescription;
 use brisk_core::key_group::{assign_to_key_group, operator_index_for_key_group};
@@ -202,12 +201,7 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
     let job_id = new_job_id(&job_name);
     info!(job = %job_name, job_id = %job_id, tasks = job.vertices.len(), subtasks, "submitting job");
     debug!("execution plan:\n{}", job.description.to_plan_string());
-    if options.checkpoint.is_enabled() && options.execution_mode == ExecutionMode::Batch {
-        return Err(JobError::InvalidJob(
-            "checkpointing is not supported in BATCH execution mode (bounded jobs recompute on failure); use STREAMING"
-                .into(),
-        ));
-    }
+    options.validate()?;
     let summary = StreamGraphSummary {
         vertices: job.vertices.iter().map(|v| (v.parallelism, v.max_parallelism)).collect(),
         description: job.description.clone(),

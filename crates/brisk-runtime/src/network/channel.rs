@@ -132,6 +132,9 @@ struct Shared<T> {
     consumer: Arc<TaskWaker>,
     /// Set by the network stack on the channels it feeds: consumed messages become credit.
     observer: OnceLock<Observer>,
+    /// Why the consumer closed the channel, when it was not simply gone (its producer reports
+    /// this instead of a disconnection).
+    closed_because: OnceLock<String>,
 }
 
 impl<T> Shared<T> {
@@ -155,6 +158,7 @@ pub fn channel<T>(capacity: usize, consumer: Arc<TaskWaker>) -> (ChannelSender<T
         capacity: capacity.max(1),
         consumer,
         observer: OnceLock::new(),
+        closed_because: OnceLock::new(),
     });
     (ChannelSender { shared: shared.clone() }, ChannelReceiver { shared })
 }
@@ -187,10 +191,19 @@ impl<T> ChannelSender<T> {
         Ok(full_since.map_or(Duration::ZERO, |t| t.elapsed()))
     }
 
+    /// The error of a send to a consumer that is gone: the reason it closed the channel with,
+    /// else a disconnection (a consequence of the consumer's own failure).
+    fn consumer_gone(&self) -> TaskError {
+        match self.shared.closed_because.get() {
+            Some(reason) => TaskError::msg(reason.clone()),
+            None => TaskError::Disconnected("the downstream task is gone".into()),
+        }
+    }
+
     /// Appends `message` under the held lock and wakes a consumer that found nothing.
     fn append(&self, mut state: MutexGuard<'_, State<T>>, message: Message<T>) -> Result<(), TaskError> {
         if !state.receiver_alive {
-            return Err(TaskError::Disconnected("the downstream task is gone".into()));
+            return Err(self.consumer_gone());
         }
         let was_empty = state.queue.is_empty();
         state.queue.push_back(message);
@@ -206,7 +219,7 @@ impl<T> ChannelSender<T> {
     pub fn send_overtaking(&self, barrier: CheckpointBarrier, unflushed: usize) -> Result<(), TaskError> {
         let mut state = lock(&self.shared.state);
         if !state.receiver_alive {
-            return Err(TaskError::Disconnected("the downstream task is gone".into()));
+            return Err(self.consumer_gone());
         }
         let overtaken = state.queue.len() + unflushed;
         state.queue.push_front(Message::OvertakingBarrier { barrier, overtaken });
@@ -309,6 +322,12 @@ impl<T> ChannelReceiver<T> {
 }
 
 impl<T> ChannelReceiver<T> {
+    /// Closes the channel because of `reason`, which the producer's next send reports as its
+    /// error (e.g. a network output that cannot encode what it was given).
+    pub fn close_because(self, reason: String) {
+        let _ = self.shared.closed_because.set(reason);
+    }
+
     /// Hands an emptied record buffer back to the producer for reuse.
     pub fn recycle(&self, mut buffer: Vec<StreamRecord<T>>) {
         buffer.clear();

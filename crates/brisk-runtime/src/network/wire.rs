@@ -92,7 +92,8 @@ pub fn decode_message<T: DeserializeOwned>(
                 return Err(WireError(format!("{count} records announced in {} bytes", rest.len())));
             }
             let count = count as usize;
-            let mut records = buffer(count);
+            // The count is the peer's word: reserve no more than a buffer's worth up front.
+            let mut records = buffer(count.min(4096));
             for i in 0..count {
                 let record = take(&mut rest, "record").map_err(|e| WireError(format!("record {i} of {count}: {e}")))?;
                 records.push(record);

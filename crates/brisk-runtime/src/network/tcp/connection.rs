@@ -127,6 +127,8 @@ trait RemoteOutput: Send {
     fn poll(&mut self, credit: bool, out: &mut Vec<u8>) -> Result<Polled, wire::WireError>;
     /// Whether the producing job was cancelled.
     fn is_cancelled(&self) -> bool;
+    /// Closes the channel so that its producer's next send fails with `reason`.
+    fn fail(self: Box<Self>, reason: String);
 }
 
 struct TypedOutput<T> {
@@ -158,6 +160,10 @@ impl<T: Data> RemoteOutput for TypedOutput<T> {
 
     fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    fn fail(self: Box<Self>, reason: String) {
+        self.receiver.close_because(reason);
     }
 }
 
@@ -318,7 +324,7 @@ impl Connection {
         let mut reader = ReaderState::default();
         let mut body = Vec::new();
         let error = loop {
-            let kind = match frame::read_frame(&mut input, &mut body) {
+            let kind = match frame::read_frame(&mut input, &mut body, frame::MAX_FRAME) {
                 Ok(kind) => kind,
                 Err(_) if self.is_closed() => break None,
                 Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
@@ -579,8 +585,13 @@ impl Connection {
                 match sent {
                     Ok(result) => result?,
                     Err(e) => {
-                        warn!(peer = %self.peer, channel = o.channel, "cannot send a message, dropping the channel: {e}");
-                        o.output = None;
+                        // The producing task fails with the reason; its consumer sees the
+                        // channel end without end of input, a consequence of that failure.
+                        debug!(peer = %self.peer, channel = o.channel, "cannot send a message, closing the channel: {e}");
+                        if let Some(output) = o.output.take() {
+                            output
+                                .fail(format!("cannot send a message of channel {} to {}: {e}", o.channel, self.peer));
+                        }
                         continue;
                     }
                 }

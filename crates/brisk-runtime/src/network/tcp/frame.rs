@@ -4,9 +4,14 @@
 
 use std::io::{self, Read, Write};
 
-/// The largest frame accepted: a bound on what a corrupt or hostile length can make a reader
-/// allocate. A records buffer that encodes larger cannot be sent.
-pub(super) const MAX_FRAME: usize = 128 << 20;
+/// The largest frame: a records buffer of large records must still fit (in-process channels
+/// have no limit either). A reader grows its buffer only as the bytes arrive, so a corrupt or
+/// hostile length cannot make it allocate what the peer never sends.
+pub(super) const MAX_FRAME: usize = 1 << 31;
+
+/// The largest frame before the handshake is done: the handshake's frames are small, and a
+/// stranger must not make this process buffer much.
+pub(super) const MAX_HANDSHAKE_FRAME: usize = 64 << 10;
 
 /// Dialer → acceptor: `"BRSK"`, protocol version `u32`, service id `u64`.
 pub(super) const HELLO: u8 = 1;
@@ -50,17 +55,23 @@ pub(super) enum FrameError {
     Malformed(String),
 }
 
-/// Reads one frame into `body` (cleared first) and returns its kind.
-pub(super) fn read_frame(input: &mut impl Read, body: &mut Vec<u8>) -> Result<u8, FrameError> {
+/// Reads one frame of at most `limit` bytes into `body` (cleared first) and returns its kind.
+pub(super) fn read_frame(input: &mut impl Read, body: &mut Vec<u8>, limit: usize) -> Result<u8, FrameError> {
     let mut header = [0u8; 5];
     input.read_exact(&mut header).map_err(FrameError::Io)?;
     let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    if length == 0 || length > MAX_FRAME {
-        return Err(FrameError::Malformed(format!("frame length {length} outside 1..={MAX_FRAME}")));
+    if length == 0 || length > limit {
+        return Err(FrameError::Malformed(format!("frame length {length} outside 1..={limit}")));
     }
     body.clear();
-    body.resize(length - 1, 0);
-    input.read_exact(body).map_err(FrameError::Io)?;
+    let wanted = length - 1;
+    let read = input.take(wanted as u64).read_to_end(body).map_err(FrameError::Io)?;
+    if read < wanted {
+        return Err(FrameError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the frame ended after {read} of {wanted} bytes"),
+        )));
+    }
     Ok(header[4])
 }
 
@@ -148,21 +159,21 @@ mod tests {
         assert_eq!(wire[..5], [0, 0, 0, 4, DATA]);
         let mut input = &wire[..];
         let mut body = Vec::new();
-        assert_eq!(read_frame(&mut input, &mut body).unwrap(), DATA);
+        assert_eq!(read_frame(&mut input, &mut body, MAX_FRAME).unwrap(), DATA);
         assert_eq!(body, [1, 2, 3]);
-        assert_eq!(read_frame(&mut input, &mut body).unwrap(), CONFIRM);
+        assert_eq!(read_frame(&mut input, &mut body, MAX_FRAME).unwrap(), CONFIRM);
         assert!(body.is_empty());
         assert!(
-            matches!(read_frame(&mut input, &mut body), Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof)
+            matches!(read_frame(&mut input, &mut body, MAX_FRAME), Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof)
         );
 
         let mut zero: &[u8] = &[0, 0, 0, 0, DATA];
         assert!(
-            matches!(read_frame(&mut zero, &mut body), Err(FrameError::Malformed(m)) if m.starts_with("frame length 0"))
+            matches!(read_frame(&mut zero, &mut body, MAX_FRAME), Err(FrameError::Malformed(m)) if m.starts_with("frame length 0"))
         );
         let mut huge: &[u8] = &[0xff, 0xff, 0xff, 0xff, DATA];
         assert!(
-            matches!(read_frame(&mut huge, &mut body), Err(FrameError::Malformed(m)) if m.starts_with("frame length 4294967295"))
+            matches!(read_frame(&mut huge, &mut body, MAX_FRAME), Err(FrameError::Malformed(m)) if m.starts_with("frame length 4294967295"))
         );
     }
 

@@ -271,7 +271,7 @@ impl Service {
 }
 
 fn read_handshake_frame(peer: SocketAddr, stream: &mut TcpStream, body: &mut Vec<u8>) -> Result<u8, NetworkError> {
-    frame::read_frame(stream, body).map_err(|e| match e {
+    frame::read_frame(stream, body, frame::MAX_HANDSHAKE_FRAME).map_err(|e| match e {
         frame::FrameError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => NetworkError::PeerClosed(peer),
         frame::FrameError::Io(source) => NetworkError::Io { peer, source },
         frame::FrameError::Malformed(reason) => NetworkError::Protocol { peer, channel: None, reason },

@@ -284,7 +284,7 @@ fn connected(
     (sender, rx, waker)
 }
 
-fn gate_error(rx: ChannelReceiver<u64>, waker: &TaskWaker) -> TaskError {
+fn gate_error<T>(rx: ChannelReceiver<T>, waker: &TaskWaker) -> TaskError {
     let mut gate = InputGate::new(vec![rx]);
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -488,7 +488,7 @@ impl RawPeer {
     /// The next frame, or `None` once the service closed the connection.
     fn read(&mut self) -> Option<(u8, Vec<u8>)> {
         self.stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        match frame::read_frame(&mut self.stream, &mut self.body) {
+        match frame::read_frame(&mut self.stream, &mut self.body, frame::MAX_FRAME) {
             Ok(kind) => Some((kind, self.body.clone())),
             Err(frame::FrameError::Io(e))
                 if e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::TimedOut =>
@@ -546,7 +546,7 @@ fn malformed_frames_close_the_connection_with_an_error_naming_peer_and_channel()
             "a zero length",
             |p, _| p.stream.write_all(&[0, 0, 0, 0, frame::DATA]).unwrap(),
             None,
-            "frame length 0 outside 1..=134217728",
+            "frame length 0 outside 1..=2147483648",
         ),
     ];
     for (what, misbehave, channel_id, reason) in cases {
@@ -674,4 +674,48 @@ proptest! {
         sending.join().unwrap();
         prop_assert_eq!(got, expected);
     }
+}
+
+/// A record type whose encoding always fails.
+#[derive(Clone, Debug)]
+struct Unencodable;
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("this record cannot be encoded"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Unencodable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("never sent"))
+    }
+}
+
+#[test]
+fn a_message_that_cannot_be_sent_fails_its_producer_with_the_reason() {
+    let (producer, consumer) = pair();
+    let waker = TaskWaker::new();
+    let (tx, rx) = channel::<Unencodable>(4, waker.clone());
+    consumer.register_input(9, tx, 4).unwrap();
+    let cancel = CancelToken::new();
+    let sender = producer.connect_output::<Unencodable>(consumer.local_addr(), 9, 4, &cancel).unwrap();
+    sender.send(Message::Records(vec![StreamRecord { value: Unencodable, timestamp: 0 }]), &cancel).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let error = loop {
+        if let Err(e) = sender.send(Message::Watermark(Watermark(1)), &cancel) {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "sends never failed");
+        thread::sleep(Duration::from_millis(2));
+    };
+    assert!(!error.is_consequence(), "the producer's failure is the cause: {error}");
+    let text = error.to_string();
+    // postcard keeps no custom message: the error says what could not be encoded, and where.
+    assert!(
+        text.starts_with("cannot send a message of channel 9 to ") && text.contains("cannot encode record"),
+        "{text}"
+    );
+    drop(sender);
+    assert!(matches!(gate_error(rx, &waker), TaskError::Disconnected(_)), "the consumer sees a consequence");
 }
