@@ -235,6 +235,21 @@ fn unaligned_checkpoints_keep_the_exactly_once_output_through_failures() {
     injected_failures_run(&dir, &dir.join("checkpoints").display().to_string(), &["--unaligned"], &[]);
 }
 
+/// The job on two task managers of the mini cluster, so the hash exchange between its two
+/// subtasks goes over TCP: with either backend, three injected failures and checkpoints, the
+/// output equals the golden file, as in one process.
+#[test]
+fn task_managers_exchanging_over_tcp_keep_the_exactly_once_output() {
+    for backend in backends() {
+        let dir = temp_dir(&format!("window-agg-tcp-{backend}"));
+        let config = dir.join("config.yaml");
+        std::fs::write(&config, "minicluster.number-of-taskmanagers: 2\n").expect("write the configuration");
+        let config = config.display().to_string();
+        let checkpoints = dir.join("checkpoints").display().to_string();
+        injected_failures_run(&dir, &checkpoints, &["--config", &config, "--state-backend", backend], &[]);
+    }
+}
+
 /// What shows that a run made progress, so that it can be stopped.
 enum Progress<'a> {
     /// It committed windows beyond those already in the output.
