@@ -111,7 +111,10 @@ impl LocalDeployer {
                     Box::new(LocalTask { mailbox, waker, region_cancel: region_cancel[region].clone(), thread }),
                 )),
                 Err(e) => {
+                    // Joined here, so their end events reach the master before it deploys again
+                    // and no thread outlives the failed deployment.
                     started.iter().for_each(|(_, task)| task.cancel());
+                    started.into_iter().for_each(|(_, task)| drop(task.join()));
                     return Err(JobError::Spawn(e));
                 }
             }
