@@ -105,10 +105,18 @@ impl FailureInjector {
         self.fired_failures().iter().filter(|f| f.point == point).count()
     }
 
-    /// Lets the next planned failure fire: called by the job master when it restarts tasks.
+    /// Lets the next planned failure fire: called by the job master when it restarts tasks
+    /// (or, with checkpoints, when one completes).
     pub fn arm(&self) {
         if let Some(plan) = &self.0 {
             plan.armed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Holds the next planned failure back until [`arm`](Self::arm).
+    pub fn disarm(&self) {
+        if let Some(plan) = &self.0 {
+            plan.armed.store(false, Ordering::Release);
         }
     }
 

@@ -258,7 +258,7 @@ pub(crate) fn run_master(
                 master.fallback = restore.clone();
                 master.last_completed = restore.as_ref().map(JobRestore::id);
                 master.restored.push(master.last_completed);
-                master.deployable.options.failures.arm();
+                master.arm_failures_after_restart();
                 let number = master.restarts.count;
                 attempt = match deploy_attempt(&master.deployable, master.deployer.as_mut(), restore.as_ref(), number) {
                     Ok(a) => a,
@@ -414,6 +414,14 @@ fn sleep_unless_cancelled(control: &JobControl, delay: Duration) -> bool {
 }
 
 impl Master {
+    /// Lets the next planned failure fire after a restart; with checkpoints, only the next
+    /// completed checkpoint does, so every injected failure has a checkpoint to restore.
+    fn arm_failures_after_restart(&self) {
+        if self.coordinator.is_none() {
+            self.deployable.options.failures.arm();
+        }
+    }
+
     fn publish_history(&self) {
         if let Some(c) = &self.coordinator {
             *lock(&self.control.history) = c.history().to_vec();
@@ -670,7 +678,7 @@ impl Master {
                 regions.failure[region] = None;
                 let restore = regions.restore[region].take();
                 let number = self.restarts.count;
-                self.deployable.options.failures.arm();
+                self.arm_failures_after_restart();
                 match redeploy_region(
                     &self.deployable,
                     self.deployer.as_mut(),
@@ -776,6 +784,8 @@ impl Master {
         self.in_progress.retain(|b| b.id > done.id);
         if done.kind == SnapshotKind::Checkpoint {
             self.last_completed = Some(done.id);
+            // A planned failure may fire once the job has a checkpoint to come back to.
+            self.deployable.options.failures.arm();
             attempt.sources.iter().for_each(|(_, f, e)| f.enumerator_checkpoint_completed(e, done.id));
         }
         attempt.broadcast(|| Mail::CheckpointComplete(done.id));
@@ -806,9 +816,6 @@ impl Master {
         self.publish_history();
         if must_fail {
             self.fail_job_for_checkpoints(attempt);
-        } else {
-            // A tolerated checkpoint failure restarts nothing: the next planned one may fire.
-            self.deployable.options.failures.arm();
         }
     }
 

@@ -214,6 +214,10 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
     let control = Arc::new(JobControl::new(job_id));
     let (events, receiver) = std::sync::mpsc::channel();
     let mut deployer = Box::new(LocalDeployer::new(events, control.clone(), deployable.options.task_managers)?);
+    if deployable.options.checkpoint.is_enabled() {
+        // Planned failures wait for a completed checkpoint (the master arms them).
+        deployable.options.failures.disarm();
+    }
     let first = deploy_attempt(&deployable, deployer.as_mut(), restore.as_ref(), 0)?;
     if let Some(interval) = deployable.options.progress_interval {
         start_progress_reporter(job_name.clone(), control.clone(), interval);
