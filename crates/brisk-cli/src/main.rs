@@ -1,14 +1,18 @@
-//! `brisk`: Brisk's command line (Flink's `flink` CLI).
+//! `brisk`: Brisk's command line (Flink's `flink` CLI and cluster scripts).
 
+mod cluster;
 mod info;
 
 use clap::{Parser, Subcommand};
+use cluster::ConfigArgs;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Brisk's command line.
 #[derive(Parser)]
-#[command(name = "brisk", version, about = "Brisk's command line: inspect and run Brisk jobs")]
+#[command(name = "brisk", version, about = "Brisk's command line: run a cluster, inspect and run Brisk jobs")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,12 +31,90 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Runs a JobManager in the foreground (RPC on jobmanager.rpc.port, default 6123).
+    Jobmanager {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The RPC port (overrides jobmanager.rpc.port; 0 picks a free one).
+        #[arg(long, value_name = "PORT")]
+        rpc_port: Option<u16>,
+    },
+    /// Runs a TaskManager in the foreground, offering its slots to a JobManager.
+    Taskmanager {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The JobManager's RPC address [default: jobmanager.rpc.address:jobmanager.rpc.port].
+        #[arg(long, value_name = "HOST:PORT")]
+        jobmanager: Option<String>,
+        /// Slots to offer (overrides taskmanager.numberOfTaskSlots).
+        #[arg(long, value_name = "N")]
+        slots: Option<usize>,
+    },
+    /// Starts, stops or shows a standalone cluster on this host.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Starts a JobManager and one TaskManager per line of the workers file, in the background.
+    Start {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Where the pid files and logs go.
+        #[arg(long, value_name = "DIR", default_value = "log")]
+        log_dir: PathBuf,
+        /// How long to wait for every TaskManager to register.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Stops the processes `brisk cluster start` started.
+    Stop {
+        /// Where `brisk cluster start` put the pid files.
+        #[arg(long, value_name = "DIR", default_value = "log")]
+        log_dir: PathBuf,
+    },
+    /// Shows the JobManager and its registered TaskManagers.
+    Status {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The JobManager's RPC address [default: jobmanager.rpc.address:jobmanager.rpc.port].
+        #[arg(long, value_name = "HOST:PORT")]
+        jobmanager: Option<String>,
+        /// Print JSON with Flink's /overview field names.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Logs to stderr through `tracing`; `RUST_LOG` overrides the default level (`info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
         Command::Info { json, artifact, args } => info::run(&artifact, &args, json),
+        Command::Jobmanager { config, rpc_port } => cluster::jobmanager(&config, rpc_port),
+        Command::Taskmanager { config, jobmanager, slots } => cluster::taskmanager(&config, jobmanager, slots),
+        Command::Cluster { action } => match action {
+            ClusterAction::Start { config, log_dir, timeout } => {
+                cluster::start(&config, &log_dir, Duration::from_secs(timeout))
+            }
+            ClusterAction::Stop { log_dir } => cluster::stop(&log_dir),
+            ClusterAction::Status { config, jobmanager, json } => cluster::status(&config, jobmanager, json),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

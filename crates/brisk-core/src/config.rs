@@ -164,6 +164,14 @@ impl Configuration {
     pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
+
+    /// Sets a `key=value` dynamic property (Flink's `-D key=value` flag).
+    pub fn set_dynamic(&mut self, property: &str) -> Result<&mut Self, ConfigError> {
+        match property.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => Ok(self.set(key.trim(), value.trim())),
+            _ => Err(ConfigError::Invalid(format!("invalid -D '{property}': expected key=value"))),
+        }
+    }
 }
 
 /// Parses a memory size such as `32kb`, `64 mb`, `1g` or a plain byte count.
@@ -226,6 +234,17 @@ fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, String>) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dynamic_properties_override_and_bad_ones_are_named() {
+        let mut config = Configuration::from_yaml_str("a.b: 1").unwrap();
+        config.set_dynamic("a.b = 2").unwrap().set_dynamic("c=x=y").unwrap();
+        assert_eq!((config.get_raw("a.b"), config.get_raw("c")), (Some("2"), Some("x=y")));
+        for bad in ["novalue", "=1"] {
+            let error = config.set_dynamic(bad).unwrap_err().to_string();
+            assert!(error.contains(bad) && error.contains("key=value"), "{error}");
+        }
+    }
 
     const PARALLELISM: ConfigOption<usize> =
         ConfigOption { key: "parallelism.default", default: 1, description: "test" };

@@ -1,0 +1,185 @@
+//! The cluster's configuration, with Flink 2's keys: `conf/config.yaml`, overridden by
+//! `-D key=value` flags.
+
+use brisk_core::{ConfigOption, Configuration};
+use std::time::Duration;
+
+/// Where TaskManagers and clients reach the JobManager.
+pub const RPC_ADDRESS: ConfigOption<&str> = ConfigOption {
+    key: "jobmanager.rpc.address",
+    default: "localhost",
+    description: "Host of the JobManager's RPC endpoint.",
+};
+
+/// The JobManager's RPC port.
+pub const RPC_PORT: ConfigOption<u32> =
+    ConfigOption { key: "jobmanager.rpc.port", default: 6123, description: "Port of the JobManager's RPC endpoint." };
+
+/// The interface the JobManager listens on (its RPC address when unset).
+pub const BIND_HOST: ConfigOption<&str> = ConfigOption {
+    key: "jobmanager.bind-host",
+    default: "",
+    description: "Interface the JobManager listens on; jobmanager.rpc.address when empty.",
+};
+
+/// Slots a TaskManager offers.
+pub const SLOTS: ConfigOption<usize> = ConfigOption {
+    key: "taskmanager.numberOfTaskSlots",
+    default: 1,
+    description: "Slots per TaskManager; each runs one subtask of each slot sharing group.",
+};
+
+/// How a TaskManager names itself; unique per process.
+pub const RESOURCE_ID: ConfigOption<&str> = ConfigOption {
+    key: "taskmanager.resource-id",
+    default: "",
+    description: "The TaskManager's id; generated from host and pid when empty.",
+};
+
+/// How a TaskManager names its host.
+pub const TASK_MANAGER_HOST: ConfigOption<&str> =
+    ConfigOption { key: "taskmanager.host", default: "localhost", description: "The TaskManager's host name." };
+
+/// How long a TaskManager keeps trying to reach the JobManager.
+pub const REGISTRATION_TIMEOUT: ConfigOption<Duration> = ConfigOption {
+    key: "taskmanager.registration.timeout",
+    default: Duration::from_secs(300),
+    description: "How long a TaskManager tries to register before it gives up and exits.",
+};
+
+/// How often the JobManager asks each TaskManager for a heartbeat.
+pub const HEARTBEAT_INTERVAL: ConfigOption<Duration> = ConfigOption {
+    key: "heartbeat.interval",
+    default: Duration::from_secs(1),
+    description: "Time between heartbeat requests.",
+};
+
+/// How long without a heartbeat before a peer counts as lost (Flink's default is 50 s).
+pub const HEARTBEAT_TIMEOUT: ConfigOption<Duration> = ConfigOption {
+    key: "heartbeat.timeout",
+    default: Duration::from_secs(5),
+    description: "Time without a heartbeat after which the peer is considered lost.",
+};
+
+/// What every cluster process reads from the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `jobmanager.rpc.address`.
+    pub rpc_address: String,
+    /// `jobmanager.rpc.port`.
+    pub rpc_port: u16,
+    /// `jobmanager.bind-host` (or the RPC address).
+    pub bind_host: String,
+    /// `taskmanager.numberOfTaskSlots`.
+    pub slots: usize,
+    /// `taskmanager.resource-id` (`None`: generated).
+    pub resource_id: Option<String>,
+    /// `taskmanager.host`.
+    pub taskmanager_host: String,
+    /// `taskmanager.registration.timeout`.
+    pub registration_timeout: Duration,
+    /// `heartbeat.interval`.
+    pub heartbeat_interval: Duration,
+    /// `heartbeat.timeout`.
+    pub heartbeat_timeout: Duration,
+}
+
+impl ClusterConfig {
+    /// Reads and checks the cluster options of `config`.
+    pub fn from_configuration(config: &Configuration) -> Result<Self, crate::ClusterError> {
+        let text = |option: &ConfigOption<&str>| -> Result<String, crate::ClusterError> {
+            Ok(config.get_optional::<String>(option.key)?.unwrap_or_else(|| option.default.to_string()))
+        };
+        let rpc_port = config.get(&RPC_PORT)?;
+        let rpc_port = u16::try_from(rpc_port).map_err(|_| {
+            crate::ClusterError::Config(format!("{} = {rpc_port} is not a TCP port (0..=65535)", RPC_PORT.key))
+        })?;
+        let rpc_address = text(&RPC_ADDRESS)?;
+        let bind_host = Some(text(&BIND_HOST)?).filter(|h| !h.is_empty()).unwrap_or_else(|| rpc_address.clone());
+        let resource_id = Some(text(&RESOURCE_ID)?).filter(|id| !id.is_empty());
+        let cluster = ClusterConfig {
+            rpc_address,
+            rpc_port,
+            bind_host,
+            slots: config.get(&SLOTS)?,
+            resource_id,
+            taskmanager_host: text(&TASK_MANAGER_HOST)?,
+            registration_timeout: config.get(&REGISTRATION_TIMEOUT)?,
+            heartbeat_interval: config.get(&HEARTBEAT_INTERVAL)?,
+            heartbeat_timeout: config.get(&HEARTBEAT_TIMEOUT)?,
+        };
+        cluster.validate()?;
+        Ok(cluster)
+    }
+
+    fn validate(&self) -> Result<(), crate::ClusterError> {
+        let invalid = |m: String| Err(crate::ClusterError::Config(m));
+        if self.slots == 0 {
+            return invalid(format!("{} must be at least 1", SLOTS.key));
+        }
+        if self.heartbeat_interval.is_zero() {
+            return invalid(format!("{} must be positive", HEARTBEAT_INTERVAL.key));
+        }
+        if self.heartbeat_timeout <= self.heartbeat_interval {
+            return invalid(format!(
+                "{} ({} ms) must be longer than {} ({} ms)",
+                HEARTBEAT_TIMEOUT.key,
+                self.heartbeat_timeout.as_millis(),
+                HEARTBEAT_INTERVAL.key,
+                self.heartbeat_interval.as_millis()
+            ));
+        }
+        Ok(())
+    }
+
+    /// `host:port` of the JobManager's RPC endpoint.
+    pub fn jobmanager_address(&self) -> String {
+        format!("{}:{}", self.rpc_address, self.rpc_port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_flinks_keys_with_a_short_heartbeat() {
+        let config = ClusterConfig::from_configuration(&Configuration::new()).unwrap();
+        assert_eq!(config.jobmanager_address(), "localhost:6123");
+        assert_eq!(config.bind_host, "localhost");
+        assert_eq!(config.slots, 1);
+        assert_eq!(config.heartbeat_timeout, Duration::from_secs(5));
+        assert_eq!(config.resource_id, None);
+    }
+
+    #[test]
+    fn yaml_and_overrides_are_read() {
+        let mut config = Configuration::from_yaml_str(
+            "jobmanager:\n  rpc:\n    address: 127.0.0.1\n    port: 7000\ntaskmanager.numberOfTaskSlots: 4\nheartbeat.timeout: 2 s\n",
+        )
+        .unwrap();
+        config.set("heartbeat.interval", "200 ms");
+        let config = ClusterConfig::from_configuration(&config).unwrap();
+        assert_eq!(config.jobmanager_address(), "127.0.0.1:7000");
+        assert_eq!(config.slots, 4);
+        assert_eq!(
+            (config.heartbeat_interval, config.heartbeat_timeout),
+            (Duration::from_millis(200), Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (key, value, expected) in [
+            ("jobmanager.rpc.port", "70000", "jobmanager.rpc.port = 70000 is not a TCP port"),
+            ("taskmanager.numberOfTaskSlots", "0", "taskmanager.numberOfTaskSlots must be at least 1"),
+            ("heartbeat.timeout", "500 ms", "heartbeat.timeout (500 ms) must be longer than heartbeat.interval"),
+            ("heartbeat.interval", "soon", "heartbeat.interval"),
+        ] {
+            let mut config = Configuration::new();
+            config.set(key, value);
+            let error = ClusterConfig::from_configuration(&config).unwrap_err().to_string();
+            assert!(error.contains(expected), "{key}={value}: {error}");
+        }
+    }
+}

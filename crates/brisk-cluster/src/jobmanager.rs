@@ -1,0 +1,291 @@
+//! The JobManager process (Flink's dispatcher and resource manager): it accepts TaskManagers
+//! and clients on its RPC port, keeps the registered TaskManagers and their slots, and asks
+//! each for a heartbeat every `heartbeat.interval`. A TaskManager that does not answer for
+//! `heartbeat.timeout`, or whose connection breaks, is lost: its slots are gone.
+
+use crate::config::ClusterConfig;
+use crate::{ClusterError, taskmanager::process_id};
+use brisk_rpc::{
+    ClusterOverview, Hello, RegistrationAck, Request, Response, Role, RpcConnection, TaskManagerInfo,
+    TaskManagerRegistration,
+};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// How long a handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A registered TaskManager.
+struct Registered {
+    registration: TaskManagerRegistration,
+    connection: RpcConnection,
+    free_slots: usize,
+    last_heartbeat: Instant,
+}
+
+struct State {
+    id: String,
+    config: ClusterConfig,
+    taskmanagers: Mutex<Vec<Registered>>,
+    shutting_down: AtomicBool,
+}
+
+impl State {
+    fn taskmanagers(&self) -> std::sync::MutexGuard<'_, Vec<Registered>> {
+        self.taskmanagers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn overview(&self) -> ClusterOverview {
+        let taskmanagers = self
+            .taskmanagers()
+            .iter()
+            .map(|t| TaskManagerInfo {
+                resource_id: t.registration.resource_id.clone(),
+                host: t.registration.host.clone(),
+                pid: t.registration.pid,
+                address: t.connection.peer().to_string(),
+                slots: t.registration.slots,
+                free_slots: t.free_slots,
+                last_heartbeat_ms_ago: t.last_heartbeat.elapsed().as_millis() as u64,
+            })
+            .collect();
+        ClusterOverview { jobmanager_id: self.id.clone(), version: brisk_rpc::BRISK_VERSION.into(), taskmanagers }
+    }
+
+    fn register(self: &Arc<Self>, connection: &RpcConnection, registration: TaskManagerRegistration) -> Response {
+        let resource_id = registration.resource_id.clone();
+        let previous = {
+            let mut taskmanagers = self.taskmanagers();
+            let previous = taskmanagers
+                .iter()
+                .position(|t| t.registration.resource_id == resource_id)
+                .map(|i| taskmanagers.remove(i));
+            taskmanagers.push(Registered {
+                free_slots: registration.slots,
+                registration: registration.clone(),
+                connection: connection.clone(),
+                last_heartbeat: Instant::now(),
+            });
+            previous
+        };
+        if let Some(previous) = previous {
+            // The TaskManager registered again (it lost us): its old connection is stale.
+            previous.connection.close();
+        }
+        info!(
+            taskmanager = %resource_id, host = %registration.host, pid = registration.pid, slots = registration.slots,
+            address = %connection.peer(), "TaskManager registered"
+        );
+        let state = self.clone();
+        let monitored = connection.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("heartbeat {resource_id}"))
+            .spawn(move || state.monitor(resource_id, monitored));
+        if let Err(e) = spawned {
+            return Response::Error(format!("the JobManager cannot watch this TaskManager: {e}"));
+        }
+        Response::Registered(RegistrationAck {
+            jobmanager_id: self.id.clone(),
+            heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
+            heartbeat_timeout_ms: self.config.heartbeat_timeout.as_millis() as u64,
+        })
+    }
+
+    /// Asks `connection`'s TaskManager for heartbeats until it is lost or deregistered.
+    fn monitor(&self, resource_id: String, connection: RpcConnection) {
+        let (interval, timeout) = (self.config.heartbeat_interval, self.config.heartbeat_timeout);
+        let mut last = Instant::now();
+        let reason = loop {
+            std::thread::sleep(interval);
+            if self.shutting_down.load(Ordering::Acquire) {
+                return;
+            }
+            if connection.is_closed() {
+                break "its connection closed".to_string();
+            }
+            let wait = timeout.saturating_sub(last.elapsed()).max(Duration::from_millis(1));
+            match connection.call(Request::Heartbeat { jobmanager_id: self.id.clone() }, wait) {
+                Ok(Response::Heartbeat(heartbeat)) => {
+                    last = Instant::now();
+                    let mut taskmanagers = self.taskmanagers();
+                    match taskmanagers.iter_mut().find(|t| t.registration.resource_id == resource_id) {
+                        // Registered again on another connection: that one is watched now.
+                        Some(t) if t.connection.peer() != connection.peer() => return,
+                        Some(t) => {
+                            t.free_slots = heartbeat.free_slots;
+                            t.last_heartbeat = last;
+                        }
+                        None => return,
+                    }
+                }
+                Ok(other) => break format!("it answered a heartbeat with {other:?}"),
+                Err(e) if last.elapsed() >= timeout => {
+                    break format!("no heartbeat for {} ms (heartbeat.timeout): {e}", last.elapsed().as_millis());
+                }
+                Err(_) if connection.is_closed() => break "its connection closed".to_string(),
+                Err(_) => {}
+            }
+        };
+        let removed = {
+            let mut taskmanagers = self.taskmanagers();
+            taskmanagers
+                .iter()
+                .position(|t| t.registration.resource_id == resource_id && t.connection.peer() == connection.peer())
+                .map(|i| taskmanagers.remove(i))
+        };
+        connection.close();
+        if let Some(lost) = removed {
+            warn!(
+                taskmanager = %resource_id, address = %connection.peer(), slots = lost.registration.slots,
+                "TaskManager lost: {reason}; its slots are no longer available"
+            );
+        }
+    }
+
+    fn handle(self: &Arc<Self>, connection: &RpcConnection, request: Request) -> Response {
+        match request {
+            Request::RegisterTaskManager(registration) if connection.peer_hello().role == Role::TaskManager => {
+                if registration.slots == 0 {
+                    return Response::Error("a TaskManager must offer at least one slot".into());
+                }
+                self.register(connection, registration)
+            }
+            Request::ClusterOverview => Response::Overview(self.overview()),
+            other => Response::Error(format!(
+                "the JobManager does not serve {other:?} from a {}",
+                connection.peer_hello().role
+            )),
+        }
+    }
+}
+
+/// A running JobManager; dropping it stops it.
+pub struct JobManager {
+    state: Arc<State>,
+    local_addr: SocketAddr,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl JobManager {
+    /// Listens on `jobmanager.bind-host:jobmanager.rpc.port` (port 0: any free one) and serves
+    /// TaskManagers and clients on background threads.
+    pub fn start(config: ClusterConfig) -> Result<JobManager, ClusterError> {
+        let addr = format!("{}:{}", config.bind_host, config.rpc_port);
+        let listener = TcpListener::bind(&addr).map_err(|source| ClusterError::Bind { addr: addr.clone(), source })?;
+        let local_addr = listener.local_addr().map_err(|source| ClusterError::Bind { addr, source })?;
+        let state = Arc::new(State {
+            id: format!("jobmanager-{}-{}", process_id(), unique_suffix()),
+            config,
+            taskmanagers: Mutex::new(Vec::new()),
+            shutting_down: AtomicBool::new(false),
+        });
+        let accepting = state.clone();
+        let acceptor = std::thread::Builder::new()
+            .name("jobmanager accept".into())
+            .spawn(move || accept_loop(accepting, listener))
+            .map_err(ClusterError::Spawn)?;
+        info!(address = %local_addr, id = %state.id, version = brisk_rpc::BRISK_VERSION, "JobManager listening");
+        Ok(JobManager { state, local_addr, acceptor: Some(acceptor) })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The registered TaskManagers and their slots.
+    pub fn overview(&self) -> ClusterOverview {
+        self.state.overview()
+    }
+
+    /// Runs until the process is stopped.
+    pub fn wait(mut self) {
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+
+    /// Stops accepting and closes every connection.
+    pub fn shutdown(&mut self) {
+        if self.state.shutting_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // `accept` returns only for a connection: make one.
+        let _ = TcpStream::connect_timeout(&wake_address(self.local_addr), Duration::from_secs(1));
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        for t in self.state.taskmanagers().drain(..) {
+            t.connection.close();
+        }
+    }
+}
+
+impl Drop for JobManager {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn accept_loop(state: Arc<State>, listener: TcpListener) {
+    for stream in listener.incoming() {
+        if state.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                warn!("cannot accept a connection: {e}");
+                continue;
+            }
+        };
+        // Handshakes on their own thread: a silent peer must not hold up the others.
+        let state = state.clone();
+        let spawned = std::thread::Builder::new().name("jobmanager handshake".into()).spawn(move || {
+            let handler_state = state.clone();
+            let accepted = RpcConnection::accept(
+                stream,
+                Role::JobManager,
+                admit,
+                move |connection: &RpcConnection, request| handler_state.handle(connection, request),
+                HANDSHAKE_TIMEOUT,
+            );
+            if let Err(e) = accepted {
+                warn!("refused a connection: {e}");
+            }
+        });
+        if let Err(e) = spawned {
+            warn!("cannot start a handshake thread: {e}");
+        }
+    }
+}
+
+fn admit(hello: &Hello) -> Result<(), String> {
+    match hello.role {
+        Role::TaskManager | Role::Client => Ok(()),
+        Role::JobManager => Err("a JobManager does not connect to another JobManager".into()),
+    }
+}
+
+/// A connectable address for `addr` (a wildcard address becomes the loopback one).
+fn wake_address(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
+/// A few hex digits that differ between processes started in the same second.
+pub(crate) fn unique_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    format!("{:08x}", hasher.finish() as u32)
+}
