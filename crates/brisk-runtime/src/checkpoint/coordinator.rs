@@ -346,4 +346,9 @@ impl CheckpointCoordinator {
     pub fn is_pending(&self, id: CheckpointId) -> bool {
         self.pending.contains_key(&id)
     }
+
+    /// Whether any checkpoint or savepoint is still in progress.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
 }

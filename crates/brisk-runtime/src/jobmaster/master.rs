@@ -573,8 +573,10 @@ impl Master {
                     self.trigger(attempt, SnapshotKind::Checkpoint, None, None, &input_finished);
                 }
             }
-            let checkpoints_pending =
-                self.savepoints.iter().any(|s| self.coordinator.as_ref().is_some_and(|c| c.is_pending(s.id)));
+            // The final commit waits for every snapshot in progress: once sinks committed what
+            // follows the last checkpoint, a restart from it (a snapshot failing afterwards)
+            // would replay and commit those records a second time.
+            let checkpoints_pending = self.coordinator.as_ref().is_some_and(|c| c.has_pending());
             if !final_sent && input_finished.iter().all(|f| *f) && !checkpoints_pending {
                 // Every task is done: sinks may commit what they hold.
                 final_sent = true;
