@@ -3,7 +3,8 @@
 //! them and answers the peer's requests with the connection's [`Handler`].
 
 use crate::frame::{FrameError, read_frame, write_frame};
-use crate::{Envelope, Hello, HelloReply, Request, Response, Role, RpcError, version_mismatch};
+use crate::{Hello, HelloReply, Protocol, Role, RpcError, version_mismatch};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -15,35 +16,59 @@ use tracing::{debug, warn};
 
 /// Answers the requests a peer sends. It runs on the connection's reader thread, so it must
 /// not wait for a reply on the same connection.
-pub trait Handler: Send + Sync + 'static {
+pub trait Handler<P: Protocol>: Send + Sync + 'static {
     /// The answer to `request`, which arrived on `connection`.
-    fn handle(&self, connection: &RpcConnection, request: Request) -> Response;
+    fn handle(&self, connection: &RpcConnection<P>, request: P::Request) -> P::Response;
 }
 
-impl<F: Fn(&RpcConnection, Request) -> Response + Send + Sync + 'static> Handler for F {
-    fn handle(&self, connection: &RpcConnection, request: Request) -> Response {
+impl<P: Protocol, F: Fn(&RpcConnection<P>, P::Request) -> P::Response + Send + Sync + 'static> Handler<P> for F {
+    fn handle(&self, connection: &RpcConnection<P>, request: P::Request) -> P::Response {
         self(connection, request)
     }
 }
 
-struct Inner {
+/// What travels in one frame after the handshake.
+#[derive(Serialize, Deserialize)]
+enum Envelope<Q, A> {
+    /// A request, numbered by its sender (0: no answer wanted).
+    Request {
+        /// Unique per connection and direction.
+        id: u64,
+        /// What is asked.
+        body: Q,
+    },
+    /// The answer to the sender's request `id`.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The answer.
+        body: A,
+    },
+}
+
+struct Inner<P: Protocol> {
     peer: SocketAddr,
     peer_hello: Hello,
     stream: TcpStream,
     writer: Mutex<BufWriter<TcpStream>>,
-    pending: Mutex<HashMap<u64, SyncSender<Response>>>,
+    pending: Mutex<HashMap<u64, SyncSender<P::Response>>>,
     next_id: AtomicU64,
     closed: AtomicBool,
 }
 
-/// A handshaken control-plane connection; clones share it. It stays open until either side
-/// closes it or the peer goes away.
-#[derive(Clone)]
-pub struct RpcConnection {
-    inner: Arc<Inner>,
+/// A handshaken connection speaking protocol `P`; clones share it. It stays open until
+/// either side closes it or the peer goes away.
+pub struct RpcConnection<P: Protocol = crate::Cluster> {
+    inner: Arc<Inner<P>>,
 }
 
-impl std::fmt::Debug for RpcConnection {
+impl<P: Protocol> Clone for RpcConnection<P> {
+    fn clone(&self) -> Self {
+        RpcConnection { inner: self.inner.clone() }
+    }
+}
+
+impl<P: Protocol> std::fmt::Debug for RpcConnection<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "RpcConnection({} {})", self.inner.peer_hello.role, self.inner.peer)
     }
@@ -53,15 +78,15 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl RpcConnection {
+impl<P: Protocol> RpcConnection<P> {
     /// Dials `addr` as `role` and shakes hands, waiting at most `timeout` for each step;
     /// `handler` answers the requests the peer sends on this connection.
     pub fn connect(
         addr: &str,
         role: Role,
-        handler: impl Handler,
+        handler: impl Handler<P>,
         timeout: Duration,
-    ) -> Result<RpcConnection, RpcError> {
+    ) -> Result<RpcConnection<P>, RpcError> {
         let connect_error = |source| RpcError::Connect { addr: addr.to_string(), source };
         let mut last_error = None;
         let mut stream = None;
@@ -109,9 +134,9 @@ impl RpcConnection {
         stream: TcpStream,
         role: Role,
         admit: impl FnOnce(&Hello) -> Result<(), String>,
-        handler: impl Handler,
+        handler: impl Handler<P>,
         timeout: Duration,
-    ) -> Result<RpcConnection, RpcError> {
+    ) -> Result<RpcConnection<P>, RpcError> {
         let peer =
             stream.peer_addr().map_err(|source| RpcError::Connect { addr: "an accepted peer".into(), source })?;
         let io = |source| RpcError::Io { peer, source };
@@ -136,8 +161,8 @@ impl RpcConnection {
         writer: BufWriter<TcpStream>,
         reader: BufReader<TcpStream>,
         peer_hello: Hello,
-        handler: impl Handler,
-    ) -> RpcConnection {
+        handler: impl Handler<P>,
+    ) -> RpcConnection<P> {
         let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let connection = RpcConnection {
             inner: Arc::new(Inner {
@@ -186,9 +211,14 @@ impl RpcConnection {
         lock(&self.inner.pending).clear();
     }
 
-    /// Sends `request` and waits at most `timeout` for its answer; a [`Response::Error`]
-    /// becomes [`RpcError::Remote`].
-    pub fn call(&self, request: Request, timeout: Duration) -> Result<Response, RpcError> {
+    /// Sends `request` without waiting for its answer (which is dropped when it comes).
+    pub fn post(&self, request: P::Request) -> Result<(), RpcError> {
+        self.send(&Envelope::Request { id: 0, body: request })
+    }
+
+    /// Sends `request` and waits at most `timeout` for its answer; an error answer
+    /// ([`Protocol::error_message`]) becomes [`RpcError::Remote`].
+    pub fn call(&self, request: P::Request, timeout: Duration) -> Result<P::Response, RpcError> {
         let peer = self.inner.peer;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = mpsc::sync_channel(1);
@@ -204,8 +234,10 @@ impl RpcConnection {
             return Err(e);
         }
         match answer.recv_timeout(timeout) {
-            Ok(Response::Error(message)) => Err(RpcError::Remote { peer, message }),
-            Ok(response) => Ok(response),
+            Ok(response) => match P::error_message(&response) {
+                Some(message) => Err(RpcError::Remote { peer, message: message.to_string() }),
+                None => Ok(response),
+            },
             Err(RecvTimeoutError::Timeout) => {
                 lock(&self.inner.pending).remove(&id);
                 Err(RpcError::Timeout { peer, timeout_ms: timeout.as_millis() as u64 })
@@ -214,7 +246,7 @@ impl RpcConnection {
         }
     }
 
-    fn send(&self, envelope: &Envelope) -> Result<(), RpcError> {
+    fn send(&self, envelope: &Envelope<P::Request, P::Response>) -> Result<(), RpcError> {
         let peer = self.inner.peer;
         if self.is_closed() {
             return Err(RpcError::Closed(peer));
@@ -229,10 +261,11 @@ impl RpcConnection {
         })
     }
 
-    fn read_loop(self, mut reader: BufReader<TcpStream>, handler: impl Handler) {
+    fn read_loop(self, mut reader: BufReader<TcpStream>, handler: impl Handler<P>) {
+        let handler = Arc::new(handler);
         let peer = self.inner.peer;
         loop {
-            let envelope = match read_frame::<Envelope>(&mut reader) {
+            let envelope = match read_frame::<Envelope<P::Request, P::Response>>(&mut reader) {
                 Ok(envelope) => envelope,
                 Err(_) if self.is_closed() => break,
                 Err(e) => {
@@ -249,9 +282,22 @@ impl RpcConnection {
                         let _ = reply.send(body);
                     }
                 }
+                Envelope::Request { id, body } if P::runs_long(&body) => {
+                    let (connection, handler) = (self.clone(), handler.clone());
+                    let spawned = std::thread::Builder::new().name(format!("brisk-rpc {peer} request")).spawn(move || {
+                        let body = handler.handle(&connection, body);
+                        if id != 0 {
+                            let _ = connection.send(&Envelope::Response { id, body });
+                        }
+                    });
+                    if let Err(e) = spawned {
+                        warn!(%peer, "cannot start a thread for a request: {e}");
+                        break;
+                    }
+                }
                 Envelope::Request { id, body } => {
                     let body = handler.handle(&self, body);
-                    if self.send(&Envelope::Response { id, body }).is_err() {
+                    if id != 0 && self.send(&Envelope::Response { id, body }).is_err() {
                         break;
                     }
                 }
@@ -275,7 +321,7 @@ fn frame_error(peer: SocketAddr, error: FrameError) -> RpcError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ClusterOverview, TaskManagerHeartbeat};
+    use crate::{ClusterOverview, Request, Response, TaskManagerHeartbeat};
     use std::net::TcpListener;
     use std::time::Instant;
 
@@ -426,6 +472,35 @@ mod tests {
         }
         assert!(client.is_closed(), "the client saw the close");
         assert!(matches!(client.call(Request::ClusterOverview, Duration::from_secs(1)), Err(RpcError::Closed(_))));
+    }
+
+    #[test]
+    fn a_long_request_does_not_hold_up_the_others() {
+        let (addr, _accepted) = serve(Role::JobManager, |_| Ok(()), |_, request| match request {
+            Request::RegisterCoordinator(_) => {
+                std::thread::sleep(Duration::from_millis(1500));
+                Response::SlotsGranted { worker_slots: vec![1] }
+            }
+            _ => overview(),
+        });
+        let client = RpcConnection::connect(&addr.to_string(), Role::Client, no_requests, Duration::from_secs(5)).unwrap();
+        let long = {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                let registration = crate::CoordinatorRegistration {
+                    job_id: "j".into(),
+                    job_name: "n".into(),
+                    slots: 1,
+                    address: "a".into(),
+                };
+                client.call(Request::RegisterCoordinator(registration), Duration::from_secs(10))
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let started = Instant::now();
+        assert_eq!(client.call(Request::ClusterOverview, Duration::from_secs(5)).unwrap(), overview());
+        assert!(started.elapsed() < Duration::from_millis(1000), "answered while the long request ran");
+        assert_eq!(long.join().unwrap().unwrap(), Response::SlotsGranted { worker_slots: vec![1] });
     }
 
     #[test]

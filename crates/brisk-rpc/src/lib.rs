@@ -21,6 +21,23 @@ pub use messages::*;
 use std::net::SocketAddr;
 use thiserror::Error;
 
+/// A request/response protocol a [`RpcConnection`] speaks: the cluster's ([`Cluster`]), or
+/// one of a job's own processes.
+pub trait Protocol: 'static {
+    /// What one side asks.
+    type Request: serde::Serialize + serde::de::DeserializeOwned + Send + std::fmt::Debug + 'static;
+    /// The answer.
+    type Response: serde::Serialize + serde::de::DeserializeOwned + Send + std::fmt::Debug + 'static;
+    /// The message of an answer reporting a failure.
+    fn error_message(response: &Self::Response) -> Option<&str>;
+    /// Whether answering `request` may take long (waiting for slots, downloading an
+    /// artifact): it is then answered on a thread of its own, so the connection keeps reading
+    /// (heartbeats, other answers) meanwhile.
+    fn runs_long(_request: &Self::Request) -> bool {
+        false
+    }
+}
+
 /// The version of the message protocol; peers speaking another one are refused.
 pub const PROTOCOL_VERSION: u32 = 1;
 

@@ -12,6 +12,10 @@ pub enum Role {
     TaskManager,
     /// The command line or another client.
     Client,
+    /// A job's coordinator process (its job master and split enumerators).
+    Coordinator,
+    /// A job's worker process on a TaskManager (the subtasks in its slots).
+    Worker,
 }
 
 impl std::fmt::Display for Role {
@@ -20,6 +24,8 @@ impl std::fmt::Display for Role {
             Role::JobManager => "JobManager",
             Role::TaskManager => "TaskManager",
             Role::Client => "client",
+            Role::Coordinator => "job coordinator",
+            Role::Worker => "job worker",
         })
     }
 }
@@ -129,6 +135,104 @@ impl ClusterOverview {
     }
 }
 
+/// A job as the client submits it: the artifact (uploaded before), its arguments and the
+/// configuration it runs with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSubmission {
+    /// The upload holding the artifact ([`Request::UploadArtifact`]).
+    pub upload: u64,
+    /// The artifact's file name, for logs.
+    pub artifact_name: String,
+    /// The program's arguments.
+    pub args: Vec<String>,
+    /// Configuration the program's environment starts from (`-p`, `-D`), as key and value.
+    pub config: Vec<(String, String)>,
+}
+
+/// A job's coordinator process introducing itself to the JobManager: how many slots the job
+/// needs and where its workers reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordinatorRegistration {
+    /// The job.
+    pub job_id: String,
+    /// Its name, as the program declared it.
+    pub job_name: String,
+    /// Slots its execution plan needs.
+    pub slots: usize,
+    /// `host:port` its workers connect to.
+    pub address: String,
+}
+
+/// What a TaskManager starts for a job: a worker process running the artifact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerLaunch {
+    /// The job (its artifact is fetched from the JobManager under this id).
+    pub job_id: String,
+    /// The worker's index within the job.
+    pub worker: usize,
+    /// Slots of this TaskManager the worker uses.
+    pub slots: usize,
+    /// The program's arguments.
+    pub args: Vec<String>,
+    /// The job's configuration.
+    pub config: Vec<(String, String)>,
+    /// `host:port` of the job's coordinator.
+    pub coordinator: String,
+}
+
+/// The life cycle of a job, with Flink's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobState {
+    /// Submitted; its coordinator starts and waits for slots.
+    Initializing,
+    /// Its tasks run.
+    Running,
+    /// It ended successfully.
+    Finished,
+    /// It failed.
+    Failed,
+    /// It was cancelled.
+    Canceled,
+}
+
+impl JobState {
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Finished | JobState::Failed | JobState::Canceled)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JobState::Initializing => "INITIALIZING",
+            JobState::Running => "RUNNING",
+            JobState::Finished => "FINISHED",
+            JobState::Failed => "FAILED",
+            JobState::Canceled => "CANCELED",
+        })
+    }
+}
+
+/// A job as the JobManager knows it (Flink's `/jobs/overview` entry).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobInfo {
+    /// Its id.
+    pub job_id: String,
+    /// Its name (the artifact's until the coordinator registered).
+    pub name: String,
+    /// Where it is in its life.
+    pub state: JobState,
+    /// When it was submitted (ms since the epoch).
+    pub start_time_ms: u64,
+    /// How long it ran (so far).
+    pub duration_ms: u64,
+    /// Why it failed.
+    pub failure: Option<String>,
+    /// Slots it holds.
+    pub slots: usize,
+}
+
 /// What one process asks of another.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -143,6 +247,54 @@ pub enum Request {
     },
     /// Client → JobManager: answered with [`Response::Overview`].
     ClusterOverview,
+    /// Client → JobManager: appends bytes to upload `upload` of this connection (artifacts
+    /// are sent in pieces below the frame limit).
+    UploadArtifact {
+        /// Chosen by the client.
+        upload: u64,
+        /// The next bytes.
+        data: Vec<u8>,
+    },
+    /// Client → JobManager: runs an uploaded artifact as a job; answered with
+    /// [`Response::JobSubmitted`].
+    SubmitJob(JobSubmission),
+    /// Client → JobManager: answered with [`Response::Job`].
+    JobStatus {
+        /// The job.
+        job_id: String,
+    },
+    /// Client → JobManager: answered with [`Response::Jobs`].
+    ListJobs,
+    /// Client → JobManager, and JobManager → the job's coordinator: cancel the job.
+    CancelJob {
+        /// The job.
+        job_id: String,
+    },
+    /// Coordinator → JobManager: wants the job's slots; answered with
+    /// [`Response::SlotsGranted`] once the workers are being started.
+    RegisterCoordinator(CoordinatorRegistration),
+    /// Coordinator → JobManager: the job ended.
+    JobFinished {
+        /// The job.
+        job_id: String,
+        /// Why it failed (`None`: it finished).
+        failure: Option<String>,
+    },
+    /// JobManager → TaskManager: start a worker process for a job.
+    StartWorker(WorkerLaunch),
+    /// JobManager → TaskManager: the job ended; stop its workers that still run.
+    StopWorkers {
+        /// The job.
+        job_id: String,
+    },
+    /// TaskManager → JobManager: a piece of a job's artifact; answered with
+    /// [`Response::ArtifactChunk`].
+    FetchArtifact {
+        /// The job.
+        job_id: String,
+        /// Where the piece starts.
+        offset: u64,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -154,25 +306,48 @@ pub enum Response {
     Heartbeat(TaskManagerHeartbeat),
     /// The cluster's state.
     Overview(ClusterOverview),
+    /// Done.
+    Ack,
+    /// The submitted job's id.
+    JobSubmitted {
+        /// Its id.
+        job_id: String,
+    },
+    /// One job.
+    Job(JobInfo),
+    /// Every job, newest first.
+    Jobs(Vec<JobInfo>),
+    /// The job's slots: how many each of its workers got (one worker per TaskManager).
+    SlotsGranted {
+        /// By worker index.
+        worker_slots: Vec<usize>,
+    },
+    /// A piece of an artifact.
+    ArtifactChunk {
+        /// The bytes (empty at the end).
+        data: Vec<u8>,
+        /// The artifact's size.
+        total: u64,
+    },
     /// The request could not be served, and why.
     Error(String),
 }
 
-/// What travels in one frame after the handshake.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Envelope {
-    /// A request, numbered by its sender.
-    Request {
-        /// Unique per connection and direction.
-        id: u64,
-        /// What is asked.
-        body: Request,
-    },
-    /// The answer to the sender's request `id`.
-    Response {
-        /// The request's id.
-        id: u64,
-        /// The answer.
-        body: Response,
-    },
+/// The cluster's protocol: JobManager, TaskManagers and clients.
+pub struct Cluster;
+
+impl crate::Protocol for Cluster {
+    type Request = Request;
+    type Response = Response;
+
+    fn error_message(response: &Response) -> Option<&str> {
+        match response {
+            Response::Error(message) => Some(message),
+            _ => None,
+        }
+    }
+
+    fn runs_long(request: &Request) -> bool {
+        matches!(request, Request::RegisterCoordinator(_) | Request::StartWorker(_))
+    }
 }

@@ -105,6 +105,9 @@ pub enum JobError {
     /// A task thread could not be started.
     #[error("cannot start task thread: {0}")]
     Spawn(#[from] std::io::Error),
+    /// A process of the job in a cluster (its coordinator or a worker) failed.
+    #[error("{0}")]
+    Worker(String),
 }
 
 impl JobError {

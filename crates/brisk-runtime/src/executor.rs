@@ -9,13 +9,27 @@ use crate::error::JobError;
 use crate::graph::execution_plan::ExecutionPlan;
 use crate::graph::job_graph::JobGraph;
 use crate::graph::stream_graph::StreamGraph;
-use crate::jobmaster::job::JobOptions;
+use crate::jobmaster::job::{Deployable, JobOptions};
+use crate::remote::coordinator::Coordinator;
+use crate::remote::worker::run_worker;
 use crate::minicluster::{self, JobClient};
 use std::path::PathBuf;
 use tracing::info;
 
 /// The environment variable naming the file a program in plan mode writes its plan to.
 pub const PLAN_FILE_ENV: &str = "BRISK_PLAN_FILE";
+/// Set by the JobManager for a job's coordinator process: the JobManager's RPC address.
+pub const JOBMANAGER_ENV: &str = "BRISK_JOBMANAGER_ADDRESS";
+/// Set by the JobManager and the TaskManagers for a job's processes: the job's id.
+pub const JOB_ID_ENV: &str = "BRISK_JOB_ID";
+/// Set by a TaskManager for a worker process: the address of the job's coordinator.
+pub const COORDINATOR_ENV: &str = "BRISK_WORKER_COORDINATOR";
+/// Set by a TaskManager for a worker process: the worker's index within the job.
+pub const WORKER_INDEX_ENV: &str = "BRISK_WORKER_INDEX";
+/// Set for a job's processes in a cluster: the job's configuration (`brisk run -p`, `-D`) as
+/// a JSON list of `[key, value]` pairs, which every environment the program creates starts
+/// from.
+pub const JOB_CONFIG_ENV: &str = "BRISK_JOB_CONFIG";
 
 /// How this process runs the jobs it declares.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,14 +38,54 @@ pub enum Executor {
     Local,
     /// Not at all: write the execution plan as JSON to the file and end the process.
     Plan(PathBuf),
+    /// As the coordinator of job `job_id` in the cluster of the JobManager at `jobmanager`:
+    /// the job master here, the tasks in worker processes on the TaskManagers.
+    Coordinator {
+        /// The JobManager's RPC address.
+        jobmanager: String,
+        /// The job's id.
+        job_id: String,
+    },
+    /// As worker `index` of a job: run the subtasks its coordinator deploys here, then end
+    /// the process.
+    Worker {
+        /// The coordinator's address.
+        coordinator: String,
+        /// The worker's index.
+        index: usize,
+    },
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 impl Executor {
-    /// The executor the process was started for: plan mode when [`PLAN_FILE_ENV`] is set.
-    pub fn from_environment() -> Executor {
-        match std::env::var_os(PLAN_FILE_ENV) {
-            Some(path) if !path.is_empty() => Executor::Plan(PathBuf::from(path)),
-            _ => Executor::Local,
+    /// The executor the process was started for: plan mode when [`PLAN_FILE_ENV`] is set, a
+    /// job's coordinator or worker when the JobManager or a TaskManager started it.
+    pub fn from_environment() -> Result<Executor, JobError> {
+        if let Some(path) = env(PLAN_FILE_ENV) {
+            return Ok(Executor::Plan(PathBuf::from(path)));
+        }
+        if let (Some(jobmanager), Some(job_id)) = (env(JOBMANAGER_ENV), env(JOB_ID_ENV)) {
+            return Ok(Executor::Coordinator { jobmanager, job_id });
+        }
+        if let (Some(coordinator), Some(index)) = (env(COORDINATOR_ENV), env(WORKER_INDEX_ENV)) {
+            let index = index
+                .parse()
+                .map_err(|_| JobError::Worker(format!("{WORKER_INDEX_ENV}={index} is not a worker index")))?;
+            return Ok(Executor::Worker { coordinator, index });
+        }
+        Ok(Executor::Local)
+    }
+
+    /// The job configuration a cluster gave this process ([`JOB_CONFIG_ENV`]), if any.
+    pub fn job_configuration() -> Result<Option<Vec<(String, String)>>, String> {
+        match env(JOB_CONFIG_ENV) {
+            None => Ok(None),
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| format!("{JOB_CONFIG_ENV} is not a JSON list of [key, value] pairs: {e}")),
         }
     }
 
@@ -48,6 +102,24 @@ impl Executor {
                     JobError::InvalidJob(format!("cannot write the execution plan to '{}': {e}", path.display()))
                 })?;
                 info!(job = %plan.job.job_name, fingerprint = %plan.fingerprint, path = %path.display(), "wrote the execution plan; not running the job (plan mode)");
+                std::process::exit(0)
+            }
+            Executor::Coordinator { jobmanager, job_id } => {
+                let (jobmanager, job_id) = (jobmanager.clone(), job_id.clone());
+                minicluster::submit_with(graph, options, Some(job_id.clone()), move |deployable, events, control| {
+                    let cancel = control.clone();
+                    let coordinator = Coordinator::start(deployable, &jobmanager, &job_id, move || cancel.request_cancel())?;
+                    let deployer = coordinator.deployer(events, control);
+                    let hook: minicluster::EndHook = Box::new(move |failure| coordinator.finish(failure));
+                    Ok((Box::new(deployer), Some(hook)))
+                })
+            }
+            Executor::Worker { coordinator, index } => {
+                let job = JobGraph::build(&graph, &options.defaults)?;
+                options.validate()?;
+                let plan = ExecutionPlan::build(&job, options.task_slots)?;
+                run_worker(Deployable { graph, job, plan, options }, coordinator, *index)?;
+                info!(worker = index, "the job ended; this worker process exits");
                 std::process::exit(0)
             }
         }

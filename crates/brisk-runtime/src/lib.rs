@@ -14,6 +14,7 @@ pub mod jobmaster;
 pub mod metrics;
 pub mod minicluster;
 pub mod network;
+pub(crate) mod remote;
 pub mod source;
 pub mod taskexecutor;
 

@@ -127,6 +127,26 @@ impl StreamExecutionEnvironment {
     }
 
     fn with_parallelism(parallelism: usize) -> Self {
+        let env = Self::unconfigured(parallelism);
+        // In a cluster, the job's configuration (`brisk run -p`, `-D`) is where every
+        // environment of the program starts; the program's own settings come on top.
+        match Executor::job_configuration() {
+            Ok(None) => {}
+            Ok(Some(pairs)) => {
+                let mut config = Configuration::new();
+                for (key, value) in pairs {
+                    config.set(key, value);
+                }
+                if let Err(e) = env.configure(&config) {
+                    env.record_error(format!("invalid job configuration: {e}"));
+                }
+            }
+            Err(e) => env.record_error(e),
+        }
+        env
+    }
+
+    fn unconfigured(parallelism: usize) -> Self {
         StreamExecutionEnvironment {
             state: Rc::new(RefCell::new(EnvState {
                 graph: StreamGraph::new(),
@@ -484,6 +504,6 @@ impl StreamExecutionEnvironment {
     /// Starts the job and returns at once with a client to wait for or cancel it.
     pub fn execute_async(&self, job_name: &str) -> Result<JobClient, JobError> {
         let (graph, options) = self.take_job(job_name)?;
-        Executor::from_environment().execute(graph, options)
+        Executor::from_environment()?.execute(graph, options)
     }
 }

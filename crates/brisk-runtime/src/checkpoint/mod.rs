@@ -104,7 +104,7 @@ pub struct TaskStateFile {
 }
 
 /// What a task reports for a checkpoint it took.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskAcknowledgement {
     /// The checkpoint.
     pub checkpoint: CheckpointId,

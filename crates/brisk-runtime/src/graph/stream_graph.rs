@@ -9,7 +9,10 @@ use crate::network::partitioner::PartitionerSpec;
 use crate::network::record_writer::RecordWriterOutput;
 use crate::network::tcp::{ConnectionManager, NetworkError};
 use crate::source::watermark::WatermarkStrategy;
-use crate::source::{EnumeratorCell, SharedEnumerator, Source, SourceLink, SourceSplit};
+use crate::source::{
+    EncodedNextSplit, EnumeratorCell, RemoteEnumerator, RemoteSplits, SharedEnumerator, Source, SourceLink, SourceSplit,
+    SplitAssignments,
+};
 use crate::taskexecutor::chain::{OneInputLink, TwoInputHead, TwoInputLink};
 use crate::taskexecutor::context::OperatorInfo;
 use crate::taskexecutor::operator::{OneInputStreamOperator, TwoInputStreamOperator};
@@ -20,6 +23,7 @@ use crate::taskexecutor::task::{OneInputStreamTask, SourceStreamTask, StreamTask
 use brisk_core::{BoxError, Data, StreamRecord};
 use std::any::Any;
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// A `Box<dyn Output<T>>` behind `Any`.
@@ -71,17 +75,25 @@ pub trait TypeOps: Send + Sync {
     fn type_name(&self) -> &'static str;
     /// A channel of this type.
     fn channel(&self, capacity: usize, consumer: Arc<TaskWaker>) -> (ErasedSender, ErasedReceiver);
-    /// Channel `id` of this type from a task on `producer` to a task on `consumer`, over TCP:
-    /// the consumer announces `capacity` credits, the producer queues `capacity` messages.
-    fn remote_channel(
+    /// The consuming end of channel `id` of this type arriving over TCP at `network`: it
+    /// announces `capacity` credits.
+    fn remote_input(
         &self,
-        producer: &ConnectionManager,
-        consumer: &ConnectionManager,
+        network: &ConnectionManager,
         id: u64,
         capacity: usize,
         waker: Arc<TaskWaker>,
+    ) -> Result<ErasedReceiver, NetworkError>;
+    /// The producing end of channel `id` of this type, sent from `network` over TCP to the
+    /// process at `peer`; it queues `capacity` messages.
+    fn remote_output(
+        &self,
+        network: &ConnectionManager,
+        peer: SocketAddr,
+        id: u64,
+        capacity: usize,
         cancel: &CancelToken,
-    ) -> Result<(ErasedSender, ErasedReceiver), NetworkError>;
+    ) -> Result<ErasedSender, NetworkError>;
     /// A network writer into `senders`.
     fn network_output(
         &self,
@@ -114,19 +126,27 @@ impl<T: Data> TypeOps for Typed<T> {
         (Box::new(tx), Box::new(rx))
     }
 
-    fn remote_channel(
+    fn remote_input(
         &self,
-        producer: &ConnectionManager,
-        consumer: &ConnectionManager,
+        network: &ConnectionManager,
         id: u64,
         capacity: usize,
         waker: Arc<TaskWaker>,
-        cancel: &CancelToken,
-    ) -> Result<(ErasedSender, ErasedReceiver), NetworkError> {
+    ) -> Result<ErasedReceiver, NetworkError> {
         let (local, rx) = channel::<T>(capacity, waker);
-        consumer.register_input(id, local, capacity)?;
-        let tx = producer.connect_output::<T>(consumer.local_addr(), id, capacity, cancel)?;
-        Ok((Box::new(tx), Box::new(rx)))
+        network.register_input(id, local, capacity)?;
+        Ok(Box::new(rx))
+    }
+
+    fn remote_output(
+        &self,
+        network: &ConnectionManager,
+        peer: SocketAddr,
+        id: u64,
+        capacity: usize,
+        cancel: &CancelToken,
+    ) -> Result<ErasedSender, NetworkError> {
+        Ok(Box::new(network.connect_output::<T>(peer, id, capacity, cancel)?))
     }
 
     fn network_output(
@@ -323,6 +343,10 @@ pub trait SourceFactory: Send {
     fn snapshot_enumerator(&self, enumerator: &ErasedEnumerator, id: CheckpointId) -> Result<Vec<u8>, BoxError>;
     /// Lets readers take splits again (the checkpoint was abandoned).
     fn resume_enumerator(&self, enumerator: &ErasedEnumerator);
+    /// Work for reader `subtask` in another process, the split encoded.
+    fn next_split_encoded(&self, enumerator: &ErasedEnumerator, subtask: usize) -> Result<EncodedNextSplit, BoxError>;
+    /// Reader `subtask` in another process took its snapshot (or the checkpoint was abandoned).
+    fn resume_reader(&self, enumerator: &ErasedEnumerator, subtask: usize);
     /// Checkpoint `id` completed (readers restarted alone now restore from it or later).
     fn enumerator_checkpoint_completed(&self, enumerator: &ErasedEnumerator, id: CheckpointId);
     /// Restores the enumerator from its snapshot in checkpoint `id` and the readers'
@@ -413,6 +437,16 @@ impl<T: Data, S: Source<T>> SourceFactory for SourceFactoryImpl<T, S> {
         }
     }
 
+    fn next_split_encoded(&self, enumerator: &ErasedEnumerator, subtask: usize) -> Result<EncodedNextSplit, BoxError> {
+        cell::<S::Split>(enumerator)?.next_split_encoded(subtask)
+    }
+
+    fn resume_reader(&self, enumerator: &ErasedEnumerator, subtask: usize) {
+        if let Ok(cell) = cell::<S::Split>(enumerator) {
+            cell.resume(subtask);
+        }
+    }
+
     fn restore_enumerator(
         &self,
         enumerator: &ErasedEnumerator,
@@ -435,10 +469,14 @@ impl<T: Data, S: Source<T>> SourceFactory for SourceFactoryImpl<T, S> {
         sides: SideOutputs,
         info: OperatorInfo,
     ) -> TaskResult<Box<dyn StreamTask>> {
-        let enumerator = enumerator
-            .downcast_ref::<SharedEnumerator<S::Split>>()
-            .ok_or_else(|| wrong_type("split enumerator"))?
-            .clone();
+        let enumerator: Arc<dyn SplitAssignments<S::Split>> =
+            match enumerator.downcast_ref::<SharedEnumerator<S::Split>>() {
+                Some(cell) => cell.clone(),
+                None => match enumerator.downcast_ref::<RemoteEnumerator>() {
+                    Some(remote) => Arc::new(RemoteSplits::<S::Split>::new(remote.clone())),
+                    None => return Err(wrong_type("split enumerator")),
+                },
+            };
         let out = OperatorOutput::new(downcast_output::<T>(main)?, sides);
         let head = SourceLink::new(self.source, self.strategy, enumerator, out, info);
         Ok(Box::new(SourceStreamTask::new(Box::new(head))))

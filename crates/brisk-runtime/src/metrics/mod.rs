@@ -58,7 +58,7 @@ impl MetricGroup {
 }
 
 /// What one operator subtask reports when its task ends.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct OperatorReport {
     /// The operator's node in the stream graph.
     pub node_id: usize,
@@ -71,7 +71,7 @@ pub struct OperatorReport {
 }
 
 /// A merged accumulator result.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum AccumulatorValue {
     /// A sum of integers (Flink's `IntCounter`/`LongCounter`).
     LongSum(i64),
@@ -286,7 +286,7 @@ impl AccumulatorRegistry {
 }
 
 /// What a task reports when it ends.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct TaskReport {
     /// One entry per operator of the chain.
     pub operators: Vec<OperatorReport>,

@@ -5,18 +5,17 @@
 use crate::checkpoint::TaskEvent;
 use crate::checkpoint::restore::JobRestore;
 use crate::error::{JobError, TaskError, lock};
-use crate::graph::execution_plan::{ExecutionPlan, PlannedChannel, SubtaskId};
-use crate::graph::stream_graph::{ErasedReceiver, ErasedSender};
+use crate::graph::execution_plan::{ExecutionPlan, PlannedChannel};
+use crate::graph::stream_graph::{ErasedEnumerator, TypeOps};
 use crate::jobmaster::deployer::{Deployer, Restarted, SourceNode, TaskHandle};
 use crate::jobmaster::job::Deployable;
 use crate::jobmaster::master::JobControl;
 use crate::metrics::task_io::TaskIoMetrics;
 use crate::network::channel::{CancelToken, TaskWaker};
-use crate::network::tcp::ConnectionManager;
-use crate::taskexecutor::context::TaskInfo;
-use crate::taskexecutor::deployment::{SubtaskDeployment, SubtaskRuntime, TaskOutcome, chain_for, run_subtask};
+use crate::network::tcp::{ConnectionManager, NetworkError};
+use crate::taskexecutor::deployment::{SubtaskRuntime, TaskOutcome, run_subtask};
 use crate::taskexecutor::mailbox::{Mail, Mailbox};
-use std::collections::HashMap;
+use crate::taskexecutor::wiring::{ChannelEnds, Placement, Wiring, WiringRequest, network_channel_id, wire};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Sender;
@@ -49,14 +48,30 @@ impl LocalDeployer {
         Ok(LocalDeployer { events, control, wakers: Vec::new(), task_managers, generation: 0 })
     }
 
-    /// The exchange of the next wiring, with a cancel token per region.
-    fn exchange(&mut self, regions: usize) -> Exchange<'_> {
+    /// Wires the tasks of `job` (of region `only`, or all) for attempt `number`, with a
+    /// cancel token per region.
+    fn wire(
+        &mut self,
+        job: &Deployable,
+        sources: &[SourceNode],
+        restore: Option<&JobRestore>,
+        number: usize,
+        only: Option<usize>,
+    ) -> Result<(Wiring, Vec<CancelToken>), JobError> {
         self.generation += 1;
-        Exchange {
-            task_managers: &self.task_managers,
-            generation: self.generation,
-            region_cancel: (0..regions).map(|_| CancelToken::new()).collect(),
-        }
+        let exchange = Exchange { task_managers: &self.task_managers, generation: self.generation };
+        let region_cancel: Vec<CancelToken> = (0..job.plan.regions).map(|_| CancelToken::new()).collect();
+        let enumerators: Vec<(String, ErasedEnumerator)> =
+            sources.iter().map(|(id, _, e)| (id.clone(), e.clone())).collect();
+        let request = WiringRequest {
+            deployable: job,
+            restore,
+            attempt: number,
+            enumerators: &enumerators,
+            only,
+            region_cancel: &region_cancel,
+        };
+        Ok((wire(&request, &exchange)?, region_cancel))
     }
 
     /// Starts the threads of `deployments` (`None`: a task not deployed now); the tasks of a
@@ -145,9 +160,7 @@ impl Deployer for LocalDeployer {
     ) -> Result<Vec<Box<dyn TaskHandle>>, JobError> {
         self.wakers.clear();
         lock(&self.control.task_metrics).clear();
-        let exchange = self.exchange(job.plan.regions);
-        let wired = wire(job, restore, number, sources, None, &exchange)?;
-        let region_cancel = exchange.region_cancel;
+        let (wired, region_cancel) = self.wire(job, sources, restore, number, None)?;
         Ok(self.start(job, wired, region_cancel, None)?.into_iter().map(|(_, task)| task).collect())
     }
 
@@ -159,9 +172,7 @@ impl Deployer for LocalDeployer {
         restore: Option<&JobRestore>,
         number: usize,
     ) -> Result<Restarted, JobError> {
-        let exchange = self.exchange(job.plan.regions);
-        let wired = wire(job, restore, number, sources, Some(region), &exchange)?;
-        let region_cancel = exchange.region_cancel;
+        let (wired, region_cancel) = self.wire(job, sources, restore, number, Some(region))?;
         self.start(job, wired, region_cancel, Some(region))
     }
 }
@@ -192,21 +203,16 @@ impl TaskHandle for LocalTask {
     }
 }
 
-/// How one wiring connects tasks: in-process, or over TCP between task managers.
+/// How one wiring of the mini cluster connects tasks: in-process, or over TCP between task
+/// managers.
 struct Exchange<'a> {
     task_managers: &'a [ConnectionManager],
     generation: u64,
-    /// What stops each region's tasks (and their network outputs).
-    region_cancel: Vec<CancelToken>,
 }
 
 impl Exchange<'_> {
     /// The task managers of a channel's two ends, when they differ.
-    fn remote(
-        &self,
-        plan: &ExecutionPlan,
-        channel: &PlannedChannel,
-    ) -> Option<(&ConnectionManager, &ConnectionManager)> {
+    fn remote(&self, plan: &ExecutionPlan, channel: &PlannedChannel) -> Option<(&ConnectionManager, &ConnectionManager)> {
         let n = self.task_managers.len();
         if n < 2 {
             return None;
@@ -218,107 +224,31 @@ impl Exchange<'_> {
     }
 }
 
-/// The tasks of one deployment, wired together, before their threads start.
-struct Wiring {
-    /// In task order.
-    wakers: Vec<Arc<TaskWaker>>,
-    /// By vertex and subtask.
-    mailboxes: Vec<Vec<Mailbox>>,
-    /// In task order; `None` for tasks outside the region being deployed.
-    deployments: Vec<Option<SubtaskDeployment>>,
-}
+impl Placement for Exchange<'_> {
+    fn is_local(&self, _task: usize) -> bool {
+        true
+    }
 
-/// Wires channels, mailboxes and operator chains for every task of the plan, and the
-/// restored state of the tasks of `only` (a region), or of all.
-fn wire(
-    deployable: &Deployable,
-    restore: Option<&JobRestore>,
-    attempt: usize,
-    sources: &[SourceNode],
-    only: Option<usize>,
-    exchange: &Exchange<'_>,
-) -> Result<Wiring, JobError> {
-    let Deployable { graph, job, plan, options } = deployable;
-    // One waker per subtask, so channels can wake their consumer.
-    let wakers: Vec<Arc<TaskWaker>> = plan.tasks.iter().map(|_| TaskWaker::new()).collect();
-
-    // Channels of every exchange, in the plan's order (which is the order of the consumers
-    // a partitioner chooses from): senders by (edge, producer subtask), receivers by
-    // (consumer vertex, subtask, input).
-    let mut senders: HashMap<(usize, usize), Vec<ErasedSender>> = HashMap::new();
-    let mut receivers: HashMap<(usize, usize, usize), Vec<ErasedReceiver>> = HashMap::new();
-    for (index, channel) in plan.channels.iter().enumerate() {
-        // A region is closed under channels: both ends are in the region or neither is.
-        let region = plan.tasks[channel.producer].region;
-        if only.is_some_and(|r| r != region) {
-            continue;
-        }
-        let (producer, consumer) = (plan.tasks[channel.producer].id, plan.tasks[channel.consumer].id);
-        let type_ops = &graph.edges[channel.edge].type_ops;
-        let (capacity, waker) = (options.buffers_per_channel, wakers[channel.consumer].clone());
-        let (tx, rx) = match exchange.remote(plan, channel) {
-            None => type_ops.channel(capacity, waker),
+    fn ends(
+        &self,
+        plan: &ExecutionPlan,
+        index: usize,
+        type_ops: &Arc<dyn TypeOps>,
+        capacity: usize,
+        waker: Arc<TaskWaker>,
+        cancel: &CancelToken,
+    ) -> Result<ChannelEnds, NetworkError> {
+        match self.remote(plan, &plan.channels[index]) {
+            None => {
+                let (tx, rx) = type_ops.channel(capacity, waker);
+                Ok((Some(tx), Some(rx)))
+            }
             Some((from, to)) => {
-                let id = exchange.generation << 32 | index as u64;
-                let cancel = &exchange.region_cancel[region];
-                type_ops.remote_channel(from, to, id, capacity, waker, cancel).map_err(|e| {
-                    let name = |t: SubtaskId| {
-                        let v = &job.vertices[t.vertex];
-                        format!("{} ({}/{})", v.name, t.subtask + 1, v.parallelism)
-                    };
-                    JobError::Exchange(format!("channel {} -> {}: {e}", name(producer), name(consumer)))
-                })?
+                let id = network_channel_id(self.generation, index);
+                let rx = type_ops.remote_input(to, id, capacity, waker)?;
+                let tx = type_ops.remote_output(from, to.local_addr(), id, capacity, cancel)?;
+                Ok((Some(tx), Some(rx)))
             }
-        };
-        senders.entry((channel.edge, producer.subtask)).or_default().push(tx);
-        receivers.entry((consumer.vertex, consumer.subtask, channel.input)).or_default().push(rx);
-    }
-
-    let mailboxes: Vec<Vec<Mailbox>> = job
-        .vertices
-        .iter()
-        .enumerate()
-        .map(|(vi, v)| (0..v.parallelism).map(|i| Mailbox::new(wakers[plan.task_index(vi, i)].clone())).collect())
-        .collect();
-    let mut deployments = Vec::with_capacity(plan.tasks.len());
-    for (vi, v) in job.vertices.iter().enumerate() {
-        let chain_ids: Vec<String> = v.nodes.iter().map(|n| job.operator_ids[*n].clone()).collect();
-        let enumerator = sources.iter().find(|(id, _, _)| *id == job.operator_ids[v.head]).map(|(_, _, e)| e.clone());
-        for (subtask, mailbox) in mailboxes[vi].iter().enumerate() {
-            let task = plan.task_index(vi, subtask);
-            let head = chain_for(graph, job, v.head, subtask, &mut senders);
-            if only.is_some_and(|r| r != plan.tasks[task].region) {
-                deployments.push(None);
-                continue;
-            }
-            let task_restore = match restore {
-                Some(r) => Some(Arc::new(
-                    r.for_subtask(&chain_ids, subtask, v.parallelism, v.max_parallelism)
-                        .map_err(JobError::InvalidJob)?,
-                )),
-                None => None,
-            };
-            deployments.push(Some(SubtaskDeployment {
-                info: TaskInfo {
-                    job_name: options.defaults.job_name.clone(),
-                    task_name: v.name.clone(),
-                    subtask_index: subtask,
-                    parallelism: v.parallelism,
-                    max_parallelism: v.max_parallelism,
-                    attempt_number: attempt,
-                },
-                head,
-                inputs: [
-                    receivers.remove(&(vi, subtask, 1)).unwrap_or_default(),
-                    receivers.remove(&(vi, subtask, 2)).unwrap_or_default(),
-                ],
-                input_type: graph.in_edges(v.head).next().map(|(_, e)| e.type_ops.clone()),
-                enumerator: enumerator.clone(),
-                waker: wakers[task].clone(),
-                mailbox: mailbox.clone(),
-                restore: task_restore,
-            }));
         }
     }
-    Ok(Wiring { wakers, mailboxes, deployments })
 }

@@ -12,6 +12,7 @@ use crate::error::{JobError, TaskError, lock};
 use crate::graph::execution_plan::ExecutionPlan;
 use crate::graph::job_graph::JobGraph;
 use crate::graph::stream_graph::StreamGraph;
+use crate::jobmaster::deployer::Deployer;
 use crate::jobmaster::job::{Deployable, JobOptions, new_job_id};
 use crate::jobmaster::master::{JobControl, deploy_attempt, open_checkpoint_storage, run_master};
 use crate::jobmaster::result::{JobException, JobExecutionResult};
@@ -195,10 +196,32 @@ fn initial_restore(deployable: &Deployable) -> Result<Option<JobRestore>, JobErr
 
 /// Deploys `graph` into an in-process cluster and starts it.
 pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobError> {
+    submit_with(graph, options, None, |deployable, events, control| {
+        let deployer = LocalDeployer::new(events, control, deployable.options.task_managers)?;
+        Ok((Box::new(deployer), None))
+    })
+}
+
+/// Runs when the job ended, with why it failed (`None`: it finished).
+pub(crate) type EndHook = Box<dyn FnOnce(Option<String>) + Send>;
+
+/// Starts `graph` with the job master here and its tasks wherever the deployer that
+/// `deployer` makes puts them (with a hook for the job's end); `job_id` names the job when a
+/// cluster gave it one.
+pub(crate) fn submit_with(
+    graph: StreamGraph,
+    options: JobOptions,
+    job_id: Option<String>,
+    deployer: impl FnOnce(
+        &Deployable,
+        std::sync::mpsc::Sender<crate::checkpoint::TaskEvent>,
+        Arc<JobControl>,
+    ) -> Result<(Box<dyn Deployer>, Option<EndHook>), JobError>,
+) -> Result<JobClient, JobError> {
     let job = JobGraph::build(&graph, &options.defaults)?;
     let job_name = options.defaults.job_name.clone();
     let subtasks: usize = job.vertices.iter().map(|v| v.parallelism).sum();
-    let job_id = new_job_id(&job_name);
+    let job_id = job_id.unwrap_or_else(|| new_job_id(&job_name));
     info!(job = %job_name, job_id = %job_id, tasks = job.vertices.len(), subtasks, "submitting job");
     debug!("execution plan:\n{}", job.description.to_plan_string());
     options.validate()?;
@@ -213,19 +236,33 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
     let restore = initial_restore(&deployable)?;
     let control = Arc::new(JobControl::new(job_id));
     let (events, receiver) = std::sync::mpsc::channel();
-    let mut deployer = Box::new(LocalDeployer::new(events, control.clone(), deployable.options.task_managers)?);
+    let (mut deployer, on_end) = deployer(&deployable, events, control.clone())?;
     if deployable.options.checkpoint.is_enabled() {
         // Planned failures wait for a completed checkpoint (the master arms them).
         deployable.options.failures.disarm();
     }
-    let first = deploy_attempt(&deployable, deployer.as_mut(), restore.as_ref(), 0)?;
+    let first = match deploy_attempt(&deployable, deployer.as_mut(), restore.as_ref(), 0) {
+        Ok(first) => first,
+        Err(e) => {
+            if let Some(hook) = on_end {
+                hook(Some(e.to_string()));
+            }
+            return Err(e);
+        }
+    };
     if let Some(interval) = deployable.options.progress_interval {
         start_progress_reporter(job_name.clone(), control.clone(), interval);
     }
     let master_control = control.clone();
     let master = std::thread::Builder::new()
         .name(format!("{job_name} master"))
-        .spawn(move || run_master(deployable, storage, deployer, first, restore, receiver, master_control))
+        .spawn(move || {
+            let result = run_master(deployable, storage, deployer, first, restore, receiver, master_control);
+            if let Some(hook) = on_end {
+                hook(result.as_ref().err().map(ToString::to_string));
+            }
+            result
+        })
         .map_err(JobError::Spawn)?;
     Ok(JobClient { job_name, controller: JobController { control }, master, graph: summary })
 }

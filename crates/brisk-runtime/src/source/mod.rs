@@ -223,6 +223,120 @@ struct Assignments<S> {
 /// An [`EnumeratorCell`] shared by the readers of a source node.
 pub type SharedEnumerator<S> = Arc<EnumeratorCell<S>>;
 
+/// A reader's view of its enumerator: the enumerator itself in the same process, or a proxy
+/// that asks the job's coordinator process ([`RemoteSplits`]).
+pub trait SplitAssignments<S>: Send + Sync {
+    /// Work for reader `subtask` (`None` while it owes a checkpoint snapshot).
+    fn next_split(&self, subtask: usize) -> Result<Option<NextSplit<S>>, BoxError>;
+    /// Whether splits restored from a checkpoint are still offered (taken all at once).
+    fn offers_resumed(&self, subtask: usize) -> bool;
+    /// Reader `subtask` took its snapshot, or the checkpoint was abandoned.
+    fn resume(&self, subtask: usize);
+}
+
+impl<S: SourceSplit> SplitAssignments<S> for EnumeratorCell<S> {
+    fn next_split(&self, subtask: usize) -> Result<Option<NextSplit<S>>, BoxError> {
+        EnumeratorCell::next_split(self, subtask)
+    }
+
+    fn offers_resumed(&self, subtask: usize) -> bool {
+        EnumeratorCell::offers_resumed(self, subtask)
+    }
+
+    fn resume(&self, subtask: usize) {
+        EnumeratorCell::resume(self, subtask)
+    }
+}
+
+/// An enumerator's answer with the split encoded, as it travels between processes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum EncodedNextSplit {
+    /// Nothing while the reader owes a checkpoint snapshot.
+    Paused,
+    /// A split ([`brisk_state::codec`]), and whether restored splits are still offered.
+    Split(Vec<u8>, bool),
+    /// Ask again after this many milliseconds.
+    NotYet(u64),
+    /// No more work for this reader.
+    NoMoreSplits,
+}
+
+/// How a reader in a worker process reaches the enumerators in the job's coordinator.
+pub trait SplitRequests: Send + Sync {
+    /// [`SplitAssignments::next_split`] of source `operator_id`.
+    fn next_split(&self, operator_id: &str, subtask: usize) -> Result<EncodedNextSplit, BoxError>;
+    /// [`SplitAssignments::resume`] of source `operator_id`.
+    fn resume(&self, operator_id: &str, subtask: usize);
+}
+
+/// The enumerator of source `operator_id` as a worker process sees it (an
+/// [`ErasedEnumerator`](crate::graph::stream_graph::ErasedEnumerator) the source task
+/// recognises).
+#[derive(Clone)]
+pub struct RemoteEnumerator {
+    /// The source node's operator id.
+    pub operator_id: String,
+    /// The way to the coordinator.
+    pub requests: Arc<dyn SplitRequests>,
+}
+
+/// [`SplitAssignments`] over a [`RemoteEnumerator`], decoding the splits it gets.
+pub struct RemoteSplits<S> {
+    remote: RemoteEnumerator,
+    /// Whether the coordinator still offered restored splits with the last answer.
+    resumed: AtomicBool,
+    _split: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<S> RemoteSplits<S> {
+    /// Splits of `remote` for the readers of this process.
+    pub fn new(remote: RemoteEnumerator) -> Self {
+        // Restored splits are announced by the first answer.
+        RemoteSplits { remote, resumed: AtomicBool::new(true), _split: std::marker::PhantomData }
+    }
+}
+
+impl<S: SourceSplit> SplitAssignments<S> for RemoteSplits<S> {
+    fn next_split(&self, subtask: usize) -> Result<Option<NextSplit<S>>, BoxError> {
+        let answer = self.remote.requests.next_split(&self.remote.operator_id, subtask)?;
+        let (next, resumed) = match answer {
+            EncodedNextSplit::Paused => (None, false),
+            EncodedNextSplit::Split(bytes, resumed) => {
+                let split = brisk_state::codec::decode(&bytes)
+                    .map_err(|e| format!("a split from the coordinator does not decode: {e}"))?;
+                (Some(NextSplit::Split(split)), resumed)
+            }
+            EncodedNextSplit::NotYet(ms) => (Some(NextSplit::NotYet(Duration::from_millis(ms))), false),
+            EncodedNextSplit::NoMoreSplits => (Some(NextSplit::NoMoreSplits), false),
+        };
+        self.resumed.store(resumed, Ordering::Release);
+        Ok(next)
+    }
+
+    fn offers_resumed(&self, _subtask: usize) -> bool {
+        self.resumed.load(Ordering::Acquire)
+    }
+
+    fn resume(&self, subtask: usize) {
+        self.remote.requests.resume(&self.remote.operator_id, subtask)
+    }
+}
+
+impl<S: SourceSplit> EnumeratorCell<S> {
+    /// [`next_split`](Self::next_split) with the split encoded for another process.
+    pub fn next_split_encoded(&self, subtask: usize) -> Result<EncodedNextSplit, BoxError> {
+        Ok(match self.next_split(subtask)? {
+            None => EncodedNextSplit::Paused,
+            Some(NextSplit::Split(split)) => EncodedNextSplit::Split(
+                brisk_state::codec::encode(&split).map_err(|e| format!("cannot encode split {}: {e}", split.split_id()))?,
+                self.offers_resumed(subtask),
+            ),
+            Some(NextSplit::NotYet(d)) => EncodedNextSplit::NotYet(d.as_millis() as u64),
+            Some(NextSplit::NoMoreSplits) => EncodedNextSplit::NoMoreSplits,
+        })
+    }
+}
+
 impl<S: SourceSplit> EnumeratorCell<S> {
     /// Shares `enumerator` among `readers` readers; `epoch` is the checkpoint the job started
     /// from (0 for none).
@@ -364,7 +478,7 @@ pub struct SourceLink<T, S: Source<T>> {
     strategy: Option<WatermarkStrategy<T>>,
     watermarks: Option<WatermarkTracker<T>>,
     time: Option<(ProcessingTimeService, i64)>,
-    enumerator: SharedEnumerator<S::Split>,
+    enumerator: Arc<dyn SplitAssignments<S::Split>>,
     reader_context: Option<ReaderContext>,
     /// Splits being read, each by its own reader, polled in turn.
     active: Vec<ActiveSplit<T, S::Split>>,
@@ -390,7 +504,7 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
     pub fn new(
         source: Arc<S>,
         strategy: Option<WatermarkStrategy<T>>,
-        enumerator: SharedEnumerator<S::Split>,
+        enumerator: Arc<dyn SplitAssignments<S::Split>>,
         out: OperatorOutput<T>,
         info: OperatorInfo,
     ) -> Self {

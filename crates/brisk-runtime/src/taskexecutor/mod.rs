@@ -9,3 +9,4 @@ pub mod operator;
 pub mod output;
 pub mod task;
 pub mod time;
+pub(crate) mod wiring;
