@@ -1,15 +1,17 @@
 //! The standalone cluster as real processes on 127.0.0.1: `brisk jobmanager` and
 //! `brisk taskmanager` register and heartbeat; a TaskManager killed with `kill -9` is lost
 //! within `heartbeat.timeout`; a JobManager killed and started again gets its TaskManagers
-//! back; `brisk cluster start|stop` manage both in the background; bad addresses and ports
-//! are clear errors.
+//! back; `brisk cluster start|stop` manage both in the background; `brisk run` runs the
+//! examples as artifacts across two TaskManagers with the mini cluster's output (checkpointed
+//! and with injected failures, exactly once); bad addresses, ports and submissions are clear
+//! errors.
 
 mod common;
 
-use common::{brisk, temp_dir, wait_until};
+use common::{brisk, data, example, example_path, read_sorted_lines, temp_dir, wait_until};
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,6 +37,11 @@ fn free_port() -> u16 {
 
 /// `brisk jobmanager` on `port`, with a 2 s heartbeat timeout; returns once it listens.
 fn jobmanager(port: u16) -> Process {
+    jobmanager_with(port, &[])
+}
+
+/// [`jobmanager`] with more `-D` options.
+fn jobmanager_with(port: u16, extra: &[&str]) -> Process {
     let mut child = brisk()
         .args(["jobmanager", "--rpc-port", &port.to_string()])
         .args([
@@ -45,6 +52,7 @@ fn jobmanager(port: u16) -> Process {
             "-D",
             "heartbeat.timeout=2s",
         ])
+        .args(extra.iter().flat_map(|d| ["-D", d]))
         .stdout(Stdio::piped())
         .spawn()
         .expect("start brisk jobmanager");
@@ -175,7 +183,7 @@ fn cluster_start_and_stop_manage_background_processes_with_pid_files_and_logs() 
 
     drop(stop);
     for pid in pids {
-        assert!(!Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid), "process {pid} still runs");
+        assert!(has_ended(pid), "process {pid} still runs");
     }
     assert!(!log.join("brisk-jobmanager.pid").exists(), "pid files are removed");
     let stopped = run(&["cluster", "stop", "--log-dir", log_arg]);
@@ -183,9 +191,12 @@ fn cluster_start_and_stop_manage_background_processes_with_pid_files_and_logs() 
     assert!(stderr(&stopped).contains("no cluster to stop"), "{}", stderr(&stopped));
 }
 
-fn is_zombie(pid: u64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+/// Whether process `pid` is gone (or dead, waiting for its parent to collect it).
+fn has_ended(pid: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
+    }
 }
 
 #[test]
@@ -224,4 +235,200 @@ fn bad_addresses_ports_and_configuration_are_clear_errors() {
         assert!(!output.status.success(), "{args:?} succeeded");
         assert!(stderr(&output).contains(expected), "{args:?}: {}", stderr(&output));
     }
+}
+
+/// A JobManager and two TaskManagers of one slot each, with their files under `dir`.
+struct TestCluster {
+    port: u16,
+    dir: PathBuf,
+    processes: Vec<Process>,
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        self.processes.iter_mut().for_each(Process::kill9);
+        // Artifacts are large; a failed test keeps its files for a look.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl TestCluster {
+    fn start(name: &str, jobmanager_options: &[&str]) -> TestCluster {
+        let dir = temp_dir(name);
+        let port = free_port();
+        let upload = format!("web.upload.dir={}", dir.join("jobmanager").display());
+        let mut options = vec![upload.as_str()];
+        options.extend_from_slice(jobmanager_options);
+        let mut processes = vec![jobmanager_with(port, &options)];
+        for i in 0..2 {
+            let tmp = format!("taskmanager.tmp.dirs={}", dir.join(format!("taskmanager-{i}")).display());
+            let child = brisk()
+                .args(["taskmanager", "--jobmanager", &format!("127.0.0.1:{port}"), "-D", &tmp])
+                .spawn()
+                .expect("start brisk taskmanager");
+            processes.push(Process(child));
+        }
+        wait_until("two TaskManagers", || taskmanagers(&status(port)).len() == 2);
+        TestCluster { port, dir, processes }
+    }
+
+    /// `brisk run` (attached) against this cluster.
+    fn run(&self, args: &[&str]) -> Output {
+        brisk().args(["run", "-m", &format!("127.0.0.1:{}", self.port)]).args(args).output().expect("run brisk run")
+    }
+
+    fn brisk(&self, command: &str, args: &[&str]) -> Output {
+        brisk().args([command, "-m", &format!("127.0.0.1:{}", self.port)]).args(args).output().expect("run brisk")
+    }
+
+    /// The coordinator log of the job `brisk run` printed the id of.
+    fn coordinator_log(&self, run: &Output) -> String {
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        let id = stdout.split("JobID ").nth(1).and_then(|r| r.split_whitespace().next()).expect("a job id");
+        std::fs::read_to_string(self.dir.join("jobmanager").join(id).join("coordinator.log")).expect("coordinator log")
+    }
+
+    /// The worker logs on each TaskManager.
+    fn worker_logs(&self) -> Vec<usize> {
+        (0..2)
+            .map(|i| {
+                walk(&self.dir.join(format!("taskmanager-{i}")))
+                    .iter()
+                    .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("worker-")))
+                    .count()
+            })
+            .collect()
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn word_count_runs_across_two_taskmanagers_with_the_mini_clusters_output() {
+    let cluster = TestCluster::start("cluster-word-count", &[]);
+    let out = cluster.dir.join("out");
+    let artifact = example_path("word_count");
+    let run = cluster.run(&["-p", "2", artifact.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert!(run.status.success(), "brisk run failed: {}", stderr(&run));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("has finished"), "{}", String::from_utf8_lossy(&run.stdout));
+    assert_eq!(cluster.worker_logs(), vec![1, 1], "one worker process on each TaskManager");
+
+    let local = cluster.dir.join("local");
+    let ran = example("word_count").args(["--parallelism", "2", "--output", local.to_str().unwrap()]).output().unwrap();
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let expected = read_sorted_lines(&local);
+    assert!(!expected.is_empty());
+    assert!(read_sorted_lines(&out) == expected, "the cluster's output differs from the mini cluster's");
+}
+
+fn window_job_with_failures_is_exactly_once_across_processes(name: &str, backend: &str) {
+    let cluster = TestCluster::start(name, &[]);
+    let (out, checkpoints) = (cluster.dir.join("out"), cluster.dir.join("checkpoints"));
+    let artifact = example_path("window_agg");
+    let input = data("window_agg/events.csv");
+    let run = cluster.run(&[
+        "-p",
+        "2",
+        artifact.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--state-backend",
+        backend,
+        "--checkpoint-interval",
+        "100ms",
+        "--checkpoint-dir",
+        checkpoints.to_str().unwrap(),
+        "--inject-failures",
+        "2",
+        "--source-rate",
+        "3000",
+    ]);
+    assert!(run.status.success(), "brisk run failed: {}", stderr(&run));
+    let log = cluster.coordinator_log(&run);
+    assert!(log.contains("restarting"), "failures were injected and recovered:\n{log}");
+    let expected = std::fs::read_to_string(data("window_agg/expected_tumbling_10s.csv")).expect("golden");
+    let mut expected: Vec<String> = expected.lines().map(String::from).collect();
+    expected.sort();
+    assert!(read_sorted_lines(&out) == expected, "committed output differs from the golden file");
+}
+
+#[test]
+fn a_checkpointed_window_job_with_failures_is_exactly_once_across_processes_heap() {
+    window_job_with_failures_is_exactly_once_across_processes("cluster-window-heap", "hashmap");
+}
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn a_checkpointed_window_job_with_failures_is_exactly_once_across_processes_rocksdb() {
+    window_job_with_failures_is_exactly_once_across_processes("cluster-window-rocksdb", "rocksdb");
+}
+
+#[test]
+fn jobs_are_listed_and_cancelled_and_bad_submissions_are_clear_errors() {
+    let cluster = TestCluster::start("cluster-jobs", &["slot.request.timeout=1s"]);
+    let artifact = example_path("window_agg");
+    let input = data("window_agg/events.csv");
+    let out = cluster.dir.join("slow");
+    let detached = cluster.run(&[
+        "-d",
+        "-p",
+        "2",
+        artifact.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--source-rate",
+        "50",
+    ]);
+    assert!(detached.status.success(), "{}", stderr(&detached));
+    let stdout = String::from_utf8_lossy(&detached.stdout).to_string();
+    let job_id = stdout.split("JobID ").nth(1).map(|s| s.trim().to_string()).expect("a job id");
+    let state = |id: &str| {
+        let listed = cluster.brisk("list", &["--json"]);
+        assert!(listed.status.success(), "{}", stderr(&listed));
+        let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+        jobs["jobs"].as_array().unwrap().iter().find(|j| j["jid"] == id).map(|j| j["state"].as_str().unwrap().to_string())
+    };
+    wait_until("the job to run", || state(&job_id).as_deref() == Some("RUNNING"));
+
+    // No slots left: a second job waits slot.request.timeout, then fails saying why.
+    let starved = cluster.run(&["-p", "1", example_path("word_count").to_str().unwrap()]);
+    assert!(!starved.status.success());
+    assert!(stderr(&starved).contains("the job needs 1 slots, but only 0 of the cluster's 2 slots"), "{}", stderr(&starved));
+
+    let cancelled = cluster.brisk("cancel", &[&job_id]);
+    assert!(cancelled.status.success(), "{}", stderr(&cancelled));
+    wait_until("the job to be cancelled", || state(&job_id).as_deref() == Some("CANCELED"));
+    let again = cluster.brisk("cancel", &[&job_id]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("has already ended (CANCELED)"), "{}", stderr(&again));
+    let unknown = cluster.brisk("cancel", &["0123456789abcdef0123456789abcdef"]);
+    assert!(stderr(&unknown).contains("no job with id 0123456789abcdef0123456789abcdef"), "{}", stderr(&unknown));
+
+    // An executable that is not a Brisk program never registers its job.
+    let not_brisk = cluster.run(&["/bin/true"]);
+    assert!(!not_brisk.status.success());
+    assert!(stderr(&not_brisk).contains("coordinator process exited"), "{}", stderr(&not_brisk));
+    let text = cluster.dir.join("notes.txt");
+    std::fs::write(&text, "not a program").unwrap();
+    let not_executable = cluster.run(&[text.to_str().unwrap()]);
+    assert!(stderr(&not_executable).contains("is not executable"), "{}", stderr(&not_executable));
+    let no_savepoint = cluster.run(&["-s", "/nonexistent/savepoint", artifact.to_str().unwrap()]);
+    assert!(stderr(&no_savepoint).contains("the savepoint '/nonexistent/savepoint' does not exist"));
 }

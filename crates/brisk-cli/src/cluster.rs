@@ -258,7 +258,7 @@ fn terminate(pid: u32) -> anyhow::Result<()> {
         }
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
-            if !is_brisk_process(pid) || is_zombie(pid) {
+            if has_ended(pid) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -267,9 +267,12 @@ fn terminate(pid: u32) -> anyhow::Result<()> {
     bail!("the process did not end")
 }
 
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+/// Whether process `pid` is gone (or dead, waiting for its parent to collect it).
+fn has_ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
+    }
 }
 
 /// The cluster's overview from the JobManager at `address`.
@@ -286,12 +289,17 @@ fn overview(address: &str, timeout: Duration) -> anyhow::Result<ClusterOverview>
     }
 }
 
-/// `brisk cluster status`: the JobManager and its TaskManagers.
-pub fn status(args: &ConfigArgs, jobmanager: Option<String>, json: bool) -> anyhow::Result<()> {
-    let address = match jobmanager {
+/// The JobManager's address: given, or from the configuration.
+pub fn jobmanager_address(args: &ConfigArgs, jobmanager: Option<String>) -> anyhow::Result<String> {
+    Ok(match jobmanager {
         Some(address) => address,
         None => ClusterConfig::from_configuration(&args.load()?)?.jobmanager_address(),
-    };
+    })
+}
+
+/// `brisk cluster status`: the JobManager and its TaskManagers.
+pub fn status(args: &ConfigArgs, jobmanager: Option<String>, json: bool) -> anyhow::Result<()> {
+    let address = jobmanager_address(args, jobmanager)?;
     let overview = overview(&address, Duration::from_secs(10))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&overview_json(&address, &overview))?);

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod info;
+mod jobs;
 
 use clap::{Parser, Subcommand};
 use cluster::ConfigArgs;
@@ -49,6 +50,49 @@ enum Command {
         /// Slots to offer (overrides taskmanager.numberOfTaskSlots).
         #[arg(long, value_name = "N")]
         slots: Option<usize>,
+    },
+    /// Runs a job artifact on the cluster: uploads it and (unless detached) waits for the job.
+    Run {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The JobManager's RPC address [default: jobmanager.rpc.address:jobmanager.rpc.port].
+        #[arg(short = 'm', long, value_name = "HOST:PORT")]
+        jobmanager: Option<String>,
+        /// Default parallelism of the job (parallelism.default).
+        #[arg(short = 'p', long, value_name = "N")]
+        parallelism: Option<usize>,
+        /// Return once the job is submitted.
+        #[arg(short = 'd', long)]
+        detached: bool,
+        /// Start from this savepoint or retained checkpoint.
+        #[arg(short = 's', long, value_name = "PATH")]
+        from_savepoint: Option<String>,
+        /// The job's artifact: a program that declares a job with Brisk's API.
+        artifact: PathBuf,
+        /// Arguments for the program.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Lists the cluster's jobs.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The JobManager's RPC address [default: jobmanager.rpc.address:jobmanager.rpc.port].
+        #[arg(short = 'm', long, value_name = "HOST:PORT")]
+        jobmanager: Option<String>,
+        /// Print JSON with Flink's /jobs/overview field names.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancels a job.
+    Cancel {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The JobManager's RPC address [default: jobmanager.rpc.address:jobmanager.rpc.port].
+        #[arg(short = 'm', long, value_name = "HOST:PORT")]
+        jobmanager: Option<String>,
+        /// The job's id.
+        job_id: String,
     },
     /// Starts, stops or shows a standalone cluster on this host.
     Cluster {
@@ -108,6 +152,19 @@ fn main() -> ExitCode {
         Command::Info { json, artifact, args } => info::run(&artifact, &args, json),
         Command::Jobmanager { config, rpc_port } => cluster::jobmanager(&config, rpc_port),
         Command::Taskmanager { config, jobmanager, slots } => cluster::taskmanager(&config, jobmanager, slots),
+        Command::Run { config, jobmanager, parallelism, detached, from_savepoint, artifact, args } => {
+            jobs::run(jobs::RunOptions {
+                config: &config,
+                jobmanager,
+                parallelism,
+                detached,
+                from_savepoint,
+                artifact: &artifact,
+                args: &args,
+            })
+        }
+        Command::List { config, jobmanager, json } => jobs::list(&config, jobmanager, json),
+        Command::Cancel { config, jobmanager, job_id } => jobs::cancel(&config, jobmanager, &job_id),
         Command::Cluster { action } => match action {
             ClusterAction::Start { config, log_dir, timeout } => {
                 cluster::start(&config, &log_dir, Duration::from_secs(timeout))

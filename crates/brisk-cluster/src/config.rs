@@ -61,6 +61,27 @@ pub const HEARTBEAT_TIMEOUT: ConfigOption<Duration> = ConfigOption {
     description: "Time without a heartbeat after which the peer is considered lost.",
 };
 
+/// How long a job waits for enough free slots.
+pub const SLOT_REQUEST_TIMEOUT: ConfigOption<Duration> = ConfigOption {
+    key: "slot.request.timeout",
+    default: Duration::from_secs(300),
+    description: "How long a submitted job waits for the slots it needs before it fails.",
+};
+
+/// Where the JobManager keeps submitted artifacts and the jobs' logs.
+pub const UPLOAD_DIR: ConfigOption<&str> = ConfigOption {
+    key: "web.upload.dir",
+    default: "",
+    description: "Directory for submitted artifacts and job logs; a new one under the system temp directory when empty.",
+};
+
+/// Where a TaskManager keeps artifacts and its workers' logs.
+pub const TMP_DIRS: ConfigOption<&str> = ConfigOption {
+    key: "taskmanager.tmp.dirs",
+    default: "",
+    description: "Directory for the TaskManager's artifacts and worker logs; the system temp directory when empty.",
+};
+
 /// What every cluster process reads from the configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterConfig {
@@ -82,6 +103,12 @@ pub struct ClusterConfig {
     pub heartbeat_interval: Duration,
     /// `heartbeat.timeout`.
     pub heartbeat_timeout: Duration,
+    /// `slot.request.timeout`.
+    pub slot_request_timeout: Duration,
+    /// `web.upload.dir` (`None`: a new temporary directory).
+    pub upload_dir: Option<std::path::PathBuf>,
+    /// `taskmanager.tmp.dirs` (`None`: the system temp directory).
+    pub tmp_dir: Option<std::path::PathBuf>,
 }
 
 impl ClusterConfig {
@@ -107,6 +134,9 @@ impl ClusterConfig {
             registration_timeout: config.get(&REGISTRATION_TIMEOUT)?,
             heartbeat_interval: config.get(&HEARTBEAT_INTERVAL)?,
             heartbeat_timeout: config.get(&HEARTBEAT_TIMEOUT)?,
+            slot_request_timeout: config.get(&SLOT_REQUEST_TIMEOUT)?,
+            upload_dir: Some(text(&UPLOAD_DIR)?).filter(|d| !d.is_empty()).map(Into::into),
+            tmp_dir: Some(text(&TMP_DIRS)?).filter(|d| !d.is_empty()).map(Into::into),
         };
         cluster.validate()?;
         Ok(cluster)

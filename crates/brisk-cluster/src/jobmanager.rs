@@ -4,11 +4,13 @@
 //! `heartbeat.timeout`, or whose connection breaks, is lost: its slots are gone.
 
 use crate::config::ClusterConfig;
+use crate::dispatcher::Dispatcher;
 use crate::{ClusterError, taskmanager::process_id};
 use brisk_rpc::{
-    ClusterOverview, Hello, RegistrationAck, Request, Response, Role, RpcConnection, TaskManagerInfo,
-    TaskManagerRegistration,
+    ClusterOverview, CoordinatorRegistration, Hello, RegistrationAck, Request, Response, Role, RpcConnection,
+    TaskManagerInfo, TaskManagerRegistration, WorkerLaunch,
 };
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,19 +20,37 @@ use tracing::{info, warn};
 
 /// How long a handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TaskManager may take to fetch an artifact and start a worker.
+const WORKER_START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A registered TaskManager.
 struct Registered {
     registration: TaskManagerRegistration,
     connection: RpcConnection,
-    free_slots: usize,
+    /// Slots given to jobs, by job id.
+    allocated: HashMap<String, usize>,
     last_heartbeat: Instant,
+}
+
+impl Registered {
+    fn free_slots(&self) -> usize {
+        self.registration.slots.saturating_sub(self.allocated.values().sum())
+    }
+}
+
+/// Slots of one TaskManager given to a job.
+struct Grant {
+    connection: RpcConnection,
+    slots: usize,
 }
 
 struct State {
     id: String,
     config: ClusterConfig,
+    /// Where coordinators reach this JobManager.
+    address: String,
     taskmanagers: Mutex<Vec<Registered>>,
+    dispatcher: Dispatcher,
     shutting_down: AtomicBool,
 }
 
@@ -49,7 +69,7 @@ impl State {
                 pid: t.registration.pid,
                 address: t.connection.peer().to_string(),
                 slots: t.registration.slots,
-                free_slots: t.free_slots,
+                free_slots: t.free_slots(),
                 last_heartbeat_ms_ago: t.last_heartbeat.elapsed().as_millis() as u64,
             })
             .collect();
@@ -65,7 +85,7 @@ impl State {
                 .position(|t| t.registration.resource_id == resource_id)
                 .map(|i| taskmanagers.remove(i));
             taskmanagers.push(Registered {
-                free_slots: registration.slots,
+                allocated: HashMap::new(),
                 registration: registration.clone(),
                 connection: connection.clone(),
                 last_heartbeat: Instant::now(),
@@ -109,16 +129,13 @@ impl State {
             }
             let wait = timeout.saturating_sub(last.elapsed()).max(Duration::from_millis(1));
             match connection.call(Request::Heartbeat { jobmanager_id: self.id.clone() }, wait) {
-                Ok(Response::Heartbeat(heartbeat)) => {
+                Ok(Response::Heartbeat(_)) => {
                     last = Instant::now();
                     let mut taskmanagers = self.taskmanagers();
                     match taskmanagers.iter_mut().find(|t| t.registration.resource_id == resource_id) {
                         // Registered again on another connection: that one is watched now.
                         Some(t) if t.connection.peer() != connection.peer() => return,
-                        Some(t) => {
-                            t.free_slots = heartbeat.free_slots;
-                            t.last_heartbeat = last;
-                        }
+                        Some(t) => t.last_heartbeat = last,
                         None => return,
                     }
                 }
@@ -147,18 +164,130 @@ impl State {
     }
 
     fn handle(self: &Arc<Self>, connection: &RpcConnection, request: Request) -> Response {
-        match request {
-            Request::RegisterTaskManager(registration) if connection.peer_hello().role == Role::TaskManager => {
+        let role = connection.peer_hello().role;
+        let dispatcher = &self.dispatcher;
+        match (role, request) {
+            (Role::TaskManager, Request::RegisterTaskManager(registration)) => {
                 if registration.slots == 0 {
                     return Response::Error("a TaskManager must offer at least one slot".into());
                 }
                 self.register(connection, registration)
             }
-            Request::ClusterOverview => Response::Overview(self.overview()),
-            other => Response::Error(format!(
-                "the JobManager does not serve {other:?} from a {}",
-                connection.peer_hello().role
-            )),
+            (Role::TaskManager, Request::FetchArtifact { job_id, offset }) => dispatcher.artifact_chunk(&job_id, offset),
+            (_, Request::ClusterOverview) => Response::Overview(self.overview()),
+            (Role::Client, Request::UploadArtifact { upload, data }) => dispatcher.upload(connection.peer(), upload, &data),
+            (Role::Client, Request::SubmitJob(submission)) => {
+                match dispatcher.submit(connection.peer(), submission, &self.address) {
+                    Ok((job_id, mut child)) => {
+                        let (state, reaped) = (self.clone(), job_id.clone());
+                        let spawned = std::thread::Builder::new().name(format!("job {job_id}")).spawn(move || {
+                            let status = child.wait().map_or_else(|e| e.to_string(), |s| s.to_string());
+                            state.dispatcher.coordinator_exited(&reaped, &status);
+                            state.release(&reaped);
+                        });
+                        if let Err(e) = spawned {
+                            warn!(job_id = %job_id, "cannot watch the job's coordinator process: {e}");
+                        }
+                        Response::JobSubmitted { job_id }
+                    }
+                    Err(e) => Response::Error(e),
+                }
+            }
+            (Role::Client, Request::JobStatus { job_id }) => match dispatcher.info(&job_id) {
+                Some(info) => Response::Job(info),
+                None => Response::Error(format!("no job with id {job_id}")),
+            },
+            (Role::Client, Request::ListJobs) => Response::Jobs(dispatcher.list()),
+            (Role::Client, Request::CancelJob { job_id }) => match dispatcher.cancel(&job_id) {
+                Ok(()) => Response::Ack,
+                Err(e) => Response::Error(e),
+            },
+            (Role::Coordinator, Request::RegisterCoordinator(registration)) => self.start_workers(connection, registration),
+            (Role::Coordinator, Request::JobFinished { job_id, failure }) => {
+                dispatcher.finish(&job_id, failure);
+                self.release(&job_id);
+                Response::Ack
+            }
+            (role, other) => Response::Error(format!("the JobManager does not serve {other:?} from a {role}")),
+        }
+    }
+
+    /// Gives the coordinator's job its slots and starts a worker on each TaskManager that
+    /// gave some.
+    fn start_workers(&self, connection: &RpcConnection, registration: CoordinatorRegistration) -> Response {
+        let job_id = registration.job_id.clone();
+        let (args, config) = match self.dispatcher.coordinator_registered(&job_id, &registration.job_name, connection) {
+            Ok(launch) => launch,
+            Err(e) => return Response::Error(e),
+        };
+        let grants = match self.allocate(&job_id, registration.slots) {
+            Ok(grants) => grants,
+            Err(e) => return Response::Error(e),
+        };
+        for (worker, grant) in grants.iter().enumerate() {
+            let launch = WorkerLaunch {
+                job_id: job_id.clone(),
+                worker,
+                slots: grant.slots,
+                args: args.clone(),
+                config: config.clone(),
+                coordinator: registration.address.clone(),
+            };
+            if let Err(e) = grant.connection.call(Request::StartWorker(launch), WORKER_START_TIMEOUT) {
+                self.release(&job_id);
+                return Response::Error(format!("cannot start worker {worker} on the TaskManager at {}: {e}", grant.connection.peer()));
+            }
+        }
+        self.dispatcher.running(&job_id, registration.slots);
+        info!(job_id = %job_id, job = %registration.job_name, slots = registration.slots, workers = grants.len(), "job running");
+        Response::SlotsGranted { worker_slots: grants.iter().map(|g| g.slots).collect() }
+    }
+
+    /// Takes `slots` free slots for `job_id`, waiting up to `slot.request.timeout` for them.
+    fn allocate(&self, job_id: &str, slots: usize) -> Result<Vec<Grant>, String> {
+        let deadline = Instant::now() + self.config.slot_request_timeout;
+        let mut logged = false;
+        loop {
+            {
+                let mut taskmanagers = self.taskmanagers();
+                let free: usize = taskmanagers.iter().map(Registered::free_slots).sum();
+                if free >= slots {
+                    let mut grants = Vec::new();
+                    let mut needed = slots;
+                    for t in taskmanagers.iter_mut() {
+                        let take = t.free_slots().min(needed);
+                        if take > 0 {
+                            *t.allocated.entry(job_id.to_string()).or_default() += take;
+                            grants.push(Grant { connection: t.connection.clone(), slots: take });
+                            needed -= take;
+                        }
+                    }
+                    return Ok(grants);
+                }
+                if Instant::now() >= deadline {
+                    let total: usize = taskmanagers.iter().map(|t| t.registration.slots).sum();
+                    return Err(format!(
+                        "the job needs {slots} slots, but only {free} of the cluster's {total} slots ({} TaskManagers) \
+                         are free; waited {} s (slot.request.timeout)",
+                        taskmanagers.len(),
+                        self.config.slot_request_timeout.as_secs()
+                    ));
+                }
+                if !logged {
+                    info!(job_id, slots, free, "the job waits for free slots");
+                    logged = true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Frees the slots of `job_id` and stops its workers that still run.
+    fn release(&self, job_id: &str) {
+        for t in self.taskmanagers().iter_mut() {
+            if t.allocated.remove(job_id).is_some() {
+                let _ = t.connection.post(Request::StopWorkers { job_id: job_id.to_string() });
+            }
         }
     }
 }
@@ -177,10 +306,16 @@ impl JobManager {
         let addr = format!("{}:{}", config.bind_host, config.rpc_port);
         let listener = TcpListener::bind(&addr).map_err(|source| ClusterError::Bind { addr: addr.clone(), source })?;
         let local_addr = listener.local_addr().map_err(|source| ClusterError::Bind { addr, source })?;
+        let id = format!("jobmanager-{}-{}", process_id(), unique_suffix());
+        let dir = config.upload_dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("brisk-{id}")));
+        let dispatcher = Dispatcher::new(dir.clone())
+            .map_err(|e| ClusterError::Config(format!("cannot create '{}' (web.upload.dir): {e}", dir.display())))?;
         let state = Arc::new(State {
-            id: format!("jobmanager-{}-{}", process_id(), unique_suffix()),
+            id,
+            address: format!("{}:{}", config.rpc_address, local_addr.port()),
             config,
             taskmanagers: Mutex::new(Vec::new()),
+            dispatcher,
             shutting_down: AtomicBool::new(false),
         });
         let accepting = state.clone();
@@ -266,8 +401,8 @@ fn accept_loop(state: Arc<State>, listener: TcpListener) {
 
 fn admit(hello: &Hello) -> Result<(), String> {
     match hello.role {
-        Role::TaskManager | Role::Client => Ok(()),
-        Role::JobManager => Err("a JobManager does not connect to another JobManager".into()),
+        Role::TaskManager | Role::Client | Role::Coordinator => Ok(()),
+        other => Err(format!("a JobManager does not serve a {other}")),
     }
 }
 

@@ -3,6 +3,7 @@
 //! configuration they share. The `brisk` command line starts them.
 
 pub mod config;
+mod dispatcher;
 pub mod jobmanager;
 pub mod taskmanager;
 

@@ -4,10 +4,19 @@
 
 use crate::ClusterError;
 use crate::config::ClusterConfig;
-use brisk_rpc::TaskManagerRegistration;
-use brisk_rpc::{RegistrationAck, Request, Response, Role, RpcConnection, RpcError, TaskManagerHeartbeat};
-use std::sync::Arc;
+use brisk_rpc::{
+    RegistrationAck, Request, Response, Role, RpcConnection, RpcError, TaskManagerHeartbeat, TaskManagerRegistration,
+    WorkerLaunch,
+};
+use brisk_runtime::executor::{COORDINATOR_ENV, JOB_CONFIG_ENV, JOB_ID_ENV, JOBMANAGER_ENV, PLAN_FILE_ENV, WORKER_INDEX_ENV};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -17,6 +26,8 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::fro
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the registered TaskManager checks that the JobManager is still there.
 const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// How long the workers of an ended job may take to end by themselves.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// This process's id.
 pub(crate) fn process_id() -> u32 {
@@ -29,6 +40,127 @@ pub struct TaskManager {
     jobmanager: String,
     registration: TaskManagerRegistration,
     stop: Arc<AtomicBool>,
+    workers: Arc<Workers>,
+}
+
+/// The worker processes this TaskManager started, by job.
+struct Workers {
+    dir: PathBuf,
+    jobmanager: String,
+    running: Mutex<HashMap<String, Vec<(usize, Child)>>>,
+}
+
+impl Workers {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(usize, Child)>>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Slots used by workers still running.
+    fn used_slots(&self) -> usize {
+        let mut running = self.running();
+        running.values_mut().for_each(|workers| workers.retain_mut(|(_, child)| matches!(child.try_wait(), Ok(None))));
+        running.retain(|_, workers| !workers.is_empty());
+        running.values().flatten().map(|(slots, _)| *slots).sum()
+    }
+
+    /// Fetches the job's artifact from the JobManager (once per job) and starts the worker.
+    fn start(&self, launch: WorkerLaunch) -> Result<(), String> {
+        let job_dir = self.dir.join(&launch.job_id);
+        let artifact = job_dir.join("artifact");
+        if !artifact.exists() {
+            std::fs::create_dir_all(&job_dir).map_err(|e| format!("cannot create '{}': {e}", job_dir.display()))?;
+            self.fetch(&launch.job_id, &artifact)?;
+        }
+        let log_path = job_dir.join(format!("worker-{}.log", launch.worker));
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("cannot open '{}': {e}", log_path.display()))?;
+        let err_log = log.try_clone().map_err(|e| format!("cannot open '{}': {e}", log_path.display()))?;
+        let config = serde_json::to_string(&launch.config).map_err(|e| format!("cannot encode the job's configuration: {e}"))?;
+        let child = Command::new(&artifact)
+            .args(&launch.args)
+            .env_remove(PLAN_FILE_ENV)
+            .env_remove(JOBMANAGER_ENV)
+            .env(COORDINATOR_ENV, &launch.coordinator)
+            .env(WORKER_INDEX_ENV, launch.worker.to_string())
+            .env(JOB_ID_ENV, &launch.job_id)
+            .env(JOB_CONFIG_ENV, config)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log)
+            .spawn()
+            .map_err(|e| format!("cannot start the job's artifact '{}': {e}", artifact.display()))?;
+        info!(job_id = %launch.job_id, worker = launch.worker, slots = launch.slots, pid = child.id(), log = %log_path.display(), "started a worker");
+        self.running().entry(launch.job_id).or_default().push((launch.slots, child));
+        Ok(())
+    }
+
+    /// Downloads the artifact of `job_id` into `path` over a connection of its own (this one's
+    /// reader thread is busy with the request).
+    fn fetch(&self, job_id: &str, path: &Path) -> Result<(), String> {
+        let no_requests = |_: &RpcConnection, r: Request| Response::Error(format!("unexpected {r:?}"));
+        let connection = RpcConnection::connect(&self.jobmanager, Role::TaskManager, no_requests, CALL_TIMEOUT)
+            .map_err(|e| format!("cannot fetch the artifact: {e}"))?;
+        let partial = path.with_extension("partial");
+        let mut file = File::create(&partial).map_err(|e| format!("cannot create '{}': {e}", partial.display()))?;
+        let mut offset = 0u64;
+        loop {
+            let request = Request::FetchArtifact { job_id: job_id.to_string(), offset };
+            match connection.call(request, CALL_TIMEOUT) {
+                Ok(Response::ArtifactChunk { data, total }) => {
+                    file.write_all(&data).map_err(|e| format!("cannot write '{}': {e}", partial.display()))?;
+                    offset += data.len() as u64;
+                    if offset >= total || data.is_empty() {
+                        break;
+                    }
+                }
+                Ok(other) => return Err(format!("unexpected answer to an artifact request: {other:?}")),
+                Err(e) => return Err(format!("cannot fetch the artifact: {e}")),
+            }
+        }
+        connection.close();
+        drop(file);
+        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+            .and_then(|()| std::fs::rename(&partial, path))
+            .map_err(|e| format!("cannot store the artifact in '{}': {e}", path.display()))
+    }
+
+    /// Stops the workers of `job_id` that did not end by themselves within a grace period,
+    /// then removes the job's artifact (its workers' logs stay).
+    fn stop(self: &Arc<Self>, job_id: String) {
+        let workers = self.clone();
+        let _ = std::thread::Builder::new().name(format!("stop {job_id}")).spawn(move || {
+            let deadline = Instant::now() + STOP_GRACE;
+            loop {
+                let mut running = workers.running();
+                let children = running.entry(job_id.clone()).or_default();
+                children.retain_mut(|(_, child)| matches!(child.try_wait(), Ok(None)));
+                if !children.is_empty() && Instant::now() >= deadline {
+                    for (_, child) in children.iter_mut() {
+                        warn!(job_id = %job_id, pid = child.id(), "a worker did not end with its job; killing it");
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                    children.clear();
+                }
+                if children.is_empty() {
+                    running.remove(&job_id);
+                    drop(running);
+                    let artifact = workers.dir.join(&job_id).join("artifact");
+                    if let Err(e) = std::fs::remove_file(&artifact)
+                        && e.kind() != std::io::ErrorKind::NotFound
+                    {
+                        warn!(job_id = %job_id, "cannot remove '{}': {e}", artifact.display());
+                    }
+                    return;
+                }
+                drop(running);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+    }
 }
 
 impl TaskManager {
@@ -44,7 +176,13 @@ impl TaskManager {
             pid: process_id(),
             slots: config.slots,
         };
-        TaskManager { config, jobmanager, registration, stop: Arc::new(AtomicBool::new(false)) }
+        let dir = config
+            .tmp_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
+            .join(format!("brisk-taskmanager-{}", registration.resource_id));
+        let workers = Arc::new(Workers { dir, jobmanager: jobmanager.clone(), running: Mutex::new(HashMap::new()) });
+        TaskManager { config, jobmanager, registration, stop: Arc::new(AtomicBool::new(false)), workers }
     }
 
     /// Its resource id.
@@ -121,15 +259,23 @@ impl TaskManager {
 
     fn try_register(&self, last_heartbeat: Arc<AtomicU64>) -> Result<(RpcConnection, RegistrationAck), RpcError> {
         let registration = self.registration.clone();
+        let workers = self.workers.clone();
         let handler = move |_: &RpcConnection, request: Request| match request {
             Request::Heartbeat { .. } => {
                 last_heartbeat.store(now_ms(), Ordering::Release);
                 Response::Heartbeat(TaskManagerHeartbeat {
                     resource_id: registration.resource_id.clone(),
                     slots: registration.slots,
-                    // No task runs in a slot yet: jobs are deployed by a later part of the runtime.
-                    free_slots: registration.slots,
+                    free_slots: registration.slots.saturating_sub(workers.used_slots()),
                 })
+            }
+            Request::StartWorker(launch) => match workers.start(launch) {
+                Ok(()) => Response::Ack,
+                Err(e) => Response::Error(e),
+            },
+            Request::StopWorkers { job_id } => {
+                workers.stop(job_id);
+                Response::Ack
             }
             other => Response::Error(format!("a TaskManager does not serve {other:?}")),
         };

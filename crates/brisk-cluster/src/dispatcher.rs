@@ -1,0 +1,269 @@
+//! The JobManager's dispatcher (Flink's `Dispatcher`): takes submitted artifacts, starts a
+//! coordinator process per job (the artifact in coordinator mode, which runs the job master),
+//! and keeps every job's state until the job ends, when it frees the job's slots.
+
+use brisk_rpc::{JobInfo, JobState, JobSubmission, Response, RpcConnection};
+use brisk_runtime::executor::{JOB_CONFIG_ENV, JOB_ID_ENV, JOBMANAGER_ENV, PLAN_FILE_ENV};
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tracing::{info, warn};
+
+/// The largest piece of an artifact sent in one frame.
+pub const ARTIFACT_CHUNK: usize = 8 << 20;
+
+/// One submitted job.
+struct Job {
+    info: JobInfo,
+    artifact: PathBuf,
+    args: Vec<String>,
+    config: Vec<(String, String)>,
+    started: Instant,
+    coordinator: Option<RpcConnection>,
+    /// Its coordinator process, until it exits.
+    pid: Option<u32>,
+    cancel_requested: bool,
+    log: PathBuf,
+}
+
+/// Jobs and their artifacts.
+pub(crate) struct Dispatcher {
+    dir: PathBuf,
+    jobs: Mutex<Vec<Job>>,
+    /// Uploads in progress by (client address, upload id).
+    uploads: Mutex<HashMap<(SocketAddr, u64), PathBuf>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A job id: 32 hex digits, as Flink's.
+fn new_job_id() -> String {
+    use crate::jobmanager::unique_suffix;
+    format!("{:016x}{}{}", now_ms() ^ (u64::from(std::process::id()) << 40), unique_suffix(), unique_suffix())
+}
+
+impl Dispatcher {
+    /// A dispatcher keeping artifacts and logs under `dir`.
+    pub fn new(dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir.join("uploads"))?;
+        Ok(Dispatcher { dir, jobs: Mutex::new(Vec::new()), uploads: Mutex::new(HashMap::new()) })
+    }
+
+    /// Appends `data` to upload `upload` of `client`.
+    pub fn upload(&self, client: SocketAddr, upload: u64, data: &[u8]) -> Response {
+        let path = lock(&self.uploads)
+            .entry((client, upload))
+            .or_insert_with(|| self.dir.join("uploads").join(format!("{}-{upload}", client.port())))
+            .clone();
+        let written = OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| f.write_all(data));
+        match written {
+            Ok(()) => Response::Ack,
+            Err(e) => Response::Error(format!("cannot store the artifact in '{}': {e}", path.display())),
+        }
+    }
+
+    /// Makes `submission` a job and starts its coordinator process, which reports to
+    /// `jobmanager`; returns the job's id and the process to wait for.
+    pub fn submit(
+        &self,
+        client: SocketAddr,
+        submission: JobSubmission,
+        jobmanager: &str,
+    ) -> Result<(String, std::process::Child), String> {
+        let upload = lock(&self.uploads)
+            .remove(&(client, submission.upload))
+            .ok_or_else(|| format!("no artifact was uploaded under upload {}", submission.upload))?;
+        let job_id = new_job_id();
+        let job_dir = self.dir.join(&job_id);
+        let stored = (|| {
+            std::fs::create_dir_all(&job_dir)?;
+            let artifact = job_dir.join(artifact_file_name(&submission.artifact_name));
+            std::fs::rename(&upload, &artifact)?;
+            std::fs::set_permissions(&artifact, std::fs::Permissions::from_mode(0o755))?;
+            Ok::<_, std::io::Error>(artifact)
+        })();
+        let artifact = stored.map_err(|e| format!("cannot store the artifact in '{}': {e}", job_dir.display()))?;
+        let mut job = Job {
+            info: JobInfo {
+                job_id: job_id.clone(),
+                name: submission.artifact_name.clone(),
+                state: JobState::Initializing,
+                start_time_ms: now_ms(),
+                duration_ms: 0,
+                failure: None,
+                slots: 0,
+            },
+            artifact,
+            args: submission.args,
+            config: submission.config,
+            started: Instant::now(),
+            coordinator: None,
+            pid: None,
+            cancel_requested: false,
+            log: job_dir.join("coordinator.log"),
+        };
+        let child = spawn_coordinator(&job, jobmanager)?;
+        job.pid = Some(child.id());
+        info!(job_id = %job_id, artifact = %job.artifact.display(), pid = child.id(), log = %job.log.display(), "job submitted; coordinator started");
+        lock(&self.jobs).push(job);
+        Ok((job_id, child))
+    }
+
+    /// The coordinator of `job_id` registered: returns the program's arguments and
+    /// configuration for the workers.
+    #[allow(clippy::type_complexity)]
+    pub fn coordinator_registered(
+        &self,
+        job_id: &str,
+        name: &str,
+        connection: &RpcConnection,
+    ) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+        let mut jobs = lock(&self.jobs);
+        let job = jobs.iter_mut().find(|j| j.info.job_id == job_id).ok_or_else(|| format!("no job with id {job_id}"))?;
+        if job.info.state.is_terminal() || job.cancel_requested {
+            return Err(format!("job {job_id} is {}", if job.cancel_requested { "being cancelled".into() } else { job.info.state.to_string() }));
+        }
+        job.info.name = name.to_string();
+        job.coordinator = Some(connection.clone());
+        Ok((job.args.clone(), job.config.clone()))
+    }
+
+    /// The job got its slots and its workers are starting.
+    pub fn running(&self, job_id: &str, slots: usize) {
+        if let Some(job) = lock(&self.jobs).iter_mut().find(|j| j.info.job_id == job_id) {
+            job.info.state = JobState::Running;
+            job.info.slots = slots;
+        }
+    }
+
+    /// The job ended (`failure`: why it failed); false if it had ended before.
+    pub fn finish(&self, job_id: &str, failure: Option<String>) -> bool {
+        let mut jobs = lock(&self.jobs);
+        let Some(job) = jobs.iter_mut().find(|j| j.info.job_id == job_id) else { return false };
+        if job.info.state.is_terminal() {
+            return false;
+        }
+        job.info.state = match (&failure, job.cancel_requested) {
+            (None, _) => JobState::Finished,
+            (Some(_), true) => JobState::Canceled,
+            (Some(_), false) => JobState::Failed,
+        };
+        job.info.duration_ms = job.started.elapsed().as_millis() as u64;
+        job.info.slots = 0;
+        job.info.failure = failure.filter(|_| job.info.state == JobState::Failed);
+        job.coordinator = None;
+        info!(job_id, state = %job.info.state, failure = job.info.failure.as_deref().unwrap_or(""), "job ended");
+        true
+    }
+
+    /// The coordinator process of `job_id` exited with `status`: the job failed if it had not
+    /// ended.
+    pub fn coordinator_exited(&self, job_id: &str, status: &str) {
+        let log = lock(&self.jobs).iter_mut().find(|j| j.info.job_id == job_id).map(|j| {
+            j.pid = None;
+            j.log.clone()
+        });
+        let Some(log) = log else { return };
+        let failure = format!("the job's coordinator process exited ({status}) before the job ended; see {}", log.display());
+        if self.finish(job_id, Some(failure)) {
+            warn!(job_id, status, log = %log.display(), "a job's coordinator process exited before the job ended");
+        }
+    }
+
+    /// One job.
+    pub fn info(&self, job_id: &str) -> Option<JobInfo> {
+        lock(&self.jobs).iter().find(|j| j.info.job_id == job_id).map(Job::current)
+    }
+
+    /// Every job, newest first.
+    pub fn list(&self) -> Vec<JobInfo> {
+        lock(&self.jobs).iter().rev().map(Job::current).collect()
+    }
+
+    /// Cancels a job: its coordinator cancels the tasks (or, before it registered, its process
+    /// is stopped).
+    pub fn cancel(&self, job_id: &str) -> Result<(), String> {
+        let mut jobs = lock(&self.jobs);
+        let job = jobs.iter_mut().find(|j| j.info.job_id == job_id).ok_or_else(|| format!("no job with id {job_id}"))?;
+        if job.info.state.is_terminal() {
+            return Err(format!("job {job_id} has already ended ({})", job.info.state));
+        }
+        job.cancel_requested = true;
+        match (&job.coordinator, job.pid) {
+            (Some(coordinator), _) => coordinator
+                .post(brisk_rpc::Request::CancelJob { job_id: job_id.to_string() })
+                .map_err(|e| format!("cannot reach the job's coordinator: {e}")),
+            (None, Some(pid)) => {
+                let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+                Ok(())
+            }
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// A piece of the artifact of `job_id` from `offset`.
+    pub fn artifact_chunk(&self, job_id: &str, offset: u64) -> Response {
+        let Some(path) = lock(&self.jobs).iter().find(|j| j.info.job_id == job_id).map(|j| j.artifact.clone()) else {
+            return Response::Error(format!("no job with id {job_id}"));
+        };
+        let read = (|| {
+            let mut file = std::fs::File::open(&path)?;
+            let total = file.metadata()?.len();
+            file.seek(SeekFrom::Start(offset.min(total)))?;
+            let mut data = Vec::with_capacity(ARTIFACT_CHUNK.min((total - offset.min(total)) as usize));
+            file.take(ARTIFACT_CHUNK as u64).read_to_end(&mut data)?;
+            Ok::<_, std::io::Error>(Response::ArtifactChunk { data, total })
+        })();
+        read.unwrap_or_else(|e| Response::Error(format!("cannot read the artifact '{}': {e}", path.display())))
+    }
+}
+
+impl Job {
+    fn current(&self) -> JobInfo {
+        let mut info = self.info.clone();
+        if !info.state.is_terminal() {
+            info.duration_ms = self.started.elapsed().as_millis() as u64;
+        }
+        info
+    }
+}
+
+/// A safe file name for an artifact.
+fn artifact_file_name(name: &str) -> String {
+    let base = Path::new(name).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let safe: String = base.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    if safe.is_empty() || safe.starts_with('.') { format!("artifact{safe}") } else { safe }
+}
+
+fn spawn_coordinator(job: &Job, jobmanager: &str) -> Result<std::process::Child, String> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&job.log)
+        .map_err(|e| format!("cannot open the job's log '{}': {e}", job.log.display()))?;
+    let config = serde_json::to_string(&job.config).map_err(|e| format!("cannot encode the job's configuration: {e}"))?;
+    let err_log = log.try_clone().map_err(|e| format!("cannot open the job's log: {e}"))?;
+    Command::new(&job.artifact)
+        .args(&job.args)
+        .env_remove(PLAN_FILE_ENV)
+        .env(JOBMANAGER_ENV, jobmanager)
+        .env(JOB_ID_ENV, &job.info.job_id)
+        .env(JOB_CONFIG_ENV, config)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err_log)
+        .spawn()
+        .map_err(|e| format!("cannot run the artifact '{}': {e} (is it an executable Brisk program?)", job.artifact.display()))
+}
