@@ -195,7 +195,9 @@ fn cluster_start_and_stop_manage_background_processes_with_pid_files_and_logs() 
 fn has_ended(pid: u64) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
+        Ok(stat) => {
+            stat.rsplit_once(')').is_some_and(|(_, rest)| matches!(rest.trim_start().chars().next(), Some('Z' | 'X')))
+        }
     }
 }
 
@@ -403,14 +405,23 @@ fn jobs_are_listed_and_cancelled_and_bad_submissions_are_clear_errors() {
         let listed = cluster.brisk("list", &["--json"]);
         assert!(listed.status.success(), "{}", stderr(&listed));
         let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
-        jobs["jobs"].as_array().unwrap().iter().find(|j| j["jid"] == id).map(|j| j["state"].as_str().unwrap().to_string())
+        jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["jid"] == id)
+            .map(|j| j["state"].as_str().unwrap().to_string())
     };
     wait_until("the job to run", || state(&job_id).as_deref() == Some("RUNNING"));
 
     // No slots left: a second job waits slot.request.timeout, then fails saying why.
     let starved = cluster.run(&["-p", "1", example_path("word_count").to_str().unwrap()]);
     assert!(!starved.status.success());
-    assert!(stderr(&starved).contains("the job needs 1 slots, but only 0 of the cluster's 2 slots"), "{}", stderr(&starved));
+    assert!(
+        stderr(&starved).contains("the job needs 1 slots, but only 0 of the cluster's 2 slots"),
+        "{}",
+        stderr(&starved)
+    );
 
     let cancelled = cluster.brisk("cancel", &[&job_id]);
     assert!(cancelled.status.success(), "{}", stderr(&cancelled));
@@ -431,4 +442,75 @@ fn jobs_are_listed_and_cancelled_and_bad_submissions_are_clear_errors() {
     assert!(stderr(&not_executable).contains("is not executable"), "{}", stderr(&not_executable));
     let no_savepoint = cluster.run(&["-s", "/nonexistent/savepoint", artifact.to_str().unwrap()]);
     assert!(stderr(&no_savepoint).contains("the savepoint '/nonexistent/savepoint' does not exist"));
+}
+
+#[test]
+fn a_job_stopped_with_a_savepoint_resumes_at_another_parallelism_exactly_once() {
+    let cluster = TestCluster::start("cluster-savepoint", &[]);
+    let (out, savepoints) = (cluster.dir.join("out"), cluster.dir.join("savepoints"));
+    let checkpoints = cluster.dir.join("checkpoints");
+    let artifact = example_path("window_agg");
+    let input = data("window_agg/events.csv");
+    let job_args = |rate: &'static str| {
+        let mut args: Vec<String> = [
+            artifact.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--checkpoint-interval",
+            "200ms",
+            "--checkpoint-dir",
+            checkpoints.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if !rate.is_empty() {
+            args.extend(["--source-rate".to_string(), rate.to_string()]);
+        }
+        args
+    };
+    let mut first = vec!["-d".to_string(), "-p".into(), "2".into()];
+    first.extend(job_args("400"));
+    let submitted = cluster.run(&first.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(submitted.status.success(), "{}", stderr(&submitted));
+    let stdout = String::from_utf8_lossy(&submitted.stdout).to_string();
+    let job_id = stdout.split("JobID ").nth(1).map(|s| s.trim().to_string()).expect("a job id");
+    let state = || {
+        let listed = cluster.brisk("list", &["--json"]);
+        let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+        jobs["jobs"][0]["state"].as_str().map(String::from)
+    };
+    wait_until("the job to run", || state().as_deref() == Some("RUNNING"));
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let taken = cluster.brisk("savepoint", &[&job_id, savepoints.to_str().unwrap()]);
+    assert!(taken.status.success(), "savepoint failed: {}", stderr(&taken));
+    let path_of = |output: &Output| {
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        text.split("Path: ").nth(1).map(|p| PathBuf::from(p.trim())).expect("a savepoint path")
+    };
+    assert!(path_of(&taken).join("_metadata").exists(), "the savepoint is complete");
+
+    let stopped = cluster.brisk("stop", &["--savepoint-path", savepoints.to_str().unwrap(), &job_id]);
+    assert!(stopped.status.success(), "stop failed: {}", stderr(&stopped));
+    let savepoint = path_of(&stopped);
+    wait_until("the stopped job to finish", || state().as_deref() == Some("FINISHED"));
+    let partial = read_sorted_lines(&out);
+    assert!(partial.len() < 60, "the job was stopped before its end ({} windows)", partial.len());
+
+    let mut resumed = vec!["-p".to_string(), "1".into(), "-s".into(), savepoint.display().to_string()];
+    resumed.extend(job_args(""));
+    let run = cluster.run(&resumed.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(run.status.success(), "resuming failed: {}", stderr(&run));
+    let expected = std::fs::read_to_string(data("window_agg/expected_tumbling_10s.csv")).expect("golden");
+    let mut expected: Vec<String> = expected.lines().map(String::from).collect();
+    expected.sort();
+    assert!(
+        read_sorted_lines(&out) == expected,
+        "stopped at p=2 and resumed at p=1, the output differs from the golden file"
+    );
+    let unknown = cluster.brisk("savepoint", &[&job_id, savepoints.to_str().unwrap()]);
+    assert!(stderr(&unknown).contains("is not running (FINISHED)"), "{}", stderr(&unknown));
 }

@@ -13,7 +13,8 @@ const UPLOAD_CHUNK: usize = 8 << 20;
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn connect(address: &str) -> anyhow::Result<RpcConnection> {
-    let no_requests = |_: &RpcConnection, request: Request| Response::Error(format!("a client does not serve {request:?}"));
+    let no_requests =
+        |_: &RpcConnection, request: Request| Response::Error(format!("a client does not serve {request:?}"));
     RpcConnection::connect(address, Role::Client, no_requests, Duration::from_secs(10))
         .with_context(|| format!("cannot reach the JobManager at {address}"))
 }
@@ -78,10 +79,11 @@ pub fn run(options: RunOptions<'_>) -> anyhow::Result<()> {
         args: options.args.to_vec(),
         config,
     };
-    let job_id = match connection.call(Request::SubmitJob(submission), CALL_TIMEOUT).context("the job was not submitted")? {
-        Response::JobSubmitted { job_id } => job_id,
-        other => bail!("unexpected answer from the JobManager: {other:?}"),
-    };
+    let job_id =
+        match connection.call(Request::SubmitJob(submission), CALL_TIMEOUT).context("the job was not submitted")? {
+            Response::JobSubmitted { job_id } => job_id,
+            other => bail!("unexpected answer from the JobManager: {other:?}"),
+        };
     println!("Job has been submitted with JobID {job_id}");
     if options.detached {
         return Ok(());
@@ -156,4 +158,49 @@ pub fn cancel(config: &ConfigArgs, jobmanager: Option<String>, job_id: &str) -> 
     connection.close();
     println!("Cancelled job {job_id}.");
     Ok(())
+}
+
+/// The configuration key naming the default savepoint directory (Flink 2's).
+const SAVEPOINT_DIR_KEY: &str = "execution.checkpointing.savepoint-dir";
+
+/// `brisk savepoint JOB [DIR]` and `brisk stop [--savepoint-path DIR] JOB`: a savepoint of a
+/// running job (with `stop`, the job ends after it); prints its path.
+pub fn savepoint(
+    config: &ConfigArgs,
+    jobmanager: Option<String>,
+    job_id: &str,
+    directory: Option<String>,
+    stop: Option<bool>,
+) -> anyhow::Result<()> {
+    let directory = match directory {
+        Some(dir) => dir,
+        None => match config.load()?.get_raw(SAVEPOINT_DIR_KEY) {
+            Some(dir) => dir.to_string(),
+            None => bail!("no savepoint directory: give one, or set {SAVEPOINT_DIR_KEY} in config.yaml or with -D"),
+        },
+    };
+    // The job's processes run elsewhere: a relative path means this directory.
+    let directory = if directory.contains("://") {
+        directory
+    } else {
+        std::path::absolute(&directory)
+            .with_context(|| format!("cannot resolve the savepoint directory '{directory}'"))?
+            .display()
+            .to_string()
+    };
+    let address = jobmanager_address(config, jobmanager)?;
+    let connection = connect(&address)?;
+    let what = if stop.is_some() { "stop job" } else { "take a savepoint of job" };
+    println!("Triggering a savepoint of job {job_id} into {directory}.");
+    let request = Request::TriggerSavepoint { job_id: job_id.to_string(), directory, stop };
+    let answer =
+        connection.call(request, Duration::from_secs(3600)).with_context(|| format!("cannot {what} {job_id}"))?;
+    connection.close();
+    match answer {
+        Response::SavepointCompleted { path } => {
+            println!("Savepoint completed. Path: {path}");
+            Ok(())
+        }
+        other => bail!("unexpected answer from the JobManager: {other:?}"),
+    }
 }

@@ -94,6 +94,34 @@ enum Command {
         /// The job's id.
         job_id: String,
     },
+    /// Takes a savepoint of a running job.
+    Savepoint {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The JobManager's RPC address [default: jobmanager.rpc.address:jobmanager.rpc.port].
+        #[arg(short = 'm', long, value_name = "HOST:PORT")]
+        jobmanager: Option<String>,
+        /// The job's id.
+        job_id: String,
+        /// Where the savepoint goes (a new directory inside it) [default: execution.checkpointing.savepoint-dir].
+        directory: Option<String>,
+    },
+    /// Stops a running job with a savepoint.
+    Stop {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The JobManager's RPC address [default: jobmanager.rpc.address:jobmanager.rpc.port].
+        #[arg(short = 'm', long, value_name = "HOST:PORT")]
+        jobmanager: Option<String>,
+        /// Where the savepoint goes [default: execution.checkpointing.savepoint-dir].
+        #[arg(short = 'p', long, value_name = "DIR")]
+        savepoint_path: Option<String>,
+        /// Emit the final watermark first, flushing event-time windows and timers.
+        #[arg(short = 'd', long)]
+        drain: bool,
+        /// The job's id.
+        job_id: String,
+    },
     /// Starts, stops or shows a standalone cluster on this host.
     Cluster {
         #[command(subcommand)]
@@ -165,6 +193,12 @@ fn main() -> ExitCode {
         }
         Command::List { config, jobmanager, json } => jobs::list(&config, jobmanager, json),
         Command::Cancel { config, jobmanager, job_id } => jobs::cancel(&config, jobmanager, &job_id),
+        Command::Savepoint { config, jobmanager, job_id, directory } => {
+            jobs::savepoint(&config, jobmanager, &job_id, directory, None)
+        }
+        Command::Stop { config, jobmanager, savepoint_path, drain, job_id } => {
+            jobs::savepoint(&config, jobmanager, &job_id, savepoint_path, Some(drain))
+        }
         Command::Cluster { action } => match action {
             ClusterAction::Start { config, log_dir, timeout } => {
                 cluster::start(&config, &log_dir, Duration::from_secs(timeout))

@@ -131,9 +131,13 @@ impl Dispatcher {
         connection: &RpcConnection,
     ) -> Result<(Vec<String>, Vec<(String, String)>), String> {
         let mut jobs = lock(&self.jobs);
-        let job = jobs.iter_mut().find(|j| j.info.job_id == job_id).ok_or_else(|| format!("no job with id {job_id}"))?;
+        let job =
+            jobs.iter_mut().find(|j| j.info.job_id == job_id).ok_or_else(|| format!("no job with id {job_id}"))?;
         if job.info.state.is_terminal() || job.cancel_requested {
-            return Err(format!("job {job_id} is {}", if job.cancel_requested { "being cancelled".into() } else { job.info.state.to_string() }));
+            return Err(format!(
+                "job {job_id} is {}",
+                if job.cancel_requested { "being cancelled".into() } else { job.info.state.to_string() }
+            ));
         }
         job.info.name = name.to_string();
         job.coordinator = Some(connection.clone());
@@ -176,7 +180,8 @@ impl Dispatcher {
             j.log.clone()
         });
         let Some(log) = log else { return };
-        let failure = format!("the job's coordinator process exited ({status}) before the job ended; see {}", log.display());
+        let failure =
+            format!("the job's coordinator process exited ({status}) before the job ended; see {}", log.display());
         if self.finish(job_id, Some(failure)) {
             warn!(job_id, status, log = %log.display(), "a job's coordinator process exited before the job ended");
         }
@@ -196,7 +201,8 @@ impl Dispatcher {
     /// is stopped).
     pub fn cancel(&self, job_id: &str) -> Result<(), String> {
         let mut jobs = lock(&self.jobs);
-        let job = jobs.iter_mut().find(|j| j.info.job_id == job_id).ok_or_else(|| format!("no job with id {job_id}"))?;
+        let job =
+            jobs.iter_mut().find(|j| j.info.job_id == job_id).ok_or_else(|| format!("no job with id {job_id}"))?;
         if job.info.state.is_terminal() {
             return Err(format!("job {job_id} has already ended ({})", job.info.state));
         }
@@ -210,6 +216,16 @@ impl Dispatcher {
                 Ok(())
             }
             (None, None) => Ok(()),
+        }
+    }
+
+    /// The coordinator of a running job.
+    pub fn coordinator(&self, job_id: &str) -> Result<RpcConnection, String> {
+        let jobs = lock(&self.jobs);
+        let job = jobs.iter().find(|j| j.info.job_id == job_id).ok_or_else(|| format!("no job with id {job_id}"))?;
+        match (&job.coordinator, job.info.state) {
+            (Some(coordinator), JobState::Running) => Ok(coordinator.clone()),
+            (_, state) => Err(format!("job {job_id} is not running ({state})")),
         }
     }
 
@@ -243,7 +259,8 @@ impl Job {
 /// A safe file name for an artifact.
 fn artifact_file_name(name: &str) -> String {
     let base = Path::new(name).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let safe: String = base.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    let safe: String =
+        base.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
     if safe.is_empty() || safe.starts_with('.') { format!("artifact{safe}") } else { safe }
 }
 
@@ -253,7 +270,8 @@ fn spawn_coordinator(job: &Job, jobmanager: &str) -> Result<std::process::Child,
         .append(true)
         .open(&job.log)
         .map_err(|e| format!("cannot open the job's log '{}': {e}", job.log.display()))?;
-    let config = serde_json::to_string(&job.config).map_err(|e| format!("cannot encode the job's configuration: {e}"))?;
+    let config =
+        serde_json::to_string(&job.config).map_err(|e| format!("cannot encode the job's configuration: {e}"))?;
     let err_log = log.try_clone().map_err(|e| format!("cannot open the job's log: {e}"))?;
     Command::new(&job.artifact)
         .args(&job.args)
@@ -265,5 +283,7 @@ fn spawn_coordinator(job: &Job, jobmanager: &str) -> Result<std::process::Child,
         .stdout(log)
         .stderr(err_log)
         .spawn()
-        .map_err(|e| format!("cannot run the artifact '{}': {e} (is it an executable Brisk program?)", job.artifact.display()))
+        .map_err(|e| {
+            format!("cannot run the artifact '{}': {e} (is it an executable Brisk program?)", job.artifact.display())
+        })
 }

@@ -20,6 +20,8 @@ use tracing::{info, warn};
 
 /// How long a handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a savepoint may take.
+const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How long a TaskManager may take to fetch an artifact and start a worker.
 const WORKER_START_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -173,9 +175,13 @@ impl State {
                 }
                 self.register(connection, registration)
             }
-            (Role::TaskManager, Request::FetchArtifact { job_id, offset }) => dispatcher.artifact_chunk(&job_id, offset),
+            (Role::TaskManager, Request::FetchArtifact { job_id, offset }) => {
+                dispatcher.artifact_chunk(&job_id, offset)
+            }
             (_, Request::ClusterOverview) => Response::Overview(self.overview()),
-            (Role::Client, Request::UploadArtifact { upload, data }) => dispatcher.upload(connection.peer(), upload, &data),
+            (Role::Client, Request::UploadArtifact { upload, data }) => {
+                dispatcher.upload(connection.peer(), upload, &data)
+            }
             (Role::Client, Request::SubmitJob(submission)) => {
                 match dispatcher.submit(connection.peer(), submission, &self.address) {
                     Ok((job_id, mut child)) => {
@@ -202,7 +208,21 @@ impl State {
                 Ok(()) => Response::Ack,
                 Err(e) => Response::Error(e),
             },
-            (Role::Coordinator, Request::RegisterCoordinator(registration)) => self.start_workers(connection, registration),
+            (Role::Client, Request::TriggerSavepoint { job_id, directory, stop }) => {
+                let coordinator = match dispatcher.coordinator(&job_id) {
+                    Ok(coordinator) => coordinator,
+                    Err(e) => return Response::Error(e),
+                };
+                info!(job_id = %job_id, directory = %directory, stop = stop.is_some(), "savepoint requested");
+                let request = Request::TriggerSavepoint { job_id, directory, stop };
+                match coordinator.call(request, SAVEPOINT_TIMEOUT) {
+                    Ok(response) => response,
+                    Err(e) => Response::Error(format!("the savepoint failed: {e}")),
+                }
+            }
+            (Role::Coordinator, Request::RegisterCoordinator(registration)) => {
+                self.start_workers(connection, registration)
+            }
             (Role::Coordinator, Request::JobFinished { job_id, failure }) => {
                 dispatcher.finish(&job_id, failure);
                 self.release(&job_id);
@@ -235,7 +255,10 @@ impl State {
             };
             if let Err(e) = grant.connection.call(Request::StartWorker(launch), WORKER_START_TIMEOUT) {
                 self.release(&job_id);
-                return Response::Error(format!("cannot start worker {worker} on the TaskManager at {}: {e}", grant.connection.peer()));
+                return Response::Error(format!(
+                    "cannot start worker {worker} on the TaskManager at {}: {e}",
+                    grant.connection.peer()
+                ));
             }
         }
         self.dispatcher.running(&job_id, registration.slots);

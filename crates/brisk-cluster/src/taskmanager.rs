@@ -8,7 +8,9 @@ use brisk_rpc::{
     RegistrationAck, Request, Response, Role, RpcConnection, RpcError, TaskManagerHeartbeat, TaskManagerRegistration,
     WorkerLaunch,
 };
-use brisk_runtime::executor::{COORDINATOR_ENV, JOB_CONFIG_ENV, JOB_ID_ENV, JOBMANAGER_ENV, PLAN_FILE_ENV, WORKER_INDEX_ENV};
+use brisk_runtime::executor::{
+    COORDINATOR_ENV, JOB_CONFIG_ENV, JOB_ID_ENV, JOBMANAGER_ENV, PLAN_FILE_ENV, WORKER_INDEX_ENV,
+};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -78,7 +80,8 @@ impl Workers {
             .open(&log_path)
             .map_err(|e| format!("cannot open '{}': {e}", log_path.display()))?;
         let err_log = log.try_clone().map_err(|e| format!("cannot open '{}': {e}", log_path.display()))?;
-        let config = serde_json::to_string(&launch.config).map_err(|e| format!("cannot encode the job's configuration: {e}"))?;
+        let config =
+            serde_json::to_string(&launch.config).map_err(|e| format!("cannot encode the job's configuration: {e}"))?;
         let child = Command::new(&artifact)
             .args(&launch.args)
             .env_remove(PLAN_FILE_ENV)

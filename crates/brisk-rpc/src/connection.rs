@@ -284,12 +284,13 @@ impl<P: Protocol> RpcConnection<P> {
                 }
                 Envelope::Request { id, body } if P::runs_long(&body) => {
                     let (connection, handler) = (self.clone(), handler.clone());
-                    let spawned = std::thread::Builder::new().name(format!("brisk-rpc {peer} request")).spawn(move || {
-                        let body = handler.handle(&connection, body);
-                        if id != 0 {
-                            let _ = connection.send(&Envelope::Response { id, body });
-                        }
-                    });
+                    let spawned =
+                        std::thread::Builder::new().name(format!("brisk-rpc {peer} request")).spawn(move || {
+                            let body = handler.handle(&connection, body);
+                            if id != 0 {
+                                let _ = connection.send(&Envelope::Response { id, body });
+                            }
+                        });
                     if let Err(e) = spawned {
                         warn!(%peer, "cannot start a thread for a request: {e}");
                         break;
@@ -476,14 +477,19 @@ mod tests {
 
     #[test]
     fn a_long_request_does_not_hold_up_the_others() {
-        let (addr, _accepted) = serve(Role::JobManager, |_| Ok(()), |_, request| match request {
-            Request::RegisterCoordinator(_) => {
-                std::thread::sleep(Duration::from_millis(1500));
-                Response::SlotsGranted { worker_slots: vec![1] }
-            }
-            _ => overview(),
-        });
-        let client = RpcConnection::connect(&addr.to_string(), Role::Client, no_requests, Duration::from_secs(5)).unwrap();
+        let (addr, _accepted) = serve(
+            Role::JobManager,
+            |_| Ok(()),
+            |_, request| match request {
+                Request::RegisterCoordinator(_) => {
+                    std::thread::sleep(Duration::from_millis(1500));
+                    Response::SlotsGranted { worker_slots: vec![1] }
+                }
+                _ => overview(),
+            },
+        );
+        let client =
+            RpcConnection::connect(&addr.to_string(), Role::Client, no_requests, Duration::from_secs(5)).unwrap();
         let long = {
             let client = client.clone();
             std::thread::spawn(move || {

@@ -270,6 +270,17 @@ pub enum Request {
         /// The job.
         job_id: String,
     },
+    /// Client → JobManager → the job's coordinator: take a savepoint into a new directory
+    /// inside `directory` (and with `stop`, end the job after it; `Some(true)` drains event
+    /// time first); answered with [`Response::SavepointCompleted`].
+    TriggerSavepoint {
+        /// The job.
+        job_id: String,
+        /// A path every process of the job sees, or an `s3://` URL.
+        directory: String,
+        /// Stop the job after the savepoint.
+        stop: Option<bool>,
+    },
     /// Coordinator → JobManager: wants the job's slots; answered with
     /// [`Response::SlotsGranted`] once the workers are being started.
     RegisterCoordinator(CoordinatorRegistration),
@@ -322,6 +333,11 @@ pub enum Response {
         /// By worker index.
         worker_slots: Vec<usize>,
     },
+    /// Where the savepoint was written.
+    SavepointCompleted {
+        /// Its directory.
+        path: String,
+    },
     /// A piece of an artifact.
     ArtifactChunk {
         /// The bytes (empty at the end).
@@ -348,6 +364,6 @@ impl crate::Protocol for Cluster {
     }
 
     fn runs_long(request: &Request) -> bool {
-        matches!(request, Request::RegisterCoordinator(_) | Request::StartWorker(_))
+        matches!(request, Request::RegisterCoordinator(_) | Request::StartWorker(_) | Request::TriggerSavepoint { .. })
     }
 }

@@ -10,9 +10,9 @@ use crate::graph::execution_plan::ExecutionPlan;
 use crate::graph::job_graph::JobGraph;
 use crate::graph::stream_graph::StreamGraph;
 use crate::jobmaster::job::{Deployable, JobOptions};
+use crate::minicluster::{self, JobClient};
 use crate::remote::coordinator::Coordinator;
 use crate::remote::worker::run_worker;
-use crate::minicluster::{self, JobClient};
 use std::path::PathBuf;
 use tracing::info;
 
@@ -107,8 +107,7 @@ impl Executor {
             Executor::Coordinator { jobmanager, job_id } => {
                 let (jobmanager, job_id) = (jobmanager.clone(), job_id.clone());
                 minicluster::submit_with(graph, options, Some(job_id.clone()), move |deployable, events, control| {
-                    let cancel = control.clone();
-                    let coordinator = Coordinator::start(deployable, &jobmanager, &job_id, move || cancel.request_cancel())?;
+                    let coordinator = Coordinator::start(deployable, &jobmanager, &job_id, control.clone())?;
                     let deployer = coordinator.deployer(events, control);
                     let hook: minicluster::EndHook = Box::new(move |failure| coordinator.finish(failure));
                     Ok((Box::new(deployer), Some(hook)))

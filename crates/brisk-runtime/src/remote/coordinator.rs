@@ -5,8 +5,8 @@
 //! enumerators here. When the job ends it tells the JobManager and the workers.
 
 use super::protocol::{DeployTasks, JobProtocol, JobRequest, JobResponse, RemoteMail, RemoteTaskEvent};
-use crate::checkpoint::TaskEvent;
 use crate::checkpoint::restore::JobRestore;
+use crate::checkpoint::{SnapshotLocation, TaskEvent};
 use crate::error::{JobError, TaskError, lock};
 use crate::jobmaster::deployer::{Deployer, Restarted, SourceNode, TaskHandle};
 use crate::jobmaster::job::Deployable;
@@ -78,7 +78,11 @@ impl CoordinatorShared {
         }
         for (task, generation) in lost {
             let cause = format!("the worker process running this task ({}) went away", connection.peer());
-            self.ended(task, generation, TaskOutcome { task_name: format!("task {task}"), result: Err(TaskError::msg(cause)) });
+            self.ended(
+                task,
+                generation,
+                TaskOutcome { task_name: format!("task {task}"), result: Err(TaskError::msg(cause)) },
+            );
         }
     }
 
@@ -163,7 +167,7 @@ impl Coordinator {
         deployable: &Deployable,
         jobmanager: &str,
         job_id: &str,
-        on_cancel: impl Fn() + Send + Sync + 'static,
+        control: Arc<JobControl>,
     ) -> Result<Coordinator, JobError> {
         let failed = |what: &str, e: &dyn std::fmt::Display| JobError::Worker(format!("{what}: {e}"));
         let host = std::env::var("BRISK_COORDINATOR_HOST").unwrap_or_else(|_| "127.0.0.1".into());
@@ -191,8 +195,17 @@ impl Coordinator {
             .map_err(JobError::Spawn)?;
         let handler = move |_: &RpcConnection<Cluster>, request: Request| match request {
             Request::CancelJob { .. } => {
-                on_cancel();
+                control.request_cancel();
                 Response::Ack
+            }
+            Request::TriggerSavepoint { directory, stop, .. } => {
+                let taken = SnapshotLocation::parse(&directory)
+                    .map_err(|e| format!("invalid savepoint directory: {e}"))
+                    .and_then(|dir| control.savepoint(dir, stop).map_err(|e| e.to_string()));
+                match taken {
+                    Ok(path) => Response::SavepointCompleted { path: path.to_string() },
+                    Err(e) => Response::Error(e),
+                }
             }
             other => Response::Error(format!("a job coordinator does not serve {other:?}")),
         };
@@ -228,12 +241,18 @@ impl Coordinator {
             address: address.to_string(),
         };
         // The JobManager answers once it found the slots (or gave up waiting for them).
-        let worker_slots = match connection.call(Request::RegisterCoordinator(registration), Duration::from_secs(24 * 3600)) {
-            Ok(Response::SlotsGranted { worker_slots }) => worker_slots,
-            Ok(other) => return Err(JobError::Worker(format!("unexpected answer from the JobManager: {other:?}"))),
-            Err(e) => return Err(failed("the JobManager gave the job no slots", &e)),
-        };
-        info!(job_id, workers = worker_slots.len(), slots = deployable.plan.slots, "slots granted; waiting for the workers");
+        let worker_slots =
+            match connection.call(Request::RegisterCoordinator(registration), Duration::from_secs(24 * 3600)) {
+                Ok(Response::SlotsGranted { worker_slots }) => worker_slots,
+                Ok(other) => return Err(JobError::Worker(format!("unexpected answer from the JobManager: {other:?}"))),
+                Err(e) => return Err(failed("the JobManager gave the job no slots", &e)),
+            };
+        info!(
+            job_id,
+            workers = worker_slots.len(),
+            slots = deployable.plan.slots,
+            "slots granted; waiting for the workers"
+        );
         let deadline = Instant::now() + WORKER_REGISTRATION_TIMEOUT;
         let mut workers = lock(&shared.workers);
         while workers.len() < worker_slots.len() {
@@ -250,7 +269,11 @@ impl Coordinator {
                     WORKER_REGISTRATION_TIMEOUT.as_secs()
                 )));
             }
-            workers = shared.changed.wait_timeout(workers, deadline - now).map(|(w, _)| w).unwrap_or_else(|e| e.into_inner().0);
+            workers = shared
+                .changed
+                .wait_timeout(workers, deadline - now)
+                .map(|(w, _)| w)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
         drop(workers);
         Ok(worker_slots)
@@ -259,7 +282,8 @@ impl Coordinator {
     /// The deployer placing tasks in the workers; task reports go to `events`.
     pub fn deployer(&self, events: Sender<TaskEvent>, control: Arc<JobControl>) -> RemoteDeployer {
         *lock(&self.shared.events) = Some(events);
-        let worker_of_slot = self.worker_slots.iter().enumerate().flat_map(|(w, n)| std::iter::repeat_n(w, *n)).collect();
+        let worker_of_slot =
+            self.worker_slots.iter().enumerate().flat_map(|(w, n)| std::iter::repeat_n(w, *n)).collect();
         RemoteDeployer { shared: self.shared.clone(), worker_of_slot, generation: 0, control }
     }
 
@@ -439,8 +463,11 @@ mod tests {
     }
 
     fn register(worker: &RpcConnection<JobProtocol>, fingerprint: &str) -> Result<JobResponse, RpcError> {
-        let request =
-            JobRequest::RegisterWorker { worker: 0, fingerprint: fingerprint.into(), data_address: "127.0.0.1:1".into() };
+        let request = JobRequest::RegisterWorker {
+            worker: 0,
+            fingerprint: fingerprint.into(),
+            data_address: "127.0.0.1:1".into(),
+        };
         worker.call(request, CALL_TIMEOUT)
     }
 

@@ -130,11 +130,7 @@ pub(crate) fn run_worker(deployable: Deployable, coordinator: &str, index: usize
         records_read: Arc::new(AtomicU64::new(0)),
     });
     // Only now: the coordinator deploys as soon as it has seen the registration.
-    let registration = JobRequest::RegisterWorker {
-        worker: index,
-        fingerprint,
-        data_address,
-    };
+    let registration = JobRequest::RegisterWorker { worker: index, fingerprint, data_address };
     connection.call(registration, CALL_TIMEOUT).map_err(|e| JobError::Worker(format!("registration refused: {e}")))?;
 
     while !shared.shutdown.load(Ordering::Acquire) {
@@ -187,7 +183,10 @@ impl Worker {
             .map(|a| a.parse::<SocketAddr>().map_err(|e| JobError::Worker(format!("bad data address '{a}': {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(w) = deploy.worker_of_task.iter().find(|w| **w >= addresses.len()) {
-            return Err(JobError::Worker(format!("the deployment names worker {w} but only {} addresses", addresses.len())));
+            return Err(JobError::Worker(format!(
+                "the deployment names worker {w} but only {} addresses",
+                addresses.len()
+            )));
         }
         let restore = match &deploy.restore {
             Some(path) => {
