@@ -81,7 +81,7 @@ fn status(port: u16) -> serde_json::Value {
 }
 
 /// The TaskManagers' pids and slots, sorted.
-fn taskmanagers(status: &serde_json::Value) -> Vec<(u64, u64)> {
+fn taskmanagers_of(status: &serde_json::Value) -> Vec<(u64, u64)> {
     let mut found: Vec<(u64, u64)> = status["taskmanagers-detail"]
         .as_array()
         .expect("taskmanagers-detail")
@@ -101,13 +101,13 @@ fn taskmanager_processes_register_and_a_killed_one_is_lost_within_the_heartbeat_
     let (pid_a, pid_b) = (a.0.id() as u64, b.0.id() as u64);
     let mut expected = vec![(pid_a, 1), (pid_b, 2)];
     expected.sort_unstable();
-    wait_until("both TaskManagers registered", || taskmanagers(&status(port)) == expected);
+    wait_until("both TaskManagers registered", || taskmanagers_of(&status(port)) == expected);
     let overview = status(port);
     assert_eq!((overview["slots-total"].as_u64(), overview["slots-available"].as_u64()), (Some(3), Some(3)));
 
     a.kill9();
     let killed = Instant::now();
-    wait_until("the killed TaskManager to be lost", || taskmanagers(&status(port)) == vec![(pid_b, 2)]);
+    wait_until("the killed TaskManager to be lost", || taskmanagers_of(&status(port)) == vec![(pid_b, 2)]);
     // Detected by its broken connection or, at the latest, by the 2 s heartbeat timeout.
     assert!(killed.elapsed() < Duration::from_secs(2) + Duration::from_millis(1500), "took {:?}", killed.elapsed());
 }
@@ -118,13 +118,13 @@ fn taskmanagers_register_again_with_a_jobmanager_killed_and_started_again() {
     let mut jm = jobmanager(port);
     let tm = taskmanager(port, 2);
     let pid = tm.0.id() as u64;
-    wait_until("registration", || taskmanagers(&status(port)) == vec![(pid, 2)]);
+    wait_until("registration", || taskmanagers_of(&status(port)) == vec![(pid, 2)]);
     let first = status(port)["jobmanager"]["id"].clone();
     jm.kill9();
     let _jm = jobmanager(port);
     wait_until("registration with the new JobManager", || {
         let now = status(port);
-        now["jobmanager"]["id"] != first && taskmanagers(&now) == vec![(pid, 2)]
+        now["jobmanager"]["id"] != first && taskmanagers_of(&now) == vec![(pid, 2)]
     });
 }
 
@@ -175,7 +175,7 @@ fn cluster_start_and_stop_manage_background_processes_with_pid_files_and_logs() 
         .collect();
     let mut tm_pids = pids[1..].to_vec();
     tm_pids.sort_unstable();
-    assert_eq!(taskmanagers(&overview).iter().map(|t| t.0).collect::<Vec<_>>(), tm_pids);
+    assert_eq!(taskmanagers_of(&overview).iter().map(|t| t.0).collect::<Vec<_>>(), tm_pids);
 
     let again = run(&["cluster", "start", "--config-dir", conf_arg, "--log-dir", log_arg]);
     assert!(!again.status.success());
@@ -239,7 +239,7 @@ fn bad_addresses_ports_and_configuration_are_clear_errors() {
     }
 }
 
-/// A JobManager and two TaskManagers of one slot each, with their files under `dir`.
+/// A JobManager and TaskManagers of one slot each, with their files under `dir`.
 struct TestCluster {
     port: u16,
     dir: PathBuf,
@@ -258,13 +258,17 @@ impl Drop for TestCluster {
 
 impl TestCluster {
     fn start(name: &str, jobmanager_options: &[&str]) -> TestCluster {
+        Self::with_taskmanagers(name, 2, jobmanager_options)
+    }
+
+    fn with_taskmanagers(name: &str, taskmanagers: usize, jobmanager_options: &[&str]) -> TestCluster {
         let dir = temp_dir(name);
         let port = free_port();
         let upload = format!("web.upload.dir={}", dir.join("jobmanager").display());
         let mut options = vec![upload.as_str()];
         options.extend_from_slice(jobmanager_options);
         let mut processes = vec![jobmanager_with(port, &options)];
-        for i in 0..2 {
+        for i in 0..taskmanagers {
             let tmp = format!("taskmanager.tmp.dirs={}", dir.join(format!("taskmanager-{i}")).display());
             let child = brisk()
                 .args(["taskmanager", "--jobmanager", &format!("127.0.0.1:{port}"), "-D", &tmp])
@@ -272,7 +276,7 @@ impl TestCluster {
                 .expect("start brisk taskmanager");
             processes.push(Process(child));
         }
-        wait_until("two TaskManagers", || taskmanagers(&status(port)).len() == 2);
+        wait_until("the TaskManagers", || taskmanagers_of(&status(port)).len() == taskmanagers);
         TestCluster { port, dir, processes }
     }
 
@@ -285,6 +289,14 @@ impl TestCluster {
         brisk().args([command, "-m", &format!("127.0.0.1:{}", self.port)]).args(args).output().expect("run brisk")
     }
 
+    /// The state of job `job_id` as `brisk list --json` shows it.
+    fn state(&self, job_id: &str) -> Option<String> {
+        let listed = self.brisk("list", &["--json"]);
+        assert!(listed.status.success(), "{}", stderr(&listed));
+        let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+        jobs["jobs"].as_array()?.iter().find(|j| j["jid"] == job_id).and_then(|j| j["state"].as_str()).map(String::from)
+    }
+
     /// The coordinator log of the job `brisk run` printed the id of.
     fn coordinator_log(&self, run: &Output) -> String {
         let stdout = String::from_utf8_lossy(&run.stdout);
@@ -294,7 +306,7 @@ impl TestCluster {
 
     /// The worker logs on each TaskManager.
     fn worker_logs(&self) -> Vec<usize> {
-        (0..2)
+        (0..self.processes.len() - 1)
             .map(|i| {
                 walk(&self.dir.join(format!("taskmanager-{i}")))
                     .iter()
@@ -477,11 +489,7 @@ fn a_job_stopped_with_a_savepoint_resumes_at_another_parallelism_exactly_once() 
     assert!(submitted.status.success(), "{}", stderr(&submitted));
     let stdout = String::from_utf8_lossy(&submitted.stdout).to_string();
     let job_id = stdout.split("JobID ").nth(1).map(|s| s.trim().to_string()).expect("a job id");
-    let state = || {
-        let listed = cluster.brisk("list", &["--json"]);
-        let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
-        jobs["jobs"][0]["state"].as_str().map(String::from)
-    };
+    let state = || cluster.state(&job_id);
     wait_until("the job to run", || state().as_deref() == Some("RUNNING"));
     std::thread::sleep(Duration::from_millis(1500));
 
@@ -513,4 +521,44 @@ fn a_job_stopped_with_a_savepoint_resumes_at_another_parallelism_exactly_once() 
     );
     let unknown = cluster.brisk("savepoint", &[&job_id, savepoints.to_str().unwrap()]);
     assert!(stderr(&unknown).contains("is not running (FINISHED)"), "{}", stderr(&unknown));
+}
+
+#[test]
+fn a_taskmanager_killed_mid_job_is_replaced_and_the_output_stays_exactly_once() {
+    let mut cluster = TestCluster::with_taskmanagers("cluster-failover", 3, &[]);
+    let (out, checkpoints) = (cluster.dir.join("out"), cluster.dir.join("checkpoints"));
+    let artifact = example_path("window_agg");
+    let input = data("window_agg/events.csv");
+    let submitted = cluster.run(&[
+        "-d",
+        "-p",
+        "2",
+        artifact.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--checkpoint-interval",
+        "100ms",
+        "--checkpoint-dir",
+        checkpoints.to_str().unwrap(),
+        "--source-rate",
+        "600",
+    ]);
+    assert!(submitted.status.success(), "{}", stderr(&submitted));
+    let stdout = String::from_utf8_lossy(&submitted.stdout).to_string();
+    let job_id = stdout.split("JobID ").nth(1).map(|s| s.trim().to_string()).expect("a job id");
+    wait_until("the job to run", || cluster.state(&job_id).as_deref() == Some("RUNNING"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let hosting = cluster.worker_logs().iter().position(|n| *n > 0).expect("a TaskManager running a worker");
+    cluster.processes[1 + hosting].kill9();
+    wait_until("the job to finish", || cluster.state(&job_id).as_deref() == Some("FINISHED"));
+
+    let log = std::fs::read_to_string(cluster.dir.join("jobmanager").join(&job_id).join("coordinator.log")).unwrap();
+    assert!(log.contains("workers were lost"), "the coordinator replaced the lost worker:\n{log}");
+    assert_eq!(cluster.worker_logs().iter().sum::<usize>(), 3, "a third worker took over");
+    let expected = std::fs::read_to_string(data("window_agg/expected_tumbling_10s.csv")).expect("golden");
+    let mut expected: Vec<String> = expected.lines().map(String::from).collect();
+    expected.sort();
+    assert!(read_sorted_lines(&out) == expected, "committed output differs from the golden file");
 }

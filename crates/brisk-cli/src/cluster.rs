@@ -86,7 +86,7 @@ pub fn taskmanager(args: &ConfigArgs, jobmanager: Option<String>, slots: Option<
     }
     let cluster = ClusterConfig::from_configuration(&config)?;
     let address = jobmanager.unwrap_or_else(|| cluster.jobmanager_address());
-    let taskmanager = TaskManager::new(cluster, address);
+    let taskmanager = TaskManager::new(cluster, address)?;
     taskmanager.run()?;
     Ok(())
 }

@@ -26,6 +26,8 @@ struct Job {
     config: Vec<(String, String)>,
     started: Instant,
     coordinator: Option<RpcConnection>,
+    /// Where its workers reach its coordinator.
+    coordinator_address: String,
     /// Its coordinator process, until it exits.
     pid: Option<u32>,
     cancel_requested: bool,
@@ -110,6 +112,7 @@ impl Dispatcher {
             config: submission.config,
             started: Instant::now(),
             coordinator: None,
+            coordinator_address: String::new(),
             pid: None,
             cancel_requested: false,
             log: job_dir.join("coordinator.log"),
@@ -121,15 +124,14 @@ impl Dispatcher {
         Ok((job_id, child))
     }
 
-    /// The coordinator of `job_id` registered: returns the program's arguments and
-    /// configuration for the workers.
-    #[allow(clippy::type_complexity)]
+    /// The coordinator of `job_id`, reached by its workers at `address`, registered.
     pub fn coordinator_registered(
         &self,
         job_id: &str,
         name: &str,
+        address: &str,
         connection: &RpcConnection,
-    ) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+    ) -> Result<WorkerTemplate, String> {
         let mut jobs = lock(&self.jobs);
         let job =
             jobs.iter_mut().find(|j| j.info.job_id == job_id).ok_or_else(|| format!("no job with id {job_id}"))?;
@@ -141,7 +143,18 @@ impl Dispatcher {
         }
         job.info.name = name.to_string();
         job.coordinator = Some(connection.clone());
-        Ok((job.args.clone(), job.config.clone()))
+        job.coordinator_address = address.to_string();
+        Ok(job.worker_template())
+    }
+
+    /// How to start more workers of a running job.
+    pub fn worker_template(&self, job_id: &str) -> Result<WorkerTemplate, String> {
+        let jobs = lock(&self.jobs);
+        let job = jobs.iter().find(|j| j.info.job_id == job_id).ok_or_else(|| format!("no job with id {job_id}"))?;
+        match job.info.state {
+            JobState::Running => Ok(job.worker_template()),
+            state => Err(format!("job {job_id} is not running ({state})")),
+        }
     }
 
     /// The job got its slots and its workers are starting.
@@ -246,7 +259,25 @@ impl Dispatcher {
     }
 }
 
+/// What every worker of a job is started with.
+pub(crate) struct WorkerTemplate {
+    /// The program's arguments.
+    pub args: Vec<String>,
+    /// The job's configuration.
+    pub config: Vec<(String, String)>,
+    /// Where the workers reach the coordinator.
+    pub coordinator: String,
+}
+
 impl Job {
+    fn worker_template(&self) -> WorkerTemplate {
+        WorkerTemplate {
+            args: self.args.clone(),
+            config: self.config.clone(),
+            coordinator: self.coordinator_address.clone(),
+        }
+    }
+
     fn current(&self) -> JobInfo {
         let mut info = self.info.clone();
         if !info.state.is_terminal() {

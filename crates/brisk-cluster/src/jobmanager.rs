@@ -4,7 +4,7 @@
 //! `heartbeat.timeout`, or whose connection breaks, is lost: its slots are gone.
 
 use crate::config::ClusterConfig;
-use crate::dispatcher::Dispatcher;
+use crate::dispatcher::{Dispatcher, WorkerTemplate};
 use crate::{ClusterError, taskmanager::process_id};
 use brisk_rpc::{
     ClusterOverview, CoordinatorRegistration, Hello, RegistrationAck, Request, Response, Role, RpcConnection,
@@ -221,7 +221,22 @@ impl State {
                 }
             }
             (Role::Coordinator, Request::RegisterCoordinator(registration)) => {
-                self.start_workers(connection, registration)
+                let CoordinatorRegistration { job_id, job_name, slots, address } = registration;
+                let template = match dispatcher.coordinator_registered(&job_id, &job_name, &address, connection) {
+                    Ok(template) => template,
+                    Err(e) => return Response::Error(e),
+                };
+                let started = self.start_workers(&job_id, slots, 0, &template);
+                if matches!(started, Response::SlotsGranted { .. }) {
+                    dispatcher.running(&job_id, slots);
+                }
+                started
+            }
+            (Role::Coordinator, Request::RequestWorkers { job_id, slots, first_worker }) => {
+                match dispatcher.worker_template(&job_id) {
+                    Ok(template) => self.start_workers(&job_id, slots, first_worker, &template),
+                    Err(e) => Response::Error(e),
+                }
             }
             (Role::Coordinator, Request::JobFinished { job_id, failure }) => {
                 dispatcher.finish(&job_id, failure);
@@ -232,37 +247,32 @@ impl State {
         }
     }
 
-    /// Gives the coordinator's job its slots and starts a worker on each TaskManager that
-    /// gave some.
-    fn start_workers(&self, connection: &RpcConnection, registration: CoordinatorRegistration) -> Response {
-        let job_id = registration.job_id.clone();
-        let (args, config) = match self.dispatcher.coordinator_registered(&job_id, &registration.job_name, connection) {
-            Ok(launch) => launch,
-            Err(e) => return Response::Error(e),
-        };
-        let grants = match self.allocate(&job_id, registration.slots) {
+    /// Gives job `job_id` `slots` slots and starts a worker (numbered from `first_worker`)
+    /// on each TaskManager that gave some; answers with each new worker's slots.
+    fn start_workers(&self, job_id: &str, slots: usize, first_worker: usize, template: &WorkerTemplate) -> Response {
+        let grants = match self.allocate(job_id, slots) {
             Ok(grants) => grants,
             Err(e) => return Response::Error(e),
         };
-        for (worker, grant) in grants.iter().enumerate() {
+        for (i, grant) in grants.iter().enumerate() {
             let launch = WorkerLaunch {
-                job_id: job_id.clone(),
-                worker,
+                job_id: job_id.to_string(),
+                worker: first_worker + i,
                 slots: grant.slots,
-                args: args.clone(),
-                config: config.clone(),
-                coordinator: registration.address.clone(),
+                args: template.args.clone(),
+                config: template.config.clone(),
+                coordinator: template.coordinator.clone(),
             };
             if let Err(e) = grant.connection.call(Request::StartWorker(launch), WORKER_START_TIMEOUT) {
-                self.release(&job_id);
+                self.release(job_id);
                 return Response::Error(format!(
-                    "cannot start worker {worker} on the TaskManager at {}: {e}",
+                    "cannot start worker {} on the TaskManager at {}: {e}",
+                    first_worker + i,
                     grant.connection.peer()
                 ));
             }
         }
-        self.dispatcher.running(&job_id, registration.slots);
-        info!(job_id = %job_id, job = %registration.job_name, slots = registration.slots, workers = grants.len(), "job running");
+        info!(job_id, slots, workers = grants.len(), first_worker, "started the job's workers");
         Response::SlotsGranted { worker_slots: grants.iter().map(|g| g.slots).collect() }
     }
 

@@ -15,10 +15,11 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -50,6 +51,23 @@ struct Workers {
     dir: PathBuf,
     jobmanager: String,
     running: Mutex<HashMap<String, Vec<(usize, Child)>>>,
+    /// Workers are started by one thread that lives as long as the TaskManager: the kernel
+    /// kills a worker when the thread that started it ends (`PR_SET_PDEATHSIG`).
+    launcher: Mutex<mpsc::Sender<Launch>>,
+}
+
+/// A worker to start, and where the result goes.
+type Launch = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Starts the launcher thread; it ends when its sender is dropped.
+fn start_launcher() -> std::io::Result<mpsc::Sender<Launch>> {
+    let (launches, requests) = mpsc::channel::<Launch>();
+    std::thread::Builder::new().name("worker launcher".into()).spawn(move || {
+        for (mut command, reply) in requests {
+            let _ = reply.send(command.spawn());
+        }
+    })?;
+    Ok(launches)
 }
 
 impl Workers {
@@ -82,7 +100,20 @@ impl Workers {
         let err_log = log.try_clone().map_err(|e| format!("cannot open '{}': {e}", log_path.display()))?;
         let config =
             serde_json::to_string(&launch.config).map_err(|e| format!("cannot encode the job's configuration: {e}"))?;
-        let child = Command::new(&artifact)
+        let mut command = Command::new(&artifact);
+        // A worker dies with its TaskManager (`kill -9` included), as Flink's tasks die with
+        // their TaskManager's JVM: its job restarts its tasks elsewhere.
+        // SAFETY: the closure runs in the child between fork and exec and only calls
+        // `prctl`, which is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        command
             .args(&launch.args)
             .env_remove(PLAN_FILE_ENV)
             .env_remove(JOBMANAGER_ENV)
@@ -92,8 +123,12 @@ impl Workers {
             .env(JOB_CONFIG_ENV, config)
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(err_log)
-            .spawn()
+            .stderr(err_log);
+        let (reply, spawned) = mpsc::channel();
+        lock_launcher(&self.launcher).send((command, reply)).map_err(|_| "the worker launcher is gone".to_string())?;
+        let child = spawned
+            .recv()
+            .map_err(|_| "the worker launcher is gone".to_string())?
             .map_err(|e| format!("cannot start the job's artifact '{}': {e}", artifact.display()))?;
         info!(job_id = %launch.job_id, worker = launch.worker, slots = launch.slots, pid = child.id(), log = %log_path.display(), "started a worker");
         self.running().entry(launch.job_id).or_default().push((launch.slots, child));
@@ -169,7 +204,7 @@ impl Workers {
 impl TaskManager {
     /// A TaskManager for the JobManager at `jobmanager` (`host:port`) offering the configured
     /// slots.
-    pub fn new(config: ClusterConfig, jobmanager: String) -> TaskManager {
+    pub fn new(config: ClusterConfig, jobmanager: String) -> Result<TaskManager, ClusterError> {
         let resource_id = config.resource_id.clone().unwrap_or_else(|| {
             format!("{}-{}-{}", config.taskmanager_host, process_id(), crate::jobmanager::unique_suffix())
         });
@@ -184,8 +219,13 @@ impl TaskManager {
             .clone()
             .unwrap_or_else(std::env::temp_dir)
             .join(format!("brisk-taskmanager-{}", registration.resource_id));
-        let workers = Arc::new(Workers { dir, jobmanager: jobmanager.clone(), running: Mutex::new(HashMap::new()) });
-        TaskManager { config, jobmanager, registration, stop: Arc::new(AtomicBool::new(false)), workers }
+        let workers = Arc::new(Workers {
+            dir,
+            jobmanager: jobmanager.clone(),
+            running: Mutex::new(HashMap::new()),
+            launcher: Mutex::new(start_launcher().map_err(ClusterError::Spawn)?),
+        });
+        Ok(TaskManager { config, jobmanager, registration, stop: Arc::new(AtomicBool::new(false)), workers })
     }
 
     /// Its resource id.
@@ -301,4 +341,8 @@ impl TaskManager {
 fn now_ms() -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+fn lock_launcher(launcher: &Mutex<mpsc::Sender<Launch>>) -> std::sync::MutexGuard<'_, mpsc::Sender<Launch>> {
+    launcher.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -42,7 +42,7 @@ fn start_taskmanager(
     config: ClusterConfig,
     jobmanager: String,
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<Result<(), ClusterError>>) {
-    let tm = TaskManager::new(config, jobmanager);
+    let tm = TaskManager::new(config, jobmanager).unwrap();
     let (id, stop) = (tm.resource_id().to_string(), tm.stop_flag());
     (id, stop, std::thread::spawn(move || tm.run()))
 }
@@ -118,7 +118,7 @@ fn a_taskmanager_registers_again_with_a_restarted_jobmanager() {
 fn an_unreachable_jobmanager_is_an_error_naming_its_address_after_retries() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
-    let tm = TaskManager::new(config(0, &[("taskmanager.registration.timeout", "600 ms")]), addr.clone());
+    let tm = TaskManager::new(config(0, &[("taskmanager.registration.timeout", "600 ms")]), addr.clone()).unwrap();
     let started = Instant::now();
     let error = tm.run().unwrap_err();
     assert!(matches!(error, ClusterError::Unreachable { .. }), "{error}");

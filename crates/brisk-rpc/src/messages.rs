@@ -284,6 +284,17 @@ pub enum Request {
     /// Coordinator → JobManager: wants the job's slots; answered with
     /// [`Response::SlotsGranted`] once the workers are being started.
     RegisterCoordinator(CoordinatorRegistration),
+    /// Coordinator → JobManager: workers were lost (their TaskManager died); start new ones,
+    /// numbered from `first_worker`, with `slots` slots in all. Answered like
+    /// [`Request::RegisterCoordinator`].
+    RequestWorkers {
+        /// The job.
+        job_id: String,
+        /// Slots the new workers need in all.
+        slots: usize,
+        /// The index of the first new worker.
+        first_worker: usize,
+    },
     /// Coordinator → JobManager: the job ended.
     JobFinished {
         /// The job.
@@ -364,6 +375,12 @@ impl crate::Protocol for Cluster {
     }
 
     fn runs_long(request: &Request) -> bool {
-        matches!(request, Request::RegisterCoordinator(_) | Request::StartWorker(_) | Request::TriggerSavepoint { .. })
+        matches!(
+            request,
+            Request::RegisterCoordinator(_)
+                | Request::RequestWorkers { .. }
+                | Request::StartWorker(_)
+                | Request::TriggerSavepoint { .. }
+        )
     }
 }

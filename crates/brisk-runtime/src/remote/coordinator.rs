@@ -253,29 +253,7 @@ impl Coordinator {
             slots = deployable.plan.slots,
             "slots granted; waiting for the workers"
         );
-        let deadline = Instant::now() + WORKER_REGISTRATION_TIMEOUT;
-        let mut workers = lock(&shared.workers);
-        while workers.len() < worker_slots.len() {
-            if let Some(reason) = lock(&shared.refused).clone() {
-                return Err(JobError::Worker(reason));
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                let missing: Vec<String> =
-                    (0..worker_slots.len()).filter(|w| !workers.contains_key(w)).map(|w| w.to_string()).collect();
-                return Err(JobError::Worker(format!(
-                    "workers {} did not register within {} s (see the TaskManagers' logs)",
-                    missing.join(", "),
-                    WORKER_REGISTRATION_TIMEOUT.as_secs()
-                )));
-            }
-            workers = shared
-                .changed
-                .wait_timeout(workers, deadline - now)
-                .map(|(w, _)| w)
-                .unwrap_or_else(|e| e.into_inner().0);
-        }
-        drop(workers);
+        wait_for_workers(shared, 0..worker_slots.len())?;
         Ok(worker_slots)
     }
 
@@ -284,7 +262,15 @@ impl Coordinator {
         *lock(&self.shared.events) = Some(events);
         let worker_of_slot =
             self.worker_slots.iter().enumerate().flat_map(|(w, n)| std::iter::repeat_n(w, *n)).collect();
-        RemoteDeployer { shared: self.shared.clone(), worker_of_slot, generation: 0, control }
+        RemoteDeployer {
+            shared: self.shared.clone(),
+            worker_of_slot,
+            generation: 0,
+            control,
+            jobmanager: self.jobmanager.clone(),
+            job_id: self.job_id.clone(),
+            next_worker: self.worker_slots.len(),
+        }
     }
 
     /// Tells the JobManager how the job ended and lets the workers go.
@@ -300,6 +286,32 @@ impl Coordinator {
     }
 }
 
+/// Waits until workers `indices` registered (or one was refused).
+fn wait_for_workers(shared: &CoordinatorShared, indices: std::ops::Range<usize>) -> Result<(), JobError> {
+    let deadline = Instant::now() + WORKER_REGISTRATION_TIMEOUT;
+    let mut workers = lock(&shared.workers);
+    loop {
+        let missing: Vec<String> =
+            indices.clone().filter(|w| !workers.contains_key(w)).map(|w| w.to_string()).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if let Some(reason) = lock(&shared.refused).clone() {
+            return Err(JobError::Worker(reason));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(JobError::Worker(format!(
+                "workers {} did not register within {} s (see the TaskManagers' logs)",
+                missing.join(", "),
+                WORKER_REGISTRATION_TIMEOUT.as_secs()
+            )));
+        }
+        workers =
+            shared.changed.wait_timeout(workers, deadline - now).map(|(w, _)| w).unwrap_or_else(|e| e.into_inner().0);
+    }
+}
+
 /// Deploys tasks into the job's worker processes.
 pub(crate) struct RemoteDeployer {
     shared: Arc<CoordinatorShared>,
@@ -307,9 +319,44 @@ pub(crate) struct RemoteDeployer {
     worker_of_slot: Vec<usize>,
     generation: u64,
     control: Arc<JobControl>,
+    jobmanager: RpcConnection<Cluster>,
+    job_id: String,
+    /// The index the next new worker gets.
+    next_worker: usize,
 }
 
 impl RemoteDeployer {
+    /// Replaces the workers whose process went away (their TaskManager died): the JobManager
+    /// starts new ones on other TaskManagers, which take over their slots.
+    fn replace_lost_workers(&mut self) -> Result<(), JobError> {
+        let lost: Vec<usize> =
+            lock(&self.shared.workers).iter().filter(|(_, w)| w.connection.is_closed()).map(|(i, _)| *i).collect();
+        if lost.is_empty() {
+            return Ok(());
+        }
+        let slots: Vec<usize> =
+            self.worker_of_slot.iter().enumerate().filter(|(_, w)| lost.contains(w)).map(|(s, _)| s).collect();
+        lock(&self.shared.workers).retain(|w, _| !lost.contains(w));
+        warn!(workers = ?lost, slots = slots.len(), "workers were lost; asking the JobManager for new ones");
+        let first = self.next_worker;
+        let request = Request::RequestWorkers { job_id: self.job_id.clone(), slots: slots.len(), first_worker: first };
+        let worker_slots = match self.jobmanager.call(request, Duration::from_secs(24 * 3600)) {
+            Ok(Response::SlotsGranted { worker_slots }) => worker_slots,
+            Ok(other) => return Err(JobError::Worker(format!("unexpected answer from the JobManager: {other:?}"))),
+            Err(e) => return Err(JobError::Worker(format!("no new slots for the lost workers: {e}"))),
+        };
+        self.next_worker += worker_slots.len();
+        wait_for_workers(&self.shared, first..self.next_worker)?;
+        let mut new = worker_slots.iter().enumerate().flat_map(|(i, n)| std::iter::repeat_n(first + i, *n));
+        for slot in slots {
+            if let Some(worker) = new.next() {
+                self.worker_of_slot[slot] = worker;
+            }
+        }
+        info!(first, count = self.next_worker - first, "new workers took over the lost ones' slots");
+        Ok(())
+    }
+
     fn deploy_tasks(
         &mut self,
         job: &Deployable,
@@ -318,6 +365,7 @@ impl RemoteDeployer {
         number: usize,
         only: Option<usize>,
     ) -> Result<Restarted, JobError> {
+        self.replace_lost_workers()?;
         self.generation += 1;
         *lock(&self.shared.sources) =
             sources.iter().map(|(id, factory, e)| (id.clone(), factory.clone_box(), e.clone())).collect();

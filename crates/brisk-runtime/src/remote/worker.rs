@@ -177,17 +177,21 @@ impl Worker {
                 plan.tasks.len()
             )));
         }
-        let addresses = deploy
-            .data_addresses
-            .iter()
-            .map(|a| a.parse::<SocketAddr>().map_err(|e| JobError::Worker(format!("bad data address '{a}': {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some(w) = deploy.worker_of_task.iter().find(|w| **w >= addresses.len()) {
-            return Err(JobError::Worker(format!(
-                "the deployment names worker {w} but only {} addresses",
-                addresses.len()
-            )));
+        // Workers that were lost have no address; no task may be placed on them.
+        let mut addresses = Vec::with_capacity(deploy.data_addresses.len());
+        for address in &deploy.data_addresses {
+            addresses.push(match address.as_str() {
+                "" => None,
+                a => Some(
+                    a.parse::<SocketAddr>().map_err(|e| JobError::Worker(format!("bad data address '{a}': {e}")))?,
+                ),
+            });
         }
+        if let Some(w) = deploy.worker_of_task.iter().find(|w| addresses.get(**w).is_none_or(Option::is_none)) {
+            return Err(JobError::Worker(format!("the deployment places tasks on worker {w}, which has no address")));
+        }
+        let addresses: Vec<SocketAddr> =
+            addresses.into_iter().map(|a| a.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))).collect();
         let restore = match &deploy.restore {
             Some(path) => {
                 if !self.restores.contains_key(path) {
