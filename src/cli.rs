@@ -7,21 +7,10 @@ use brisk::runtime::checkpoint::coordinator::{CheckpointStats, CheckpointStatus}
 use brisk::runtime::checkpoint::storage::CheckpointStorage;
 use brisk::runtime::checkpoint::{SnapshotKind, SnapshotLocation};
 use brisk::runtime::failure::FailureInjector;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Logs to stderr through `tracing`; `RUST_LOG` overrides the default level (`info`).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
-}
+pub use brisk::runtime::logging::init_logging;
 
 /// Flags every example job shares, on top of its own.
 #[derive(clap::Args, Debug, Default)]

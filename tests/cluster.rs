@@ -297,11 +297,29 @@ impl TestCluster {
         jobs["jobs"].as_array()?.iter().find(|j| j["jid"] == job_id).and_then(|j| j["state"].as_str()).map(String::from)
     }
 
-    /// The coordinator log of the job `brisk run` printed the id of.
-    fn coordinator_log(&self, run: &Output) -> String {
-        let stdout = String::from_utf8_lossy(&run.stdout);
-        let id = stdout.split("JobID ").nth(1).and_then(|r| r.split_whitespace().next()).expect("a job id");
-        std::fs::read_to_string(self.dir.join("jobmanager").join(id).join("coordinator.log")).expect("coordinator log")
+    /// The coordinator log of job `job_id`.
+    fn coordinator_log(&self, job_id: &str) -> String {
+        std::fs::read_to_string(self.dir.join("jobmanager").join(job_id).join("coordinator.log"))
+            .expect("coordinator log")
+    }
+
+    /// `brisk run [run_flags] window_agg` over the golden events into `out`, with `job_flags`;
+    /// returns the run and the job's id.
+    fn run_window_job(&self, run_flags: &[&str], out: &Path, job_flags: &[&str]) -> (Output, String) {
+        let (artifact, input) = (example_path("window_agg"), data("window_agg/events.csv"));
+        let mut args: Vec<&str> = run_flags.to_vec();
+        args.extend([
+            artifact.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        args.extend_from_slice(job_flags);
+        let run = self.run(&args);
+        assert!(run.status.success(), "brisk run failed: {}", stderr(&run));
+        let id = job_id_of(&run);
+        (run, id)
     }
 
     /// The worker logs on each TaskManager.
@@ -315,6 +333,20 @@ impl TestCluster {
             })
             .collect()
     }
+}
+
+/// The job id `brisk run` printed.
+fn job_id_of(run: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    stdout.split("JobID ").nth(1).and_then(|r| r.split_whitespace().next()).expect("a job id").to_string()
+}
+
+/// The golden output of the window job over `window_agg/events.csv`, sorted.
+fn golden_windows() -> Vec<String> {
+    let expected = std::fs::read_to_string(data("window_agg/expected_tumbling_10s.csv")).expect("golden");
+    let mut expected: Vec<String> = expected.lines().map(String::from).collect();
+    expected.sort();
+    expected
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -351,16 +383,7 @@ fn word_count_runs_across_two_taskmanagers_with_the_mini_clusters_output() {
 fn window_job_with_failures_is_exactly_once_across_processes(name: &str, backend: &str) {
     let cluster = TestCluster::start(name, &[]);
     let (out, checkpoints) = (cluster.dir.join("out"), cluster.dir.join("checkpoints"));
-    let artifact = example_path("window_agg");
-    let input = data("window_agg/events.csv");
-    let run = cluster.run(&[
-        "-p",
-        "2",
-        artifact.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
+    let job_flags = [
         "--state-backend",
         backend,
         "--checkpoint-interval",
@@ -371,14 +394,11 @@ fn window_job_with_failures_is_exactly_once_across_processes(name: &str, backend
         "2",
         "--source-rate",
         "3000",
-    ]);
-    assert!(run.status.success(), "brisk run failed: {}", stderr(&run));
-    let log = cluster.coordinator_log(&run);
+    ];
+    let (_, job_id) = cluster.run_window_job(&["-p", "2"], &out, &job_flags);
+    let log = cluster.coordinator_log(&job_id);
     assert!(log.contains("restarting"), "failures were injected and recovered:\n{log}");
-    let expected = std::fs::read_to_string(data("window_agg/expected_tumbling_10s.csv")).expect("golden");
-    let mut expected: Vec<String> = expected.lines().map(String::from).collect();
-    expected.sort();
-    assert!(read_sorted_lines(&out) == expected, "committed output differs from the golden file");
+    assert!(read_sorted_lines(&out) == golden_windows(), "committed output differs from the golden file");
 }
 
 #[test]
@@ -395,36 +415,8 @@ fn a_checkpointed_window_job_with_failures_is_exactly_once_across_processes_rock
 #[test]
 fn jobs_are_listed_and_cancelled_and_bad_submissions_are_clear_errors() {
     let cluster = TestCluster::start("cluster-jobs", &["slot.request.timeout=1s"]);
-    let artifact = example_path("window_agg");
-    let input = data("window_agg/events.csv");
-    let out = cluster.dir.join("slow");
-    let detached = cluster.run(&[
-        "-d",
-        "-p",
-        "2",
-        artifact.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--source-rate",
-        "50",
-    ]);
-    assert!(detached.status.success(), "{}", stderr(&detached));
-    let stdout = String::from_utf8_lossy(&detached.stdout).to_string();
-    let job_id = stdout.split("JobID ").nth(1).map(|s| s.trim().to_string()).expect("a job id");
-    let state = |id: &str| {
-        let listed = cluster.brisk("list", &["--json"]);
-        assert!(listed.status.success(), "{}", stderr(&listed));
-        let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
-        jobs["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|j| j["jid"] == id)
-            .map(|j| j["state"].as_str().unwrap().to_string())
-    };
-    wait_until("the job to run", || state(&job_id).as_deref() == Some("RUNNING"));
+    let (_, job_id) = cluster.run_window_job(&["-d", "-p", "2"], &cluster.dir.join("slow"), &["--source-rate", "50"]);
+    wait_until("the job to run", || cluster.state(&job_id).as_deref() == Some("RUNNING"));
 
     // No slots left: a second job waits slot.request.timeout, then fails saying why.
     let starved = cluster.run(&["-p", "1", example_path("word_count").to_str().unwrap()]);
@@ -437,7 +429,7 @@ fn jobs_are_listed_and_cancelled_and_bad_submissions_are_clear_errors() {
 
     let cancelled = cluster.brisk("cancel", &[&job_id]);
     assert!(cancelled.status.success(), "{}", stderr(&cancelled));
-    wait_until("the job to be cancelled", || state(&job_id).as_deref() == Some("CANCELED"));
+    wait_until("the job to be cancelled", || cluster.state(&job_id).as_deref() == Some("CANCELED"));
     let again = cluster.brisk("cancel", &[&job_id]);
     assert!(!again.status.success());
     assert!(stderr(&again).contains("has already ended (CANCELED)"), "{}", stderr(&again));
@@ -452,6 +444,7 @@ fn jobs_are_listed_and_cancelled_and_bad_submissions_are_clear_errors() {
     std::fs::write(&text, "not a program").unwrap();
     let not_executable = cluster.run(&[text.to_str().unwrap()]);
     assert!(stderr(&not_executable).contains("is not executable"), "{}", stderr(&not_executable));
+    let artifact = example_path("window_agg");
     let no_savepoint = cluster.run(&["-s", "/nonexistent/savepoint", artifact.to_str().unwrap()]);
     assert!(stderr(&no_savepoint).contains("the savepoint '/nonexistent/savepoint' does not exist"));
 }
@@ -461,36 +454,10 @@ fn a_job_stopped_with_a_savepoint_resumes_at_another_parallelism_exactly_once() 
     let cluster = TestCluster::start("cluster-savepoint", &[]);
     let (out, savepoints) = (cluster.dir.join("out"), cluster.dir.join("savepoints"));
     let checkpoints = cluster.dir.join("checkpoints");
-    let artifact = example_path("window_agg");
-    let input = data("window_agg/events.csv");
-    let job_args = |rate: &'static str| {
-        let mut args: Vec<String> = [
-            artifact.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--checkpoint-interval",
-            "200ms",
-            "--checkpoint-dir",
-            checkpoints.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        if !rate.is_empty() {
-            args.extend(["--source-rate".to_string(), rate.to_string()]);
-        }
-        args
-    };
-    let mut first = vec!["-d".to_string(), "-p".into(), "2".into()];
-    first.extend(job_args("400"));
-    let submitted = cluster.run(&first.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(submitted.status.success(), "{}", stderr(&submitted));
-    let stdout = String::from_utf8_lossy(&submitted.stdout).to_string();
-    let job_id = stdout.split("JobID ").nth(1).map(|s| s.trim().to_string()).expect("a job id");
-    let state = || cluster.state(&job_id);
-    wait_until("the job to run", || state().as_deref() == Some("RUNNING"));
+    let checkpointing = ["--checkpoint-interval", "200ms", "--checkpoint-dir", checkpoints.to_str().unwrap()];
+    let (_, job_id) =
+        cluster.run_window_job(&["-d", "-p", "2"], &out, &[&checkpointing[..], &["--source-rate", "400"]].concat());
+    wait_until("the job to run", || cluster.state(&job_id).as_deref() == Some("RUNNING"));
     std::thread::sleep(Duration::from_millis(1500));
 
     let taken = cluster.brisk("savepoint", &[&job_id, savepoints.to_str().unwrap()]);
@@ -504,21 +471,13 @@ fn a_job_stopped_with_a_savepoint_resumes_at_another_parallelism_exactly_once() 
     let stopped = cluster.brisk("stop", &["--savepoint-path", savepoints.to_str().unwrap(), &job_id]);
     assert!(stopped.status.success(), "stop failed: {}", stderr(&stopped));
     let savepoint = path_of(&stopped);
-    wait_until("the stopped job to finish", || state().as_deref() == Some("FINISHED"));
+    wait_until("the stopped job to finish", || cluster.state(&job_id).as_deref() == Some("FINISHED"));
     let partial = read_sorted_lines(&out);
     assert!(partial.len() < 60, "the job was stopped before its end ({} windows)", partial.len());
 
-    let mut resumed = vec!["-p".to_string(), "1".into(), "-s".into(), savepoint.display().to_string()];
-    resumed.extend(job_args(""));
-    let run = cluster.run(&resumed.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(run.status.success(), "resuming failed: {}", stderr(&run));
-    let expected = std::fs::read_to_string(data("window_agg/expected_tumbling_10s.csv")).expect("golden");
-    let mut expected: Vec<String> = expected.lines().map(String::from).collect();
-    expected.sort();
-    assert!(
-        read_sorted_lines(&out) == expected,
-        "stopped at p=2 and resumed at p=1, the output differs from the golden file"
-    );
+    let resume = ["-p", "1", "-s", savepoint.to_str().unwrap()];
+    cluster.run_window_job(&resume, &out, &checkpointing);
+    assert!(read_sorted_lines(&out) == golden_windows(), "stopped at p=2 and resumed at p=1, the output differs");
     let unknown = cluster.brisk("savepoint", &[&job_id, savepoints.to_str().unwrap()]);
     assert!(stderr(&unknown).contains("is not running (FINISHED)"), "{}", stderr(&unknown));
 }
@@ -527,38 +486,17 @@ fn a_job_stopped_with_a_savepoint_resumes_at_another_parallelism_exactly_once() 
 fn a_taskmanager_killed_mid_job_is_replaced_and_the_output_stays_exactly_once() {
     let mut cluster = TestCluster::with_taskmanagers("cluster-failover", 3, &[]);
     let (out, checkpoints) = (cluster.dir.join("out"), cluster.dir.join("checkpoints"));
-    let artifact = example_path("window_agg");
-    let input = data("window_agg/events.csv");
-    let submitted = cluster.run(&[
-        "-d",
-        "-p",
-        "2",
-        artifact.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--checkpoint-interval",
-        "100ms",
-        "--checkpoint-dir",
-        checkpoints.to_str().unwrap(),
-        "--source-rate",
-        "600",
-    ]);
-    assert!(submitted.status.success(), "{}", stderr(&submitted));
-    let stdout = String::from_utf8_lossy(&submitted.stdout).to_string();
-    let job_id = stdout.split("JobID ").nth(1).map(|s| s.trim().to_string()).expect("a job id");
+    let job_flags =
+        ["--checkpoint-interval", "100ms", "--checkpoint-dir", checkpoints.to_str().unwrap(), "--source-rate", "600"];
+    let (_, job_id) = cluster.run_window_job(&["-d", "-p", "2"], &out, &job_flags);
     wait_until("the job to run", || cluster.state(&job_id).as_deref() == Some("RUNNING"));
     std::thread::sleep(Duration::from_millis(1500));
     let hosting = cluster.worker_logs().iter().position(|n| *n > 0).expect("a TaskManager running a worker");
     cluster.processes[1 + hosting].kill9();
     wait_until("the job to finish", || cluster.state(&job_id).as_deref() == Some("FINISHED"));
 
-    let log = std::fs::read_to_string(cluster.dir.join("jobmanager").join(&job_id).join("coordinator.log")).unwrap();
+    let log = cluster.coordinator_log(&job_id);
     assert!(log.contains("workers were lost"), "the coordinator replaced the lost worker:\n{log}");
     assert_eq!(cluster.worker_logs().iter().sum::<usize>(), 3, "a third worker took over");
-    let expected = std::fs::read_to_string(data("window_agg/expected_tumbling_10s.csv")).expect("golden");
-    let mut expected: Vec<String> = expected.lines().map(String::from).collect();
-    expected.sort();
-    assert!(read_sorted_lines(&out) == expected, "committed output differs from the golden file");
+    assert!(read_sorted_lines(&out) == golden_windows(), "committed output differs from the golden file");
 }

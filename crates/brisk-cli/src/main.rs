@@ -6,7 +6,6 @@ mod jobs;
 
 use clap::{Parser, Subcommand};
 use cluster::ConfigArgs;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -161,21 +160,9 @@ enum ClusterAction {
     },
 }
 
-/// Logs to stderr through `tracing`; `RUST_LOG` overrides the default level (`info`).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    brisk_runtime::logging::init_logging();
     let result = match cli.command {
         Command::Info { json, artifact, args } => info::run(&artifact, &args, json),
         Command::Jobmanager { config, rpc_port } => cluster::jobmanager(&config, rpc_port),

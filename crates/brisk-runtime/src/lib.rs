@@ -11,6 +11,7 @@ pub mod executor;
 pub mod failure;
 pub mod graph;
 pub mod jobmaster;
+pub mod logging;
 pub mod metrics;
 pub mod minicluster;
 pub mod network;

@@ -10,8 +10,8 @@ use crate::network::record_writer::RecordWriterOutput;
 use crate::network::tcp::{ConnectionManager, NetworkError};
 use crate::source::watermark::WatermarkStrategy;
 use crate::source::{
-    EncodedNextSplit, EnumeratorCell, RemoteEnumerator, RemoteSplits, SharedEnumerator, Source, SourceLink, SourceSplit,
-    SplitAssignments,
+    EncodedNextSplit, EnumeratorCell, RemoteEnumerator, RemoteSplits, SharedEnumerator, Source, SourceLink,
+    SourceSplit, SplitAssignments,
 };
 use crate::taskexecutor::chain::{OneInputLink, TwoInputHead, TwoInputLink};
 use crate::taskexecutor::context::OperatorInfo;

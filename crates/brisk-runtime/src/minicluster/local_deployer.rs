@@ -212,7 +212,11 @@ struct Exchange<'a> {
 
 impl Exchange<'_> {
     /// The task managers of a channel's two ends, when they differ.
-    fn remote(&self, plan: &ExecutionPlan, channel: &PlannedChannel) -> Option<(&ConnectionManager, &ConnectionManager)> {
+    fn remote(
+        &self,
+        plan: &ExecutionPlan,
+        channel: &PlannedChannel,
+    ) -> Option<(&ConnectionManager, &ConnectionManager)> {
         let n = self.task_managers.len();
         if n < 2 {
             return None;

@@ -328,7 +328,8 @@ impl<S: SourceSplit> EnumeratorCell<S> {
         Ok(match self.next_split(subtask)? {
             None => EncodedNextSplit::Paused,
             Some(NextSplit::Split(split)) => EncodedNextSplit::Split(
-                brisk_state::codec::encode(&split).map_err(|e| format!("cannot encode split {}: {e}", split.split_id()))?,
+                brisk_state::codec::encode(&split)
+                    .map_err(|e| format!("cannot encode split {}: {e}", split.split_id()))?,
                 self.offers_resumed(subtask),
             ),
             Some(NextSplit::NotYet(d)) => EncodedNextSplit::NotYet(d.as_millis() as u64),
