@@ -500,3 +500,23 @@ fn a_taskmanager_killed_mid_job_is_replaced_and_the_output_stays_exactly_once() 
     assert_eq!(cluster.worker_logs().iter().sum::<usize>(), 3, "a third worker took over");
     assert!(read_sorted_lines(&out) == golden_windows(), "committed output differs from the golden file");
 }
+
+#[test]
+fn two_jobs_run_at_once_each_in_its_own_slot() {
+    let cluster = TestCluster::start("cluster-two-jobs", &[]);
+    let (a, b) = (cluster.dir.join("a"), cluster.dir.join("b"));
+    let slow = ["--source-rate", "1000"];
+    let (_, first) = cluster.run_window_job(&["-d", "-p", "1"], &a, &slow);
+    let (_, second) = cluster.run_window_job(&["-d", "-p", "1"], &b, &slow);
+    wait_until("both jobs to run", || {
+        cluster.state(&first).as_deref() == Some("RUNNING") && cluster.state(&second).as_deref() == Some("RUNNING")
+    });
+    assert_eq!(status(cluster.port)["slots-available"].as_u64(), Some(0), "each job holds one slot");
+    wait_until("both jobs to finish", || {
+        cluster.state(&first).as_deref() == Some("FINISHED") && cluster.state(&second).as_deref() == Some("FINISHED")
+    });
+    assert_eq!(cluster.worker_logs(), vec![1, 1], "one job on each TaskManager");
+    assert!(read_sorted_lines(&a) == golden_windows(), "the first job's output differs from the golden file");
+    assert!(read_sorted_lines(&b) == golden_windows(), "the second job's output differs from the golden file");
+    wait_until("the slots to be free again", || status(cluster.port)["slots-available"].as_u64() == Some(2));
+}
