@@ -243,7 +243,9 @@ fn bad_addresses_ports_and_configuration_are_clear_errors() {
 struct TestCluster {
     port: u16,
     dir: PathBuf,
+    /// The JobManager first, then the TaskManagers.
     processes: Vec<Process>,
+    jobmanager_options: Vec<String>,
 }
 
 impl Drop for TestCluster {
@@ -264,10 +266,9 @@ impl TestCluster {
     fn with_taskmanagers(name: &str, taskmanagers: usize, jobmanager_options: &[&str]) -> TestCluster {
         let dir = temp_dir(name);
         let port = free_port();
-        let upload = format!("web.upload.dir={}", dir.join("jobmanager").display());
-        let mut options = vec![upload.as_str()];
-        options.extend_from_slice(jobmanager_options);
-        let mut processes = vec![jobmanager_with(port, &options)];
+        let mut options = vec![format!("web.upload.dir={}", dir.join("jobmanager").display())];
+        options.extend(jobmanager_options.iter().map(|o| o.to_string()));
+        let mut processes = vec![jobmanager_with(port, &options.iter().map(String::as_str).collect::<Vec<_>>())];
         for i in 0..taskmanagers {
             let tmp = format!("taskmanager.tmp.dirs={}", dir.join(format!("taskmanager-{i}")).display());
             let child = brisk()
@@ -277,7 +278,14 @@ impl TestCluster {
             processes.push(Process(child));
         }
         wait_until("the TaskManagers", || taskmanagers_of(&status(port)).len() == taskmanagers);
-        TestCluster { port, dir, processes }
+        TestCluster { port, dir, processes, jobmanager_options: options }
+    }
+
+    /// Kills the JobManager with `kill -9` and starts it again on the same port and directory.
+    fn restart_jobmanager(&mut self) {
+        self.processes[0].kill9();
+        let options: Vec<&str> = self.jobmanager_options.iter().map(String::as_str).collect();
+        self.processes[0] = jobmanager_with(self.port, &options);
     }
 
     /// `brisk run` (attached) against this cluster.
@@ -518,5 +526,26 @@ fn two_jobs_run_at_once_each_in_its_own_slot() {
     assert_eq!(cluster.worker_logs(), vec![1, 1], "one job on each TaskManager");
     assert!(read_sorted_lines(&a) == golden_windows(), "the first job's output differs from the golden file");
     assert!(read_sorted_lines(&b) == golden_windows(), "the second job's output differs from the golden file");
+    wait_until("the slots to be free again", || status(cluster.port)["slots-available"].as_u64() == Some(2));
+}
+
+#[test]
+fn a_jobmanager_killed_and_started_again_recovers_its_running_job_from_the_job_store() {
+    let mut cluster = TestCluster::start("cluster-jobmanager-restart", &[]);
+    let (out, checkpoints) = (cluster.dir.join("out"), cluster.dir.join("checkpoints"));
+    let job_flags =
+        ["--checkpoint-interval", "100ms", "--checkpoint-dir", checkpoints.to_str().unwrap(), "--source-rate", "300"];
+    let (_, job_id) = cluster.run_window_job(&["-d", "-p", "2"], &out, &job_flags);
+    wait_until("the job to run", || cluster.state(&job_id).as_deref() == Some("RUNNING"));
+    std::thread::sleep(Duration::from_millis(1000));
+
+    cluster.restart_jobmanager();
+    assert_eq!(cluster.state(&job_id).as_deref(), Some("RUNNING"), "the new JobManager knows the job from its store");
+    wait_until("both TaskManagers back", || taskmanagers_of(&status(cluster.port)).len() == 2);
+    assert_eq!(status(cluster.port)["slots-available"].as_u64(), Some(0), "the job's slots stay taken");
+    // FINISHED here means the coordinator reattached: its report of the job's end reached the
+    // new JobManager (without it, the job would fail once the coordinator process exits).
+    wait_until("the job to finish", || cluster.state(&job_id).as_deref() == Some("FINISHED"));
+    assert!(read_sorted_lines(&out) == golden_windows(), "committed output differs from the golden file");
     wait_until("the slots to be free again", || status(cluster.port)["slots-available"].as_u64() == Some(2));
 }

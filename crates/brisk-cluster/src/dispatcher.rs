@@ -32,6 +32,33 @@ struct Job {
     pid: Option<u32>,
     cancel_requested: bool,
     log: PathBuf,
+    /// Slots it holds, by TaskManager resource id.
+    allocations: Vec<(String, usize)>,
+}
+
+/// A job as the job store keeps it on disk (`<web.upload.dir>/jobs/<id>.json`), so that a
+/// JobManager started again knows its running jobs.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredJob {
+    info: JobInfo,
+    artifact: PathBuf,
+    args: Vec<String>,
+    config: Vec<(String, String)>,
+    coordinator_address: String,
+    pid: Option<u32>,
+    log: PathBuf,
+    /// Slots the job holds, by TaskManager resource id.
+    allocations: Vec<(String, usize)>,
+}
+
+/// A running job found in the job store when the JobManager started.
+pub(crate) struct RecoveredJob {
+    /// Its id.
+    pub job_id: String,
+    /// Its coordinator process, if it was known.
+    pub pid: Option<u32>,
+    /// Slots it holds, by TaskManager resource id.
+    pub allocations: Vec<(String, usize)>,
 }
 
 /// Jobs and their artifacts.
@@ -57,10 +84,107 @@ fn new_job_id() -> String {
 }
 
 impl Dispatcher {
-    /// A dispatcher keeping artifacts and logs under `dir`.
-    pub fn new(dir: PathBuf) -> std::io::Result<Self> {
+    /// A dispatcher keeping artifacts, logs and the job store under `dir`; returns the jobs
+    /// the store says are still running.
+    pub fn new(dir: PathBuf) -> std::io::Result<(Self, Vec<RecoveredJob>)> {
         std::fs::create_dir_all(dir.join("uploads"))?;
-        Ok(Dispatcher { dir, jobs: Mutex::new(Vec::new()), uploads: Mutex::new(HashMap::new()) })
+        std::fs::create_dir_all(dir.join("jobs"))?;
+        let mut jobs = Vec::new();
+        let mut recovered = Vec::new();
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(dir.join("jobs"))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
+            let stored: StoredJob = match std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+            {
+                Ok(stored) => stored,
+                Err(e) => {
+                    warn!(file = %path.display(), "skipping an unreadable job store entry: {e}");
+                    continue;
+                }
+            };
+            let running = !stored.info.state.is_terminal();
+            if running {
+                info!(job_id = %stored.info.job_id, state = %stored.info.state, "recovered a running job from the job store");
+                recovered.push(RecoveredJob {
+                    job_id: stored.info.job_id.clone(),
+                    pid: stored.pid,
+                    allocations: stored.allocations.clone(),
+                });
+            }
+            let elapsed = std::time::Duration::from_millis(now_ms().saturating_sub(stored.info.start_time_ms));
+            jobs.push(Job {
+                started: Instant::now().checked_sub(elapsed).unwrap_or_else(Instant::now),
+                info: stored.info,
+                artifact: stored.artifact,
+                args: stored.args,
+                config: stored.config,
+                coordinator: None,
+                coordinator_address: stored.coordinator_address,
+                pid: stored.pid.filter(|_| running),
+                cancel_requested: false,
+                log: stored.log,
+                allocations: stored.allocations,
+            });
+        }
+        jobs.sort_by_key(|j| j.info.start_time_ms);
+        Ok((Dispatcher { dir, jobs: Mutex::new(jobs), uploads: Mutex::new(HashMap::new()) }, recovered))
+    }
+
+    /// Writes `job` to the job store (atomically: a reader sees the old or the new entry).
+    fn store(&self, job: &Job) {
+        let stored = StoredJob {
+            info: job.info.clone(),
+            artifact: job.artifact.clone(),
+            args: job.args.clone(),
+            config: job.config.clone(),
+            coordinator_address: job.coordinator_address.clone(),
+            pid: job.pid,
+            log: job.log.clone(),
+            allocations: job.allocations.clone(),
+        };
+        let path = self.dir.join("jobs").join(format!("{}.json", job.info.job_id));
+        let partial = path.with_extension("json.partial");
+        let written = serde_json::to_vec_pretty(&stored)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| std::fs::write(&partial, bytes).map_err(|e| e.to_string()))
+            .and_then(|()| std::fs::rename(&partial, &path).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            warn!(job_id = %job.info.job_id, file = %path.display(), "cannot update the job store: {e}");
+        }
+    }
+
+    /// The coordinator of a recovered job connected again.
+    pub fn reattach(&self, job_id: &str, connection: &RpcConnection) -> Result<(), String> {
+        let mut jobs = lock(&self.jobs);
+        let job =
+            jobs.iter_mut().find(|j| j.info.job_id == job_id).ok_or_else(|| format!("no job with id {job_id}"))?;
+        if job.info.state.is_terminal() {
+            return Err(format!("job {job_id} has already ended ({})", job.info.state));
+        }
+        job.coordinator = Some(connection.clone());
+        info!(job_id, "the job's coordinator is back");
+        Ok(())
+    }
+
+    /// Records the slots `job_id` got on TaskManager `resource_id`.
+    pub fn allocated(&self, job_id: &str, resource_id: &str, slots: usize) {
+        let mut jobs = lock(&self.jobs);
+        if let Some(job) = jobs.iter_mut().find(|j| j.info.job_id == job_id) {
+            job.allocations.push((resource_id.to_string(), slots));
+            self.store(job);
+        }
+    }
+
+    /// Forgets the slots `job_id` held on TaskManager `resource_id` (it was lost), or on all.
+    pub fn deallocated(&self, job_id: &str, resource_id: Option<&str>) {
+        let mut jobs = lock(&self.jobs);
+        if let Some(job) = jobs.iter_mut().find(|j| j.info.job_id == job_id) {
+            job.allocations.retain(|(r, _)| resource_id.is_some_and(|id| id != r));
+            self.store(job);
+        }
     }
 
     /// Appends `data` to upload `upload` of `client`.
@@ -116,10 +240,12 @@ impl Dispatcher {
             pid: None,
             cancel_requested: false,
             log: job_dir.join("coordinator.log"),
+            allocations: Vec::new(),
         };
         let child = spawn_coordinator(&job, jobmanager)?;
         job.pid = Some(child.id());
         info!(job_id = %job_id, artifact = %job.artifact.display(), pid = child.id(), log = %job.log.display(), "job submitted; coordinator started");
+        self.store(&job);
         lock(&self.jobs).push(job);
         Ok((job_id, child))
     }
@@ -144,6 +270,7 @@ impl Dispatcher {
         job.info.name = name.to_string();
         job.coordinator = Some(connection.clone());
         job.coordinator_address = address.to_string();
+        self.store(job);
         Ok(job.worker_template())
     }
 
@@ -162,6 +289,7 @@ impl Dispatcher {
         if let Some(job) = lock(&self.jobs).iter_mut().find(|j| j.info.job_id == job_id) {
             job.info.state = JobState::Running;
             job.info.slots = slots;
+            self.store(job);
         }
     }
 
@@ -181,7 +309,9 @@ impl Dispatcher {
         job.info.slots = 0;
         job.info.failure = failure.filter(|_| job.info.state == JobState::Failed);
         job.coordinator = None;
+        job.allocations.clear();
         info!(job_id, state = %job.info.state, failure = job.info.failure.as_deref().unwrap_or(""), "job ended");
+        self.store(job);
         true
     }
 

@@ -43,6 +43,7 @@ impl Registered {
 /// Slots of one TaskManager given to a job.
 struct Grant {
     connection: RpcConnection,
+    resource_id: String,
     slots: usize,
 }
 
@@ -52,6 +53,9 @@ struct State {
     /// Where coordinators reach this JobManager.
     address: String,
     taskmanagers: Mutex<Vec<Registered>>,
+    /// Slots of recovered jobs on TaskManagers that have not registered again yet, by
+    /// resource id.
+    recovered_allocations: Mutex<HashMap<String, Vec<(String, usize)>>>,
     dispatcher: Dispatcher,
     shutting_down: AtomicBool,
 }
@@ -86,8 +90,17 @@ impl State {
                 .iter()
                 .position(|t| t.registration.resource_id == resource_id)
                 .map(|i| taskmanagers.remove(i));
+            // A TaskManager registering again keeps the slots its running jobs hold, also
+            // across a restart of this JobManager (from the job store).
+            let mut allocated: HashMap<String, usize> =
+                previous.as_ref().map(|p| p.allocated.clone()).unwrap_or_default();
+            let recovered =
+                self.recovered_allocations.lock().unwrap_or_else(PoisonError::into_inner).remove(&resource_id);
+            for (job, slots) in recovered.unwrap_or_default() {
+                *allocated.entry(job).or_default() += slots;
+            }
             taskmanagers.push(Registered {
-                allocated: HashMap::new(),
+                allocated,
                 registration: registration.clone(),
                 connection: connection.clone(),
                 last_heartbeat: Instant::now(),
@@ -157,6 +170,11 @@ impl State {
                 .map(|i| taskmanagers.remove(i))
         };
         connection.close();
+        if let Some(lost) = &removed {
+            for job in lost.allocated.keys() {
+                self.dispatcher.deallocated(job, Some(&resource_id));
+            }
+        }
         if let Some(lost) = removed {
             warn!(
                 taskmanager = %resource_id, address = %connection.peer(), slots = lost.registration.slots,
@@ -232,6 +250,12 @@ impl State {
                 }
                 started
             }
+            (Role::Coordinator, Request::ReattachCoordinator { job_id }) => {
+                match dispatcher.reattach(&job_id, connection) {
+                    Ok(()) => Response::Ack,
+                    Err(e) => Response::Error(e),
+                }
+            }
             (Role::Coordinator, Request::RequestWorkers { job_id, slots, first_worker }) => {
                 match dispatcher.worker_template(&job_id) {
                     Ok(template) => self.start_workers(&job_id, slots, first_worker, &template),
@@ -291,9 +315,14 @@ impl State {
                         let take = t.free_slots().min(needed);
                         if take > 0 {
                             *t.allocated.entry(job_id.to_string()).or_default() += take;
-                            grants.push(Grant { connection: t.connection.clone(), slots: take });
+                            let resource_id = t.registration.resource_id.clone();
+                            grants.push(Grant { connection: t.connection.clone(), resource_id, slots: take });
                             needed -= take;
                         }
+                    }
+                    drop(taskmanagers);
+                    for grant in &grants {
+                        self.dispatcher.allocated(job_id, &grant.resource_id, grant.slots);
                     }
                     return Ok(grants);
                 }
@@ -315,8 +344,25 @@ impl State {
         }
     }
 
+    /// Watches the coordinator process of a job recovered from the job store (not a child of
+    /// this process): the job fails if the process is gone before the job ended.
+    fn watch_recovered(&self, job_id: &str, pid: Option<u32>) {
+        loop {
+            if self.dispatcher.info(job_id).is_none_or(|j| j.state.is_terminal()) {
+                return;
+            }
+            if pid.is_none_or(|pid| !process_runs(pid)) {
+                self.dispatcher.coordinator_exited(job_id, "gone while the JobManager was down");
+                self.release(job_id);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Frees the slots of `job_id` and stops its workers that still run.
     fn release(&self, job_id: &str) {
+        self.dispatcher.deallocated(job_id, None);
         for t in self.taskmanagers().iter_mut() {
             if t.allocated.remove(job_id).is_some() {
                 let _ = t.connection.post(Request::StopWorkers { job_id: job_id.to_string() });
@@ -341,16 +387,32 @@ impl JobManager {
         let local_addr = listener.local_addr().map_err(|source| ClusterError::Bind { addr, source })?;
         let id = format!("jobmanager-{}-{}", process_id(), unique_suffix());
         let dir = config.upload_dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("brisk-{id}")));
-        let dispatcher = Dispatcher::new(dir.clone())
+        let (dispatcher, recovered) = Dispatcher::new(dir.clone())
             .map_err(|e| ClusterError::Config(format!("cannot create '{}' (web.upload.dir): {e}", dir.display())))?;
+        let mut recovered_allocations: HashMap<String, Vec<(String, usize)>> = HashMap::new();
+        for job in &recovered {
+            for (resource_id, slots) in &job.allocations {
+                recovered_allocations.entry(resource_id.clone()).or_default().push((job.job_id.clone(), *slots));
+            }
+        }
         let state = Arc::new(State {
             id,
             address: format!("{}:{}", config.rpc_address, local_addr.port()),
             config,
             taskmanagers: Mutex::new(Vec::new()),
+            recovered_allocations: Mutex::new(recovered_allocations),
             dispatcher,
             shutting_down: AtomicBool::new(false),
         });
+        for job in recovered {
+            let watching = state.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("job {}", job.job_id))
+                .spawn(move || watching.watch_recovered(&job.job_id, job.pid));
+            if let Err(e) = spawned {
+                warn!("cannot watch a recovered job: {e}");
+            }
+        }
         let accepting = state.clone();
         let acceptor = std::thread::Builder::new()
             .name("jobmanager accept".into())
@@ -456,4 +518,11 @@ pub(crate) fn unique_suffix() -> String {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
     format!("{:08x}", hasher.finish() as u32)
+}
+
+/// Whether process `pid` runs (neither gone nor a zombie).
+fn process_runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')').is_some_and(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X')))
+    })
 }

@@ -284,6 +284,12 @@ pub enum Request {
     /// Coordinator → JobManager: wants the job's slots; answered with
     /// [`Response::SlotsGranted`] once the workers are being started.
     RegisterCoordinator(CoordinatorRegistration),
+    /// Coordinator → JobManager: the coordinator of a running job connects again (the
+    /// JobManager restarted and found the job in its job store).
+    ReattachCoordinator {
+        /// The job.
+        job_id: String,
+    },
     /// Coordinator → JobManager: workers were lost (their TaskManager died); start new ones,
     /// numbered from `first_worker`, with `slots` slots in all. Answered like
     /// [`Request::RegisterCoordinator`].

@@ -151,10 +151,85 @@ impl CoordinatorShared {
     }
 }
 
+/// The coordinator's connection to the JobManager, dialed again (and the job reattached) when
+/// the JobManager restarts.
+struct JobManagerLink {
+    address: String,
+    job_id: String,
+    control: Arc<JobControl>,
+    connection: Mutex<RpcConnection<Cluster>>,
+    /// Set when the job ended: no more reconnecting.
+    finished: std::sync::atomic::AtomicBool,
+}
+
+impl JobManagerLink {
+    /// Connects to the JobManager at `address`; its requests (cancel, savepoints) reach `control`.
+    fn connect(address: &str, control: &Arc<JobControl>) -> Result<RpcConnection<Cluster>, brisk_rpc::RpcError> {
+        let control = control.clone();
+        let handler = move |_: &RpcConnection<Cluster>, request: Request| match request {
+            Request::CancelJob { .. } => {
+                control.request_cancel();
+                Response::Ack
+            }
+            Request::TriggerSavepoint { directory, stop, .. } => {
+                let taken = SnapshotLocation::parse(&directory)
+                    .map_err(|e| format!("invalid savepoint directory: {e}"))
+                    .and_then(|dir| control.savepoint(dir, stop).map_err(|e| e.to_string()));
+                match taken {
+                    Ok(path) => Response::SavepointCompleted { path: path.to_string() },
+                    Err(e) => Response::Error(e),
+                }
+            }
+            other => Response::Error(format!("a job coordinator does not serve {other:?}")),
+        };
+        RpcConnection::<Cluster>::connect(address, Role::Coordinator, handler, CALL_TIMEOUT)
+    }
+
+    fn current(&self) -> RpcConnection<Cluster> {
+        lock(&self.connection).clone()
+    }
+
+    fn call(&self, request: Request, timeout: Duration) -> Result<Response, brisk_rpc::RpcError> {
+        self.current().call(request, timeout)
+    }
+
+    /// While the job runs: when the connection closes (the JobManager died), dials again
+    /// until a JobManager answers, and reattaches the job to it.
+    fn keep(self: Arc<Self>) {
+        let finished = || self.finished.load(std::sync::atomic::Ordering::Acquire);
+        while !finished() {
+            std::thread::sleep(Duration::from_millis(100));
+            if !self.current().is_closed() {
+                continue;
+            }
+            warn!(jobmanager = %self.address, "lost the JobManager; connecting again");
+            let mut pause = Duration::from_millis(100);
+            while !finished() {
+                let attached = Self::connect(&self.address, &self.control).and_then(|connection| {
+                    connection.call(Request::ReattachCoordinator { job_id: self.job_id.clone() }, CALL_TIMEOUT)?;
+                    Ok(connection)
+                });
+                match attached {
+                    Ok(connection) => {
+                        *lock(&self.connection) = connection;
+                        info!(jobmanager = %self.address, "the job is attached to the JobManager again");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!("cannot reattach the job yet: {e}");
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The coordinator's link to its JobManager and workers, set up before the job master runs.
 pub(crate) struct Coordinator {
     shared: Arc<CoordinatorShared>,
-    jobmanager: RpcConnection<Cluster>,
+    jobmanager: Arc<JobManagerLink>,
     job_id: String,
     /// Slots of each worker, by worker index.
     worker_slots: Vec<usize>,
@@ -193,24 +268,8 @@ impl Coordinator {
                 }
             })
             .map_err(JobError::Spawn)?;
-        let handler = move |_: &RpcConnection<Cluster>, request: Request| match request {
-            Request::CancelJob { .. } => {
-                control.request_cancel();
-                Response::Ack
-            }
-            Request::TriggerSavepoint { directory, stop, .. } => {
-                let taken = SnapshotLocation::parse(&directory)
-                    .map_err(|e| format!("invalid savepoint directory: {e}"))
-                    .and_then(|dir| control.savepoint(dir, stop).map_err(|e| e.to_string()));
-                match taken {
-                    Ok(path) => Response::SavepointCompleted { path: path.to_string() },
-                    Err(e) => Response::Error(e),
-                }
-            }
-            other => Response::Error(format!("a job coordinator does not serve {other:?}")),
-        };
-        let connection = RpcConnection::<Cluster>::connect(jobmanager, Role::Coordinator, handler, CALL_TIMEOUT)
-            .map_err(|e| failed("cannot reach the JobManager", &e))?;
+        let connection =
+            JobManagerLink::connect(jobmanager, &control).map_err(|e| failed("cannot reach the JobManager", &e))?;
         let waited = Self::await_workers(deployable, &connection, &shared, job_id, address);
         let worker_slots = match waited {
             Ok(worker_slots) => worker_slots,
@@ -221,7 +280,19 @@ impl Coordinator {
                 return Err(e);
             }
         };
-        Ok(Coordinator { shared, jobmanager: connection, job_id: job_id.to_string(), worker_slots })
+        let link = Arc::new(JobManagerLink {
+            address: jobmanager.to_string(),
+            job_id: job_id.to_string(),
+            control,
+            connection: Mutex::new(connection),
+            finished: std::sync::atomic::AtomicBool::new(false),
+        });
+        let keeping = link.clone();
+        std::thread::Builder::new()
+            .name("coordinator jobmanager".into())
+            .spawn(move || keeping.keep())
+            .map_err(JobError::Spawn)?;
+        Ok(Coordinator { shared, jobmanager: link, job_id: job_id.to_string(), worker_slots })
     }
 
     /// Registers the job with the JobManager and waits until every worker it starts has
@@ -279,10 +350,20 @@ impl Coordinator {
             let _ = worker.connection.call(JobRequest::Shutdown, Duration::from_secs(10));
         }
         let finished = Request::JobFinished { job_id: self.job_id.clone(), failure };
-        if let Err(e) = self.jobmanager.call(finished, CALL_TIMEOUT) {
-            warn!("cannot tell the JobManager that the job ended: {e}");
+        // A JobManager restarting just now is waited for (the reconnecting thread attaches it).
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        loop {
+            match self.jobmanager.call(finished.clone(), CALL_TIMEOUT) {
+                Ok(_) => break,
+                Err(e) if Instant::now() >= deadline => {
+                    warn!("cannot tell the JobManager that the job ended: {e}");
+                    break;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
         }
-        self.jobmanager.close();
+        self.jobmanager.finished.store(true, std::sync::atomic::Ordering::Release);
+        self.jobmanager.current().close();
     }
 }
 
@@ -319,7 +400,7 @@ pub(crate) struct RemoteDeployer {
     worker_of_slot: Vec<usize>,
     generation: u64,
     control: Arc<JobControl>,
-    jobmanager: RpcConnection<Cluster>,
+    jobmanager: Arc<JobManagerLink>,
     job_id: String,
     /// The index the next new worker gets.
     next_worker: usize,
