@@ -153,7 +153,7 @@ pub(crate) fn run_worker(deployable: Deployable, coordinator: &str, index: usize
     Ok(())
 }
 
-/// The worker's state on its main thread.
+/// The worker's tasks and what deploys them, used by the connection's handler.
 struct Worker {
     deployable: Deployable,
     index: usize,
