@@ -133,6 +133,9 @@ impl CheckpointArgs {
     }
 }
 
+/// The shortest pause [`Throttle`] sleeps.
+const MIN_THROTTLE_SLEEP: Duration = Duration::from_millis(1);
+
 /// Passes records on at most `rate` per second per subtask (`--source-rate`, split over the
 /// subtasks by the caller).
 #[derive(Clone)]
@@ -163,7 +166,10 @@ impl<T: Send + 'static> RichMapFunction<T, T> for Throttle {
         self.passed += 1;
         let due = Duration::from_secs_f64(self.passed as f64 / self.per_subtask);
         match due.checked_sub(started.elapsed()) {
-            Some(wait) => std::thread::sleep(wait),
+            // A sleep takes at least ~50 µs: sleeping per record would cap the rate far below
+            // the one asked for, so records pass until they are a millisecond ahead.
+            Some(wait) if wait >= MIN_THROTTLE_SLEEP => std::thread::sleep(wait),
+            Some(_) => {}
             // Fell behind (the process was stalled): go on at the rate from here rather than
             // catch up in a burst faster than the rate.
             None => self.started = Some(Instant::now() - due),
