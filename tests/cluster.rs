@@ -268,17 +268,24 @@ impl TestCluster {
         let port = free_port();
         let mut options = vec![format!("web.upload.dir={}", dir.join("jobmanager").display())];
         options.extend(jobmanager_options.iter().map(|o| o.to_string()));
-        let mut processes = vec![jobmanager_with(port, &options.iter().map(String::as_str).collect::<Vec<_>>())];
-        for i in 0..taskmanagers {
-            let tmp = format!("taskmanager.tmp.dirs={}", dir.join(format!("taskmanager-{i}")).display());
-            let child = brisk()
-                .args(["taskmanager", "--jobmanager", &format!("127.0.0.1:{port}"), "-D", &tmp])
-                .spawn()
-                .expect("start brisk taskmanager");
-            processes.push(Process(child));
+        let processes = vec![jobmanager_with(port, &options.iter().map(String::as_str).collect::<Vec<_>>())];
+        let mut cluster = TestCluster { port, dir, processes, jobmanager_options: options };
+        for _ in 0..taskmanagers {
+            cluster.add_taskmanager();
         }
         wait_until("the TaskManagers", || taskmanagers_of(&status(port)).len() == taskmanagers);
-        TestCluster { port, dir, processes, jobmanager_options: options }
+        cluster
+    }
+
+    /// Starts one more TaskManager of one slot.
+    fn add_taskmanager(&mut self) {
+        let i = self.processes.len() - 1;
+        let tmp = format!("taskmanager.tmp.dirs={}", self.dir.join(format!("taskmanager-{i}")).display());
+        let child = brisk()
+            .args(["taskmanager", "--jobmanager", &format!("127.0.0.1:{}", self.port), "-D", &tmp])
+            .spawn()
+            .expect("start brisk taskmanager");
+        self.processes.push(Process(child));
     }
 
     /// Kills the JobManager with `kill -9` and starts it again on the same port and directory.
@@ -297,12 +304,28 @@ impl TestCluster {
         brisk().args([command, "-m", &format!("127.0.0.1:{}", self.port)]).args(args).output().expect("run brisk")
     }
 
-    /// The state of job `job_id` as `brisk list --json` shows it.
-    fn state(&self, job_id: &str) -> Option<String> {
+    /// Job `job_id` as `brisk list --json` shows it.
+    fn job(&self, job_id: &str) -> Option<serde_json::Value> {
         let listed = self.brisk("list", &["--json"]);
         assert!(listed.status.success(), "{}", stderr(&listed));
         let jobs: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
-        jobs["jobs"].as_array()?.iter().find(|j| j["jid"] == job_id).and_then(|j| j["state"].as_str()).map(String::from)
+        jobs["jobs"].as_array()?.iter().find(|j| j["jid"] == job_id).cloned()
+    }
+
+    /// The state of job `job_id` as `brisk list --json` shows it.
+    fn state(&self, job_id: &str) -> Option<String> {
+        self.job(job_id).and_then(|j| j["state"].as_str().map(String::from))
+    }
+
+    /// Whether job `job_id` runs on `slots` slots.
+    fn runs_on(&self, job_id: &str, slots: u64) -> bool {
+        self.job(job_id).is_some_and(|j| j["state"] == "RUNNING" && j["slots"].as_u64() == Some(slots))
+    }
+
+    /// The job store's entry of job `job_id`.
+    fn stored_job(&self, job_id: &str) -> serde_json::Value {
+        let path = self.dir.join("jobmanager").join("jobs").join(format!("{job_id}.json"));
+        serde_json::from_slice(&std::fs::read(&path).expect("job store entry")).expect("JSON")
     }
 
     /// The coordinator log of job `job_id`.
@@ -548,4 +571,58 @@ fn a_jobmanager_killed_and_started_again_recovers_its_running_job_from_the_job_s
     wait_until("the job to finish", || cluster.state(&job_id).as_deref() == Some("FINISHED"));
     assert!(read_sorted_lines(&out) == golden_windows(), "committed output differs from the golden file");
     wait_until("the slots to be free again", || status(cluster.port)["slots-available"].as_u64() == Some(2));
+}
+
+#[test]
+fn a_jobmanager_restarted_after_its_job_coordinator_died_restarts_the_job_from_its_latest_checkpoint() {
+    let mut cluster = TestCluster::start("cluster-coordinator-lost", &[]);
+    let (out, checkpoints) = (cluster.dir.join("out"), cluster.dir.join("checkpoints"));
+    let job_flags =
+        ["--checkpoint-interval", "100ms", "--checkpoint-dir", checkpoints.to_str().unwrap(), "--source-rate", "300"];
+    let (_, job_id) = cluster.run_window_job(&["-d", "-p", "2"], &out, &job_flags);
+    wait_until("the job to run", || cluster.state(&job_id).as_deref() == Some("RUNNING"));
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // The JobManager's host goes down: the JobManager and the job's coordinator with it.
+    let coordinator = cluster.stored_job(&job_id)["pid"].as_u64().expect("the coordinator's pid in the job store");
+    cluster.processes[0].kill9();
+    let _ = std::process::Command::new("kill").args(["-9", &coordinator.to_string()]).status();
+    wait_until("the coordinator to end", || has_ended(coordinator));
+    cluster.restart_jobmanager();
+
+    wait_until("the job to run again", || cluster.runs_on(&job_id, 2));
+    wait_until("the job to finish", || cluster.state(&job_id).as_deref() == Some("FINISHED"));
+    let restored = cluster.stored_job(&job_id)["overrides"].to_string();
+    assert!(
+        restored.contains(&format!("[\"execution.savepoint.path\",\"{}/chk-", checkpoints.display())),
+        "the new coordinator restored the job's latest checkpoint: {restored}"
+    );
+    assert!(read_sorted_lines(&out) == golden_windows(), "committed output differs from the golden file");
+}
+
+#[test]
+fn a_reactive_job_rescales_when_a_taskmanager_joins_and_when_one_leaves_exactly_once() {
+    let reactive = ["scheduler-mode=reactive", "jobmanager.adaptive-scheduler.resource-stabilization-timeout=300ms"];
+    let mut cluster = TestCluster::start("cluster-reactive", &reactive);
+    let (out, checkpoints) = (cluster.dir.join("out"), cluster.dir.join("checkpoints"));
+    let job_flags =
+        ["--checkpoint-interval", "100ms", "--checkpoint-dir", checkpoints.to_str().unwrap(), "--source-rate", "400"];
+    // No -p: a reactive job takes every free slot. One split is read at the rate's share of
+    // one subtask (200/s at p=2), so the job outlasts both rescalings.
+    let (_, job_id) = cluster.run_window_job(&["-d"], &out, &job_flags);
+    wait_until("the job to run on both slots", || cluster.runs_on(&job_id, 2));
+    std::thread::sleep(Duration::from_millis(1000));
+
+    cluster.add_taskmanager();
+    wait_until("the job to rescale to three slots", || cluster.runs_on(&job_id, 3));
+    std::thread::sleep(Duration::from_millis(1000));
+    cluster.processes[1].kill9();
+    wait_until("the job to rescale back to two slots", || cluster.runs_on(&job_id, 2));
+    wait_until("the job to finish", || cluster.state(&job_id).as_deref() == Some("FINISHED"));
+
+    let log = cluster.coordinator_log(&job_id);
+    assert_eq!(log.matches("suspended by the JobManager").count(), 2, "rescaled twice:\n{log}");
+    let restored = cluster.stored_job(&job_id)["overrides"].to_string();
+    assert!(restored.contains("chk-"), "the job restored its latest checkpoint: {restored}");
+    assert!(read_sorted_lines(&out) == golden_windows(), "committed output differs from the golden file");
 }

@@ -82,6 +82,22 @@ pub const TMP_DIRS: ConfigOption<&str> = ConfigOption {
     description: "Directory for the TaskManager's artifacts and worker logs; the system temp directory when empty.",
 };
 
+/// How the JobManager schedules jobs: `default` (each job at the parallelism it asks for) or
+/// `reactive` (each job at as many slots as the cluster has, rescaled as TaskManagers come
+/// and go).
+pub const SCHEDULER_MODE: ConfigOption<&str> = ConfigOption {
+    key: "scheduler-mode",
+    default: "default",
+    description: "'reactive': jobs use every available slot and rescale when TaskManagers join or leave.",
+};
+
+/// How long the slots must stay unchanged before a reactive job rescales.
+pub const RESOURCE_STABILIZATION_TIMEOUT: ConfigOption<Duration> = ConfigOption {
+    key: "jobmanager.adaptive-scheduler.resource-stabilization-timeout",
+    default: Duration::from_secs(10),
+    description: "In reactive mode, how long the available slots must stay the same before a job rescales to them.",
+};
+
 /// What every cluster process reads from the configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterConfig {
@@ -109,6 +125,10 @@ pub struct ClusterConfig {
     pub upload_dir: Option<std::path::PathBuf>,
     /// `taskmanager.tmp.dirs` (`None`: the system temp directory).
     pub tmp_dir: Option<std::path::PathBuf>,
+    /// `scheduler-mode: reactive`.
+    pub reactive: bool,
+    /// `jobmanager.adaptive-scheduler.resource-stabilization-timeout`.
+    pub resource_stabilization_timeout: Duration,
 }
 
 impl ClusterConfig {
@@ -124,6 +144,16 @@ impl ClusterConfig {
         let rpc_address = text(&RPC_ADDRESS)?;
         let bind_host = Some(text(&BIND_HOST)?).filter(|h| !h.is_empty()).unwrap_or_else(|| rpc_address.clone());
         let resource_id = Some(text(&RESOURCE_ID)?).filter(|id| !id.is_empty());
+        let reactive = match text(&SCHEDULER_MODE)?.as_str() {
+            "reactive" => true,
+            "default" | "adaptive" => false,
+            other => {
+                return Err(crate::ClusterError::Config(format!(
+                    "{} = '{other}' is not a scheduler mode (expected 'default' or 'reactive')",
+                    SCHEDULER_MODE.key
+                )));
+            }
+        };
         let cluster = ClusterConfig {
             rpc_address,
             rpc_port,
@@ -137,6 +167,8 @@ impl ClusterConfig {
             slot_request_timeout: config.get(&SLOT_REQUEST_TIMEOUT)?,
             upload_dir: Some(text(&UPLOAD_DIR)?).filter(|d| !d.is_empty()).map(Into::into),
             tmp_dir: Some(text(&TMP_DIRS)?).filter(|d| !d.is_empty()).map(Into::into),
+            reactive,
+            resource_stabilization_timeout: config.get(&RESOURCE_STABILIZATION_TIMEOUT)?,
         };
         cluster.validate()?;
         Ok(cluster)
@@ -180,6 +212,7 @@ mod tests {
         assert_eq!(config.slots, 1);
         assert_eq!(config.heartbeat_timeout, Duration::from_secs(5));
         assert_eq!(config.resource_id, None);
+        assert!(!config.reactive);
     }
 
     #[test]
@@ -205,6 +238,7 @@ mod tests {
             ("taskmanager.numberOfTaskSlots", "0", "taskmanager.numberOfTaskSlots must be at least 1"),
             ("heartbeat.timeout", "500 ms", "heartbeat.timeout (500 ms) must be longer than heartbeat.interval"),
             ("heartbeat.interval", "soon", "heartbeat.interval"),
+            ("scheduler-mode", "eager", "scheduler-mode = 'eager' is not a scheduler mode"),
         ] {
             let mut config = Configuration::new();
             config.set(key, value);

@@ -2,8 +2,11 @@
 //! coordinator process per job (the artifact in coordinator mode, which runs the job master),
 //! and keeps every job's state until the job ends, when it frees the job's slots.
 
+use crate::lock;
 use brisk_rpc::{JobInfo, JobState, JobSubmission, Response, RpcConnection};
-use brisk_runtime::executor::{JOB_CONFIG_ENV, JOB_ID_ENV, JOBMANAGER_ENV, PLAN_FILE_ENV};
+use brisk_runtime::checkpoint::SnapshotLocation;
+use brisk_runtime::checkpoint::storage::{CheckpointStorage, write_atomically};
+use brisk_runtime::executor::{JOB_CONFIG_ENV, JOB_ID_ENV, JOB_RESULT_FILE_ENV, JOBMANAGER_ENV, PLAN_FILE_ENV};
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -11,7 +14,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tracing::{info, warn};
 
@@ -34,6 +37,14 @@ struct Job {
     log: PathBuf,
     /// Slots it holds, by TaskManager resource id.
     allocations: Vec<(String, usize)>,
+    /// Configuration the JobManager sets over the submitted one (a restart's checkpoint, a
+    /// reactive job's parallelism); the coordinator and its workers get both.
+    overrides: Vec<(String, String)>,
+    /// Where its checkpoints go, and the newest checkpoint id there before it first started
+    /// (older ones belong to earlier jobs).
+    checkpoints: Option<(String, u64)>,
+    /// Set when the JobManager suspended its coordinator to start it again.
+    restart_requested: bool,
 }
 
 /// A job as the job store keeps it on disk (`<web.upload.dir>/jobs/<id>.json`), so that a
@@ -49,6 +60,10 @@ struct StoredJob {
     log: PathBuf,
     /// Slots the job holds, by TaskManager resource id.
     allocations: Vec<(String, usize)>,
+    #[serde(default)]
+    overrides: Vec<(String, String)>,
+    #[serde(default)]
+    checkpoints: Option<(String, u64)>,
 }
 
 /// A running job found in the job store when the JobManager started.
@@ -67,10 +82,6 @@ pub(crate) struct Dispatcher {
     jobs: Mutex<Vec<Job>>,
     /// Uploads in progress by (client address, upload id).
     uploads: Mutex<HashMap<(SocketAddr, u64), PathBuf>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn now_ms() -> u64 {
@@ -127,6 +138,9 @@ impl Dispatcher {
                 cancel_requested: false,
                 log: stored.log,
                 allocations: stored.allocations,
+                overrides: stored.overrides,
+                checkpoints: stored.checkpoints,
+                restart_requested: false,
             });
         }
         jobs.sort_by_key(|j| j.info.start_time_ms);
@@ -144,13 +158,13 @@ impl Dispatcher {
             pid: job.pid,
             log: job.log.clone(),
             allocations: job.allocations.clone(),
+            overrides: job.overrides.clone(),
+            checkpoints: job.checkpoints.clone(),
         };
         let path = self.dir.join("jobs").join(format!("{}.json", job.info.job_id));
-        let partial = path.with_extension("json.partial");
         let written = serde_json::to_vec_pretty(&stored)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| std::fs::write(&partial, bytes).map_err(|e| e.to_string()))
-            .and_then(|()| std::fs::rename(&partial, &path).map_err(|e| e.to_string()));
+            .and_then(|bytes| write_atomically(&path, &bytes).map_err(|e| e.to_string()));
         if let Err(e) = written {
             warn!(job_id = %job.info.job_id, file = %path.display(), "cannot update the job store: {e}");
         }
@@ -200,13 +214,15 @@ impl Dispatcher {
         }
     }
 
-    /// Makes `submission` a job and starts its coordinator process, which reports to
-    /// `jobmanager`; returns the job's id and the process to wait for.
+    /// Makes `submission` a job (at `parallelism` when given, over the submitted one) and
+    /// starts its coordinator process, which reports to `jobmanager`; returns the job's id and
+    /// the process to wait for.
     pub fn submit(
         &self,
         client: SocketAddr,
         submission: JobSubmission,
         jobmanager: &str,
+        parallelism: Option<usize>,
     ) -> Result<(String, std::process::Child), String> {
         let upload = lock(&self.uploads)
             .remove(&(client, submission.upload))
@@ -241,6 +257,9 @@ impl Dispatcher {
             cancel_requested: false,
             log: job_dir.join("coordinator.log"),
             allocations: Vec::new(),
+            overrides: parallelism.map(|p| (PARALLELISM.to_string(), p.to_string())).into_iter().collect(),
+            checkpoints: None,
+            restart_requested: false,
         };
         let child = spawn_coordinator(&job, jobmanager)?;
         job.pid = Some(child.id());
@@ -250,28 +269,39 @@ impl Dispatcher {
         Ok((job_id, child))
     }
 
-    /// The coordinator of `job_id`, reached by its workers at `address`, registered.
+    /// The coordinator of a job registered.
     pub fn coordinator_registered(
         &self,
-        job_id: &str,
-        name: &str,
-        address: &str,
+        registration: &brisk_rpc::CoordinatorRegistration,
         connection: &RpcConnection,
     ) -> Result<WorkerTemplate, String> {
+        let job_id = &registration.job_id;
         let mut jobs = lock(&self.jobs);
         let job =
-            jobs.iter_mut().find(|j| j.info.job_id == job_id).ok_or_else(|| format!("no job with id {job_id}"))?;
+            jobs.iter_mut().find(|j| j.info.job_id == *job_id).ok_or_else(|| format!("no job with id {job_id}"))?;
         if job.info.state.is_terminal() || job.cancel_requested {
             return Err(format!(
                 "job {job_id} is {}",
                 if job.cancel_requested { "being cancelled".into() } else { job.info.state.to_string() }
             ));
         }
-        job.info.name = name.to_string();
+        job.info.name = registration.job_name.clone();
         job.coordinator = Some(connection.clone());
-        job.coordinator_address = address.to_string();
+        job.coordinator_address = registration.address.clone();
+        if job.checkpoints.is_none() {
+            job.checkpoints = registration.checkpoint_dir.clone().map(|dir| (dir, registration.earlier_checkpoints));
+        }
         self.store(job);
         Ok(job.worker_template())
+    }
+
+    /// Whether job `job_id` is being cancelled or suspended (or is gone): its slot requests
+    /// are abandoned.
+    pub fn is_stopping(&self, job_id: &str) -> bool {
+        lock(&self.jobs)
+            .iter()
+            .find(|j| j.info.job_id == job_id)
+            .is_none_or(|j| j.cancel_requested || j.restart_requested || j.info.state.is_terminal())
     }
 
     /// How to start more workers of a running job.
@@ -289,6 +319,11 @@ impl Dispatcher {
         if let Some(job) = lock(&self.jobs).iter_mut().find(|j| j.info.job_id == job_id) {
             job.info.state = JobState::Running;
             job.info.slots = slots;
+            if let Some(parallelism) = job.overrides.iter().find(|(k, _)| k == PARALLELISM).map(|(_, p)| p)
+                && *parallelism != slots.to_string()
+            {
+                warn!(job_id, slots, parallelism = %parallelism, "the job's program sets its own parallelism: reactive mode cannot rescale it");
+            }
             self.store(job);
         }
     }
@@ -315,19 +350,118 @@ impl Dispatcher {
         true
     }
 
-    /// The coordinator process of `job_id` exited with `status`: the job failed if it had not
-    /// ended.
-    pub fn coordinator_exited(&self, job_id: &str, status: &str) {
-        let log = lock(&self.jobs).iter_mut().find(|j| j.info.job_id == job_id).map(|j| {
-            j.pid = None;
-            j.log.clone()
-        });
-        let Some(log) = log else { return };
-        let failure =
-            format!("the job's coordinator process exited ({status}) before the job ended; see {}", log.display());
-        if self.finish(job_id, Some(failure)) {
-            warn!(job_id, status, log = %log.display(), "a job's coordinator process exited before the job ended");
+    /// The coordinator process of `job_id` exited with `status` (`adopted`: it was started by
+    /// an earlier JobManager). The job ends as the job result file says, or failed, unless it
+    /// is to start again: true when the JobManager suspended it, or when its coordinator went
+    /// away while the JobManager was down.
+    pub fn coordinator_exited(&self, job_id: &str, status: &str, adopted: bool) -> bool {
+        let mut jobs = lock(&self.jobs);
+        let Some(job) = jobs.iter_mut().find(|j| j.info.job_id == job_id) else { return false };
+        job.pid = None;
+        job.coordinator = None;
+        if job.info.state.is_terminal() {
+            return false;
         }
+        let result = std::fs::read(job.result_file()).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let restart = result.is_none() && !job.cancel_requested && (job.restart_requested || adopted);
+        if restart {
+            job.info.state = JobState::Restarting;
+            self.store(job);
+            info!(job_id, status, "the job's coordinator is gone; the job starts again from its latest checkpoint");
+            return true;
+        }
+        let log = job.log.clone();
+        drop(jobs);
+        let failure = match result {
+            Some(recorded) => recorded,
+            None => Some(format!(
+                "the job's coordinator process exited ({status}) before the job ended; see {}",
+                log.display()
+            )),
+        };
+        if self.finish(job_id, failure) {
+            warn!(job_id, status, log = %log.display(), "a job's coordinator process exited before telling the JobManager");
+        }
+        false
+    }
+
+    /// Asks the coordinator of running job `job_id` to suspend the job, to start it again
+    /// from its latest checkpoint when the coordinator exited.
+    pub fn request_restart(&self, job_id: &str) -> Result<(), String> {
+        let mut jobs = lock(&self.jobs);
+        let job =
+            jobs.iter_mut().find(|j| j.info.job_id == job_id).ok_or_else(|| format!("no job with id {job_id}"))?;
+        let coordinator = match (&job.coordinator, job.info.state) {
+            (Some(coordinator), JobState::Running) if !job.cancel_requested => coordinator.clone(),
+            (_, state) => return Err(format!("job {job_id} is not running ({state})")),
+        };
+        job.restart_requested = true;
+        job.info.state = JobState::Restarting;
+        self.store(job);
+        coordinator
+            .post(brisk_rpc::Request::SuspendJob { job_id: job_id.to_string() })
+            .map_err(|e| format!("cannot reach the job's coordinator: {e}"))
+    }
+
+    /// Starts a new coordinator for job `job_id` (whose last one exited), restoring the job's
+    /// latest checkpoint, at `parallelism` when given.
+    pub fn restart(
+        &self,
+        job_id: &str,
+        jobmanager: &str,
+        parallelism: Option<usize>,
+    ) -> Result<std::process::Child, String> {
+        let checkpoints = lock(&self.jobs).iter().find(|j| j.info.job_id == job_id).and_then(|j| j.checkpoints.clone());
+        let latest = match checkpoints {
+            Some((dir, earlier)) => latest_checkpoint(&dir, earlier)?,
+            None => None,
+        };
+        let mut jobs = lock(&self.jobs);
+        let job =
+            jobs.iter_mut().find(|j| j.info.job_id == job_id).ok_or_else(|| format!("no job with id {job_id}"))?;
+        if job.info.state.is_terminal() || job.cancel_requested {
+            return Err(format!("job {job_id} was cancelled while it restarted"));
+        }
+        let mut set = |key: &str, value: String| {
+            job.overrides.retain(|(k, _)| k != key);
+            job.overrides.push((key.to_string(), value));
+        };
+        // Without a checkpoint of this job, it starts from what it was submitted with.
+        if let Some(checkpoint) = &latest {
+            set(SAVEPOINT_PATH, checkpoint.clone());
+        }
+        if let Some(parallelism) = parallelism {
+            set(PARALLELISM, parallelism.to_string());
+        }
+        job.restart_requested = false;
+        job.coordinator_address.clear();
+        let child = spawn_coordinator(job, jobmanager)?;
+        job.pid = Some(child.id());
+        info!(
+            job_id,
+            pid = child.id(),
+            checkpoint = latest.as_deref().unwrap_or("none"),
+            parallelism = parallelism.map_or_else(|| "unchanged".into(), |p| p.to_string()),
+            "started the job's coordinator again"
+        );
+        self.store(job);
+        Ok(child)
+    }
+
+    /// Running jobs (not restarting) that run at the parallelism the JobManager set: id,
+    /// that parallelism, slots held, and the largest parallelism they allow
+    /// (`pipeline.max-parallelism`). A program that sets its own parallelism is left out:
+    /// rescaling would not change it.
+    pub fn rescalable_jobs(&self) -> Vec<(String, usize, usize, Option<usize>)> {
+        lock(&self.jobs)
+            .iter()
+            .filter(|j| j.info.state == JobState::Running && !j.cancel_requested && !j.restart_requested)
+            .filter_map(|j| {
+                let parallelism = j.setting(PARALLELISM).filter(|p| *p == j.info.slots)?;
+                let held = j.allocations.iter().map(|(_, slots)| slots).sum();
+                Some((j.info.job_id.clone(), parallelism, held, j.setting(MAX_PARALLELISM)))
+            })
+            .collect()
     }
 
     /// One job.
@@ -403,9 +537,27 @@ impl Job {
     fn worker_template(&self) -> WorkerTemplate {
         WorkerTemplate {
             args: self.args.clone(),
-            config: self.config.clone(),
+            config: self.effective_config(),
             coordinator: self.coordinator_address.clone(),
         }
+    }
+
+    /// The submitted configuration with the JobManager's overrides (later pairs win).
+    fn effective_config(&self) -> Vec<(String, String)> {
+        let mut config = self.config.clone();
+        config.retain(|(key, _)| !self.overrides.iter().any(|(k, _)| k == key));
+        config.extend(self.overrides.iter().cloned());
+        config
+    }
+
+    /// The number `key` is set to in its configuration.
+    fn setting(&self, key: &str) -> Option<usize> {
+        self.effective_config().iter().rev().find(|(k, _)| k == key).and_then(|(_, v)| v.parse().ok())
+    }
+
+    /// Where its coordinator records how the job ended.
+    fn result_file(&self) -> PathBuf {
+        self.log.with_file_name("result.json")
     }
 
     fn current(&self) -> JobInfo {
@@ -425,14 +577,31 @@ fn artifact_file_name(name: &str) -> String {
     if safe.is_empty() || safe.starts_with('.') { format!("artifact{safe}") } else { safe }
 }
 
+/// The configuration key of the snapshot a job starts from.
+const SAVEPOINT_PATH: &str = "execution.savepoint.path";
+/// The configuration key of a job's default parallelism.
+const PARALLELISM: &str = "parallelism.default";
+/// The configuration key of a job's largest parallelism.
+const MAX_PARALLELISM: &str = "pipeline.max-parallelism";
+
+/// The newest complete checkpoint in `dir` newer than `earlier` (the checkpoints of earlier
+/// jobs in the same directory); `None` when the job completed none yet.
+fn latest_checkpoint(dir: &str, earlier: u64) -> Result<Option<String>, String> {
+    let cannot = |e: &dyn std::fmt::Display| format!("cannot find the job's latest checkpoint in '{dir}': {e}");
+    let location = SnapshotLocation::parse(dir).map_err(|e| cannot(&e))?;
+    let storage = CheckpointStorage::open(location.clone()).map_err(|e| cannot(&e))?;
+    let newest = storage.completed_ids().map_err(|e| cannot(&e))?.into_iter().find(|id| *id > earlier);
+    Ok(newest.map(|id| location.join(&CheckpointStorage::checkpoint_name(id)).to_string()))
+}
+
 fn spawn_coordinator(job: &Job, jobmanager: &str) -> Result<std::process::Child, String> {
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&job.log)
         .map_err(|e| format!("cannot open the job's log '{}': {e}", job.log.display()))?;
-    let config =
-        serde_json::to_string(&job.config).map_err(|e| format!("cannot encode the job's configuration: {e}"))?;
+    let config = serde_json::to_string(&job.effective_config())
+        .map_err(|e| format!("cannot encode the job's configuration: {e}"))?;
     let err_log = log.try_clone().map_err(|e| format!("cannot open the job's log: {e}"))?;
     Command::new(&job.artifact)
         .args(&job.args)
@@ -440,6 +609,7 @@ fn spawn_coordinator(job: &Job, jobmanager: &str) -> Result<std::process::Child,
         .env(JOBMANAGER_ENV, jobmanager)
         .env(JOB_ID_ENV, &job.info.job_id)
         .env(JOB_CONFIG_ENV, config)
+        .env(JOB_RESULT_FILE_ENV, job.result_file())
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err_log)

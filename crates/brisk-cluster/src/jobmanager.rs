@@ -5,15 +5,15 @@
 
 use crate::config::ClusterConfig;
 use crate::dispatcher::{Dispatcher, WorkerTemplate};
-use crate::{ClusterError, taskmanager::process_id};
+use crate::{ClusterError, lock, taskmanager::process_id};
 use brisk_rpc::{
-    ClusterOverview, CoordinatorRegistration, Hello, RegistrationAck, Request, Response, Role, RpcConnection,
-    TaskManagerInfo, TaskManagerRegistration, WorkerLaunch,
+    ClusterOverview, Hello, RegistrationAck, Request, Response, Role, RpcConnection, TaskManagerInfo,
+    TaskManagerRegistration, WorkerLaunch,
 };
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -40,6 +40,14 @@ impl Registered {
     }
 }
 
+/// A job's coordinator process.
+enum CoordinatorProcess {
+    /// Started by this JobManager.
+    Child(std::process::Child),
+    /// Started by an earlier JobManager (recovered from the job store), with its pid if known.
+    Adopted(Option<u32>),
+}
+
 /// Slots of one TaskManager given to a job.
 struct Grant {
     connection: RpcConnection,
@@ -62,7 +70,7 @@ struct State {
 
 impl State {
     fn taskmanagers(&self) -> std::sync::MutexGuard<'_, Vec<Registered>> {
-        self.taskmanagers.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.taskmanagers)
     }
 
     fn overview(&self) -> ClusterOverview {
@@ -94,8 +102,7 @@ impl State {
             // across a restart of this JobManager (from the job store).
             let mut allocated: HashMap<String, usize> =
                 previous.as_ref().map(|p| p.allocated.clone()).unwrap_or_default();
-            let recovered =
-                self.recovered_allocations.lock().unwrap_or_else(PoisonError::into_inner).remove(&resource_id);
+            let recovered = lock(&self.recovered_allocations).remove(&resource_id);
             for (job, slots) in recovered.unwrap_or_default() {
                 *allocated.entry(job).or_default() += slots;
             }
@@ -201,17 +208,11 @@ impl State {
                 dispatcher.upload(connection.peer(), upload, &data)
             }
             (Role::Client, Request::SubmitJob(submission)) => {
-                match dispatcher.submit(connection.peer(), submission, &self.address) {
-                    Ok((job_id, mut child)) => {
-                        let (state, reaped) = (self.clone(), job_id.clone());
-                        let spawned = std::thread::Builder::new().name(format!("job {job_id}")).spawn(move || {
-                            let status = child.wait().map_or_else(|e| e.to_string(), |s| s.to_string());
-                            state.dispatcher.coordinator_exited(&reaped, &status);
-                            state.release(&reaped);
-                        });
-                        if let Err(e) = spawned {
-                            warn!(job_id = %job_id, "cannot watch the job's coordinator process: {e}");
-                        }
+                // A reactive job starts on every free slot (at least one, which it waits for).
+                let parallelism = self.config.reactive.then(|| self.free_slots().max(1));
+                match dispatcher.submit(connection.peer(), submission, &self.address, parallelism) {
+                    Ok((job_id, child)) => {
+                        self.supervise(job_id.clone(), CoordinatorProcess::Child(child));
                         Response::JobSubmitted { job_id }
                     }
                     Err(e) => Response::Error(e),
@@ -239,14 +240,14 @@ impl State {
                 }
             }
             (Role::Coordinator, Request::RegisterCoordinator(registration)) => {
-                let CoordinatorRegistration { job_id, job_name, slots, address } = registration;
-                let template = match dispatcher.coordinator_registered(&job_id, &job_name, &address, connection) {
+                let template = match dispatcher.coordinator_registered(&registration, connection) {
                     Ok(template) => template,
                     Err(e) => return Response::Error(e),
                 };
-                let started = self.start_workers(&job_id, slots, 0, &template);
+                let (job_id, slots) = (&registration.job_id, registration.slots);
+                let started = self.start_workers(job_id, slots, 0, &template, connection);
                 if matches!(started, Response::SlotsGranted { .. }) {
-                    dispatcher.running(&job_id, slots);
+                    dispatcher.running(job_id, slots);
                 }
                 started
             }
@@ -258,7 +259,7 @@ impl State {
             }
             (Role::Coordinator, Request::RequestWorkers { job_id, slots, first_worker }) => {
                 match dispatcher.worker_template(&job_id) {
-                    Ok(template) => self.start_workers(&job_id, slots, first_worker, &template),
+                    Ok(template) => self.start_workers(&job_id, slots, first_worker, &template, connection),
                     Err(e) => Response::Error(e),
                 }
             }
@@ -272,9 +273,16 @@ impl State {
     }
 
     /// Gives job `job_id` `slots` slots and starts a worker (numbered from `first_worker`)
-    /// on each TaskManager that gave some; answers with each new worker's slots.
-    fn start_workers(&self, job_id: &str, slots: usize, first_worker: usize, template: &WorkerTemplate) -> Response {
-        let grants = match self.allocate(job_id, slots) {
+    /// on each TaskManager that gave some; answers `coordinator` with each new worker's slots.
+    fn start_workers(
+        &self,
+        job_id: &str,
+        slots: usize,
+        first_worker: usize,
+        template: &WorkerTemplate,
+        coordinator: &RpcConnection,
+    ) -> Response {
+        let grants = match self.allocate(job_id, slots, coordinator) {
             Ok(grants) => grants,
             Err(e) => return Response::Error(e),
         };
@@ -300,8 +308,14 @@ impl State {
         Response::SlotsGranted { worker_slots: grants.iter().map(|g| g.slots).collect() }
     }
 
-    /// Takes `slots` free slots for `job_id`, waiting up to `slot.request.timeout` for them.
-    fn allocate(&self, job_id: &str, slots: usize) -> Result<Vec<Grant>, String> {
+    /// Slots no job holds.
+    fn free_slots(&self) -> usize {
+        self.taskmanagers().iter().map(Registered::free_slots).sum()
+    }
+
+    /// Takes `slots` free slots for `job_id`, waiting up to `slot.request.timeout` for them
+    /// while its `coordinator` is there.
+    fn allocate(&self, job_id: &str, slots: usize, coordinator: &RpcConnection) -> Result<Vec<Grant>, String> {
         let deadline = Instant::now() + self.config.slot_request_timeout;
         let mut logged = false;
         loop {
@@ -326,6 +340,11 @@ impl State {
                     }
                     return Ok(grants);
                 }
+                if coordinator.is_closed() || self.dispatcher.is_stopping(job_id) {
+                    return Err(format!(
+                        "job {job_id} stopped (or its coordinator went away) while it waited for slots"
+                    ));
+                }
                 if Instant::now() >= deadline {
                     let total: usize = taskmanagers.iter().map(|t| t.registration.slots).sum();
                     return Err(format!(
@@ -344,25 +363,89 @@ impl State {
         }
     }
 
-    /// Watches the coordinator process of a job recovered from the job store (not a child of
-    /// this process): the job fails if the process is gone before the job ended.
-    fn watch_recovered(&self, job_id: &str, pid: Option<u32>) {
-        loop {
-            if self.dispatcher.info(job_id).is_none_or(|j| j.state.is_terminal()) {
-                return;
+    /// Watches the coordinator process of `job_id` on a thread of its own until the job
+    /// ended: when the process exits, frees the job's slots, and starts a new coordinator
+    /// if the job is to go on (suspended for rescaling, or lost while this JobManager was
+    /// down).
+    fn supervise(self: &Arc<Self>, job_id: String, process: CoordinatorProcess) {
+        let state = self.clone();
+        let name = format!("job {job_id}");
+        let spawned = std::thread::Builder::new().name(name).spawn(move || {
+            let mut process = process;
+            loop {
+                let adopted = matches!(process, CoordinatorProcess::Adopted(_));
+                let status = match process {
+                    CoordinatorProcess::Child(mut child) => {
+                        child.wait().map_or_else(|e| e.to_string(), |s| s.to_string())
+                    }
+                    CoordinatorProcess::Adopted(pid) => loop {
+                        if state.dispatcher.info(&job_id).is_none_or(|j| j.state.is_terminal()) {
+                            return;
+                        }
+                        if pid.is_none_or(|pid| !process_runs(pid)) {
+                            break "the process is gone".to_string();
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    },
+                };
+                let again = state.dispatcher.coordinator_exited(&job_id, &status, adopted);
+                state.release(&job_id);
+                if !again {
+                    return;
+                }
+                let parallelism = state.config.reactive.then(|| state.free_slots().max(1));
+                match state.dispatcher.restart(&job_id, &state.address, parallelism) {
+                    Ok(child) => process = CoordinatorProcess::Child(child),
+                    Err(e) => {
+                        warn!(job_id = %job_id, "cannot start the job again: {e}");
+                        state.dispatcher.finish(&job_id, Some(format!("the job could not start again: {e}")));
+                        return;
+                    }
+                }
             }
-            if pid.is_none_or(|pid| !process_runs(pid)) {
-                self.dispatcher.coordinator_exited(job_id, "gone while the JobManager was down");
-                self.release(job_id);
-                return;
+        });
+        if let Err(e) = spawned {
+            warn!("cannot watch a job's coordinator process: {e}");
+        }
+    }
+
+    /// In reactive mode: rescales each running job to the slots it could have, once they
+    /// stayed the same for `jobmanager.adaptive-scheduler.resource-stabilization-timeout`.
+    fn rescale_reactive_jobs(&self) {
+        let mut pending: HashMap<String, (usize, Instant)> = HashMap::new();
+        while !self.shutting_down.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(100));
+            let free = self.free_slots();
+            let jobs = self.dispatcher.rescalable_jobs();
+            pending.retain(|id, _| jobs.iter().any(|(j, ..)| j == id));
+            for (job_id, parallelism, held, max_parallelism) in jobs {
+                let target = (held + free).min(max_parallelism.unwrap_or(usize::MAX)).max(1);
+                if target == parallelism {
+                    pending.remove(&job_id);
+                    continue;
+                }
+                let since = pending.entry(job_id.clone()).or_insert((target, Instant::now()));
+                if since.0 != target {
+                    *since = (target, Instant::now());
+                }
+                if since.1.elapsed() < self.config.resource_stabilization_timeout {
+                    continue;
+                }
+                pending.remove(&job_id);
+                info!(job_id = %job_id, from = parallelism, to = target, "rescaling the job to the available slots (reactive mode)");
+                if let Err(e) = self.dispatcher.request_restart(&job_id) {
+                    warn!(job_id = %job_id, "cannot rescale the job: {e}");
+                }
             }
-            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
     /// Frees the slots of `job_id` and stops its workers that still run.
     fn release(&self, job_id: &str) {
         self.dispatcher.deallocated(job_id, None);
+        for held in lock(&self.recovered_allocations).values_mut() {
+            held.retain(|(job, _)| job != job_id);
+        }
         for t in self.taskmanagers().iter_mut() {
             if t.allocated.remove(job_id).is_some() {
                 let _ = t.connection.post(Request::StopWorkers { job_id: job_id.to_string() });
@@ -405,13 +488,14 @@ impl JobManager {
             shutting_down: AtomicBool::new(false),
         });
         for job in recovered {
-            let watching = state.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("job {}", job.job_id))
-                .spawn(move || watching.watch_recovered(&job.job_id, job.pid));
-            if let Err(e) = spawned {
-                warn!("cannot watch a recovered job: {e}");
-            }
+            state.supervise(job.job_id, CoordinatorProcess::Adopted(job.pid));
+        }
+        if state.config.reactive {
+            let rescaling = state.clone();
+            std::thread::Builder::new()
+                .name("reactive rescaling".into())
+                .spawn(move || rescaling.rescale_reactive_jobs())
+                .map_err(ClusterError::Spawn)?;
         }
         let accepting = state.clone();
         let acceptor = std::thread::Builder::new()

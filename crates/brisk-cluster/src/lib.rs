@@ -60,3 +60,9 @@ impl From<brisk_core::ConfigError> for ClusterError {
 
 #[cfg(test)]
 mod tests;
+
+/// Locks a mutex, ignoring poisoning: the cluster's shared tables are never left half-updated
+/// (their critical sections call no user code).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -2,8 +2,8 @@
 //! and registers again when the JobManager is lost (no heartbeat for `heartbeat.timeout`, or
 //! the connection broke) — so a restarted JobManager gets its TaskManagers back.
 
-use crate::ClusterError;
 use crate::config::ClusterConfig;
+use crate::{ClusterError, lock};
 use brisk_rpc::{
     RegistrationAck, Request, Response, Role, RpcConnection, RpcError, TaskManagerHeartbeat, TaskManagerRegistration,
     WorkerLaunch,
@@ -19,7 +19,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -54,6 +54,8 @@ struct Workers {
     /// Workers are started by one thread that lives as long as the TaskManager: the kernel
     /// kills a worker when the thread that started it ends (`PR_SET_PDEATHSIG`).
     launcher: Mutex<mpsc::Sender<Launch>>,
+    /// Held while an artifact is fetched and its worker started, or while it is removed.
+    artifacts: Mutex<()>,
 }
 
 /// A worker to start, and where the result goes.
@@ -72,7 +74,7 @@ fn start_launcher() -> std::io::Result<mpsc::Sender<Launch>> {
 
 impl Workers {
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(usize, Child)>>> {
-        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.running)
     }
 
     /// Slots used by workers still running.
@@ -85,6 +87,7 @@ impl Workers {
 
     /// Fetches the job's artifact from the JobManager (once per job) and starts the worker.
     fn start(&self, launch: WorkerLaunch) -> Result<(), String> {
+        let _artifacts = lock(&self.artifacts);
         let job_dir = self.dir.join(&launch.job_id);
         let artifact = job_dir.join("artifact");
         if !artifact.exists() {
@@ -125,7 +128,7 @@ impl Workers {
             .stdout(log)
             .stderr(err_log);
         let (reply, spawned) = mpsc::channel();
-        lock_launcher(&self.launcher).send((command, reply)).map_err(|_| "the worker launcher is gone".to_string())?;
+        lock(&self.launcher).send((command, reply)).map_err(|_| "the worker launcher is gone".to_string())?;
         let child = spawned
             .recv()
             .map_err(|_| "the worker launcher is gone".to_string())?
@@ -165,37 +168,39 @@ impl Workers {
             .map_err(|e| format!("cannot store the artifact in '{}': {e}", path.display()))
     }
 
-    /// Stops the workers of `job_id` that did not end by themselves within a grace period,
-    /// then removes the job's artifact (its workers' logs stay).
+    /// Stops the workers `job_id` has now that did not end by themselves within a grace
+    /// period, then removes the job's artifact unless the job started new workers meanwhile
+    /// (it restarted here); their logs stay.
     fn stop(self: &Arc<Self>, job_id: String) {
+        let mut stopping = self.running().remove(&job_id).unwrap_or_default();
         let workers = self.clone();
         let _ = std::thread::Builder::new().name(format!("stop {job_id}")).spawn(move || {
             let deadline = Instant::now() + STOP_GRACE;
             loop {
-                let mut running = workers.running();
-                let children = running.entry(job_id.clone()).or_default();
-                children.retain_mut(|(_, child)| matches!(child.try_wait(), Ok(None)));
-                if !children.is_empty() && Instant::now() >= deadline {
-                    for (_, child) in children.iter_mut() {
+                stopping.retain_mut(|(_, child)| matches!(child.try_wait(), Ok(None)));
+                if stopping.is_empty() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    for (_, child) in stopping.iter_mut() {
                         warn!(job_id = %job_id, pid = child.id(), "a worker did not end with its job; killing it");
                         let _ = child.kill();
                         let _ = child.wait();
                     }
-                    children.clear();
+                    break;
                 }
-                if children.is_empty() {
-                    running.remove(&job_id);
-                    drop(running);
-                    let artifact = workers.dir.join(&job_id).join("artifact");
-                    if let Err(e) = std::fs::remove_file(&artifact)
-                        && e.kind() != std::io::ErrorKind::NotFound
-                    {
-                        warn!(job_id = %job_id, "cannot remove '{}': {e}", artifact.display());
-                    }
-                    return;
-                }
-                drop(running);
                 std::thread::sleep(Duration::from_millis(50));
+            }
+            // Under the artifact lock: a worker being started now keeps its artifact.
+            let _starting = lock(&workers.artifacts);
+            if workers.running().contains_key(&job_id) {
+                return;
+            }
+            let artifact = workers.dir.join(&job_id).join("artifact");
+            if let Err(e) = std::fs::remove_file(&artifact)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                warn!(job_id = %job_id, "cannot remove '{}': {e}", artifact.display());
             }
         });
     }
@@ -224,6 +229,7 @@ impl TaskManager {
             jobmanager: jobmanager.clone(),
             running: Mutex::new(HashMap::new()),
             launcher: Mutex::new(start_launcher().map_err(ClusterError::Spawn)?),
+            artifacts: Mutex::new(()),
         });
         Ok(TaskManager { config, jobmanager, registration, stop: Arc::new(AtomicBool::new(false)), workers })
     }
@@ -341,8 +347,4 @@ impl TaskManager {
 fn now_ms() -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
-fn lock_launcher(launcher: &Mutex<mpsc::Sender<Launch>>) -> std::sync::MutexGuard<'_, mpsc::Sender<Launch>> {
-    launcher.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -498,6 +498,8 @@ mod tests {
                     job_name: "n".into(),
                     slots: 1,
                     address: "a".into(),
+                    checkpoint_dir: None,
+                    earlier_checkpoints: 0,
                 };
                 client.call(Request::RegisterCoordinator(registration), Duration::from_secs(10))
             })

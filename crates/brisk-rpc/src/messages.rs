@@ -161,6 +161,12 @@ pub struct CoordinatorRegistration {
     pub slots: usize,
     /// `host:port` its workers connect to.
     pub address: String,
+    /// Where its checkpoints go (`None`: checkpointing is off): a restart of the job restores
+    /// the latest complete one.
+    pub checkpoint_dir: Option<String>,
+    /// The newest checkpoint id in `checkpoint_dir` before the job started: older ones
+    /// belong to other jobs.
+    pub earlier_checkpoints: u64,
 }
 
 /// What a TaskManager starts for a job: a worker process running the artifact.
@@ -187,6 +193,9 @@ pub enum JobState {
     Initializing,
     /// Its tasks run.
     Running,
+    /// Its coordinator starts again, to restore the latest checkpoint (at a new parallelism,
+    /// in reactive mode).
+    Restarting,
     /// It ended successfully.
     Finished,
     /// It failed.
@@ -207,6 +216,7 @@ impl std::fmt::Display for JobState {
         f.write_str(match self {
             JobState::Initializing => "INITIALIZING",
             JobState::Running => "RUNNING",
+            JobState::Restarting => "RESTARTING",
             JobState::Finished => "FINISHED",
             JobState::Failed => "FAILED",
             JobState::Canceled => "CANCELED",
@@ -267,6 +277,13 @@ pub enum Request {
     ListJobs,
     /// Client → JobManager, and JobManager → the job's coordinator: cancel the job.
     CancelJob {
+        /// The job.
+        job_id: String,
+    },
+    /// JobManager → the job's coordinator: stop the job's tasks, keep its checkpoints, and
+    /// exit without ending the job; the JobManager starts it again from the latest checkpoint
+    /// (reactive mode rescaling).
+    SuspendJob {
         /// The job.
         job_id: String,
     },

@@ -99,6 +99,10 @@ pub enum JobError {
     /// The job was cancelled by its client.
     #[error("job '{0}' was cancelled")]
     Cancelled(String),
+    /// The job was stopped without ending, its checkpoints kept, for its cluster to start it
+    /// again from the latest one (rescaling in reactive mode; Flink's `SUSPENDED`).
+    #[error("job '{0}' was suspended")]
+    Suspended(String),
     /// The channels between task managers could not be set up.
     #[error("cannot set up the data exchange: {0}")]
     Exchange(String),

@@ -26,6 +26,9 @@ pub const JOB_ID_ENV: &str = "BRISK_JOB_ID";
 pub const COORDINATOR_ENV: &str = "BRISK_WORKER_COORDINATOR";
 /// Set by a TaskManager for a worker process: the worker's index within the job.
 pub const WORKER_INDEX_ENV: &str = "BRISK_WORKER_INDEX";
+/// Set by the JobManager for a job's coordinator process: the file the coordinator records
+/// the job's end in (JSON: `null` when it finished, or why it did not).
+pub const JOB_RESULT_FILE_ENV: &str = "BRISK_JOB_RESULT_FILE";
 /// Set for a job's processes in a cluster: the job's configuration (`brisk run -p`, `-D`) as
 /// a JSON list of `[key, value]` pairs, which every environment the program creates starts
 /// from.
@@ -109,7 +112,8 @@ impl Executor {
                 minicluster::submit_with(graph, options, Some(job_id.clone()), move |deployable, events, control| {
                     let coordinator = Coordinator::start(deployable, &jobmanager, &job_id, control.clone())?;
                     let deployer = coordinator.deployer(events, control);
-                    let hook: minicluster::EndHook = Box::new(move |failure| coordinator.finish(failure));
+                    let hook: minicluster::EndHook =
+                        Box::new(move |error: Option<&JobError>| coordinator.finish(error));
                     Ok((Box::new(deployer), Some(hook)))
                 })
             }

@@ -37,6 +37,8 @@ pub(crate) enum ClientCommand {
 /// What clients and the master share.
 pub(crate) struct JobControl {
     cancel: AtomicBool,
+    /// Set with `cancel` when the job is suspended rather than cancelled.
+    suspend: AtomicBool,
     commands: Mutex<VecDeque<ClientCommand>>,
     /// Mailboxes of the running attempt's tasks (queryable state).
     pub mailboxes: Mutex<Vec<Vec<Mailbox>>>,
@@ -52,15 +54,23 @@ pub(crate) struct JobControl {
     pub exceptions: Mutex<Vec<JobException>>,
     /// The job's id.
     pub job_id: String,
+    /// Where the job's checkpoints go (`None`: checkpointing is off).
+    pub checkpoint_location: Option<SnapshotLocation>,
+    /// The newest checkpoint id there when the job started (earlier runs' checkpoints).
+    pub earlier_checkpoints: CheckpointId,
 }
 
 impl JobControl {
-    /// The shared state of a new job with id `job_id`.
-    pub fn new(job_id: String) -> Self {
+    /// The shared state of a new job with id `job_id`, checkpointing to `storage`.
+    pub fn new(job_id: String, storage: Option<&CheckpointStorage>) -> Self {
         JobControl {
             job_id,
+            checkpoint_location: storage.map(|s| s.location().clone()),
+            // An unlistable storage fails the first checkpoint with a clear error anyway.
+            earlier_checkpoints: storage.and_then(|s| s.newest_checkpoint_id().ok().flatten()).unwrap_or(0),
             exceptions: Mutex::new(Vec::new()),
             cancel: AtomicBool::new(false),
+            suspend: AtomicBool::new(false),
             commands: Mutex::new(VecDeque::new()),
             mailboxes: Mutex::new(Vec::new()),
             task_metrics: Mutex::new(Vec::new()),
@@ -72,6 +82,31 @@ impl JobControl {
 
     pub fn request_cancel(&self) {
         self.cancel.store(true, Ordering::Release);
+    }
+
+    /// Stops the job as cancelling does, but keeps its checkpoints: the job ends with
+    /// [`JobError::Suspended`], for its cluster to restore it from the latest checkpoint.
+    pub fn request_suspend(&self) {
+        self.suspend.store(true, Ordering::Release);
+        self.request_cancel();
+    }
+
+    /// Publishes the live metrics of `task` of attempt `attempt` (replacing its earlier ones).
+    pub fn publish_metrics(&self, task: usize, attempt: usize, metrics: Arc<TaskIoMetrics>) {
+        let mut published = lock(&self.task_metrics);
+        match published.get_mut(task) {
+            Some(slot) => *slot = (attempt, metrics),
+            None => published.push((attempt, metrics)),
+        }
+    }
+
+    /// The error of a job stopped on request: suspended or cancelled.
+    fn stopped(&self, job_name: &str) -> JobError {
+        if self.suspend.load(Ordering::Acquire) {
+            JobError::Suspended(job_name.to_string())
+        } else {
+            JobError::Cancelled(job_name.to_string())
+        }
     }
 
     /// Asks for a savepoint and waits for it.
@@ -136,20 +171,22 @@ struct Master {
 
 /// The job's checkpoint storage, if checkpointing is enabled (by default under the system
 /// temp directory).
-pub(crate) fn open_checkpoint_storage(deployable: &Deployable) -> Result<Option<CheckpointStorage>, JobError> {
+pub(crate) fn open_checkpoint_storage(
+    deployable: &Deployable,
+    job_id: &str,
+) -> Result<Option<CheckpointStorage>, JobError> {
     let config = &deployable.options.checkpoint;
     if !config.is_enabled() {
         return Ok(None);
     }
     let location = config.directory.clone().unwrap_or_else(|| {
-        // One directory per job run: two jobs of the same name (or two runs at once) must never
-        // delete or restore each other's checkpoints. Resuming after a crash needs the
-        // directory, so it is logged; users who plan to resume set execution.checkpointing.dir.
-        static RUNS: AtomicU64 = AtomicU64::new(0);
-        let run = RUNS.fetch_add(1, Ordering::Relaxed);
+        // One directory per job: two jobs of the same name (or two runs at once) must never
+        // delete or restore each other's checkpoints, while a cluster restarting the job (same
+        // id) finds them. Resuming after a crash needs the directory, so it is logged; users
+        // who plan to resume set execution.checkpointing.dir.
         let job = sanitize(&deployable.options.defaults.job_name);
-        let dir = std::env::temp_dir().join("brisk-checkpoints").join(format!("{job}-{}-{run}", std::process::id()));
-        info!(dir = %dir.display(), "checkpoints go to a directory of this run (set execution.checkpointing.dir to choose one)");
+        let dir = std::env::temp_dir().join("brisk-checkpoints").join(format!("{job}-{job_id}"));
+        info!(dir = %dir.display(), "checkpoints go to a directory of this job (set execution.checkpointing.dir to choose one)");
         SnapshotLocation::Local(dir)
     });
     CheckpointStorage::open(location).map(Some).map_err(|e| JobError::InvalidJob(e.to_string()))
@@ -169,8 +206,7 @@ pub(crate) fn run_master(
     let started = Instant::now();
     let config = deployable.options.checkpoint.clone();
     let restart_strategy = deployable.options.restart_strategy.clone();
-    // An unlistable storage fails the first checkpoint with a clear error anyway.
-    let newest = storage.as_ref().and_then(|s| s.newest_checkpoint_id().ok().flatten()).unwrap_or(0);
+    let newest = control.earlier_checkpoints;
     let coordinator = storage.map(|storage| {
         let max_parallelism = deployable
             .job
@@ -213,14 +249,16 @@ pub(crate) fn run_master(
         match end {
             AttemptEnd::Finished(outcomes) => break Ok(master.result(&job_name, outcomes, started)),
             AttemptEnd::Cancelled => {
-                info!(job = %job_name, "job cancelled");
+                let stopped = control.stopped(&job_name);
+                info!(job = %job_name, "{stopped}");
                 if let Some(c) = &master.coordinator
+                    && matches!(stopped, JobError::Cancelled(_))
                     && master.deployable.options.checkpoint.retention
                         == ExternalizedCheckpointRetention::DeleteOnCancellation
                 {
                     c.storage().delete_all();
                 }
-                break Err(JobError::Cancelled(job_name.clone()));
+                break Err(stopped);
             }
             AttemptEnd::Failed { task, cause } => {
                 master.fail_savepoints("the job restarted");
@@ -249,7 +287,7 @@ pub(crate) fn run_master(
                 };
                 let Some(restore) = restore else {
                     if cancelled {
-                        break Err(JobError::Cancelled(job_name.clone()));
+                        break Err(control.stopped(&job_name));
                     }
                     let (task, cause) = failure;
                     warn!(job = %job_name, task = %task, error = %cause, "job failed");
@@ -262,6 +300,8 @@ pub(crate) fn run_master(
                 let number = master.restarts.count;
                 attempt = match deploy_attempt(&master.deployable, master.deployer.as_mut(), restore.as_ref(), number) {
                     Ok(a) => a,
+                    // Cancelled or suspended while it waited for slots.
+                    Err(_) if control.cancel.load(Ordering::Acquire) => break Err(control.stopped(&job_name)),
                     Err(e) => break Err(e),
                 };
             }

@@ -70,6 +70,17 @@ impl TaskIoMetrics {
         self.checkpointed_size.store(bytes, Ordering::Relaxed);
     }
 
+    /// Takes over `values`, read elsewhere (a worker process's report of a task there).
+    pub fn set(&self, values: &TaskIoValues) {
+        self.records_in.store(values.records_in, Ordering::Relaxed);
+        self.records_out.store(values.records_out, Ordering::Relaxed);
+        self.bytes_in.store(values.bytes_in, Ordering::Relaxed);
+        self.bytes_out.store(values.bytes_out, Ordering::Relaxed);
+        self.input_watermark.store(values.current_input_watermark.unwrap_or(i64::MIN), Ordering::Relaxed);
+        self.back_pressured_ns.store(values.back_pressured_ms * 1_000_000, Ordering::Relaxed);
+        self.checkpointed_size.store(values.checkpointed_size, Ordering::Relaxed);
+    }
+
     /// The current values.
     pub fn read(&self) -> TaskIoValues {
         let watermark = self.input_watermark.load(Ordering::Relaxed);
@@ -152,5 +163,8 @@ mod tests {
                 checkpointed_size: 4096,
             }
         );
+        let copy = TaskIoMetrics::new();
+        copy.set(&metrics.read());
+        assert_eq!(copy.read(), metrics.read());
     }
 }

@@ -101,14 +101,7 @@ impl LocalDeployer {
             debug!(task = %name, attempt = deployment.info.attempt_number, slot = plan.tasks[index].slot, "deploying subtask");
             let (mailbox, waker) = (deployment.mailbox.clone(), deployment.waker.clone());
             let metrics = TaskIoMetrics::new();
-            {
-                let mut published = lock(&self.control.task_metrics);
-                let entry = (deployment.info.attempt_number, metrics.clone());
-                match published.get_mut(index) {
-                    Some(slot) => *slot = entry,
-                    None => published.push(entry),
-                }
-            }
+            self.control.publish_metrics(index, deployment.info.attempt_number, metrics.clone());
             let runtime = SubtaskRuntime {
                 index,
                 options: job.options.clone(),

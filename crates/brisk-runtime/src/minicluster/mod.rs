@@ -202,8 +202,8 @@ pub fn submit(graph: StreamGraph, options: JobOptions) -> Result<JobClient, JobE
     })
 }
 
-/// Runs when the job ended, with why it failed (`None`: it finished).
-pub(crate) type EndHook = Box<dyn FnOnce(Option<String>) + Send>;
+/// Runs when the job ended, with why it did not finish (`None`: it finished).
+pub(crate) type EndHook = Box<dyn FnOnce(Option<&JobError>) + Send>;
 
 /// Starts `graph` with the job master here and its tasks wherever the deployer that
 /// `deployer` makes puts them (with a hook for the job's end); `job_id` names the job when a
@@ -232,9 +232,9 @@ pub(crate) fn submit_with(
     let plan = ExecutionPlan::build(&job, options.task_slots)?;
     debug!(fingerprint = %plan.fingerprint, slots = plan.slots, regions = plan.regions, channels = plan.channels.len(), "planned the job");
     let deployable = Deployable { graph, job, plan, options };
-    let storage = open_checkpoint_storage(&deployable)?;
+    let storage = open_checkpoint_storage(&deployable, &job_id)?;
     let restore = initial_restore(&deployable)?;
-    let control = Arc::new(JobControl::new(job_id));
+    let control = Arc::new(JobControl::new(job_id, storage.as_ref()));
     let (events, receiver) = std::sync::mpsc::channel();
     let (mut deployer, on_end) = deployer(&deployable, events, control.clone())?;
     if deployable.options.checkpoint.is_enabled() {
@@ -245,7 +245,7 @@ pub(crate) fn submit_with(
         Ok(first) => first,
         Err(e) => {
             if let Some(hook) = on_end {
-                hook(Some(e.to_string()));
+                hook(Some(&e));
             }
             return Err(e);
         }
@@ -259,7 +259,7 @@ pub(crate) fn submit_with(
         .spawn(move || {
             let result = run_master(deployable, storage, deployer, first, restore, receiver, master_control);
             if let Some(hook) = on_end {
-                hook(result.as_ref().err().map(ToString::to_string));
+                hook(result.as_ref().err());
             }
             result
         })

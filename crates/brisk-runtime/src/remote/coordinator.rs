@@ -8,14 +8,17 @@ use super::protocol::{DeployTasks, JobProtocol, JobRequest, JobResponse, RemoteM
 use crate::checkpoint::restore::JobRestore;
 use crate::checkpoint::{SnapshotLocation, TaskEvent};
 use crate::error::{JobError, TaskError, lock};
+use crate::executor::JOB_RESULT_FILE_ENV;
 use crate::jobmaster::deployer::{Deployer, Restarted, SourceNode, TaskHandle};
 use crate::jobmaster::job::Deployable;
 use crate::jobmaster::master::JobControl;
+use crate::metrics::task_io::TaskIoMetrics;
 use crate::taskexecutor::deployment::TaskOutcome;
 use crate::taskexecutor::mailbox::Mail;
 use brisk_rpc::{Cluster, Hello, Request, Response, Role, RpcConnection};
 use std::collections::HashMap;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -48,6 +51,12 @@ struct CoordinatorShared {
     /// Deployed tasks that have not ended: their worker and wiring generation.
     running: Mutex<HashMap<usize, (usize, u64)>>,
     changed: Condvar,
+    /// The live metrics of the deployed tasks, with their wiring generation, as their
+    /// workers report them.
+    metrics: Mutex<HashMap<usize, (u64, Arc<TaskIoMetrics>)>>,
+    /// Records read by each worker's sources; their sum is the job's.
+    records_read_by_worker: Mutex<HashMap<usize, u64>>,
+    records_read: Arc<AtomicU64>,
 }
 
 impl CoordinatorShared {
@@ -146,6 +155,18 @@ impl CoordinatorShared {
                 }
                 JobResponse::Ack
             }
+            JobRequest::Metrics { worker, records_read, tasks } => {
+                let metrics = lock(&self.metrics);
+                for report in tasks {
+                    if let Some((_, m)) = metrics.get(&report.task).filter(|(g, _)| *g == report.generation) {
+                        m.set(&report.values);
+                    }
+                }
+                let mut read = lock(&self.records_read_by_worker);
+                read.insert(worker, records_read);
+                self.records_read.store(read.values().sum(), Ordering::Relaxed);
+                JobResponse::Ack
+            }
             other => JobResponse::Error(format!("a coordinator does not serve {other:?}")),
         }
     }
@@ -159,7 +180,7 @@ struct JobManagerLink {
     control: Arc<JobControl>,
     connection: Mutex<RpcConnection<Cluster>>,
     /// Set when the job ended: no more reconnecting.
-    finished: std::sync::atomic::AtomicBool,
+    finished: AtomicBool,
 }
 
 impl JobManagerLink {
@@ -169,6 +190,10 @@ impl JobManagerLink {
         let handler = move |_: &RpcConnection<Cluster>, request: Request| match request {
             Request::CancelJob { .. } => {
                 control.request_cancel();
+                Response::Ack
+            }
+            Request::SuspendJob { .. } => {
+                control.request_suspend();
                 Response::Ack
             }
             Request::TriggerSavepoint { directory, stop, .. } => {
@@ -196,7 +221,7 @@ impl JobManagerLink {
     /// While the job runs: when the connection closes (the JobManager died), dials again
     /// until a JobManager answers, and reattaches the job to it.
     fn keep(self: Arc<Self>) {
-        let finished = || self.finished.load(std::sync::atomic::Ordering::Acquire);
+        let finished = || self.finished.load(Ordering::Acquire);
         while !finished() {
             std::thread::sleep(Duration::from_millis(100));
             if !self.current().is_closed() {
@@ -249,8 +274,11 @@ impl Coordinator {
         let listener =
             TcpListener::bind(format!("{host}:0")).map_err(|e| failed("cannot listen for the job's workers", &e))?;
         let address = listener.local_addr().map_err(|e| failed("cannot listen for the job's workers", &e))?;
-        let shared =
-            Arc::new(CoordinatorShared { fingerprint: deployable.plan.fingerprint.clone(), ..Default::default() });
+        let shared = Arc::new(CoordinatorShared {
+            fingerprint: deployable.plan.fingerprint.clone(),
+            records_read: control.records_read.clone(),
+            ..Default::default()
+        });
         let accepting = shared.clone();
         std::thread::Builder::new()
             .name("coordinator accept".into())
@@ -270,7 +298,7 @@ impl Coordinator {
             .map_err(JobError::Spawn)?;
         let connection =
             JobManagerLink::connect(jobmanager, &control).map_err(|e| failed("cannot reach the JobManager", &e))?;
-        let waited = Self::await_workers(deployable, &connection, &shared, job_id, address);
+        let waited = Self::await_workers(deployable, &connection, &shared, job_id, address, &control);
         let worker_slots = match waited {
             Ok(worker_slots) => worker_slots,
             Err(e) => {
@@ -285,7 +313,7 @@ impl Coordinator {
             job_id: job_id.to_string(),
             control,
             connection: Mutex::new(connection),
-            finished: std::sync::atomic::AtomicBool::new(false),
+            finished: AtomicBool::new(false),
         });
         let keeping = link.clone();
         std::thread::Builder::new()
@@ -303,6 +331,7 @@ impl Coordinator {
         shared: &CoordinatorShared,
         job_id: &str,
         address: std::net::SocketAddr,
+        control: &JobControl,
     ) -> Result<Vec<usize>, JobError> {
         let failed = |what: &str, e: &dyn std::fmt::Display| JobError::Worker(format!("{what}: {e}"));
         let registration = brisk_rpc::CoordinatorRegistration {
@@ -310,6 +339,8 @@ impl Coordinator {
             job_name: deployable.options.defaults.job_name.clone(),
             slots: deployable.plan.slots,
             address: address.to_string(),
+            checkpoint_dir: control.checkpoint_location.as_ref().map(ToString::to_string),
+            earlier_checkpoints: control.earlier_checkpoints,
         };
         // The JobManager answers once it found the slots (or gave up waiting for them).
         let worker_slots =
@@ -344,26 +375,56 @@ impl Coordinator {
         }
     }
 
-    /// Tells the JobManager how the job ended and lets the workers go.
-    pub fn finish(&self, failure: Option<String>) {
+    /// Lets the workers go and, unless the job was suspended (the JobManager restarts it),
+    /// records how it ended in the job result file and tells the JobManager.
+    pub fn finish(&self, error: Option<&JobError>) {
         for worker in lock(&self.shared.workers).values() {
             let _ = worker.connection.call(JobRequest::Shutdown, Duration::from_secs(10));
         }
+        let suspended = matches!(error, Some(JobError::Suspended(_)));
+        if !suspended {
+            let failure = error.map(ToString::to_string);
+            record_result(&failure);
+            self.report_end(failure);
+        }
+        self.jobmanager.finished.store(true, Ordering::Release);
+        self.jobmanager.current().close();
+        if suspended {
+            // The program's code after `execute` must not run for a job that goes on.
+            warn!("the job was suspended by the JobManager, which starts it again from its latest checkpoint");
+            std::process::exit(0);
+        }
+    }
+
+    /// Tells the JobManager the job ended, waiting for one that is restarting just now.
+    fn report_end(&self, failure: Option<String>) {
         let finished = Request::JobFinished { job_id: self.job_id.clone(), failure };
-        // A JobManager restarting just now is waited for (the reconnecting thread attaches it).
+        // The reconnecting thread attaches a restarted JobManager.
         let deadline = Instant::now() + CALL_TIMEOUT;
         loop {
             match self.jobmanager.call(finished.clone(), CALL_TIMEOUT) {
                 Ok(_) => break,
                 Err(e) if Instant::now() >= deadline => {
-                    warn!("cannot tell the JobManager that the job ended: {e}");
+                    warn!("cannot tell the JobManager that the job ended (the job result file tells it): {e}");
                     break;
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
         }
-        self.jobmanager.finished.store(true, std::sync::atomic::Ordering::Release);
-        self.jobmanager.current().close();
+    }
+}
+
+/// Writes how the job ended to the job result file the JobManager named
+/// ([`JOB_RESULT_FILE_ENV`]; Flink's job result store), so that a JobManager that was down
+/// when the job ended does not run it again.
+fn record_result(failure: &Option<String>) {
+    let Some(path) = std::env::var_os(JOB_RESULT_FILE_ENV) else { return };
+    let path = std::path::PathBuf::from(path);
+    let written = serde_json::to_vec(failure)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| crate::checkpoint::storage::write_atomically(&path, &bytes).map_err(|e| e.to_string()));
+    if let Err(e) = written {
+        warn!(file = %path.display(), "cannot write the job result file: {e}");
     }
 }
 
@@ -481,9 +542,14 @@ impl RemoteDeployer {
                 .call(request, CALL_TIMEOUT)
                 .map_err(|e| JobError::Worker(format!("cannot deploy to worker {worker}: {e}")))?;
         }
-        lock(&self.control.task_metrics).clear();
+        if only.is_none() {
+            lock(&self.control.task_metrics).clear();
+        }
         let mut handles: Restarted = Vec::new();
         for task in in_scope {
+            let metrics = TaskIoMetrics::new();
+            lock(&self.shared.metrics).insert(task, (self.generation, metrics.clone()));
+            self.control.publish_metrics(task, number, metrics);
             let worker = worker_of_task[task];
             let Some((_, connection)) = connections.iter().find(|(w, _)| *w == worker) else {
                 return Err(JobError::Worker(format!("worker {worker} is not registered")));
@@ -619,5 +685,29 @@ mod tests {
         assert!(matches!(register(&worker, "aaaa"), Ok(JobResponse::Ack)));
         assert_eq!(lock(&shared.workers).get(&0).map(|w| w.data_address.clone()), Some("127.0.0.1:1".into()));
         assert!(lock(&shared.refused).is_none());
+    }
+
+    #[test]
+    fn workers_metrics_reports_update_the_current_tasks_and_the_records_read() {
+        use super::super::protocol::TaskMetricsReport;
+        use crate::metrics::task_io::TaskIoValues;
+        let (shared, worker) = connected("aaaa");
+        let (current, stale) = (TaskIoMetrics::new(), TaskIoMetrics::new());
+        lock(&shared.metrics).insert(0, (2, current.clone()));
+        lock(&shared.metrics).insert(1, (2, stale.clone()));
+        let values =
+            TaskIoValues { records_in: 7, records_out: 5, current_input_watermark: Some(9), ..Default::default() };
+        let tasks = vec![
+            TaskMetricsReport { task: 0, generation: 2, values: values.clone() },
+            // A report of the task's previous deployment.
+            TaskMetricsReport { task: 1, generation: 1, values: values.clone() },
+        ];
+        let report = JobRequest::Metrics { worker: 0, records_read: 40, tasks };
+        assert!(matches!(worker.call(report, CALL_TIMEOUT), Ok(JobResponse::Ack)));
+        let other = JobRequest::Metrics { worker: 1, records_read: 2, tasks: Vec::new() };
+        assert!(matches!(worker.call(other, CALL_TIMEOUT), Ok(JobResponse::Ack)));
+        assert_eq!(current.read(), values);
+        assert_eq!(stale.read(), TaskIoValues::default());
+        assert_eq!(shared.records_read.load(Ordering::Relaxed), 42);
     }
 }

@@ -6,6 +6,7 @@
 use crate::checkpoint::{CheckpointBarrier, CheckpointId, SnapshotKind, TaskAcknowledgement};
 use crate::error::TaskError;
 use crate::metrics::TaskReport;
+use crate::metrics::task_io::TaskIoValues;
 use crate::source::EncodedNextSplit;
 use crate::taskexecutor::deployment::TaskOutcome;
 use crate::taskexecutor::mailbox::Mail;
@@ -49,6 +50,23 @@ pub(crate) enum JobRequest {
     NextSplit { operator_id: String, subtask: usize },
     /// Worker → coordinator: a reader took its snapshot (or the checkpoint was abandoned).
     ResumeReader { operator_id: String, subtask: usize },
+    /// Worker → coordinator, every [`METRICS_INTERVAL`]: the live metrics of its tasks, and
+    /// the records its sources read so far.
+    Metrics { worker: usize, records_read: u64, tasks: Vec<TaskMetricsReport> },
+}
+
+/// How often a worker reports its tasks' metrics.
+pub(crate) const METRICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One task's metrics as a worker reports them.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct TaskMetricsReport {
+    /// The task in the plan.
+    pub task: usize,
+    /// The wiring generation it belongs to (older ones' reports are stale).
+    pub generation: u64,
+    /// The counters.
+    pub values: TaskIoValues,
 }
 
 /// The answers.

@@ -4,7 +4,9 @@
 //! in-process, channels to other workers go over TCP, readers ask the coordinator's
 //! enumerators for splits. It ends when the coordinator says the job ended or goes away.
 
-use super::protocol::{DeployTasks, JobProtocol, JobRequest, JobResponse, RemoteMail, RemoteTaskEvent};
+use super::protocol::{
+    DeployTasks, JobProtocol, JobRequest, JobResponse, METRICS_INTERVAL, RemoteMail, RemoteTaskEvent, TaskMetricsReport,
+};
 use crate::checkpoint::restore::JobRestore;
 use crate::checkpoint::storage::CompletedCheckpoint;
 use crate::checkpoint::{FINAL_CHECKPOINT, TaskEvent};
@@ -28,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// How long a call to the coordinator may take.
@@ -39,6 +41,8 @@ struct LocalTask {
     mailbox: Mailbox,
     waker: Arc<TaskWaker>,
     cancel: CancelToken,
+    generation: u64,
+    metrics: Arc<TaskIoMetrics>,
 }
 
 /// What the connection's handler shares with the worker's main thread.
@@ -111,6 +115,7 @@ pub(crate) fn run_worker(deployable: Deployable, coordinator: &str, index: usize
     let data_address = network.local_addr().to_string();
     info!(worker = index, coordinator, data = %data_address, "worker registering with the job's coordinator");
     let (events, receiver) = mpsc::channel();
+    let records_read = Arc::new(AtomicU64::new(0));
     let forwarder = {
         let (shared, connection) = (shared.clone(), connection.clone());
         std::thread::Builder::new()
@@ -127,16 +132,26 @@ pub(crate) fn run_worker(deployable: Deployable, coordinator: &str, index: usize
         splits: Arc::new(CoordinatorSplits { connection: connection.clone() }),
         restores: HashMap::new(),
         threads: Vec::new(),
-        records_read: Arc::new(AtomicU64::new(0)),
+        records_read: records_read.clone(),
     });
     // Only now: the coordinator deploys as soon as it has seen the registration.
     let registration = JobRequest::RegisterWorker { worker: index, fingerprint, data_address };
     connection.call(registration, CALL_TIMEOUT).map_err(|e| JobError::Worker(format!("registration refused: {e}")))?;
 
+    let mut reported = Instant::now();
     while !shared.shutdown.load(Ordering::Acquire) {
         if connection.is_closed() {
             warn!(worker = index, "the job's coordinator went away; cancelling this worker's tasks");
             break;
+        }
+        if reported.elapsed() >= METRICS_INTERVAL {
+            reported = Instant::now();
+            let tasks = lock(&shared.tasks)
+                .iter()
+                .map(|(task, t)| TaskMetricsReport { task: *task, generation: t.generation, values: t.metrics.read() })
+                .collect();
+            let records_read = records_read.load(Ordering::Relaxed);
+            let _ = connection.post(JobRequest::Metrics { worker: index, records_read, tasks });
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -235,12 +250,15 @@ impl Worker {
         for (task, deployment) in wiring.deployments.into_iter().enumerate() {
             let Some(deployment) = deployment else { continue };
             let region = plan.tasks[task].region;
+            let metrics = TaskIoMetrics::new();
             lock(&self.shared.tasks).insert(
                 task,
                 LocalTask {
                     mailbox: deployment.mailbox.clone(),
                     waker: deployment.waker.clone(),
                     cancel: region_cancel[region].clone(),
+                    generation: deploy.generation,
+                    metrics: metrics.clone(),
                 },
             );
             let runtime = SubtaskRuntime {
@@ -250,7 +268,7 @@ impl Worker {
                 wakers: wiring.wakers.clone(),
                 events: self.events.clone(),
                 records_read: self.records_read.clone(),
-                metrics: TaskIoMetrics::new(),
+                metrics,
                 first_failure: first_failure[region].clone(),
             };
             let (shared, generation) = (self.shared.clone(), deploy.generation);
