@@ -157,9 +157,8 @@ fn take_snapshots(rocksdb: bool) -> Snapshots {
             completed.iter().map(|id| storage.load(&CheckpointStorage::checkpoint_name(*id)).expect("load")).collect();
         let savepoint = CompletedCheckpoint::load(&snapshots.savepoint).expect("the savepoint reads back");
         let in_flight = |c: &CompletedCheckpoint| {
-            c.task_states
-                .iter()
-                .flatten()
+            (0..c.metadata.tasks.len())
+                .filter_map(|t| c.task_state(t).expect("a task file reads back"))
                 .map(|s| s.in_flight.iter().map(|(_, r)| r.len()).sum::<usize>())
                 .sum::<usize>()
         };

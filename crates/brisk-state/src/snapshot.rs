@@ -257,37 +257,74 @@ pub fn encode_file<T: Serialize>(magic: &[u8; 8], value: &T) -> StateResult<Vec<
     Ok(out)
 }
 
-/// Verifies and decodes bytes framed by [`encode_file`]; `what` names the source in errors.
-pub fn decode_file<T: serde::de::DeserializeOwned>(magic: &[u8; 8], bytes: &[u8], what: &str) -> StateResult<T> {
+/// The header of a file framed by [`encode_file`]: the payload's CRC-32 and length.
+const HEADER_LEN: usize = 24;
+
+/// Checks the header of a framed file (`header`: its first bytes, `total`: its size); returns
+/// the payload's checksum and length.
+fn check_header(magic: &[u8; 8], header: &[u8], total: u64, what: &str) -> StateResult<(u32, u64)> {
     let err = |reason: String| snapshot_error(what, reason);
-    let prefix = bytes.get(..8).unwrap_or(bytes);
+    let prefix = header.get(..8).unwrap_or(header);
     if !magic.starts_with(prefix) {
         return Err(err("not a Brisk state snapshot of this kind (bad magic number)".into()));
     }
-    if bytes.len() < 24 {
-        return Err(err(format!("the file is truncated ({} bytes, shorter than its 24-byte header)", bytes.len())));
+    if header.len() < HEADER_LEN {
+        return Err(err(format!("the file is truncated ({total} bytes, shorter than its 24-byte header)")));
     }
     let word = |range: std::ops::Range<usize>| -> u64 {
-        bytes[range].iter().rev().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+        header[range].iter().rev().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
     };
     let version = word(8..12) as u32;
     if version != FORMAT_VERSION {
         return Err(err(format!("format version {version} is not supported (this build reads {FORMAT_VERSION})")));
     }
-    let checksum = word(12..16) as u32;
     let len = word(16..24);
     // A corrupt length may be anything: compared, not added to (no overflow).
-    let payload = bytes
-        .get(24..)
-        .filter(|rest| rest.len() as u64 >= len)
-        .and_then(|rest| rest.get(..usize::try_from(len).ok()?))
-        .ok_or_else(|| {
-            err(format!("the file is truncated ({} bytes of payload, the header says {len})", bytes.len() - 24))
-        })?;
+    if total - (HEADER_LEN as u64) < len {
+        return Err(err(format!("the file is truncated ({} bytes of payload, the header says {len})", total - 24)));
+    }
+    Ok((word(12..16) as u32, len))
+}
+
+/// Verifies and decodes bytes framed by [`encode_file`]; `what` names the source in errors.
+pub fn decode_file<T: serde::de::DeserializeOwned>(magic: &[u8; 8], bytes: &[u8], what: &str) -> StateResult<T> {
+    let err = |reason: String| snapshot_error(what, reason);
+    let (checksum, len) = check_header(magic, bytes, bytes.len() as u64, what)?;
+    let payload = usize::try_from(len)
+        .ok()
+        .and_then(|len| bytes.get(HEADER_LEN..HEADER_LEN + len))
+        .ok_or_else(|| err(format!("the payload of {len} bytes cannot be addressed")))?;
     if crc32fast::hash(payload) != checksum {
         return Err(err("checksum mismatch: the file is corrupt".into()));
     }
     crate::codec::decode(payload).map_err(|reason| err(format!("cannot decode: {reason}")))
+}
+
+/// Verifies the file at `path` framed by [`encode_file`] (header and checksum) without
+/// holding its contents: it is read in pieces. Returns its size.
+pub fn verify_file(magic: &[u8; 8], path: &Path) -> StateResult<u64> {
+    use std::io::Read;
+    let what = path.display().to_string();
+    let io = |e: std::io::Error| snapshot_error(&what, format!("cannot read it: {e}"));
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let total = file.metadata().map_err(io)?.len();
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    (&mut file).take(HEADER_LEN as u64).read_to_end(&mut header).map_err(io)?;
+    let (checksum, len) = check_header(magic, &header, total, &what)?;
+    let mut crc = crc32fast::Hasher::new();
+    let (mut buffer, mut left) = (vec![0u8; 1 << 20], len);
+    while left > 0 {
+        let n = file.read(&mut buffer[..left.min(1 << 20) as usize]).map_err(io)?;
+        if n == 0 {
+            return Err(snapshot_error(&what, "the file is truncated".into()));
+        }
+        crc.update(&buffer[..n]);
+        left -= n as u64;
+    }
+    if crc.finalize() != checksum {
+        return Err(snapshot_error(&what, "checksum mismatch: the file is corrupt".into()));
+    }
+    Ok(total)
 }
 
 fn snapshot_error(what: &str, reason: String) -> StateError {

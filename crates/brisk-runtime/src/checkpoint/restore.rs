@@ -3,11 +3,12 @@
 //! state redistributed, so the job may run at another parallelism than the one that wrote it.
 
 use super::storage::{CompletedCheckpoint, shared_dir_of};
-use super::{OperatorSnapshot, OperatorSubtaskState};
+use super::{OperatorSnapshot, OperatorSubtaskState, TaskStateFile};
 use brisk_core::KeyGroupRange;
 use brisk_state::{KeyedStateHandle, KeyedStateSnapshot, OperatorStateSnapshot, read_rocksdb_files, redistribute};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The restored state of one operator in one subtask.
 #[derive(Clone, Debug, Default)]
@@ -101,27 +102,27 @@ pub struct TaskRestore {
     pub in_flight: Vec<(usize, Vec<Vec<u8>>)>,
 }
 
-/// A checkpoint indexed for restoring a job.
+/// A checkpoint indexed for restoring a job. Task files are read when a subtask's restore
+/// needs them: those of the chains that hold its operators.
 #[derive(Clone, Debug)]
 pub struct JobRestore {
     /// The checkpoint or savepoint.
     pub checkpoint: CompletedCheckpoint,
-    /// Per operator id: (old subtask, old parallelism, state).
-    by_operator: HashMap<String, Vec<(usize, usize, OperatorSubtaskState)>>,
+    /// Per operator id: the checkpoint's tasks (indexes into its metadata) whose chain holds
+    /// it and that stored state.
+    by_operator: HashMap<String, Vec<usize>>,
 }
 
+/// One old subtask's state of an operator: the subtask, its parallelism, and its task file.
+type OldState = (usize, usize, Arc<TaskStateFile>);
+
 impl JobRestore {
-    /// Indexes `checkpoint`.
+    /// Indexes `checkpoint` by its metadata.
     pub fn new(checkpoint: CompletedCheckpoint) -> Self {
-        let mut by_operator: HashMap<String, Vec<(usize, usize, OperatorSubtaskState)>> = HashMap::new();
-        for (handle, state) in checkpoint.metadata.tasks.iter().zip(&checkpoint.task_states) {
-            let Some(state) = state else { continue };
-            for op in &state.operators {
-                by_operator.entry(op.operator_id.clone()).or_default().push((
-                    handle.subtask,
-                    handle.parallelism,
-                    op.clone(),
-                ));
+        let mut by_operator: HashMap<String, Vec<usize>> = HashMap::new();
+        for (task, handle) in checkpoint.metadata.tasks.iter().enumerate().filter(|(_, h)| h.file.is_some()) {
+            for id in &handle.operator_ids {
+                by_operator.entry(id.clone()).or_default().push(task);
             }
         }
         JobRestore { checkpoint, by_operator }
@@ -137,23 +138,53 @@ impl JobRestore {
         self.checkpoint.metadata.id
     }
 
+    /// The task files that hold state of `operator_id`, read on first use.
+    fn files_of(&self, operator_id: &str) -> Result<Vec<OldState>, String> {
+        let mut files = Vec::new();
+        for &task in self.by_operator.get(operator_id).into_iter().flatten() {
+            let handle = &self.checkpoint.metadata.tasks[task];
+            if let Some(state) = self.checkpoint.task_state(task).map_err(|e| e.to_string())? {
+                files.push((handle.subtask, handle.parallelism, state));
+            }
+        }
+        Ok(files)
+    }
+
+    /// The old subtasks' states of `operator_id`, with their subtask and parallelism.
+    fn states_of<'a>(
+        files: &'a [OldState],
+        operator_id: &'a str,
+    ) -> impl Iterator<Item = (usize, usize, &'a OperatorSubtaskState)> + 'a {
+        files.iter().filter_map(move |(subtask, parallelism, file)| {
+            file.operators.iter().find(|o| o.operator_id == operator_id).map(|o| (*subtask, *parallelism, o))
+        })
+    }
+
     /// Checks that every operator with state in the checkpoint exists in the job (by id),
-    /// unless state may be dropped.
+    /// unless state may be dropped. Only the task files of operators the job lacks are read.
     pub fn check_mapping(&self, job_operators: &BTreeSet<String>, allow_non_restored: bool) -> Result<(), String> {
-        let missing: Vec<&String> = self
-            .by_operator
-            .keys()
-            .chain(self.checkpoint.metadata.enumerators.iter().map(|(id, _)| id))
-            .filter(|id| !job_operators.contains(*id))
-            .collect();
-        if missing.is_empty() || allow_non_restored {
+        if allow_non_restored {
+            return Ok(());
+        }
+        let mut missing: Vec<&str> = Vec::new();
+        for id in self.by_operator.keys().filter(|id| !job_operators.contains(*id)) {
+            let files = self.files_of(id)?;
+            if Self::states_of(&files, id).next().is_some() {
+                missing.push(id);
+            }
+        }
+        let enumerators = self.checkpoint.metadata.enumerators.iter().map(|(id, _)| id.as_str());
+        missing.extend(enumerators.filter(|id| !job_operators.contains(*id)));
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
             return Ok(());
         }
         Err(format!(
             "the snapshot '{}' has state for operators the job does not have ({}); give operators stable ids with uid(), \
              or allow non-restored state (--allow-non-restored-state / execution.savepoint.ignore-unclaimed-state)",
             self.checkpoint.path.display(),
-            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            missing.join(", ")
         ))
     }
 
@@ -163,21 +194,23 @@ impl JobRestore {
     }
 
     /// Every old subtask's own bytes of `operator_id` (source split positions).
-    pub fn raw_states(&self, operator_id: &str) -> Vec<Vec<u8>> {
-        self.by_operator
-            .get(operator_id)
-            .map(|v| v.iter().filter_map(|(_, _, s)| s.raw.clone()).collect())
-            .unwrap_or_default()
+    pub fn raw_states(&self, operator_id: &str) -> Result<Vec<Vec<u8>>, String> {
+        let files = self.files_of(operator_id)?;
+        Ok(Self::states_of(&files, operator_id).filter_map(|(_, _, s)| s.raw.clone()).collect())
     }
 
     /// Old subtask `subtask`'s own bytes of `operator_id` (its split positions), if the
     /// operator ran at `parallelism` then.
-    pub fn raw_state_of(&self, operator_id: &str, subtask: usize, parallelism: usize) -> Option<&[u8]> {
-        self.by_operator
-            .get(operator_id)?
-            .iter()
+    pub fn raw_state_of(
+        &self,
+        operator_id: &str,
+        subtask: usize,
+        parallelism: usize,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let files = self.files_of(operator_id)?;
+        Ok(Self::states_of(&files, operator_id)
             .find(|(old, old_parallelism, _)| *old == subtask && *old_parallelism == parallelism)
-            .and_then(|(_, _, s)| s.raw.as_deref())
+            .and_then(|(_, _, s)| s.raw.clone()))
     }
 
     /// The state of subtask `subtask` of `parallelism` running the chain `operator_ids`.
@@ -190,29 +223,30 @@ impl JobRestore {
     ) -> Result<TaskRestore, String> {
         let mut restore = TaskRestore::default();
         for id in operator_ids {
-            let Some(states) = self.by_operator.get(id) else { continue };
-            let operator = OperatorRestore::from_states(
-                states.iter().map(|(_, _, s)| s),
-                subtask,
-                parallelism,
-                max_parallelism,
-                &self.shared_dir(),
-            )?;
+            let files = self.files_of(id)?;
+            let states: Vec<&OperatorSubtaskState> = Self::states_of(&files, id).map(|(_, _, s)| s).collect();
+            if states.is_empty() {
+                continue;
+            }
+            let operator =
+                OperatorRestore::from_states(states, subtask, parallelism, max_parallelism, &self.shared_dir())?;
             restore.operators.insert(id.clone(), operator);
         }
         // In-flight records go back to the same subtask of the same chain.
-        let head = operator_ids.first();
-        for (handle, state) in self.checkpoint.metadata.tasks.iter().zip(&self.checkpoint.task_states) {
-            let Some(state) = state else { continue };
-            if state.in_flight.iter().all(|(_, records)| records.is_empty()) || handle.operator_ids.first() != head {
+        let Some(head) = operator_ids.first() else { return Ok(restore) };
+        for (task, handle) in self.checkpoint.metadata.tasks.iter().enumerate() {
+            if handle.operator_ids.first() != Some(head) {
+                continue;
+            }
+            let Some(state) = self.checkpoint.task_state(task).map_err(|e| e.to_string())? else { continue };
+            if state.in_flight.iter().all(|(_, records)| records.is_empty()) {
                 continue;
             }
             if handle.parallelism != parallelism {
                 return Err(format!(
-                    "checkpoint {} is unaligned and holds in-flight records of '{}', which cannot be redistributed to another \
-                     parallelism; rescale from a savepoint (always aligned) instead",
+                    "checkpoint {} is unaligned and holds in-flight records of '{head}', which cannot be redistributed to \
+                     another parallelism; rescale from a savepoint (always aligned) instead",
                     self.id(),
-                    head.map(String::as_str).unwrap_or("?")
                 ));
             }
             if handle.subtask == subtask {

@@ -9,12 +9,12 @@ use super::location::SnapshotLocation;
 use super::remote::ObjectStoreDir;
 use super::{CheckpointId, SnapshotKind, TaskStateFile};
 use brisk_state::StateError;
-use brisk_state::snapshot::{decode_file, encode_file};
+use brisk_state::snapshot::{decode_file, encode_file, verify_file};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use thiserror::Error;
 use tracing::{info, warn};
 
@@ -282,38 +282,63 @@ pub fn encode_task_state(state: &TaskStateFile) -> Result<Vec<u8>, StorageError>
         .map_err(|e| StorageError::Corrupt { path: PathBuf::from("<task state>"), reason: e.to_string() })
 }
 
-/// A completed checkpoint read back and verified: metadata and every task file.
+/// A completed checkpoint, verified: its metadata, and the task files it names, which are read
+/// only when a restore asks for them (each task reads the files of its own operators; the job
+/// master reads none but its sources').
 #[derive(Clone, Debug)]
 pub struct CompletedCheckpoint {
     /// Its directory.
     pub path: PathBuf,
     /// The metadata.
     pub metadata: CheckpointMetadata,
-    /// Task states, in the order of `metadata.tasks` (`None` for tasks without state).
-    pub task_states: Vec<Option<TaskStateFile>>,
+    /// Task states read so far, in the order of `metadata.tasks`.
+    states: Arc<Vec<OnceLock<Option<Arc<TaskStateFile>>>>>,
 }
 
 impl CompletedCheckpoint {
-    /// Reads and verifies the checkpoint or savepoint in `dir`: its metadata, every task file,
-    /// and the shared files (under `shared/` next to `dir`) its tasks refer to.
+    /// Reads the metadata of the checkpoint or savepoint in `dir` and verifies every task file
+    /// (read in pieces, checksum against its header) and the shared files (under `shared/`
+    /// next to `dir`) its tasks refer to.
     pub fn load(dir: &Path) -> Result<Self, StorageError> {
+        let (checkpoint, shared) = Self::read_metadata(dir)?;
+        for file in checkpoint.metadata.tasks.iter().filter_map(|t| t.file.as_ref()) {
+            let path = dir.join(file);
+            std::fs::metadata(&path).map_err(io("read", &path))?;
+            verify_file(TASK_MAGIC, &path).map_err(corrupt(&path))?;
+        }
+        verify_shared_files(&shared_dir_of(dir), &checkpoint.metadata, shared.as_deref())?;
+        Ok(checkpoint)
+    }
+
+    /// Reads the metadata of a checkpoint the job master verified already (a worker restoring
+    /// its tasks from it); a task file is still checked against its checksum when read.
+    pub fn open_verified(dir: &Path) -> Result<Self, StorageError> {
+        Self::read_metadata(dir).map(|(checkpoint, _)| checkpoint)
+    }
+
+    fn read_metadata(dir: &Path) -> Result<(Self, Option<Vec<SharedFile>>), StorageError> {
         let meta_path = dir.join(METADATA_FILE);
         let bytes = std::fs::read(&meta_path).map_err(io("read", &meta_path))?;
         let (metadata, shared) = decode_metadata(&bytes, &meta_path)?;
-        let mut task_states = Vec::with_capacity(metadata.tasks.len());
-        for task in &metadata.tasks {
-            let Some(file) = &task.file else {
-                task_states.push(None);
-                continue;
-            };
-            let path = dir.join(file);
-            let bytes = std::fs::read(&path).map_err(io("read", &path))?;
-            let state: TaskStateFile =
-                decode_file(TASK_MAGIC, &bytes, &path.display().to_string()).map_err(corrupt(&path))?;
-            task_states.push(Some(state));
+        let states = Arc::new(metadata.tasks.iter().map(|_| OnceLock::new()).collect());
+        Ok((CompletedCheckpoint { path: dir.to_path_buf(), metadata, states }, shared))
+    }
+
+    /// The state of task `index` of `metadata.tasks` (`None`: it had none), read from its file
+    /// on first use.
+    pub fn task_state(&self, index: usize) -> Result<Option<Arc<TaskStateFile>>, StorageError> {
+        let (Some(handle), Some(cell)) = (self.metadata.tasks.get(index), self.states.get(index)) else {
+            return Ok(None);
+        };
+        if let Some(state) = cell.get() {
+            return Ok(state.clone());
         }
-        verify_shared_files(&shared_dir_of(dir), &metadata, shared.as_deref())?;
-        Ok(CompletedCheckpoint { path: dir.to_path_buf(), metadata, task_states })
+        let Some(file) = &handle.file else { return Ok(None) };
+        let path = self.path.join(file);
+        let bytes = std::fs::read(&path).map_err(io("read", &path))?;
+        let state: TaskStateFile =
+            decode_file(TASK_MAGIC, &bytes, &path.display().to_string()).map_err(corrupt(&path))?;
+        Ok(cell.get_or_init(|| Some(Arc::new(state))).clone())
     }
 }
 
@@ -810,9 +835,9 @@ mod tests {
     /// Asserts that `checkpoint` holds exactly what [`two_checkpoints`] wrote for its id.
     fn assert_intact(checkpoint: &CompletedCheckpoint) {
         let id = checkpoint.metadata.id;
-        for (task, state) in checkpoint.task_states.iter().enumerate() {
-            let state = state.as_ref().expect("every task has state");
-            assert_eq!(encode_task_state(state).unwrap(), encode_task_state(&task_state(id, task)).unwrap());
+        for task in 0..checkpoint.metadata.tasks.len() {
+            let state = checkpoint.task_state(task).unwrap().expect("every task has state");
+            assert_eq!(encode_task_state(&state).unwrap(), encode_task_state(&task_state(id, task)).unwrap());
         }
         assert_eq!(checkpoint.metadata.enumerators, vec![("op-0".to_string(), noise(7, 30))]);
     }
@@ -858,6 +883,38 @@ mod tests {
         left.sort();
         assert_eq!(left, vec!["c2-t0", "c2-t1", "common"]);
         assert_intact(&storage.latest_valid().unwrap().unwrap());
+    }
+
+    #[test]
+    fn task_files_are_verified_on_load_but_read_only_for_the_operators_restored() {
+        use crate::checkpoint::restore::JobRestore;
+        let storage = two_checkpoints("task-files-lazy");
+        let task_file = |task: usize| storage.checkpoint_dir(2).join(format!("task-{task}"));
+        // A flipped bit in a task file fails the load (verified in pieces, not decoded).
+        let good = std::fs::read(task_file(0)).unwrap();
+        let mut bad = good.clone();
+        bad[40] ^= 0x01;
+        std::fs::write(task_file(0), &bad).unwrap();
+        let err = CompletedCheckpoint::load(&storage.checkpoint_dir(2)).unwrap_err().to_string();
+        assert!(err.contains(&task_file(0).display().to_string()) && err.contains("checksum mismatch"), "{err}");
+        std::fs::write(task_file(0), &good).unwrap();
+
+        // Once loaded, a restore of op-1 reads task 1's file alone: task 0's may be gone.
+        let checkpoint = CompletedCheckpoint::load(&storage.checkpoint_dir(2)).unwrap();
+        std::fs::remove_file(task_file(0)).unwrap();
+        let restore = JobRestore::new(checkpoint);
+        assert_eq!(restore.raw_states("op-1").unwrap(), vec![noise(23, 20)]);
+        assert_eq!(restore.raw_state_of("op-1", 1, 2).unwrap(), Some(noise(23, 20)));
+        assert_eq!(restore.raw_state_of("op-1", 1, 3).unwrap(), None);
+        let err = restore.raw_states("op-0").unwrap_err();
+        assert!(err.contains(&task_file(0).display().to_string()), "{err}");
+        // Operators the job lacks are found from the metadata; their files are read to tell
+        // whether they hold state.
+        std::fs::write(task_file(0), &good).unwrap();
+        let job: BTreeSet<String> = ["op-1".to_string()].into();
+        let err = restore.check_mapping(&job, false).unwrap_err();
+        assert!(err.contains("state for operators the job does not have (op-0)"), "{err}");
+        assert!(restore.check_mapping(&job, true).is_ok());
     }
 
     /// Metadata written before shared files had checksums still restores; its shared files

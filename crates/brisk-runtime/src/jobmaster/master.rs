@@ -374,7 +374,7 @@ fn create_enumerators(deployable: &Deployable, restore: Option<&JobRestore>) -> 
             if let Some(r) = restore
                 && let Some(state) = r.enumerator_state(&operator_id)
             {
-                let readers = r.raw_states(&operator_id);
+                let readers = r.raw_states(&operator_id).map_err(|e| failed(e.into()))?;
                 factory.restore_enumerator(&enumerator, r.id(), state, &readers).map_err(failed)?;
             }
             sources.push((operator_id, factory.clone_box(), enumerator));
@@ -416,12 +416,18 @@ fn redeploy_region(
             continue;
         };
         let from = restore.map_or(0, |r| r.id());
-        let state = restore.and_then(|r| r.raw_state_of(operator_id, descriptor.subtask, descriptor.parallelism));
-        factory.reset_reader(enumerator, descriptor.subtask, from, state).map_err(|e| JobError::TaskFailed {
+        let failed = |e: brisk_core::BoxError| JobError::TaskFailed {
             job: deployable.options.defaults.job_name.clone(),
             task: operator_id.clone(),
             cause: TaskError::User(e),
-        })?;
+        };
+        let state = match restore {
+            Some(r) => {
+                r.raw_state_of(operator_id, descriptor.subtask, descriptor.parallelism).map_err(|e| failed(e.into()))?
+            }
+            None => None,
+        };
+        factory.reset_reader(enumerator, descriptor.subtask, from, state.as_deref()).map_err(failed)?;
     }
     let restarted = deployer.redeploy_region(deployable, &attempt.sources, region, restore, number)?;
     attempt.replace(restarted);

@@ -210,7 +210,8 @@ impl Worker {
         let restore = match &deploy.restore {
             Some(path) => {
                 if !self.restores.contains_key(path) {
-                    let checkpoint = CompletedCheckpoint::load(path).map_err(|e| JobError::Worker(e.to_string()))?;
+                    let checkpoint =
+                        CompletedCheckpoint::open_verified(path).map_err(|e| JobError::Worker(e.to_string()))?;
                     self.restores.insert(path.clone(), JobRestore::new(checkpoint));
                 }
                 self.restores.get(path)
