@@ -316,7 +316,8 @@ impl Dispatcher {
 
     /// The job got its slots and its workers are starting.
     pub fn running(&self, job_id: &str, slots: usize) {
-        if let Some(job) = lock(&self.jobs).iter_mut().find(|j| j.info.job_id == job_id) {
+        if let Some(job) = lock(&self.jobs).iter_mut().find(|j| j.info.job_id == job_id && !j.info.state.is_terminal())
+        {
             job.info.state = JobState::Running;
             job.info.slots = slots;
             if let Some(parallelism) = job.overrides.iter().find(|(k, _)| k == PARALLELISM).map(|(_, p)| p)
@@ -395,12 +396,13 @@ impl Dispatcher {
             (Some(coordinator), JobState::Running) if !job.cancel_requested => coordinator.clone(),
             (_, state) => return Err(format!("job {job_id} is not running ({state})")),
         };
+        coordinator
+            .post(brisk_rpc::Request::SuspendJob { job_id: job_id.to_string() })
+            .map_err(|e| format!("cannot reach the job's coordinator: {e}"))?;
         job.restart_requested = true;
         job.info.state = JobState::Restarting;
         self.store(job);
-        coordinator
-            .post(brisk_rpc::Request::SuspendJob { job_id: job_id.to_string() })
-            .map_err(|e| format!("cannot reach the job's coordinator: {e}"))
+        Ok(())
     }
 
     /// Starts a new coordinator for job `job_id` (whose last one exited), restoring the job's
@@ -448,14 +450,16 @@ impl Dispatcher {
         Ok(child)
     }
 
-    /// Running jobs (not restarting) that run at the parallelism the JobManager set: id,
+    /// Running, checkpointed jobs (not restarting) that run at the parallelism the JobManager set: id,
     /// that parallelism, slots held, and the largest parallelism they allow
     /// (`pipeline.max-parallelism`). A program that sets its own parallelism is left out:
     /// rescaling would not change it.
     pub fn rescalable_jobs(&self) -> Vec<(String, usize, usize, Option<usize>)> {
         lock(&self.jobs)
             .iter()
+            // Without checkpoints a restart would start the job over.
             .filter(|j| j.info.state == JobState::Running && !j.cancel_requested && !j.restart_requested)
+            .filter(|j| j.checkpoints.is_some())
             .filter_map(|j| {
                 let parallelism = j.setting(PARALLELISM).filter(|p| *p == j.info.slots)?;
                 let held = j.allocations.iter().map(|(_, slots)| slots).sum();

@@ -280,8 +280,9 @@ fn check_header(magic: &[u8; 8], header: &[u8], total: u64, what: &str) -> State
     }
     let len = word(16..24);
     // A corrupt length may be anything: compared, not added to (no overflow).
-    if total - (HEADER_LEN as u64) < len {
-        return Err(err(format!("the file is truncated ({} bytes of payload, the header says {len})", total - 24)));
+    let payload = total.saturating_sub(HEADER_LEN as u64);
+    if payload < len {
+        return Err(err(format!("the file is truncated ({payload} bytes of payload, the header says {len})")));
     }
     Ok((word(12..16) as u32, len))
 }
