@@ -535,14 +535,24 @@ fn a_taskmanager_killed_mid_job_is_replaced_and_the_output_stays_exactly_once() 
 #[test]
 fn two_jobs_run_at_once_each_in_its_own_slot() {
     let cluster = TestCluster::start("cluster-two-jobs", &[]);
-    let (a, b) = (cluster.dir.join("a"), cluster.dir.join("b"));
-    let slow = ["--source-rate", "1000"];
+    let (a, b, checkpoints) = (cluster.dir.join("a"), cluster.dir.join("b"), cluster.dir.join("checkpoints"));
+    // Both check into one directory, as a cluster's jobs share state.checkpoints.dir.
+    let slow =
+        ["--source-rate", "1000", "--checkpoint-interval", "100ms", "--checkpoint-dir", checkpoints.to_str().unwrap()];
     let (_, first) = cluster.run_window_job(&["-d", "-p", "1"], &a, &slow);
     let (_, second) = cluster.run_window_job(&["-d", "-p", "1"], &b, &slow);
     wait_until("both jobs to run", || {
         cluster.state(&first).as_deref() == Some("RUNNING") && cluster.state(&second).as_deref() == Some("RUNNING")
     });
     assert_eq!(status(cluster.port)["slots-available"].as_u64(), Some(0), "each job holds one slot");
+    // A job's checkpoints are deleted when it finishes: looked for while both run.
+    let checkpointed = |job: &str| {
+        std::fs::read_dir(checkpoints.join(job))
+            .is_ok_and(|d| d.filter_map(Result::ok).any(|e| e.path().join("_metadata").is_file()))
+    };
+    wait_until("each job to checkpoint into its own directory under the shared one", || {
+        checkpointed(&first) && checkpointed(&second)
+    });
     wait_until("both jobs to finish", || {
         cluster.state(&first).as_deref() == Some("FINISHED") && cluster.state(&second).as_deref() == Some("FINISHED")
     });
@@ -594,7 +604,7 @@ fn a_jobmanager_restarted_after_its_job_coordinator_died_restarts_the_job_from_i
     wait_until("the job to finish", || cluster.state(&job_id).as_deref() == Some("FINISHED"));
     let restored = cluster.stored_job(&job_id)["overrides"].to_string();
     assert!(
-        restored.contains(&format!("[\"execution.savepoint.path\",\"{}/chk-", checkpoints.display())),
+        restored.contains(&format!("[\"execution.savepoint.path\",\"{}/{job_id}/chk-", checkpoints.display())),
         "the new coordinator restored the job's latest checkpoint: {restored}"
     );
     assert!(read_sorted_lines(&out) == golden_windows(), "committed output differs from the golden file");

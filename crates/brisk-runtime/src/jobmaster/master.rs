@@ -170,16 +170,21 @@ struct Master {
 }
 
 /// The job's checkpoint storage, if checkpointing is enabled (by default under the system
-/// temp directory).
+/// temp directory). A job a cluster runs (`in_cluster`) checkpoints into a directory named
+/// by its id under the configured one, as in Flink: a cluster's jobs share
+/// `state.checkpoints.dir`, and must never overwrite, delete or restore each other's
+/// checkpoints.
 pub(crate) fn open_checkpoint_storage(
     deployable: &Deployable,
     job_id: &str,
+    in_cluster: bool,
 ) -> Result<Option<CheckpointStorage>, JobError> {
     let config = &deployable.options.checkpoint;
     if !config.is_enabled() {
         return Ok(None);
     }
-    let location = config.directory.clone().unwrap_or_else(|| {
+    let configured = config.directory.clone().map(|dir| if in_cluster { dir.join(job_id) } else { dir });
+    let location = configured.unwrap_or_else(|| {
         // One directory per job: two jobs of the same name (or two runs at once) must never
         // delete or restore each other's checkpoints, while a cluster restarting the job (same
         // id) finds them. Resuming after a crash needs the directory, so it is logged; users

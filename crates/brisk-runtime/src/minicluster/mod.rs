@@ -221,6 +221,7 @@ pub(crate) fn submit_with(
     let job = JobGraph::build(&graph, &options.defaults)?;
     let job_name = options.defaults.job_name.clone();
     let subtasks: usize = job.vertices.iter().map(|v| v.parallelism).sum();
+    let in_cluster = job_id.is_some();
     let job_id = job_id.unwrap_or_else(|| new_job_id(&job_name));
     info!(job = %job_name, job_id = %job_id, tasks = job.vertices.len(), subtasks, "submitting job");
     debug!("execution plan:\n{}", job.description.to_plan_string());
@@ -232,7 +233,7 @@ pub(crate) fn submit_with(
     let plan = ExecutionPlan::build(&job, options.task_slots)?;
     debug!(fingerprint = %plan.fingerprint, slots = plan.slots, regions = plan.regions, channels = plan.channels.len(), "planned the job");
     let deployable = Deployable { graph, job, plan, options };
-    let storage = open_checkpoint_storage(&deployable, &job_id)?;
+    let storage = open_checkpoint_storage(&deployable, &job_id, in_cluster)?;
     let restore = initial_restore(&deployable)?;
     let control = Arc::new(JobControl::new(job_id, storage.as_ref()));
     let (events, receiver) = std::sync::mpsc::channel();
