@@ -7,6 +7,7 @@ use brisk_rpc::{JobInfo, JobState, JobSubmission, Response, RpcConnection};
 use brisk_runtime::checkpoint::SnapshotLocation;
 use brisk_runtime::checkpoint::storage::{CheckpointStorage, write_atomically};
 use brisk_runtime::executor::{JOB_CONFIG_ENV, JOB_ID_ENV, JOB_RESULT_FILE_ENV, JOBMANAGER_ENV, PLAN_FILE_ENV};
+use brisk_runtime::graph::job_graph::default_max_parallelism;
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -179,6 +180,13 @@ impl Dispatcher {
             return Err(format!("job {job_id} has already ended ({})", job.info.state));
         }
         job.coordinator = Some(connection.clone());
+        if std::mem::take(&mut job.restart_requested) {
+            // The suspension asked before the JobManager went down may never have arrived: the
+            // job counts as running again, so reactive mode looks at it afresh. If it did
+            // arrive, the coordinator's exit restarts the job all the same (it is adopted).
+            job.info.state = JobState::Running;
+            self.store(job);
+        }
         info!(job_id, "the job's coordinator is back");
         Ok(())
     }
@@ -257,10 +265,13 @@ impl Dispatcher {
             cancel_requested: false,
             log: job_dir.join("coordinator.log"),
             allocations: Vec::new(),
-            overrides: parallelism.map(|p| (PARALLELISM.to_string(), p.to_string())).into_iter().collect(),
+            overrides: Vec::new(),
             checkpoints: None,
             restart_requested: false,
         };
+        if let Some(slots) = parallelism {
+            job.scale_to(slots);
+        }
         let child = spawn_coordinator(&job, jobmanager)?;
         job.pid = Some(child.id());
         info!(job_id = %job_id, artifact = %job.artifact.display(), pid = child.id(), log = %job.log.display(), "job submitted; coordinator started");
@@ -424,16 +435,12 @@ impl Dispatcher {
         if job.info.state.is_terminal() || job.cancel_requested {
             return Err(format!("job {job_id} was cancelled while it restarted"));
         }
-        let mut set = |key: &str, value: String| {
-            job.overrides.retain(|(k, _)| k != key);
-            job.overrides.push((key.to_string(), value));
-        };
         // Without a checkpoint of this job, it starts from what it was submitted with.
         if let Some(checkpoint) = &latest {
-            set(SAVEPOINT_PATH, checkpoint.clone());
+            job.set_override(SAVEPOINT_PATH, checkpoint.clone());
         }
-        if let Some(parallelism) = parallelism {
-            set(PARALLELISM, parallelism.to_string());
+        if let Some(slots) = parallelism {
+            job.scale_to(slots);
         }
         job.restart_requested = false;
         job.coordinator_address.clear();
@@ -546,6 +553,24 @@ impl Job {
         }
     }
 
+    /// Sets `key` for the job's next start, above what it was submitted with.
+    fn set_override(&mut self, key: &str, value: String) {
+        self.overrides.retain(|(k, _)| k != key);
+        self.overrides.push((key.to_string(), value));
+    }
+
+    /// Runs the job on `slots` slots (reactive mode), within its maximum parallelism. That is
+    /// fixed when the job first starts, as the key groups of its checkpoints are: a default
+    /// derived from each new parallelism could differ, and no rescaling could restore them.
+    fn scale_to(&mut self, slots: usize) {
+        let max = self.setting(MAX_PARALLELISM).unwrap_or_else(|| {
+            let max = default_max_parallelism(slots.max(1));
+            self.set_override(MAX_PARALLELISM, max.to_string());
+            max
+        });
+        self.set_override(PARALLELISM, slots.clamp(1, max).to_string());
+    }
+
     /// The submitted configuration with the JobManager's overrides (later pairs win).
     fn effective_config(&self) -> Vec<(String, String)> {
         let mut config = self.config.clone();
@@ -621,4 +646,53 @@ fn spawn_coordinator(job: &Job, jobmanager: &str) -> Result<std::process::Child,
         .map_err(|e| {
             format!("cannot run the artifact '{}': {e} (is it an executable Brisk program?)", job.artifact.display())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(config: &[(&str, &str)]) -> Job {
+        Job {
+            info: JobInfo {
+                job_id: "j".into(),
+                name: "j".into(),
+                state: JobState::Running,
+                start_time_ms: 0,
+                duration_ms: 0,
+                failure: None,
+                slots: 0,
+            },
+            artifact: PathBuf::from("/bin/true"),
+            args: Vec::new(),
+            config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            started: Instant::now(),
+            coordinator: None,
+            coordinator_address: String::new(),
+            pid: None,
+            cancel_requested: false,
+            log: PathBuf::from("/tmp/coordinator.log"),
+            allocations: Vec::new(),
+            overrides: Vec::new(),
+            checkpoints: None,
+            restart_requested: false,
+        }
+    }
+
+    #[test]
+    fn a_reactive_job_keeps_its_first_max_parallelism_and_never_exceeds_it() {
+        let mut reactive = job(&[]);
+        reactive.scale_to(3);
+        assert_eq!((reactive.setting(PARALLELISM), reactive.setting(MAX_PARALLELISM)), (Some(3), Some(128)));
+        // 200 slots would give a default of 512: the first start's 128 stays, and caps.
+        reactive.scale_to(200);
+        assert_eq!((reactive.setting(PARALLELISM), reactive.setting(MAX_PARALLELISM)), (Some(128), Some(128)));
+        reactive.scale_to(0);
+        assert_eq!(reactive.setting(PARALLELISM), Some(1), "at least one slot");
+
+        let mut capped = job(&[(MAX_PARALLELISM, "4"), (PARALLELISM, "2")]);
+        capped.scale_to(6);
+        assert_eq!((capped.setting(PARALLELISM), capped.setting(MAX_PARALLELISM)), (Some(4), Some(4)));
+        assert_eq!(capped.overrides, vec![(PARALLELISM.to_string(), "4".to_string())], "the job's own maximum is kept");
+    }
 }

@@ -321,6 +321,13 @@ impl State {
         loop {
             {
                 let mut taskmanagers = self.taskmanagers();
+                // Checked before granting, under the lock a release takes: slots granted to a job
+                // whose coordinator is gone would stay taken, as its release already happened.
+                if coordinator.is_closed() || self.dispatcher.is_stopping(job_id) {
+                    return Err(format!(
+                        "job {job_id} stopped (or its coordinator went away) while it waited for slots"
+                    ));
+                }
                 let free: usize = taskmanagers.iter().map(Registered::free_slots).sum();
                 if free >= slots {
                     let mut grants = Vec::new();
@@ -339,11 +346,6 @@ impl State {
                         self.dispatcher.allocated(job_id, &grant.resource_id, grant.slots);
                     }
                     return Ok(grants);
-                }
-                if coordinator.is_closed() || self.dispatcher.is_stopping(job_id) {
-                    return Err(format!(
-                        "job {job_id} stopped (or its coordinator went away) while it waited for slots"
-                    ));
                 }
                 if Instant::now() >= deadline {
                     let total: usize = taskmanagers.iter().map(|t| t.registration.slots).sum();
