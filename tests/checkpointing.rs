@@ -178,8 +178,33 @@ fn exactly_once_equals_failure_free(setup: Setup, name: &str) {
     let failures = plan(records);
     let (actual, failed) = run_job(setup, records, failures.clone(), &format!("{name}-failures"));
     assert_plan_fired(name, &failures, &failed);
-    assert_eq!(actual.len(), expected.len(), "{name}: same number of committed lines");
-    assert!(actual == expected, "{name}: committed output with failures differs from the reference");
+    assert!(
+        actual == expected,
+        "{name}: committed output with failures differs from the reference: {} lines for {}; {}; restored \
+         checkpoints {:?}; failures {:?}",
+        actual.len(),
+        expected.len(),
+        difference(&actual, &expected),
+        failed.restored_checkpoints,
+        failures.fired_failures()
+    );
+}
+
+/// What `actual` has too many and too few of against `expected` (both sorted), with examples.
+fn difference(actual: &[String], expected: &[String]) -> String {
+    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+    actual.iter().for_each(|l| *counts.entry(l).or_default() += 1);
+    expected.iter().for_each(|l| *counts.entry(l).or_default() -= 1);
+    let extra: Vec<&str> = counts.iter().filter(|(_, n)| **n > 0).map(|(l, _)| *l).collect();
+    let missing: Vec<&str> = counts.iter().filter(|(_, n)| **n < 0).map(|(l, _)| *l).collect();
+    let sample = |lines: &[&str]| lines.iter().take(5).copied().collect::<Vec<_>>().join(" | ");
+    format!(
+        "{} distinct lines too many (e.g. {}), {} missing (e.g. {})",
+        extra.len(),
+        sample(&extra),
+        missing.len(),
+        sample(&missing)
+    )
 }
 
 #[test]
@@ -206,13 +231,11 @@ fn task_managers_over_tcp_give_the_reference_output() {
 }
 
 #[test]
-#[ignore = "rare duplicate output seen once in ~30 runs under load (see issue 9 notes); run with --ignored"]
 fn exactly_once_aligned_over_tcp_between_task_managers() {
     exactly_once_equals_failure_free(Setup { task_managers: 2, ..Setup::exactly_once(2) }, "eo-aligned-tcp");
 }
 
 #[test]
-#[ignore = "rare duplicate output seen once in ~30 runs under load (see issue 9 notes); run with --ignored"]
 fn exactly_once_unaligned_over_tcp_between_task_managers() {
     exactly_once_equals_failure_free(
         Setup { unaligned: true, task_managers: 3, ..Setup::exactly_once(3) },
@@ -507,7 +530,6 @@ fn a_failure_restarts_only_its_pipelined_region() {
 /// map subtasks 2 and 3 (slots 2 and 3, the second) talks over TCP. A failure in map subtask 2
 /// restarts only that region, with new TCP channels, and the output stays exactly once.
 #[test]
-#[ignore = "rare duplicate output seen once in ~30 runs under load (see issue 9 notes); run with --ignored"]
 fn a_region_restarts_with_its_channels_over_tcp() {
     let dir = temp_dir("region-tcp");
     let env = environment(Setup { task_managers: 2, ..Setup::exactly_once(4) }, dir.join("checkpoints"));

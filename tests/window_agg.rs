@@ -239,7 +239,6 @@ fn unaligned_checkpoints_keep_the_exactly_once_output_through_failures() {
 /// subtasks goes over TCP: with either backend, three injected failures and checkpoints, the
 /// output equals the golden file, as in one process.
 #[test]
-#[ignore = "rare duplicate output seen once in ~30 runs under load (see issue 9 notes); run with --ignored"]
 fn task_managers_exchanging_over_tcp_keep_the_exactly_once_output() {
     for backend in backends() {
         let dir = temp_dir(&format!("window-agg-tcp-{backend}"));

@@ -69,10 +69,13 @@ fn files(path: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut todo = vec![path.to_path_buf()];
     while let Some(p) = todo.pop() {
-        if p.is_dir() {
-            todo.extend(std::fs::read_dir(&p).expect("list output dir").map(|e| e.expect("dir entry").path()));
-        } else if p.exists() {
-            found.push(p);
+        // One look at each path: a running job may create it between two.
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_dir() => {
+                todo.extend(std::fs::read_dir(&p).expect("list output dir").map(|e| e.expect("dir entry").path()))
+            }
+            Ok(_) => found.push(p),
+            Err(_) => {}
         }
     }
     found
