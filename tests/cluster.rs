@@ -42,7 +42,13 @@ fn jobmanager(port: u16) -> Process {
 
 /// [`jobmanager`] with more `-D` options.
 fn jobmanager_with(port: u16, extra: &[&str]) -> Process {
+    jobmanager_in(port, extra, &[])
+}
+
+/// A JobManager with `env` in its environment (and so in its jobs' coordinators').
+fn jobmanager_in(port: u16, extra: &[&str], env: &[(&str, String)]) -> Process {
     let mut child = brisk()
+        .envs(env.iter().map(|(k, v)| (*k, v)))
         .args(["jobmanager", "--rpc-port", &port.to_string()])
         .args([
             "-D",
@@ -246,6 +252,8 @@ struct TestCluster {
     /// The JobManager first, then the TaskManagers.
     processes: Vec<Process>,
     jobmanager_options: Vec<String>,
+    /// Environment variables of every process (`TMPDIR` aside: each has its own).
+    env: Vec<(&'static str, String)>,
 }
 
 impl Drop for TestCluster {
@@ -264,12 +272,23 @@ impl TestCluster {
     }
 
     fn with_taskmanagers(name: &str, taskmanagers: usize, jobmanager_options: &[&str]) -> TestCluster {
+        Self::with_environment(name, taskmanagers, jobmanager_options, Vec::new())
+    }
+
+    /// A cluster whose processes have `env`; with it, each process also gets a temp
+    /// directory of its own, so no two share local files by accident.
+    fn with_environment(
+        name: &str,
+        taskmanagers: usize,
+        jobmanager_options: &[&str],
+        env: Vec<(&'static str, String)>,
+    ) -> TestCluster {
         let dir = temp_dir(name);
         let port = free_port();
         let mut options = vec![format!("web.upload.dir={}", dir.join("jobmanager").display())];
         options.extend(jobmanager_options.iter().map(|o| o.to_string()));
-        let processes = vec![jobmanager_with(port, &options.iter().map(String::as_str).collect::<Vec<_>>())];
-        let mut cluster = TestCluster { port, dir, processes, jobmanager_options: options };
+        let mut cluster = TestCluster { port, dir, processes: Vec::new(), jobmanager_options: options, env };
+        cluster.processes.push(cluster.start_jobmanager());
         for _ in 0..taskmanagers {
             cluster.add_taskmanager();
         }
@@ -277,11 +296,28 @@ impl TestCluster {
         cluster
     }
 
+    /// The environment of a process whose own temp directory is `tmp` (when `env` is set).
+    fn environment_of(&self, tmp: &str) -> Vec<(&'static str, String)> {
+        let mut env = self.env.clone();
+        if !env.is_empty() {
+            let tmp = self.dir.join(tmp);
+            std::fs::create_dir_all(&tmp).expect("a process temp dir");
+            env.push(("TMPDIR", tmp.display().to_string()));
+        }
+        env
+    }
+
+    fn start_jobmanager(&self) -> Process {
+        let options: Vec<&str> = self.jobmanager_options.iter().map(String::as_str).collect();
+        jobmanager_in(self.port, &options, &self.environment_of("jobmanager-tmp"))
+    }
+
     /// Starts one more TaskManager of one slot.
     fn add_taskmanager(&mut self) {
         let i = self.processes.len() - 1;
         let tmp = format!("taskmanager.tmp.dirs={}", self.dir.join(format!("taskmanager-{i}")).display());
         let child = brisk()
+            .envs(self.environment_of(&format!("taskmanager-{i}-tmp")))
             .args(["taskmanager", "--jobmanager", &format!("127.0.0.1:{}", self.port), "-D", &tmp])
             .spawn()
             .expect("start brisk taskmanager");
@@ -291,8 +327,7 @@ impl TestCluster {
     /// Kills the JobManager with `kill -9` and starts it again on the same port and directory.
     fn restart_jobmanager(&mut self) {
         self.processes[0].kill9();
-        let options: Vec<&str> = self.jobmanager_options.iter().map(String::as_str).collect();
-        self.processes[0] = jobmanager_with(self.port, &options);
+        self.processes[0] = self.start_jobmanager();
     }
 
     /// `brisk run` (attached) against this cluster.
@@ -441,6 +476,43 @@ fn a_checkpointed_window_job_with_failures_is_exactly_once_across_processes_heap
 #[test]
 fn a_checkpointed_window_job_with_failures_is_exactly_once_across_processes_rocksdb() {
     window_job_with_failures_is_exactly_once_across_processes("cluster-window-rocksdb", "rocksdb");
+}
+
+/// With checkpoints in S3 and no local directory shared by the processes (each has its own
+/// temp directory, so its own staging copies), tasks upload their own files, the coordinator
+/// verifies checkpoints in the store, and the workers restoring after failures download their
+/// own files: the output stays exactly once.
+#[cfg(all(feature = "s3", feature = "rocksdb"))]
+#[test]
+fn tasks_write_and_read_their_own_state_in_s3_across_processes() {
+    let server = common::s3::S3TestServer::start("brisk").expect("a local S3 server");
+    let cluster = TestCluster::with_environment("cluster-s3", 2, &[], server.environment());
+    let out = cluster.dir.join("out");
+    let config = cluster.dir.join("incremental.yaml");
+    std::fs::write(&config, "execution.checkpointing.incremental: true\n").expect("config");
+    let checkpoints = format!("s3://brisk/cluster-{}", std::process::id());
+    let job_flags = [
+        "--state-backend",
+        "rocksdb",
+        "--config",
+        config.to_str().unwrap(),
+        "--checkpoint-interval",
+        "100ms",
+        "--checkpoint-dir",
+        &checkpoints,
+        "--inject-failures",
+        "2",
+        "--source-rate",
+        "3000",
+    ];
+    let (_, job_id) = cluster.run_window_job(&["-p", "2"], &out, &job_flags);
+    let log = cluster.coordinator_log(&job_id);
+    assert!(log.contains("restarting"), "failures were injected and recovered:\n{log}");
+    assert!(read_sorted_lines(&out) == golden_windows(), "committed output differs from the golden file");
+    // Workers staged their RocksDB files in their own temp directories: the coordinator never
+    // saw them, so every restore above read the store.
+    let staged = |tmp: &str| walk(&cluster.dir.join(tmp)).iter().any(|p| p.to_string_lossy().contains("/shared/"));
+    assert!(staged("taskmanager-0-tmp") || staged("taskmanager-1-tmp"), "workers staged their own files");
 }
 
 #[test]

@@ -6,15 +6,19 @@ mod common;
 
 use brisk::SnapshotLocation;
 use brisk::runtime::checkpoint::storage::{
-    CheckpointMetadata, CheckpointStorage, SHARED_DIR, TaskStateHandle, encode_task_state, write_atomically,
+    CheckpointMetadata, CheckpointStorage, SHARED_DIR, TaskStateHandle, encode_task_state, shared_file_checksums,
+    write_atomically,
 };
 use brisk::runtime::checkpoint::{CheckpointId, SnapshotKind, TaskStateFile};
 use common::s3::S3TestServer;
 
-/// Writes checkpoint `id` of one task (file `task`, referring to `shared`) and completes it.
+/// Writes checkpoint `id` of one task (file `task`, referring to `shared`) and completes it,
+/// as a task (uploading its own files) and the job master (the metadata) do.
 fn write_checkpoint_with(storage: &CheckpointStorage, id: CheckpointId, task: &str, shared: Vec<String>) {
-    let dir = storage.checkpoint_dir(id);
+    let (dir, name) = (storage.checkpoint_dir(id), CheckpointStorage::checkpoint_name(id));
     write_atomically(&dir.join(task), &encode_task_state(&TaskStateFile::default()).unwrap()).unwrap();
+    let files = shared_file_checksums(&storage.local_dir(SHARED_DIR), &shared).unwrap();
+    storage.upload_task_files(&name, Some(task), &files).unwrap();
     let metadata = CheckpointMetadata {
         id,
         kind: SnapshotKind::Checkpoint,
@@ -31,7 +35,7 @@ fn write_checkpoint_with(storage: &CheckpointStorage, id: CheckpointId, task: &s
         }],
         enumerators: vec![],
     };
-    storage.publish(&CheckpointStorage::checkpoint_name(id), &metadata).unwrap();
+    storage.publish(&name, &metadata, &files).unwrap();
 }
 
 /// The rules of checkpoint storage in an S3-compatible object store: completed checkpoints
@@ -65,14 +69,21 @@ fn object_store_checkpoints_fall_back_share_files_and_are_pruned() {
     assert_eq!(storage.latest_valid().unwrap().map(|c| c.metadata.id), Some(2), "a corrupt object makes 3 unusable");
     remote.delete("chk-2/task-2").unwrap();
     assert_eq!(storage.latest_valid().unwrap().map(|c| c.metadata.id), Some(1), "a missing object makes 2 unusable");
-    // Restoring 1 downloaded its shared file into an empty staging directory.
+    // Choosing 1 verified the objects and downloaded only the metadata; the task that reads
+    // its state downloads its file and the shared file, into an empty staging directory.
     std::fs::remove_dir_all(&local).unwrap();
     let restored = storage.latest_valid().unwrap().unwrap();
     assert_eq!(restored.metadata.id, 1);
+    assert!(!shared.join("a").exists() && !storage.checkpoint_dir(1).join("task-1").exists());
+    assert!(restored.task_state(0).unwrap().is_some());
     assert_eq!(std::fs::read(shared.join("a")).unwrap(), b"a");
+    // Workers elsewhere are sent this location to open it themselves.
+    assert_eq!(restored.location().to_string(), format!("{url}/chk-1"));
     // A damaged staging copy is downloaded again (its checksum is in the metadata)...
     std::fs::write(shared.join("a"), "x").unwrap();
-    assert_eq!(storage.latest_valid().unwrap().map(|c| c.metadata.id), Some(1));
+    let restored = storage.latest_valid().unwrap().unwrap();
+    assert_eq!(restored.metadata.id, 1);
+    assert!(restored.task_state(0).unwrap().is_some());
     assert_eq!(std::fs::read(shared.join("a")).unwrap(), b"a");
     // ... a damaged object is no checkpoint, and with none left that is an error naming it.
     remote.write("shared/a", b"x".to_vec()).unwrap();

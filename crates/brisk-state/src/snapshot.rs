@@ -304,26 +304,33 @@ pub fn decode_file<T: serde::de::DeserializeOwned>(magic: &[u8; 8], bytes: &[u8]
 /// Verifies the file at `path` framed by [`encode_file`] (header and checksum) without
 /// holding its contents: it is read in pieces. Returns its size.
 pub fn verify_file(magic: &[u8; 8], path: &Path) -> StateResult<u64> {
-    use std::io::Read;
     let what = path.display().to_string();
     let io = |e: std::io::Error| snapshot_error(&what, format!("cannot read it: {e}"));
-    let mut file = std::fs::File::open(path).map_err(io)?;
+    let file = std::fs::File::open(path).map_err(io)?;
     let total = file.metadata().map_err(io)?.len();
+    verify_reader(magic, file, total, &what)
+}
+
+/// Like [`verify_file`], for the `total` bytes of a file that `reader` reads (`what` names it
+/// in errors): an object in an object store, read in ranges.
+pub fn verify_reader(magic: &[u8; 8], mut reader: impl std::io::Read, total: u64, what: &str) -> StateResult<u64> {
+    use std::io::Read;
+    let io = |e: std::io::Error| snapshot_error(what, format!("cannot read it: {e}"));
     let mut header = Vec::with_capacity(HEADER_LEN);
-    (&mut file).take(HEADER_LEN as u64).read_to_end(&mut header).map_err(io)?;
-    let (checksum, len) = check_header(magic, &header, total, &what)?;
+    (&mut reader).take(HEADER_LEN as u64).read_to_end(&mut header).map_err(io)?;
+    let (checksum, len) = check_header(magic, &header, total, what)?;
     let mut crc = crc32fast::Hasher::new();
     let (mut buffer, mut left) = (vec![0u8; 1 << 20], len);
     while left > 0 {
-        let n = file.read(&mut buffer[..left.min(1 << 20) as usize]).map_err(io)?;
+        let n = reader.read(&mut buffer[..left.min(1 << 20) as usize]).map_err(io)?;
         if n == 0 {
-            return Err(snapshot_error(&what, "the file is truncated".into()));
+            return Err(snapshot_error(what, "the file is truncated".into()));
         }
         crc.update(&buffer[..n]);
         left -= n as u64;
     }
     if crc.finalize() != checksum {
-        return Err(snapshot_error(&what, "checksum mismatch: the file is corrupt".into()));
+        return Err(snapshot_error(what, "checksum mismatch: the file is corrupt".into()));
     }
     Ok(total)
 }

@@ -155,6 +155,7 @@ impl<OUT: Data> HarnessCore<OUT> {
             kind: SnapshotKind::Checkpoint,
             stop: None,
             target: std::env::temp_dir().into(),
+            remote: None,
             overtaking: false,
         };
         let mut snapshot = TaskSnapshot::default();

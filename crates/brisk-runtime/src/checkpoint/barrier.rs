@@ -225,6 +225,7 @@ mod tests {
             kind: SnapshotKind::Checkpoint,
             stop: None,
             target: std::path::Path::new("/tmp").into(),
+            remote: None,
             overtaking: false,
         }
     }

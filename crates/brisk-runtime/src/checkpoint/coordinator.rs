@@ -2,7 +2,7 @@
 //! trigger, which tasks still owe an acknowledgement, writing the metadata that completes a
 //! checkpoint, timeouts, tolerated failures, retention, and the history printed at the end.
 
-use super::storage::{CheckpointMetadata, CheckpointStorage, TaskStateHandle};
+use super::storage::{CheckpointMetadata, CheckpointStorage, SharedFile, TaskStateHandle};
 use super::{CheckpointConfig, CheckpointId, SnapshotKind, SnapshotLocation, TaskAcknowledgement};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -200,9 +200,13 @@ impl CheckpointCoordinator {
         Ok((id, timestamp))
     }
 
-    /// The directory a task writes its part of checkpoint `id` into.
-    pub fn directory(&self, id: CheckpointId) -> Option<PathBuf> {
-        self.pending.get(&id).map(|p| p.dir.clone())
+    /// The directory a task writes its part of checkpoint `id` into, and the snapshot's
+    /// directory in an object store when it goes to one (the tasks upload their files there).
+    pub fn directory(&self, id: CheckpointId) -> Option<(PathBuf, Option<String>)> {
+        self.pending.get(&id).map(|p| {
+            let remote = p.storage.location().join(&p.name);
+            (p.dir.clone(), matches!(remote, SnapshotLocation::ObjectStore(_)).then(|| remote.to_string()))
+        })
     }
 
     /// Records an acknowledgement; returns the checkpoint if it is now complete.
@@ -233,9 +237,13 @@ impl CheckpointCoordinator {
                 operator_ids: t.operator_ids.clone(),
                 file: a.file.clone(),
                 size: a.size,
-                shared: a.shared.clone(),
+                shared: a.shared.iter().map(|f| f.name.clone()).collect(),
             })
             .collect();
+        // Tasks report the checksums of the shared files they refer to: the master reads none.
+        let mut shared: Vec<SharedFile> = acks.iter().flat_map(|a| a.shared.iter().cloned()).collect();
+        shared.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        shared.dedup_by(|a, b| a.name == b.name);
         let metadata = CheckpointMetadata {
             id,
             kind: pending.kind,
@@ -246,7 +254,7 @@ impl CheckpointCoordinator {
             enumerators: pending.enumerators,
         };
         let location = pending.storage.location().join(&pending.name);
-        if let Err(e) = pending.storage.publish(&pending.name, &metadata) {
+        if let Err(e) = pending.storage.publish(&pending.name, &metadata, &shared) {
             let reason = format!("cannot complete it: {e}");
             self.record(
                 id,

@@ -47,6 +47,9 @@ pub struct CheckpointBarrier {
     pub stop: Option<bool>,
     /// The directory tasks write their state into.
     pub target: std::sync::Arc<std::path::Path>,
+    /// The snapshot's directory in an object store (`s3://…/chk-<id>`), where each task
+    /// uploads its own files; `None` for a local one.
+    pub remote: Option<std::sync::Arc<str>>,
     /// Unaligned: the barrier overtakes the messages queued in each channel (Flink's priority
     /// events), and the records among them are stored with the snapshot as in-flight data.
     pub overtaking: bool,
@@ -114,8 +117,9 @@ pub struct TaskAcknowledgement {
     pub file: Option<String>,
     /// Bytes written.
     pub size: u64,
-    /// Shared files (under the storage's `shared/`) its state refers to.
-    pub shared: Vec<String>,
+    /// Shared files (under the storage's `shared/`) its state refers to, with their sizes and
+    /// checksums for the metadata.
+    pub shared: Vec<storage::SharedFile>,
     /// Time barriers took to align on its inputs.
     pub alignment: std::time::Duration,
     /// Time of the synchronous part.

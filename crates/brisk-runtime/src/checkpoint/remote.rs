@@ -50,6 +50,14 @@ impl ObjectStoreDir {
     pub fn delete(&self, _name: &str) -> Result<(), StorageError> {
         match self.never {}
     }
+    /// Unreachable: no directory can be opened.
+    pub fn size(&self, _name: &str) -> Result<Option<u64>, StorageError> {
+        match self.never {}
+    }
+    /// Unreachable: no directory can be opened.
+    pub fn read_range(&self, _name: &str, _range: std::ops::Range<u64>) -> Result<Vec<u8>, StorageError> {
+        match self.never {}
+    }
 }
 
 #[cfg(feature = "s3")]
@@ -82,6 +90,14 @@ impl ObjectStoreDir {
     /// Deletes a file; a missing one is not an error.
     pub fn delete(&self, name: &str) -> Result<(), StorageError> {
         self.inner.delete(name)
+    }
+    /// The file's size, `None` if there is no such file.
+    pub fn size(&self, name: &str) -> Result<Option<u64>, StorageError> {
+        self.inner.size(name)
+    }
+    /// Bytes `range` of the file (for reading a large one in pieces).
+    pub fn read_range(&self, name: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>, StorageError> {
+        self.inner.read_range(name, range)
     }
 }
 
@@ -208,11 +224,21 @@ mod enabled {
         }
 
         pub(super) fn exists(&self, name: &str) -> Result<bool, StorageError> {
+            self.size(name).map(|size| size.is_some())
+        }
+
+        pub(super) fn size(&self, name: &str) -> Result<Option<u64>, StorageError> {
             match self.request("look up", name, |store, path| async move { store.head(&path).await })? {
-                Ok(_) => Ok(true),
-                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Ok(meta) => Ok(Some(meta.size)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(self.error("look up", name, e.to_string())),
             }
+        }
+
+        pub(super) fn read_range(&self, name: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>, StorageError> {
+            self.request("read", name, |store, path| async move { store.get_range(&path, range).await })?
+                .map(|bytes| bytes.to_vec())
+                .map_err(|e| self.error("read", name, e.to_string()))
         }
 
         pub(super) fn delete(&self, name: &str) -> Result<(), StorageError> {

@@ -9,7 +9,7 @@ use super::location::SnapshotLocation;
 use super::remote::ObjectStoreDir;
 use super::{CheckpointId, SnapshotKind, TaskStateFile};
 use brisk_state::StateError;
-use brisk_state::snapshot::{decode_file, encode_file, verify_file};
+use brisk_state::snapshot::{decode_file, encode_file, verify_file, verify_reader};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
@@ -210,11 +210,15 @@ pub fn shared_dir_of(dir: &Path) -> PathBuf {
 
 /// Size and CRC-32 of the file at `path`, read in chunks.
 fn file_checksum(path: &Path) -> std::io::Result<(u64, u32)> {
-    let mut file = std::fs::File::open(path)?;
+    checksum_of(std::fs::File::open(path)?)
+}
+
+/// Size and CRC-32 of what `reader` reads, in chunks.
+fn checksum_of(mut reader: impl Read) -> std::io::Result<(u64, u32)> {
     let mut buffer = vec![0u8; 1 << 20];
     let (mut size, mut crc) = (0u64, crc32fast::Hasher::new());
     loop {
-        match file.read(&mut buffer) {
+        match reader.read(&mut buffer) {
             Ok(0) => return Ok((size, crc.finalize())),
             Ok(n) => {
                 crc.update(&buffer[..n]);
@@ -223,6 +227,138 @@ fn file_checksum(path: &Path) -> std::io::Result<(u64, u32)> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Sizes and checksums of the shared files `names` under `shared_dir`, which a task reports
+/// with its acknowledgement for the checkpoint's metadata. Shared files never change: each is
+/// read once per process.
+pub fn shared_file_checksums(shared_dir: &Path, names: &[String]) -> Result<Vec<SharedFile>, StorageError> {
+    static KNOWN: OnceLock<Mutex<HashMap<PathBuf, SharedFile>>> = OnceLock::new();
+    let known = || KNOWN.get_or_init(Mutex::default).lock().unwrap_or_else(PoisonError::into_inner);
+    let mut files = Vec::with_capacity(names.len());
+    for name in names {
+        let path = shared_dir.join(name);
+        let cached = known().get(&path).cloned();
+        let file = match cached {
+            Some(file) => file,
+            None => {
+                let (size, crc32) = file_checksum(&path).map_err(io("read", &path))?;
+                let file = SharedFile { name: name.clone(), size, crc32 };
+                let mut known = known();
+                // Files of deleted checkpoints are never asked for again: bounded, not exact.
+                if known.len() >= 1 << 16 {
+                    known.clear();
+                }
+                known.insert(path, file.clone());
+                file
+            }
+        };
+        files.push(file);
+    }
+    Ok(files)
+}
+
+/// Reads an object in pieces, so that a large one is checked without being held.
+struct ObjectReader<'a> {
+    store: &'a ObjectStoreDir,
+    name: &'a str,
+    size: u64,
+    offset: u64,
+    piece: Vec<u8>,
+    taken: usize,
+}
+
+impl<'a> ObjectReader<'a> {
+    const PIECE: u64 = 4 << 20;
+
+    fn new(store: &'a ObjectStoreDir, name: &'a str, size: u64) -> Self {
+        ObjectReader { store, name, size, offset: 0, piece: Vec::new(), taken: 0 }
+    }
+}
+
+impl Read for ObjectReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.taken == self.piece.len() {
+            if self.offset >= self.size {
+                return Ok(0);
+            }
+            let end = (self.offset + Self::PIECE).min(self.size);
+            self.piece = self.store.read_range(self.name, self.offset..end).map_err(std::io::Error::other)?;
+            if self.piece.is_empty() {
+                return Ok(0);
+            }
+            self.offset += self.piece.len() as u64;
+            self.taken = 0;
+        }
+        let n = buf.len().min(self.piece.len() - self.taken);
+        buf[..n].copy_from_slice(&self.piece[self.taken..self.taken + n]);
+        self.taken += n;
+        Ok(n)
+    }
+}
+
+/// A checkpoint in an object store, as a reader of it sees it: its task and shared files are
+/// downloaded into the local staging directory by whoever reads them.
+#[derive(Clone)]
+struct RemoteCopy {
+    store: Arc<ObjectStoreDir>,
+    /// The storage location the store is opened at.
+    root: SnapshotLocation,
+    /// The checkpoint's directory name there.
+    name: String,
+    /// Where shared files are staged here.
+    local_shared: PathBuf,
+    /// Sizes and checksums of the shared files, as the metadata records them.
+    recorded: Arc<HashMap<String, SharedFile>>,
+}
+
+impl std::fmt::Debug for RemoteCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteCopy({})", self.root.join(&self.name))
+    }
+}
+
+impl RemoteCopy {
+    /// The URL of `file` of the checkpoint (`object`: of any object of the store), for errors.
+    fn url(&self, file: &str) -> PathBuf {
+        self.object_url(&format!("{}/{file}", self.name))
+    }
+
+    fn object_url(&self, object: &str) -> PathBuf {
+        PathBuf::from(self.root.join(object).to_string())
+    }
+
+    /// Downloads task file `file` to `local` (always: a staging copy may be stale).
+    fn download_task_file(&self, file: &str, local: &Path) -> Result<(), StorageError> {
+        let bytes = self
+            .store
+            .read(&format!("{}/{file}", self.name))?
+            .ok_or_else(|| StorageError::Corrupt { path: self.url(file), reason: "the file is missing".into() })?;
+        write_atomically(local, &bytes)
+    }
+
+    /// Makes the staging copies of shared files `names` match the checkpoint, downloading
+    /// those that are missing or differ.
+    fn fetch_shared(&self, names: &[String]) -> Result<(), StorageError> {
+        for name in names {
+            let local = self.local_shared.join(name);
+            let expected = self.recorded.get(name);
+            if verify_shared_file(&local, expected).is_ok() {
+                continue;
+            }
+            let object = format!("{SHARED_DIR}/{name}");
+            let url = self.object_url(&object);
+            let bytes = self.store.read(&object)?.ok_or_else(|| StorageError::Corrupt {
+                path: url.clone(),
+                reason: "the shared file the checkpoint refers to is missing".into(),
+            })?;
+            if let Some(expected) = expected {
+                check_shared_bytes(&url, bytes.len() as u64, crc32fast::hash(&bytes), expected)?;
+            }
+            write_atomically(&local, &bytes)?;
+        }
+        Ok(())
     }
 }
 
@@ -293,6 +429,8 @@ pub struct CompletedCheckpoint {
     pub metadata: CheckpointMetadata,
     /// Task states read so far, in the order of `metadata.tasks`.
     states: Arc<Vec<OnceLock<Option<Arc<TaskStateFile>>>>>,
+    /// Where its files are downloaded from, when it is in an object store.
+    remote: Option<RemoteCopy>,
 }
 
 impl CompletedCheckpoint {
@@ -316,12 +454,34 @@ impl CompletedCheckpoint {
         Self::read_metadata(dir).map(|(checkpoint, _)| checkpoint)
     }
 
+    /// [`open_verified`](Self::open_verified) for a checkpoint at `location`: a local
+    /// directory, or one in an object store, whose metadata is downloaded here and whose task
+    /// and shared files are downloaded as they are read.
+    pub fn open_verified_at(location: &SnapshotLocation) -> Result<Self, StorageError> {
+        match CheckpointStorage::of_snapshot(location)? {
+            Some((storage, name)) => storage.open_remote(&name, false),
+            None => Self::open_verified(&location.local_dir()),
+        }
+    }
+
+    /// Where the checkpoint is: its object-store directory, or its local one.
+    pub fn location(&self) -> SnapshotLocation {
+        match &self.remote {
+            Some(remote) => remote.root.join(&remote.name),
+            None => SnapshotLocation::Local(self.path.clone()),
+        }
+    }
+
     fn read_metadata(dir: &Path) -> Result<(Self, Option<Vec<SharedFile>>), StorageError> {
         let meta_path = dir.join(METADATA_FILE);
         let bytes = std::fs::read(&meta_path).map_err(io("read", &meta_path))?;
         let (metadata, shared) = decode_metadata(&bytes, &meta_path)?;
+        Ok((Self::new(dir.to_path_buf(), metadata, None), shared))
+    }
+
+    fn new(path: PathBuf, metadata: CheckpointMetadata, remote: Option<RemoteCopy>) -> Self {
         let states = Arc::new(metadata.tasks.iter().map(|_| OnceLock::new()).collect());
-        Ok((CompletedCheckpoint { path: dir.to_path_buf(), metadata, states }, shared))
+        CompletedCheckpoint { path, metadata, states, remote }
     }
 
     /// The state of task `index` of `metadata.tasks` (`None`: it had none), read from its file
@@ -335,22 +495,30 @@ impl CompletedCheckpoint {
         }
         let Some(file) = &handle.file else { return Ok(None) };
         let path = self.path.join(file);
+        // Errors name the object a staging copy came from.
+        let source = match &self.remote {
+            Some(remote) => {
+                remote.download_task_file(file, &path)?;
+                remote.fetch_shared(&handle.shared)?;
+                remote.url(file)
+            }
+            None => path.clone(),
+        };
         let bytes = std::fs::read(&path).map_err(io("read", &path))?;
         let state: TaskStateFile =
-            decode_file(TASK_MAGIC, &bytes, &path.display().to_string()).map_err(corrupt(&path))?;
+            decode_file(TASK_MAGIC, &bytes, &source.display().to_string()).map_err(corrupt(&source))?;
         Ok(cell.get_or_init(|| Some(Arc::new(state))).clone())
     }
 }
 
 /// The checkpoints of one job under one location (or one savepoint directory). Tasks write
-/// into local directories; with an object store those are staging copies, uploaded when a
-/// snapshot completes (metadata last) and downloaded again to restore.
+/// into local directories; with an object store those are staging copies: each task uploads
+/// its own files before it acknowledges, the job master the metadata last, and to restore, the
+/// job master verifies the objects and each task downloads the files it reads.
 pub struct CheckpointStorage {
     location: SnapshotLocation,
     local: PathBuf,
-    remote: Option<ObjectStoreDir>,
-    /// Sizes and checksums of the shared files already published (they never change).
-    checksums: Mutex<HashMap<String, SharedFile>>,
+    remote: Option<Arc<ObjectStoreDir>>,
 }
 
 impl CheckpointStorage {
@@ -373,9 +541,34 @@ impl CheckpointStorage {
     ) -> Result<Self, StorageError> {
         let remote = match &location {
             SnapshotLocation::Local(_) => None,
-            SnapshotLocation::ObjectStore(url) => Some(open(url)?),
+            SnapshotLocation::ObjectStore(url) => Some(Arc::new(open(url)?)),
         };
-        Ok(CheckpointStorage { local: location.local_dir(), location, remote, checksums: Mutex::default() })
+        Ok(CheckpointStorage { local: location.local_dir(), location, remote })
+    }
+
+    /// For a snapshot directory in an object store: the storage it is in, as this process
+    /// shares it, and its name there; `None` for a local directory.
+    pub fn of_snapshot(location: &SnapshotLocation) -> Result<Option<(Arc<Self>, String)>, StorageError> {
+        match (location, location.parent()) {
+            (SnapshotLocation::ObjectStore(url), Some(root)) => {
+                let name = url.rsplit('/').next().unwrap_or_default().to_string();
+                Ok(Some((Self::shared(&root)?, name)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The storage at `location` as this process shares it: tasks uploading and downloading
+    /// their own files reuse one object-store client per location.
+    pub fn shared(location: &SnapshotLocation) -> Result<Arc<Self>, StorageError> {
+        static OPENED: OnceLock<Mutex<HashMap<String, Arc<CheckpointStorage>>>> = OnceLock::new();
+        let mut opened = OPENED.get_or_init(Mutex::default).lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(storage) = opened.get(&location.to_string()) {
+            return Ok(storage.clone());
+        }
+        let storage = Arc::new(Self::open(location.clone())?);
+        opened.insert(location.to_string(), storage.clone());
+        Ok(storage)
     }
 
     /// Where the snapshots are.
@@ -450,102 +643,110 @@ impl CheckpointStorage {
         Ok(ids)
     }
 
-    /// Reads and verifies snapshot `name` (downloading it first from an object store; shared
-    /// files only where the local copy is missing or does not match its recorded checksum).
+    /// Reads and verifies snapshot `name`. In an object store, its objects are verified where
+    /// they are (read in pieces, never held) and only its metadata is downloaded: task and
+    /// shared files are downloaded by the tasks that read them.
     pub fn load(&self, name: &str) -> Result<CompletedCheckpoint, StorageError> {
-        let dir = self.local_dir(name);
-        if let Some(remote) = &self.remote {
-            let url = |file: &str| PathBuf::from(self.location.join(name).join(file).to_string());
-            let missing = |file: &str| StorageError::Corrupt { path: url(file), reason: "the file is missing".into() };
-            let meta_name = format!("{name}/{METADATA_FILE}");
-            let meta_bytes = remote.read(&meta_name)?.ok_or_else(|| missing(METADATA_FILE))?;
-            let (metadata, recorded) = decode_metadata(&meta_bytes, &url(METADATA_FILE))?;
-            let recorded: HashMap<&str, &SharedFile> =
-                recorded.iter().flatten().map(|f| (f.name.as_str(), f)).collect();
-            for task in &metadata.tasks {
-                if let Some(file) = &task.file {
-                    let bytes = remote.read(&format!("{name}/{file}"))?.ok_or_else(|| missing(file))?;
-                    write_atomically(&dir.join(file), &bytes)?;
-                }
-                for file in &task.shared {
-                    let local = self.local.join(SHARED_DIR).join(file);
-                    let expected = recorded.get(file.as_str()).copied();
-                    if verify_shared_file(&local, expected).is_ok() {
-                        continue;
-                    }
-                    let shared = format!("{SHARED_DIR}/{file}");
-                    let shared_url = PathBuf::from(self.location.join(&shared).to_string());
-                    let bytes = remote.read(&shared)?.ok_or_else(|| StorageError::Corrupt {
-                        path: shared_url.clone(),
-                        reason: "the shared file the checkpoint refers to is missing".into(),
+        match &self.remote {
+            Some(_) => self.open_remote(name, true),
+            None => CompletedCheckpoint::load(&self.local_dir(name)),
+        }
+    }
+
+    /// Snapshot `name` in the object store, its metadata downloaded into the staging directory;
+    /// with `verify`, every task and shared file it names is checked against its checksum.
+    fn open_remote(&self, name: &str, verify: bool) -> Result<CompletedCheckpoint, StorageError> {
+        let Some(store) = &self.remote else { return CompletedCheckpoint::open_verified(&self.local_dir(name)) };
+        let remote = RemoteCopy {
+            store: store.clone(),
+            root: self.location.clone(),
+            name: name.to_string(),
+            local_shared: self.local.join(SHARED_DIR),
+            recorded: Arc::default(),
+        };
+        let missing =
+            |file: &str| StorageError::Corrupt { path: remote.url(file), reason: "the file is missing".into() };
+        let meta_bytes = store.read(&format!("{name}/{METADATA_FILE}"))?.ok_or_else(|| missing(METADATA_FILE))?;
+        let (metadata, recorded) = decode_metadata(&meta_bytes, &remote.url(METADATA_FILE))?;
+        let recorded: HashMap<String, SharedFile> =
+            recorded.into_iter().flatten().map(|f| (f.name.clone(), f)).collect();
+        if verify {
+            for file in metadata.tasks.iter().filter_map(|t| t.file.as_ref()) {
+                let object = format!("{name}/{file}");
+                let size = store.size(&object)?.ok_or_else(|| missing(file))?;
+                let url = remote.url(file);
+                let reader = ObjectReader::new(store, &object, size);
+                verify_reader(TASK_MAGIC, reader, size, &url.display().to_string()).map_err(corrupt(&url))?;
+            }
+            let names: BTreeSet<&String> = metadata.tasks.iter().flat_map(|t| &t.shared).collect();
+            for shared in names {
+                let object = format!("{SHARED_DIR}/{shared}");
+                let url = remote.object_url(&object);
+                let size = store.size(&object)?.ok_or_else(|| StorageError::Corrupt {
+                    path: url.clone(),
+                    reason: "the shared file the checkpoint refers to is missing".into(),
+                })?;
+                if let Some(expected) = recorded.get(shared) {
+                    let (size, crc32) = checksum_of(ObjectReader::new(store, &object, size)).map_err(|e| {
+                        StorageError::ObjectStore {
+                            action: "read",
+                            url: url.display().to_string(),
+                            reason: e.to_string(),
+                        }
                     })?;
-                    if let Some(expected) = expected {
-                        check_shared_bytes(&shared_url, bytes.len() as u64, crc32fast::hash(&bytes), expected)?;
-                    }
-                    write_atomically(&local, &bytes)?;
+                    check_shared_bytes(&url, size, crc32, expected)?;
                 }
             }
-            write_atomically(&dir.join(METADATA_FILE), &meta_bytes)?;
-            // The staging copies are what was just downloaded: errors name the objects.
-            return CompletedCheckpoint::load(&dir).map_err(|e| match e {
-                StorageError::Corrupt { path, reason } => match path.strip_prefix(&self.local) {
-                    Ok(object) => StorageError::Corrupt {
-                        path: PathBuf::from(self.location.join(&object.to_string_lossy()).to_string()),
-                        reason,
-                    },
-                    Err(_) => StorageError::Corrupt { path, reason },
-                },
-                other => other,
-            });
         }
-        CompletedCheckpoint::load(&dir)
-    }
-
-    /// Sizes and checksums of the shared files `metadata` refers to (each file is read once:
-    /// shared files never change).
-    fn shared_checksums(&self, metadata: &CheckpointMetadata) -> Result<Vec<SharedFile>, StorageError> {
-        let names: BTreeSet<&String> = metadata.tasks.iter().flat_map(|t| &t.shared).collect();
-        let mut known = self.checksums.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut files = Vec::with_capacity(names.len());
-        for name in names {
-            let file = match known.get(name) {
-                Some(file) => file.clone(),
-                None => {
-                    let path = self.local.join(SHARED_DIR).join(name);
-                    let (size, crc32) = file_checksum(&path).map_err(io("read", &path))?;
-                    let file = SharedFile { name: name.clone(), size, crc32 };
-                    known.insert(name.clone(), file.clone());
-                    file
-                }
-            };
-            files.push(file);
-        }
-        Ok(files)
-    }
-
-    /// Completes snapshot `name`: writes its metadata and, for an object store, uploads its
-    /// task files and the shared files not there yet, then the metadata, last.
-    pub fn publish(&self, name: &str, metadata: &CheckpointMetadata) -> Result<(), StorageError> {
         let dir = self.local_dir(name);
-        let shared = self.shared_checksums(metadata)?;
-        write_metadata(&dir, metadata, &shared)?;
+        write_atomically(&dir.join(METADATA_FILE), &meta_bytes)?;
+        Ok(CompletedCheckpoint::new(dir, metadata, Some(RemoteCopy { recorded: Arc::new(recorded), ..remote })))
+    }
+
+    /// Uploads what a task wrote into snapshot `name` (its `task_file` and the shared files it
+    /// refers to that the store lacks) to the object store, if the storage is in one. Tasks
+    /// call it before they acknowledge, so a completed snapshot's files are all there.
+    pub fn upload_task_files(
+        &self,
+        name: &str,
+        task_file: Option<&str>,
+        shared: &[SharedFile],
+    ) -> Result<(), StorageError> {
         let Some(remote) = &self.remote else { return Ok(()) };
         let upload = |local: &Path, remote_name: &str| -> Result<(), StorageError> {
             let bytes = std::fs::read(local).map_err(io("read", local))?;
             remote.write(remote_name, bytes)
         };
-        for task in &metadata.tasks {
-            if let Some(file) = &task.file {
-                upload(&dir.join(file), &format!("{name}/{file}"))?;
-            }
-            for file in &task.shared {
-                let shared = format!("{SHARED_DIR}/{file}");
-                if !remote.exists(&shared)? {
-                    upload(&self.local.join(SHARED_DIR).join(file), &shared)?;
-                }
+        if let Some(file) = task_file {
+            let local = self.local_dir(name).join(file);
+            upload(&local, &format!("{name}/{file}"))?;
+            // A restore downloads it again: staging copies need not pile up where tasks run.
+            let _ = std::fs::remove_file(&local);
+        }
+        for file in shared {
+            let object = format!("{SHARED_DIR}/{}", file.name);
+            if !remote.exists(&object)? {
+                upload(&self.local.join(SHARED_DIR).join(&file.name), &object)?;
             }
         }
-        upload(&dir.join(METADATA_FILE), &format!("{name}/{METADATA_FILE}"))
+        Ok(())
+    }
+
+    /// Completes snapshot `name`: writes its metadata, with the sizes and checksums of the
+    /// `shared` files the tasks reported (the master reads no state), and for an object store
+    /// uploads it, last: the tasks uploaded their files.
+    pub fn publish(
+        &self,
+        name: &str,
+        metadata: &CheckpointMetadata,
+        shared: &[SharedFile],
+    ) -> Result<(), StorageError> {
+        let dir = self.local_dir(name);
+        write_metadata(&dir, metadata, shared)?;
+        let Some(remote) = &self.remote else { return Ok(()) };
+        let path = dir.join(METADATA_FILE);
+        let bytes = std::fs::read(&path).map_err(io("read", &path))?;
+        remote.write(&format!("{name}/{METADATA_FILE}"), bytes)
     }
 
     /// The newest checkpoint that reads back completely; corrupt or missing files (its
@@ -591,7 +792,6 @@ impl CheckpointStorage {
     }
 
     fn delete_shared(&self, file: &str) {
-        self.checksums.lock().unwrap_or_else(PoisonError::into_inner).remove(file);
         let _ = std::fs::remove_file(self.local.join(SHARED_DIR).join(file));
         if let Some(remote) = &self.remote
             && let Err(e) = remote.delete(&format!("{SHARED_DIR}/{file}"))
@@ -652,7 +852,12 @@ impl CheckpointStorage {
             }
             // Checkpoints still in progress when the job ended have task files but no metadata.
             self.checkpoint_ids()?.into_iter().for_each(|id| self.delete_checkpoint(id));
-            Ok(())
+            // Tasks upload shared files before their checkpoint completes: those of checkpoints
+            // that never did are referred to by no metadata.
+            match &self.remote {
+                Some(remote) => remote.delete_dir(SHARED_DIR),
+                None => Ok(()),
+            }
         });
         if let Err(e) = result {
             warn!(error = %e, "cannot delete the job's checkpoints");
@@ -663,12 +868,9 @@ impl CheckpointStorage {
 
 /// Reads and verifies the savepoint or retained checkpoint at `location`.
 pub fn load_snapshot(location: &SnapshotLocation) -> Result<CompletedCheckpoint, StorageError> {
-    match (location, location.parent()) {
-        (SnapshotLocation::ObjectStore(url), Some(parent)) => {
-            let name = url.rsplit('/').next().unwrap_or_default();
-            CheckpointStorage::open(parent)?.load(name)
-        }
-        _ => CompletedCheckpoint::load(&location.local_dir()),
+    match CheckpointStorage::of_snapshot(location)? {
+        Some((storage, name)) => storage.load(&name),
+        None => CompletedCheckpoint::load(&location.local_dir()),
     }
 }
 
@@ -690,10 +892,13 @@ mod tests {
         d
     }
 
-    /// Writes checkpoint `id` of one task (file `task`, referring to `shared`) and completes it.
+    /// Writes checkpoint `id` of one task (file `task`, referring to `shared`) and completes it,
+    /// as a task and the job master do.
     fn write_checkpoint_with(storage: &CheckpointStorage, id: CheckpointId, task: &str, shared: Vec<String>) {
-        let dir = storage.checkpoint_dir(id);
+        let (dir, name) = (storage.checkpoint_dir(id), CheckpointStorage::checkpoint_name(id));
         write_atomically(&dir.join(task), &encode_task_state(&TaskStateFile::default()).unwrap()).unwrap();
+        let files = shared_file_checksums(&storage.local_dir(SHARED_DIR), &shared).unwrap();
+        storage.upload_task_files(&name, Some(task), &files).unwrap();
         let metadata = CheckpointMetadata {
             id,
             kind: SnapshotKind::Checkpoint,
@@ -710,7 +915,7 @@ mod tests {
             }],
             enumerators: vec![],
         };
-        storage.publish(&CheckpointStorage::checkpoint_name(id), &metadata).unwrap();
+        storage.publish(&name, &metadata, &files).unwrap();
     }
 
     fn write_checkpoint(storage: &CheckpointStorage, id: CheckpointId) {
@@ -827,7 +1032,10 @@ mod tests {
                 tasks,
                 enumerators: vec![("op-0".into(), noise(7, 30))],
             };
-            storage.publish(&CheckpointStorage::checkpoint_name(id), &metadata).unwrap();
+            let names: Vec<String> =
+                metadata.tasks.iter().flat_map(|t| t.shared.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+            let shared = shared_file_checksums(&storage.local_dir(SHARED_DIR), &names).unwrap();
+            storage.publish(&CheckpointStorage::checkpoint_name(id), &metadata, &shared).unwrap();
         }
         storage
     }

@@ -806,7 +806,7 @@ impl Master {
                 return None;
             }
         };
-        let target = coordinator.directory(id)?;
+        let (target, remote) = coordinator.directory(id)?;
         if let Err(e) = std::fs::create_dir_all(&target) {
             coordinator.fail(id, format!("cannot create '{}': {e}", target.display()));
             attempt.sources.iter().for_each(|(_, f, e)| f.resume_enumerator(e));
@@ -819,7 +819,15 @@ impl Master {
             && config.unaligned
             && config.mode == CheckpointingMode::ExactlyOnce
             && config.aligned_checkpoint_timeout.is_zero();
-        let barrier = CheckpointBarrier { id, timestamp, kind, stop, target: target.into(), overtaking };
+        let barrier = CheckpointBarrier {
+            id,
+            timestamp,
+            kind,
+            stop,
+            target: target.into(),
+            remote: remote.map(Into::into),
+            overtaking,
+        };
         // Sources inject the barrier; tasks that finished their input get no barriers and
         // snapshot on request.
         let finished = input_finished.iter().enumerate().filter(|(_, f)| **f).map(|(i, _)| i);

@@ -403,6 +403,7 @@ mod tests {
             kind: crate::checkpoint::SnapshotKind::Checkpoint,
             stop: None,
             target: std::path::Path::new("/tmp").into(),
+            remote: None,
             overtaking: true,
         };
         tx.send_overtaking(barrier, 1).unwrap();
@@ -434,6 +435,7 @@ mod tests {
                 kind: crate::checkpoint::SnapshotKind::Checkpoint,
                 stop: None,
                 target: std::path::Path::new("/tmp").into(),
+                remote: None,
                 overtaking: true,
             },
             0,

@@ -193,6 +193,7 @@ mod tests {
             kind: SnapshotKind::Checkpoint,
             stop: None,
             target: std::path::Path::new("/tmp").into(),
+            remote: None,
             overtaking,
         }
     }

@@ -36,6 +36,7 @@ struct WireBarrier<S> {
     kind: SnapshotKind,
     stop: Option<bool>,
     target: S,
+    remote: Option<S>,
     overtaking: bool,
 }
 
@@ -140,6 +141,7 @@ fn put_barrier(barrier: &CheckpointBarrier, out: &mut Vec<u8>) -> Result<(), Wir
         kind: barrier.kind,
         stop: barrier.stop,
         target,
+        remote: barrier.remote.as_deref(),
         overtaking: barrier.overtaking,
     };
     put(&wire, out, "barrier")
@@ -153,6 +155,7 @@ fn take_barrier(rest: &mut &[u8]) -> Result<CheckpointBarrier, WireError> {
         kind: wire.kind,
         stop: wire.stop,
         target: Arc::from(Path::new(&wire.target)),
+        remote: wire.remote.map(Arc::from),
         overtaking: wire.overtaking,
     })
 }
@@ -169,6 +172,7 @@ mod tests {
             kind: SnapshotKind::Savepoint,
             stop: Some(true),
             target: Path::new("/tmp/brisk/chk-7").into(),
+            remote: overtaking.then(|| Arc::from("s3://bucket/job/chk-7")),
             overtaking,
         }
     }

@@ -535,7 +535,7 @@ impl RemoteDeployer {
                 generation: self.generation,
                 worker_of_task: worker_of_task.clone(),
                 data_addresses: data_addresses.clone(),
-                restore: restore.map(|r| r.checkpoint.path.clone()),
+                restore: restore.map(|r| r.checkpoint.location().to_string()),
                 only,
             });
             connection

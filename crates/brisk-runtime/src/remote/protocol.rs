@@ -91,8 +91,9 @@ pub(crate) struct DeployTasks {
     pub worker_of_task: Vec<usize>,
     /// The data-exchange address of every worker.
     pub data_addresses: Vec<String>,
-    /// The checkpoint or savepoint directory the tasks restore from.
-    pub restore: Option<PathBuf>,
+    /// The checkpoint or savepoint the tasks restore from (a local directory or an object
+    /// store URL: each worker reads the metadata and its tasks' files itself).
+    pub restore: Option<String>,
     /// Only the tasks of this region (region failover), or all.
     pub only: Option<usize>,
 }
@@ -116,6 +117,7 @@ pub(crate) struct RemoteBarrier {
     kind: SnapshotKind,
     stop: Option<bool>,
     target: PathBuf,
+    remote: Option<String>,
     overtaking: bool,
 }
 
@@ -129,6 +131,7 @@ impl RemoteMail {
                 kind: b.kind,
                 stop: b.stop,
                 target: b.target.to_path_buf(),
+                remote: b.remote.as_deref().map(str::to_string),
                 overtaking: b.overtaking,
             }),
             Mail::CheckpointComplete(id) => RemoteMail::Complete(id),
@@ -149,6 +152,7 @@ impl RemoteMail {
                 kind: b.kind,
                 stop: b.stop,
                 target: Arc::from(b.target.as_path()),
+                remote: b.remote.map(Arc::from),
                 overtaking: b.overtaking,
             }),
             RemoteMail::Complete(id) => Mail::CheckpointComplete(id),

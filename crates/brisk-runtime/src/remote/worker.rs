@@ -7,6 +7,7 @@
 use super::protocol::{
     DeployTasks, JobProtocol, JobRequest, JobResponse, METRICS_INTERVAL, RemoteMail, RemoteTaskEvent, TaskMetricsReport,
 };
+use crate::checkpoint::SnapshotLocation;
 use crate::checkpoint::restore::JobRestore;
 use crate::checkpoint::storage::CompletedCheckpoint;
 use crate::checkpoint::{FINAL_CHECKPOINT, TaskEvent};
@@ -25,7 +26,6 @@ use brisk_core::BoxError;
 use brisk_rpc::{Role, RpcConnection};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -176,8 +176,8 @@ struct Worker {
     events: Sender<TaskEvent>,
     shared: Arc<WorkerShared>,
     splits: Arc<CoordinatorSplits>,
-    /// Checkpoints read for restores, by directory.
-    restores: HashMap<PathBuf, JobRestore>,
+    /// Checkpoints read for restores, by location.
+    restores: HashMap<String, JobRestore>,
     threads: Vec<JoinHandle<()>>,
     records_read: Arc<AtomicU64>,
 }
@@ -208,13 +208,15 @@ impl Worker {
         let addresses: Vec<SocketAddr> =
             addresses.into_iter().map(|a| a.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))).collect();
         let restore = match &deploy.restore {
-            Some(path) => {
-                if !self.restores.contains_key(path) {
-                    let checkpoint =
-                        CompletedCheckpoint::open_verified(path).map_err(|e| JobError::Worker(e.to_string()))?;
-                    self.restores.insert(path.clone(), JobRestore::new(checkpoint));
+            Some(location) => {
+                if !self.restores.contains_key(location) {
+                    let checkpoint = SnapshotLocation::parse(location)
+                        .map_err(|e| e.to_string())
+                        .and_then(|l| CompletedCheckpoint::open_verified_at(&l).map_err(|e| e.to_string()))
+                        .map_err(JobError::Worker)?;
+                    self.restores.insert(location.clone(), JobRestore::new(checkpoint));
                 }
-                self.restores.get(path)
+                self.restores.get(location)
             }
             None => None,
         };

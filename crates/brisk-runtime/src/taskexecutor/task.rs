@@ -1,9 +1,12 @@
 //! Subtasks: one thread each, running a mailbox-style loop that reads input, fires
 //! processing-time wakeups and flushes output buffers, with no locks around operator state.
 
+use crate::checkpoint::SnapshotLocation;
 use crate::checkpoint::barrier::{BarrierAction, BarrierHandler};
 use crate::checkpoint::restore::encode_operator_snapshot;
-use crate::checkpoint::storage::{SHARED_DIR, encode_task_state, write_atomically};
+use crate::checkpoint::storage::{
+    CheckpointStorage, SHARED_DIR, SharedFile, StorageError, encode_task_state, shared_file_checksums, write_atomically,
+};
 use crate::checkpoint::{
     CheckpointBarrier, CheckpointConfig, CheckpointId, FINAL_CHECKPOINT, SnapshotKind, TaskAcknowledgement, TaskEvent,
     TaskSnapshot, TaskStateFile,
@@ -547,8 +550,21 @@ fn write_task_state(
     in_flight: InFlight,
     failures: &FailureInjector,
     incremental: bool,
-) -> Result<(Option<String>, u64, Vec<String>), String> {
-    let shared_dir = incremental.then(|| barrier.target.parent().map(|p| p.join(SHARED_DIR))).flatten();
+) -> Result<(Option<String>, u64, Vec<SharedFile>), String> {
+    // A snapshot in an object store is staged in this process's own directory for it, and
+    // uploaded from there by this task.
+    let remote = match &barrier.remote {
+        Some(url) => SnapshotLocation::parse(url)
+            .map_err(|e| StorageError::Unsupported(e.to_string()))
+            .and_then(|location| CheckpointStorage::of_snapshot(&location))
+            .map_err(|e| e.to_string())?,
+        None => None,
+    };
+    let target = match &remote {
+        Some((storage, name)) => storage.local_dir(name),
+        None => barrier.target.to_path_buf(),
+    };
+    let shared_dir = incremental.then(|| target.parent().map(|p| p.join(SHARED_DIR))).flatten();
     let mut file = TaskStateFile { operators: Vec::new(), in_flight };
     for (operator_id, op) in snapshot.operators {
         file.operators.push(encode_operator_snapshot(operator_id, op, shared_dir.as_deref())?);
@@ -559,14 +575,25 @@ fn write_task_state(
         .filter_map(|o| o.keyed_files.as_ref())
         .flat_map(|f| f.shared.iter().map(|(_, s)| s.clone()))
         .collect();
+    let shared = match &shared_dir {
+        Some(dir) => shared_file_checksums(dir, &shared).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
     failures.maybe_fail(InjectionPoint::AsyncSnapshot).map_err(|e| e.to_string())?;
-    if file.operators.is_empty() && file.in_flight.iter().all(|(_, r)| r.is_empty()) {
-        return Ok((None, 0, shared));
+    let written = if file.operators.is_empty() && file.in_flight.iter().all(|(_, r)| r.is_empty()) {
+        None
+    } else {
+        let name = format!("task-{task}");
+        let bytes = encode_task_state(&file).map_err(|e| e.to_string())?;
+        write_atomically(&target.join(&name), &bytes).map_err(|e| e.to_string())?;
+        Some((name, bytes.len() as u64))
+    };
+    if let Some((storage, name)) = &remote {
+        let task_file = written.as_ref().map(|(file, _)| file.as_str());
+        storage.upload_task_files(name, task_file, &shared).map_err(|e| e.to_string())?;
     }
-    let name = format!("task-{task}");
-    let bytes = encode_task_state(&file).map_err(|e| e.to_string())?;
-    write_atomically(&barrier.target.join(&name), &bytes).map_err(|e| e.to_string())?;
-    Ok((Some(name), bytes.len() as u64, shared))
+    let (file, size) = written.map_or((None, 0), |(file, size)| (Some(file), size));
+    Ok((file, size, shared))
 }
 
 /// A task's snapshots on their way to storage.

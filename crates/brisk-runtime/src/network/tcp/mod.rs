@@ -51,7 +51,7 @@ use thiserror::Error;
 use tracing::{debug, warn};
 
 /// The version of the frame protocol; peers speaking another one are refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

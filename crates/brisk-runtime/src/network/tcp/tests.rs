@@ -27,6 +27,7 @@ fn barrier(id: u64, overtaking: bool) -> CheckpointBarrier {
         kind: SnapshotKind::Checkpoint,
         stop: None,
         target: std::path::Path::new("/tmp").into(),
+        remote: None,
         overtaking,
     }
 }
@@ -364,16 +365,23 @@ fn channel_ends_and_failures_leave_the_other_channels_alone() {
 #[test]
 fn a_peer_with_another_protocol_version_is_refused_naming_both_versions() {
     let current = ConnectionManager::bind("127.0.0.1:0").unwrap();
-    let future = ConnectionManager::bind_with_version("127.0.0.1:0", 2).unwrap();
+    let future = ConnectionManager::bind_with_version("127.0.0.1:0", PROTOCOL_VERSION + 1).unwrap();
+    let (ours, theirs) = (PROTOCOL_VERSION, PROTOCOL_VERSION + 1);
     let err = current.connect_output::<u64>(future.local_addr(), 1, 1, &CancelToken::new()).map(drop).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("peer {} speaks network protocol version 2, this process speaks version 1", future.local_addr())
+        format!(
+            "peer {} speaks network protocol version {theirs}, this process speaks version {ours}",
+            future.local_addr()
+        )
     );
     let err = future.connect_output::<u64>(current.local_addr(), 1, 1, &CancelToken::new()).map(drop).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("peer {} speaks network protocol version 1, this process speaks version 2", current.local_addr())
+        format!(
+            "peer {} speaks network protocol version {ours}, this process speaks version {theirs}",
+            current.local_addr()
+        )
     );
     assert_eq!((current.connection_count(), future.connection_count()), (0, 0));
 }
