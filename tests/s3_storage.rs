@@ -70,12 +70,15 @@ fn object_store_checkpoints_fall_back_share_files_and_are_pruned() {
     remote.delete("chk-2/task-2").unwrap();
     assert_eq!(storage.latest_valid().unwrap().map(|c| c.metadata.id), Some(1), "a missing object makes 2 unusable");
     // Choosing 1 verified the objects and downloaded only the metadata; the task that reads
-    // its state downloads its file and the shared file, into an empty staging directory.
+    // its state downloads its file (keeping no staging copy) and the shared files it restores,
+    // into an empty staging directory.
     std::fs::remove_dir_all(&local).unwrap();
     let restored = storage.latest_valid().unwrap().unwrap();
     assert_eq!(restored.metadata.id, 1);
     assert!(!shared.join("a").exists() && !storage.checkpoint_dir(1).join("task-1").exists());
     assert!(restored.task_state(0).unwrap().is_some());
+    assert!(!storage.checkpoint_dir(1).join("task-1").exists(), "read once, kept in memory");
+    restored.fetch_shared(&restored.metadata.tasks[0].shared).unwrap();
     assert_eq!(std::fs::read(shared.join("a")).unwrap(), b"a");
     // Workers elsewhere are sent this location to open it themselves.
     assert_eq!(restored.location().to_string(), format!("{url}/chk-1"));
@@ -83,7 +86,7 @@ fn object_store_checkpoints_fall_back_share_files_and_are_pruned() {
     std::fs::write(shared.join("a"), "x").unwrap();
     let restored = storage.latest_valid().unwrap().unwrap();
     assert_eq!(restored.metadata.id, 1);
-    assert!(restored.task_state(0).unwrap().is_some());
+    restored.fetch_shared(&restored.metadata.tasks[0].shared).unwrap();
     assert_eq!(std::fs::read(shared.join("a")).unwrap(), b"a");
     // ... a damaged object is no checkpoint, and with none left that is an error naming it.
     remote.write("shared/a", b"x".to_vec()).unwrap();

@@ -317,6 +317,12 @@ impl CheckpointCoordinator {
         let Some(pending) = self.pending.remove(&id) else { return false };
         warn!(checkpoint = id, reason = %reason, "checkpoint failed");
         let _ = std::fs::remove_dir_all(&pending.dir);
+        if pending.kind == SnapshotKind::Savepoint && pending.storage.is_remote() {
+            // Its tasks may have uploaded files; no later pruning looks at a savepoint's
+            // directory. Off the master thread: the store may be slow.
+            let (storage, name) = (pending.storage.clone(), pending.name.clone());
+            let _ = std::thread::Builder::new().name("discard savepoint".into()).spawn(move || storage.discard(&name));
+        }
         let location = pending.storage.location().join(&pending.name);
         self.record(id, pending.kind, CheckpointStatus::Failed(reason), 0, pending.triggered, &[], location);
         if pending.kind == SnapshotKind::Checkpoint && counts {

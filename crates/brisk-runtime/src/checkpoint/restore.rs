@@ -5,10 +5,17 @@
 use super::storage::{CompletedCheckpoint, shared_dir_of};
 use super::{OperatorSnapshot, OperatorSubtaskState, TaskStateFile};
 use brisk_core::KeyGroupRange;
-use brisk_state::{KeyedStateHandle, KeyedStateSnapshot, OperatorStateSnapshot, read_rocksdb_files, redistribute};
+use brisk_state::{
+    KeyedStateHandle, KeyedStateSnapshot, OperatorStateSnapshot, RocksDbFiles, read_rocksdb_files, redistribute,
+};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Whether the RocksDB files of an old subtask hold key groups of `range`: only those are read.
+fn overlaps(files: &RocksDbFiles, range: &KeyGroupRange) -> bool {
+    range.iter().any(|kg| files.key_group_range.contains(kg))
+}
 
 /// The restored state of one operator in one subtask.
 #[derive(Clone, Debug, Default)]
@@ -38,10 +45,7 @@ impl OperatorRestore {
             if let Some(bytes) = &state.keyed {
                 keyed.push(KeyedStateSnapshot::from_bytes(bytes, &what).map_err(|e| e.to_string())?);
             }
-            // Only the files of subtasks whose key groups overlap ours are read.
-            if let Some(files) = &state.keyed_files
-                && range.iter().any(|kg| files.key_group_range.contains(kg))
-            {
+            if let Some(files) = state.keyed_files.as_ref().filter(|f| overlaps(f, &range)) {
                 keyed.push(
                     read_rocksdb_files(files, shared, &std::env::temp_dir()).map_err(|e| format!("{what}: {e}"))?,
                 );
@@ -183,7 +187,7 @@ impl JobRestore {
         Err(format!(
             "the snapshot '{}' has state for operators the job does not have ({}); give operators stable ids with uid(), \
              or allow non-restored state (--allow-non-restored-state / execution.savepoint.ignore-unclaimed-state)",
-            self.checkpoint.path.display(),
+            self.checkpoint.location(),
             missing.join(", ")
         ))
     }
@@ -228,6 +232,14 @@ impl JobRestore {
             if states.is_empty() {
                 continue;
             }
+            // Shared files come from the object store (if there) only where they will be read.
+            let range = KeyGroupRange::for_operator(max_parallelism, parallelism, subtask);
+            let shared: Vec<String> = states
+                .iter()
+                .filter_map(|s| s.keyed_files.as_ref().filter(|f| overlaps(f, &range)))
+                .flat_map(|f| f.shared.iter().map(|(_, name)| name.clone()))
+                .collect();
+            self.checkpoint.fetch_shared(&shared).map_err(|e| e.to_string())?;
             let operator =
                 OperatorRestore::from_states(states, subtask, parallelism, max_parallelism, &self.shared_dir())?;
             restore.operators.insert(id.clone(), operator);

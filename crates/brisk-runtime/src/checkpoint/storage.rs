@@ -267,13 +267,29 @@ struct ObjectReader<'a> {
     offset: u64,
     piece: Vec<u8>,
     taken: usize,
+    /// Why a read failed: the store, not the object, so no reason to call it corrupt.
+    failed: Option<StorageError>,
 }
 
 impl<'a> ObjectReader<'a> {
     const PIECE: u64 = 4 << 20;
 
     fn new(store: &'a ObjectStoreDir, name: &'a str, size: u64) -> Self {
-        ObjectReader { store, name, size, offset: 0, piece: Vec::new(), taken: 0 }
+        ObjectReader { store, name, size, offset: 0, piece: Vec::new(), taken: 0, failed: None }
+    }
+
+    /// Runs `check` over the object; a failed read is returned as the store's error, whatever
+    /// `check` made of it (`on_error` maps the other errors).
+    fn check<T, E>(
+        mut self,
+        check: impl FnOnce(&mut Self) -> Result<T, E>,
+        on_error: impl FnOnce(E) -> StorageError,
+    ) -> Result<T, StorageError> {
+        let result = check(&mut self);
+        match self.failed {
+            Some(e) => Err(e),
+            None => result.map_err(on_error),
+        }
     }
 }
 
@@ -284,7 +300,14 @@ impl Read for ObjectReader<'_> {
                 return Ok(0);
             }
             let end = (self.offset + Self::PIECE).min(self.size);
-            self.piece = self.store.read_range(self.name, self.offset..end).map_err(std::io::Error::other)?;
+            self.piece = match self.store.read_range(self.name, self.offset..end) {
+                Ok(piece) => piece,
+                Err(e) => {
+                    let message = e.to_string();
+                    self.failed = Some(e);
+                    return Err(std::io::Error::other(message));
+                }
+            };
             if self.piece.is_empty() {
                 return Ok(0);
             }
@@ -418,6 +441,9 @@ pub fn encode_task_state(state: &TaskStateFile) -> Result<Vec<u8>, StorageError>
         .map_err(|e| StorageError::Corrupt { path: PathBuf::from("<task state>"), reason: e.to_string() })
 }
 
+/// A task's state as read from its file (`None`: it had none).
+type ReadState = Option<Arc<TaskStateFile>>;
+
 /// A completed checkpoint, verified: its metadata, and the task files it names, which are read
 /// only when a restore asks for them (each task reads the files of its own operators; the job
 /// master reads none but its sources').
@@ -427,8 +453,9 @@ pub struct CompletedCheckpoint {
     pub path: PathBuf,
     /// The metadata.
     pub metadata: CheckpointMetadata,
-    /// Task states read so far, in the order of `metadata.tasks`.
-    states: Arc<Vec<OnceLock<Option<Arc<TaskStateFile>>>>>,
+    /// Task states read so far, in the order of `metadata.tasks`; the lock makes tasks of one
+    /// process that restore together read (and download) each file once.
+    states: Arc<Vec<Mutex<Option<ReadState>>>>,
     /// Where its files are downloaded from, when it is in an object store.
     remote: Option<RemoteCopy>,
 }
@@ -480,17 +507,18 @@ impl CompletedCheckpoint {
     }
 
     fn new(path: PathBuf, metadata: CheckpointMetadata, remote: Option<RemoteCopy>) -> Self {
-        let states = Arc::new(metadata.tasks.iter().map(|_| OnceLock::new()).collect());
+        let states = Arc::new(metadata.tasks.iter().map(|_| Mutex::new(None)).collect());
         CompletedCheckpoint { path, metadata, states, remote }
     }
 
     /// The state of task `index` of `metadata.tasks` (`None`: it had none), read from its file
     /// on first use.
     pub fn task_state(&self, index: usize) -> Result<Option<Arc<TaskStateFile>>, StorageError> {
-        let (Some(handle), Some(cell)) = (self.metadata.tasks.get(index), self.states.get(index)) else {
+        let (Some(handle), Some(slot)) = (self.metadata.tasks.get(index), self.states.get(index)) else {
             return Ok(None);
         };
-        if let Some(state) = cell.get() {
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(state) = slot.as_ref() {
             return Ok(state.clone());
         }
         let Some(file) = &handle.file else { return Ok(None) };
@@ -499,15 +527,30 @@ impl CompletedCheckpoint {
         let source = match &self.remote {
             Some(remote) => {
                 remote.download_task_file(file, &path)?;
-                remote.fetch_shared(&handle.shared)?;
                 remote.url(file)
             }
             None => path.clone(),
         };
         let bytes = std::fs::read(&path).map_err(io("read", &path))?;
+        if self.remote.is_some() {
+            // Read once and kept: the staging copy need not stay where tasks run.
+            let _ = std::fs::remove_file(&path);
+        }
         let state: TaskStateFile =
             decode_file(TASK_MAGIC, &bytes, &source.display().to_string()).map_err(corrupt(&source))?;
-        Ok(cell.get_or_init(|| Some(Arc::new(state))).clone())
+        let state = Some(Arc::new(state));
+        *slot = Some(state.clone());
+        Ok(state)
+    }
+
+    /// Makes the shared files `names` of this checkpoint available in its local shared
+    /// directory: downloaded (and checked) from the object store where the staging copy is
+    /// missing or differs; a local checkpoint has them already.
+    pub fn fetch_shared(&self, names: &[String]) -> Result<(), StorageError> {
+        match &self.remote {
+            Some(remote) => remote.fetch_shared(names),
+            None => Ok(()),
+        }
     }
 }
 
@@ -569,6 +612,11 @@ impl CheckpointStorage {
         let storage = Arc::new(Self::open(location.clone())?);
         opened.insert(location.to_string(), storage.clone());
         Ok(storage)
+    }
+
+    /// Whether the snapshots are in an object store.
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
     }
 
     /// Where the snapshots are.
@@ -675,8 +723,9 @@ impl CheckpointStorage {
                 let object = format!("{name}/{file}");
                 let size = store.size(&object)?.ok_or_else(|| missing(file))?;
                 let url = remote.url(file);
-                let reader = ObjectReader::new(store, &object, size);
-                verify_reader(TASK_MAGIC, reader, size, &url.display().to_string()).map_err(corrupt(&url))?;
+                let what = url.display().to_string();
+                ObjectReader::new(store, &object, size)
+                    .check(|reader| verify_reader(TASK_MAGIC, reader, size, &what), corrupt(&url))?;
             }
             let names: BTreeSet<&String> = metadata.tasks.iter().flat_map(|t| &t.shared).collect();
             for shared in names {
@@ -687,13 +736,14 @@ impl CheckpointStorage {
                     reason: "the shared file the checkpoint refers to is missing".into(),
                 })?;
                 if let Some(expected) = recorded.get(shared) {
-                    let (size, crc32) = checksum_of(ObjectReader::new(store, &object, size)).map_err(|e| {
-                        StorageError::ObjectStore {
+                    let (size, crc32) = ObjectReader::new(store, &object, size).check(
+                        |reader| checksum_of(reader),
+                        |e| StorageError::ObjectStore {
                             action: "read",
                             url: url.display().to_string(),
                             reason: e.to_string(),
-                        }
-                    })?;
+                        },
+                    )?;
                     check_shared_bytes(&url, size, crc32, expected)?;
                 }
             }
@@ -801,17 +851,22 @@ impl CheckpointStorage {
     }
 
     fn delete_checkpoint(&self, id: CheckpointId) {
-        let name = Self::checkpoint_name(id);
-        let local = self.local_dir(&name);
+        self.discard(&Self::checkpoint_name(id));
+    }
+
+    /// Deletes snapshot `name`'s files, local and in the object store (a failed snapshot: its
+    /// tasks may have uploaded theirs).
+    pub fn discard(&self, name: &str) {
+        let local = self.local_dir(name);
         if let Err(e) = std::fs::remove_dir_all(&local)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            warn!(path = %local.display(), error = %e, "cannot delete an old checkpoint");
+            warn!(path = %local.display(), error = %e, "cannot delete a snapshot's files");
         }
         if let Some(remote) = &self.remote
-            && let Err(e) = remote.delete_dir(&name)
+            && let Err(e) = remote.delete_dir(name)
         {
-            warn!(error = %e, "cannot delete an old checkpoint");
+            warn!(error = %e, "cannot delete a snapshot's files");
         }
     }
 
