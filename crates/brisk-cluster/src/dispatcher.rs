@@ -44,6 +44,9 @@ struct Job {
     /// Where its checkpoints go, and the newest checkpoint id there before it first started
     /// (older ones belong to earlier jobs).
     checkpoints: Option<(String, u64)>,
+    /// The largest parallelism its program allows (its operators' smallest maximum
+    /// parallelism, which the program may set itself), as its coordinator reported it.
+    max_parallelism: Option<usize>,
     /// Set when the JobManager suspended its coordinator to start it again.
     restart_requested: bool,
 }
@@ -65,6 +68,8 @@ struct StoredJob {
     overrides: Vec<(String, String)>,
     #[serde(default)]
     checkpoints: Option<(String, u64)>,
+    #[serde(default)]
+    max_parallelism: Option<usize>,
 }
 
 /// A running job found in the job store when the JobManager started.
@@ -141,6 +146,7 @@ impl Dispatcher {
                 allocations: stored.allocations,
                 overrides: stored.overrides,
                 checkpoints: stored.checkpoints,
+                max_parallelism: stored.max_parallelism,
                 restart_requested: false,
             });
         }
@@ -161,6 +167,7 @@ impl Dispatcher {
             allocations: job.allocations.clone(),
             overrides: job.overrides.clone(),
             checkpoints: job.checkpoints.clone(),
+            max_parallelism: job.max_parallelism,
         };
         let path = self.dir.join("jobs").join(format!("{}.json", job.info.job_id));
         let written = serde_json::to_vec_pretty(&stored)
@@ -267,6 +274,7 @@ impl Dispatcher {
             allocations: Vec::new(),
             overrides: Vec::new(),
             checkpoints: None,
+            max_parallelism: None,
             restart_requested: false,
         };
         if let Some(slots) = parallelism {
@@ -302,6 +310,7 @@ impl Dispatcher {
         if job.checkpoints.is_none() {
             job.checkpoints = registration.checkpoint_dir.clone().map(|dir| (dir, registration.earlier_checkpoints));
         }
+        job.max_parallelism = Some(registration.max_parallelism);
         self.store(job);
         Ok(job.worker_template())
     }
@@ -459,9 +468,9 @@ impl Dispatcher {
 
     /// Running, checkpointed jobs (not restarting) that run at the parallelism the JobManager set: id,
     /// that parallelism, slots held, and the largest parallelism they allow
-    /// (`pipeline.max-parallelism`). A program that sets its own parallelism is left out:
+    /// (their maximum parallelism). A program that sets its own parallelism is left out:
     /// rescaling would not change it.
-    pub fn rescalable_jobs(&self) -> Vec<(String, usize, usize, Option<usize>)> {
+    pub fn rescalable_jobs(&self) -> Vec<(String, usize, usize, usize)> {
         lock(&self.jobs)
             .iter()
             // Without checkpoints a restart would start the job over.
@@ -470,7 +479,8 @@ impl Dispatcher {
             .filter_map(|j| {
                 let parallelism = j.setting(PARALLELISM).filter(|p| *p == j.info.slots)?;
                 let held = j.allocations.iter().map(|(_, slots)| slots).sum();
-                Some((j.info.job_id.clone(), parallelism, held, j.setting(MAX_PARALLELISM)))
+                let max = j.parallelism_limit(j.setting(MAX_PARALLELISM).unwrap_or(usize::MAX));
+                Some((j.info.job_id.clone(), parallelism, held, max))
             })
             .collect()
     }
@@ -568,7 +578,12 @@ impl Job {
             self.set_override(MAX_PARALLELISM, max.to_string());
             max
         });
-        self.set_override(PARALLELISM, slots.clamp(1, max).to_string());
+        self.set_override(PARALLELISM, slots.clamp(1, self.parallelism_limit(max)).to_string());
+    }
+
+    /// `max`, or less where the program allows less than its configuration says.
+    fn parallelism_limit(&self, max: usize) -> usize {
+        self.max_parallelism.map_or(max, |program| program.min(max))
     }
 
     /// The submitted configuration with the JobManager's overrides (later pairs win).
@@ -675,6 +690,7 @@ mod tests {
             allocations: Vec::new(),
             overrides: Vec::new(),
             checkpoints: None,
+            max_parallelism: None,
             restart_requested: false,
         }
     }
@@ -694,5 +710,11 @@ mod tests {
         capped.scale_to(6);
         assert_eq!((capped.setting(PARALLELISM), capped.setting(MAX_PARALLELISM)), (Some(4), Some(4)));
         assert_eq!(capped.overrides, vec![(PARALLELISM.to_string(), "4".to_string())], "the job's own maximum is kept");
+
+        // A program that sets a smaller maximum in its code (as its coordinator reports) caps too.
+        let mut program = job(&[]);
+        program.max_parallelism = Some(3);
+        program.scale_to(6);
+        assert_eq!((program.setting(PARALLELISM), program.setting(MAX_PARALLELISM)), (Some(3), Some(128)));
     }
 }

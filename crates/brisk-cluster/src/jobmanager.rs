@@ -421,7 +421,7 @@ impl State {
             let jobs = self.dispatcher.rescalable_jobs();
             pending.retain(|id, _| jobs.iter().any(|(j, ..)| j == id));
             for (job_id, parallelism, held, max_parallelism) in jobs {
-                let target = (held + free).min(max_parallelism.unwrap_or(usize::MAX)).max(1);
+                let target = (held + free).min(max_parallelism).max(1);
                 if target == parallelism {
                     pending.remove(&job_id);
                     continue;

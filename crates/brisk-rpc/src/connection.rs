@@ -500,6 +500,7 @@ mod tests {
                     address: "a".into(),
                     checkpoint_dir: None,
                     earlier_checkpoints: 0,
+                    max_parallelism: 128,
                 };
                 client.call(Request::RegisterCoordinator(registration), Duration::from_secs(10))
             })

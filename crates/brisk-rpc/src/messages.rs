@@ -167,6 +167,9 @@ pub struct CoordinatorRegistration {
     /// The newest checkpoint id in `checkpoint_dir` before the job started: older ones
     /// belong to other jobs.
     pub earlier_checkpoints: u64,
+    /// The largest parallelism the job can run at: its operators' smallest maximum
+    /// parallelism (reactive mode never rescales it beyond).
+    pub max_parallelism: usize,
 }
 
 /// What a TaskManager starts for a job: a worker process running the artifact.

@@ -341,6 +341,7 @@ impl Coordinator {
             address: address.to_string(),
             checkpoint_dir: control.checkpoint_location.as_ref().map(ToString::to_string),
             earlier_checkpoints: control.earlier_checkpoints,
+            max_parallelism: deployable.job.vertices.iter().map(|v| v.max_parallelism).min().unwrap_or(1),
         };
         // The JobManager answers once it found the slots (or gave up waiting for them).
         let worker_slots =
