@@ -448,19 +448,25 @@ fn word_count_runs_across_two_taskmanagers_with_the_mini_clusters_output() {
 
 fn window_job_with_failures_is_exactly_once_across_processes(name: &str, backend: &str) {
     let cluster = TestCluster::start(name, &[]);
-    let (out, checkpoints) = (cluster.dir.join("out"), cluster.dir.join("checkpoints"));
-    let job_flags = [
-        "--state-backend",
-        backend,
+    let checkpoints = cluster.dir.join("checkpoints");
+    window_job_recovers_exactly_once(&cluster, checkpoints.to_str().unwrap(), &["--state-backend", backend]);
+}
+
+/// Runs the window job at p=2 on `cluster` with two injected failures, checkpointing into
+/// `checkpoints` (and `flags`): it must recover and commit exactly the golden output.
+fn window_job_recovers_exactly_once(cluster: &TestCluster, checkpoints: &str, flags: &[&str]) {
+    let out = cluster.dir.join("out");
+    let mut job_flags = vec![
         "--checkpoint-interval",
         "100ms",
         "--checkpoint-dir",
-        checkpoints.to_str().unwrap(),
+        checkpoints,
         "--inject-failures",
         "2",
         "--source-rate",
         "3000",
     ];
+    job_flags.extend_from_slice(flags);
     let (_, job_id) = cluster.run_window_job(&["-p", "2"], &out, &job_flags);
     let log = cluster.coordinator_log(&job_id);
     assert!(log.contains("restarting"), "failures were injected and recovered:\n{log}");
@@ -487,28 +493,11 @@ fn a_checkpointed_window_job_with_failures_is_exactly_once_across_processes_rock
 fn tasks_write_and_read_their_own_state_in_s3_across_processes() {
     let server = common::s3::S3TestServer::start("brisk").expect("a local S3 server");
     let cluster = TestCluster::with_environment("cluster-s3", 2, &[], server.environment());
-    let out = cluster.dir.join("out");
     let config = cluster.dir.join("incremental.yaml");
     std::fs::write(&config, "execution.checkpointing.incremental: true\n").expect("config");
     let checkpoints = format!("s3://brisk/cluster-{}", std::process::id());
-    let job_flags = [
-        "--state-backend",
-        "rocksdb",
-        "--config",
-        config.to_str().unwrap(),
-        "--checkpoint-interval",
-        "100ms",
-        "--checkpoint-dir",
-        &checkpoints,
-        "--inject-failures",
-        "2",
-        "--source-rate",
-        "3000",
-    ];
-    let (_, job_id) = cluster.run_window_job(&["-p", "2"], &out, &job_flags);
-    let log = cluster.coordinator_log(&job_id);
-    assert!(log.contains("restarting"), "failures were injected and recovered:\n{log}");
-    assert!(read_sorted_lines(&out) == golden_windows(), "committed output differs from the golden file");
+    let flags = ["--state-backend", "rocksdb", "--config", config.to_str().unwrap()];
+    window_job_recovers_exactly_once(&cluster, &checkpoints, &flags);
     // Workers staged their RocksDB files in their own temp directories: the coordinator never
     // saw them, so every restore above read the store.
     let staged = |tmp: &str| walk(&cluster.dir.join(tmp)).iter().any(|p| p.to_string_lossy().contains("/shared/"));
