@@ -593,6 +593,27 @@ fn a_taskmanager_killed_mid_job_is_replaced_and_the_output_stays_exactly_once() 
     assert!(read_sorted_lines(&out) == golden_windows(), "committed output differs from the golden file");
 }
 
+/// A TaskManager lost when no other slot is free: each failed request for a replacement
+/// counts as one more restart (Flink's job waits in RESTARTING for resources), and once a
+/// TaskManager joins, the job goes on from its latest checkpoint, exactly once.
+#[test]
+fn a_job_without_slots_for_its_lost_workers_keeps_restarting_until_a_taskmanager_joins() {
+    let mut cluster = TestCluster::start("cluster-no-slots", &["slot.request.timeout=500ms"]);
+    let (out, checkpoints) = (cluster.dir.join("out"), cluster.dir.join("checkpoints"));
+    let job_flags =
+        ["--checkpoint-interval", "100ms", "--checkpoint-dir", checkpoints.to_str().unwrap(), "--source-rate", "600"];
+    let (_, job_id) = cluster.run_window_job(&["-d", "-p", "2"], &out, &job_flags);
+    wait_until("the job to run", || cluster.state(&job_id).as_deref() == Some("RUNNING"));
+    std::thread::sleep(Duration::from_millis(1000));
+    cluster.processes[1].kill9();
+    wait_until("a request for replacement workers to fail", || {
+        cluster.coordinator_log(&job_id).contains("no new slots for the lost workers")
+    });
+    cluster.add_taskmanager();
+    wait_until("the job to finish", || cluster.state(&job_id).as_deref() == Some("FINISHED"));
+    assert!(read_sorted_lines(&out) == golden_windows(), "committed output differs from the golden file");
+}
+
 #[test]
 fn two_jobs_run_at_once_each_in_its_own_slot() {
     let cluster = TestCluster::start("cluster-two-jobs", &[]);

@@ -269,9 +269,10 @@ pub(crate) fn run_master(
                 master.fail_savepoints("the job restarted");
                 let mut failure = (task, cause);
                 let mut cancelled = false;
-                // A checkpoint that cannot be read now (the object store is unreachable)
+                // A checkpoint that cannot be read now (the object store is unreachable), or a
+                // deployment that fails (no slots for lost workers, a worker gone meanwhile),
                 // counts as one more failure: retried after the strategy's delay.
-                let restore = loop {
+                let next = loop {
                     let (task, cause) = &failure;
                     lock(&control.exceptions).push(JobException::now(task, cause));
                     if cause.is_non_recoverable() {
@@ -285,12 +286,29 @@ pub(crate) fn run_master(
                         cancelled = true;
                         break None;
                     }
-                    match master.restore_point() {
-                        Ok(restore) => break Some(restore),
-                        Err(e) => failure = ("checkpoint storage".into(), e),
+                    let restore = match master.restore_point() {
+                        Ok(restore) => restore,
+                        Err(e) => {
+                            failure = ("checkpoint storage".into(), e);
+                            continue;
+                        }
+                    };
+                    master.fallback = restore.clone();
+                    master.last_completed = restore.as_ref().map(JobRestore::id);
+                    master.restored.push(master.last_completed);
+                    master.arm_failures_after_restart();
+                    let number = master.restarts.count;
+                    match deploy_attempt(&master.deployable, master.deployer.as_mut(), restore.as_ref(), number) {
+                        Ok(next) => break Some(next),
+                        // Cancelled or suspended while it waited for slots.
+                        Err(_) if control.cancel.load(Ordering::Acquire) => {
+                            cancelled = true;
+                            break None;
+                        }
+                        Err(e) => failure = ("deployment".into(), deployment_failure(e)),
                     }
                 };
-                let Some(restore) = restore else {
+                let Some(next) = next else {
                     if cancelled {
                         break Err(control.stopped(&job_name));
                     }
@@ -298,17 +316,7 @@ pub(crate) fn run_master(
                     warn!(job = %job_name, task = %task, error = %cause, "job failed");
                     break Err(JobError::TaskFailed { job: job_name.clone(), task, cause });
                 };
-                master.fallback = restore.clone();
-                master.last_completed = restore.as_ref().map(JobRestore::id);
-                master.restored.push(master.last_completed);
-                master.arm_failures_after_restart();
-                let number = master.restarts.count;
-                attempt = match deploy_attempt(&master.deployable, master.deployer.as_mut(), restore.as_ref(), number) {
-                    Ok(a) => a,
-                    // Cancelled or suspended while it waited for slots.
-                    Err(_) if control.cancel.load(Ordering::Acquire) => break Err(control.stopped(&job_name)),
-                    Err(e) => break Err(e),
-                };
+                attempt = next;
             }
         }
     };
@@ -437,6 +445,15 @@ fn redeploy_region(
     let restarted = deployer.redeploy_region(deployable, &attempt.sources, region, restore, number)?;
     attempt.replace(restarted);
     Ok(())
+}
+
+/// A failed deployment as a task failure for the restart strategy: a job that cannot be
+/// built, or whose state does not fit it, fails for good; anything else may go on retrying.
+fn deployment_failure(error: JobError) -> TaskError {
+    match error {
+        JobError::InvalidJob(reason) => TaskError::User(Box::new(NonRecoverableError::new(reason))),
+        other => TaskError::msg(other.to_string()),
+    }
 }
 
 fn sanitize(name: &str) -> String {

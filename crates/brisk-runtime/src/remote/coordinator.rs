@@ -472,14 +472,19 @@ impl RemoteDeployer {
     /// Replaces the workers whose process went away (their TaskManager died): the JobManager
     /// starts new ones on other TaskManagers, which take over their slots.
     fn replace_lost_workers(&mut self) -> Result<(), JobError> {
-        let lost: Vec<usize> =
-            lock(&self.shared.workers).iter().filter(|(_, w)| w.connection.is_closed()).map(|(i, _)| *i).collect();
-        if lost.is_empty() {
+        // Lost: a worker whose connection closed, or one an earlier request failed to replace.
+        let mut workers = lock(&self.shared.workers);
+        let gone = |w: &usize| workers.get(w).is_none_or(|e| e.connection.is_closed());
+        let slots: Vec<usize> =
+            self.worker_of_slot.iter().enumerate().filter(|(_, w)| gone(w)).map(|(s, _)| s).collect();
+        let mut lost: Vec<usize> = slots.iter().map(|s| self.worker_of_slot[*s]).collect();
+        lost.sort_unstable();
+        lost.dedup();
+        workers.retain(|_, e| !e.connection.is_closed());
+        drop(workers);
+        if slots.is_empty() {
             return Ok(());
         }
-        let slots: Vec<usize> =
-            self.worker_of_slot.iter().enumerate().filter(|(_, w)| lost.contains(w)).map(|(s, _)| s).collect();
-        lock(&self.shared.workers).retain(|w, _| !lost.contains(w));
         warn!(workers = ?lost, slots = slots.len(), "workers were lost; asking the JobManager for new ones");
         let first = self.next_worker;
         let request = Request::RequestWorkers { job_id: self.job_id.clone(), slots: slots.len(), first_worker: first };
@@ -498,6 +503,33 @@ impl RemoteDeployer {
         }
         info!(first, count = self.next_worker - first, "new workers took over the lost ones' slots");
         Ok(())
+    }
+
+    /// Ends the tasks (of `tasks`, placed by `worker_of_task`) that the workers a deployment
+    /// `reached` run, the last of which failed to answer: the master is about to deploy again,
+    /// and none may run on unknown to it. The last worker's are cancelled (in case it started
+    /// some), the others' also waited for.
+    fn abandon_deployment(
+        &self,
+        reached: &[(usize, RpcConnection<JobProtocol>)],
+        tasks: &[usize],
+        worker_of_task: &[usize],
+    ) {
+        let on = |worker: usize| tasks.iter().copied().filter(move |t| worker_of_task.get(*t) == Some(&worker));
+        for (worker, connection) in reached {
+            let _ = connection.post(JobRequest::Cancel { tasks: on(*worker).collect() });
+        }
+        for (worker, connection) in &reached[..reached.len().saturating_sub(1)] {
+            for task in on(*worker) {
+                let handle = RemoteTask {
+                    task,
+                    generation: self.generation,
+                    connection: connection.clone(),
+                    shared: self.shared.clone(),
+                };
+                drop(Box::new(handle).join());
+            }
+        }
     }
 
     fn deploy_tasks(
@@ -530,7 +562,7 @@ impl RemoteDeployer {
         }
         // A producer may dial a consumer whose worker has not wired yet: the exchange accepts
         // a channel opened before its consumer registered.
-        for (worker, connection) in &connections {
+        for (i, (worker, connection)) in connections.iter().enumerate() {
             let request = JobRequest::Deploy(DeployTasks {
                 attempt: number,
                 generation: self.generation,
@@ -539,9 +571,10 @@ impl RemoteDeployer {
                 restore: restore.map(|r| r.checkpoint.location().to_string()),
                 only,
             });
-            connection
-                .call(request, CALL_TIMEOUT)
-                .map_err(|e| JobError::Worker(format!("cannot deploy to worker {worker}: {e}")))?;
+            if let Err(e) = connection.call(request, CALL_TIMEOUT) {
+                self.abandon_deployment(&connections[..=i], &in_scope, &worker_of_task);
+                return Err(JobError::Worker(format!("cannot deploy to worker {worker}: {e}")));
+            }
         }
         if only.is_none() {
             lock(&self.control.task_metrics).clear();
