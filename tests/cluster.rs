@@ -388,6 +388,26 @@ impl TestCluster {
         (run, id)
     }
 
+    /// Starts the window job detached at p=2, reading `rate` events/s and checkpointing every
+    /// 100 ms, and lets it run for `running` once it runs; returns its output and checkpoint
+    /// directories and its id.
+    fn start_checkpointed_window_job(&self, rate: u32, running: Duration) -> (PathBuf, PathBuf, String) {
+        let (out, checkpoints) = (self.dir.join("out"), self.dir.join("checkpoints"));
+        let rate = rate.to_string();
+        let job_flags = [
+            "--checkpoint-interval",
+            "100ms",
+            "--checkpoint-dir",
+            checkpoints.to_str().unwrap(),
+            "--source-rate",
+            &rate,
+        ];
+        let (_, job_id) = self.run_window_job(&["-d", "-p", "2"], &out, &job_flags);
+        wait_until("the job to run", || self.state(&job_id).as_deref() == Some("RUNNING"));
+        std::thread::sleep(running);
+        (out, checkpoints, job_id)
+    }
+
     /// The worker logs on each TaskManager.
     fn worker_logs(&self) -> Vec<usize> {
         (0..self.processes.len() - 1)
@@ -577,12 +597,7 @@ fn a_job_stopped_with_a_savepoint_resumes_at_another_parallelism_exactly_once() 
 #[test]
 fn a_taskmanager_killed_mid_job_is_replaced_and_the_output_stays_exactly_once() {
     let mut cluster = TestCluster::with_taskmanagers("cluster-failover", 3, &[]);
-    let (out, checkpoints) = (cluster.dir.join("out"), cluster.dir.join("checkpoints"));
-    let job_flags =
-        ["--checkpoint-interval", "100ms", "--checkpoint-dir", checkpoints.to_str().unwrap(), "--source-rate", "600"];
-    let (_, job_id) = cluster.run_window_job(&["-d", "-p", "2"], &out, &job_flags);
-    wait_until("the job to run", || cluster.state(&job_id).as_deref() == Some("RUNNING"));
-    std::thread::sleep(Duration::from_millis(1500));
+    let (out, _, job_id) = cluster.start_checkpointed_window_job(600, Duration::from_millis(1500));
     let hosting = cluster.worker_logs().iter().position(|n| *n > 0).expect("a TaskManager running a worker");
     cluster.processes[1 + hosting].kill9();
     wait_until("the job to finish", || cluster.state(&job_id).as_deref() == Some("FINISHED"));
@@ -599,12 +614,7 @@ fn a_taskmanager_killed_mid_job_is_replaced_and_the_output_stays_exactly_once() 
 #[test]
 fn a_job_without_slots_for_its_lost_workers_keeps_restarting_until_a_taskmanager_joins() {
     let mut cluster = TestCluster::start("cluster-no-slots", &["slot.request.timeout=500ms"]);
-    let (out, checkpoints) = (cluster.dir.join("out"), cluster.dir.join("checkpoints"));
-    let job_flags =
-        ["--checkpoint-interval", "100ms", "--checkpoint-dir", checkpoints.to_str().unwrap(), "--source-rate", "600"];
-    let (_, job_id) = cluster.run_window_job(&["-d", "-p", "2"], &out, &job_flags);
-    wait_until("the job to run", || cluster.state(&job_id).as_deref() == Some("RUNNING"));
-    std::thread::sleep(Duration::from_millis(1000));
+    let (out, _, job_id) = cluster.start_checkpointed_window_job(600, Duration::from_millis(1000));
     cluster.processes[1].kill9();
     wait_until("a request for replacement workers to fail", || {
         cluster.coordinator_log(&job_id).contains("no new slots for the lost workers")
@@ -647,12 +657,7 @@ fn two_jobs_run_at_once_each_in_its_own_slot() {
 #[test]
 fn a_jobmanager_killed_and_started_again_recovers_its_running_job_from_the_job_store() {
     let mut cluster = TestCluster::start("cluster-jobmanager-restart", &[]);
-    let (out, checkpoints) = (cluster.dir.join("out"), cluster.dir.join("checkpoints"));
-    let job_flags =
-        ["--checkpoint-interval", "100ms", "--checkpoint-dir", checkpoints.to_str().unwrap(), "--source-rate", "300"];
-    let (_, job_id) = cluster.run_window_job(&["-d", "-p", "2"], &out, &job_flags);
-    wait_until("the job to run", || cluster.state(&job_id).as_deref() == Some("RUNNING"));
-    std::thread::sleep(Duration::from_millis(1000));
+    let (out, _, job_id) = cluster.start_checkpointed_window_job(300, Duration::from_millis(1000));
 
     cluster.restart_jobmanager();
     assert_eq!(cluster.state(&job_id).as_deref(), Some("RUNNING"), "the new JobManager knows the job from its store");
@@ -668,12 +673,7 @@ fn a_jobmanager_killed_and_started_again_recovers_its_running_job_from_the_job_s
 #[test]
 fn a_jobmanager_restarted_after_its_job_coordinator_died_restarts_the_job_from_its_latest_checkpoint() {
     let mut cluster = TestCluster::start("cluster-coordinator-lost", &[]);
-    let (out, checkpoints) = (cluster.dir.join("out"), cluster.dir.join("checkpoints"));
-    let job_flags =
-        ["--checkpoint-interval", "100ms", "--checkpoint-dir", checkpoints.to_str().unwrap(), "--source-rate", "300"];
-    let (_, job_id) = cluster.run_window_job(&["-d", "-p", "2"], &out, &job_flags);
-    wait_until("the job to run", || cluster.state(&job_id).as_deref() == Some("RUNNING"));
-    std::thread::sleep(Duration::from_millis(1500));
+    let (out, checkpoints, job_id) = cluster.start_checkpointed_window_job(300, Duration::from_millis(1500));
 
     // The JobManager's host goes down: the JobManager and the job's coordinator with it.
     let coordinator = cluster.stored_job(&job_id)["pid"].as_u64().expect("the coordinator's pid in the job store");
