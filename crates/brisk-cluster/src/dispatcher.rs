@@ -583,7 +583,7 @@ impl Job {
 
     /// `max`, or less where the program allows less than its configuration says.
     fn parallelism_limit(&self, max: usize) -> usize {
-        self.max_parallelism.map_or(max, |program| program.min(max))
+        self.max_parallelism.map_or(max, |program| program.min(max)).max(1)
     }
 
     /// The submitted configuration with the JobManager's overrides (later pairs win).

@@ -112,6 +112,9 @@ pub enum JobError {
     /// A process of the job in a cluster (its coordinator or a worker) failed.
     #[error("{0}")]
     Worker(String),
+    /// The cluster has no slots for the job's lost workers now; a later restart may find some.
+    #[error("{0}")]
+    SlotsUnavailable(String),
 }
 
 impl JobError {

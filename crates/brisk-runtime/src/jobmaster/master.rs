@@ -269,22 +269,22 @@ pub(crate) fn run_master(
                 master.fail_savepoints("the job restarted");
                 let mut failure = (task, cause);
                 let mut cancelled = false;
-                // A checkpoint that cannot be read now (the object store is unreachable), or a
-                // deployment that fails (no slots for lost workers, a worker gone meanwhile),
-                // counts as one more failure: retried after the strategy's delay.
+                // A checkpoint that cannot be read now (the object store is unreachable), or no
+                // slots for lost workers yet, counts as one more failure: retried after the
+                // strategy's delay (Flink's job waits in RESTARTING for resources).
                 let next = loop {
                     let (task, cause) = &failure;
                     lock(&control.exceptions).push(JobException::now(task, cause));
                     if cause.is_non_recoverable() {
                         warn!(job = %job_name, task = %task, error = %cause, "a restart cannot fix this error; failing the job");
-                        break None;
+                        break Err(None);
                     }
-                    let Some(delay) = master.restarts.tracker.on_failure() else { break None };
+                    let Some(delay) = master.restarts.tracker.on_failure() else { break Err(None) };
                     master.restarts.count += 1;
                     warn!(job = %job_name, task = %task, error = %cause, restart = master.restarts.count, delay_ms = delay.as_millis() as u64, "task failed; restarting the job");
                     if !sleep_unless_cancelled(&control, delay) {
                         cancelled = true;
-                        break None;
+                        break Err(None);
                     }
                     let restore = match master.restore_point() {
                         Ok(restore) => restore,
@@ -299,24 +299,29 @@ pub(crate) fn run_master(
                     master.arm_failures_after_restart();
                     let number = master.restarts.count;
                     match deploy_attempt(&master.deployable, master.deployer.as_mut(), restore.as_ref(), number) {
-                        Ok(next) => break Some(next),
+                        Ok(next) => break Ok(next),
                         // Cancelled or suspended while it waited for slots.
                         Err(_) if control.cancel.load(Ordering::Acquire) => {
                             cancelled = true;
-                            break None;
+                            break Err(None);
                         }
-                        Err(e) => failure = ("deployment".into(), deployment_failure(e)),
+                        // Nothing was deployed: the next attempt starts clean.
+                        Err(JobError::SlotsUnavailable(reason)) => {
+                            failure = ("deployment".into(), TaskError::msg(reason))
+                        }
+                        Err(e) => break Err(Some(e)),
                     }
                 };
-                let Some(next) = next else {
-                    if cancelled {
-                        break Err(control.stopped(&job_name));
+                attempt = match next {
+                    Ok(next) => next,
+                    Err(Some(e)) => break Err(e),
+                    Err(None) if cancelled => break Err(control.stopped(&job_name)),
+                    Err(None) => {
+                        let (task, cause) = failure;
+                        warn!(job = %job_name, task = %task, error = %cause, "job failed");
+                        break Err(JobError::TaskFailed { job: job_name.clone(), task, cause });
                     }
-                    let (task, cause) = failure;
-                    warn!(job = %job_name, task = %task, error = %cause, "job failed");
-                    break Err(JobError::TaskFailed { job: job_name.clone(), task, cause });
                 };
-                attempt = next;
             }
         }
     };
@@ -445,15 +450,6 @@ fn redeploy_region(
     let restarted = deployer.redeploy_region(deployable, &attempt.sources, region, restore, number)?;
     attempt.replace(restarted);
     Ok(())
-}
-
-/// A failed deployment as a task failure for the restart strategy: a job that cannot be
-/// built, or whose state does not fit it, fails for good; anything else may go on retrying.
-fn deployment_failure(error: JobError) -> TaskError {
-    match error {
-        JobError::InvalidJob(reason) => TaskError::User(Box::new(NonRecoverableError::new(reason))),
-        other => TaskError::msg(other.to_string()),
-    }
 }
 
 fn sanitize(name: &str) -> String {

@@ -491,7 +491,7 @@ impl RemoteDeployer {
         let worker_slots = match self.jobmanager.call(request, Duration::from_secs(24 * 3600)) {
             Ok(Response::SlotsGranted { worker_slots }) => worker_slots,
             Ok(other) => return Err(JobError::Worker(format!("unexpected answer from the JobManager: {other:?}"))),
-            Err(e) => return Err(JobError::Worker(format!("no new slots for the lost workers: {e}"))),
+            Err(e) => return Err(JobError::SlotsUnavailable(format!("no new slots for the lost workers: {e}"))),
         };
         self.next_worker += worker_slots.len();
         wait_for_workers(&self.shared, first..self.next_worker)?;
@@ -503,33 +503,6 @@ impl RemoteDeployer {
         }
         info!(first, count = self.next_worker - first, "new workers took over the lost ones' slots");
         Ok(())
-    }
-
-    /// Ends the tasks (of `tasks`, placed by `worker_of_task`) that the workers a deployment
-    /// `reached` run, the last of which failed to answer: the master is about to deploy again,
-    /// and none may run on unknown to it. The last worker's are cancelled (in case it started
-    /// some), the others' also waited for.
-    fn abandon_deployment(
-        &self,
-        reached: &[(usize, RpcConnection<JobProtocol>)],
-        tasks: &[usize],
-        worker_of_task: &[usize],
-    ) {
-        let on = |worker: usize| tasks.iter().copied().filter(move |t| worker_of_task.get(*t) == Some(&worker));
-        for (worker, connection) in reached {
-            let _ = connection.post(JobRequest::Cancel { tasks: on(*worker).collect() });
-        }
-        for (worker, connection) in &reached[..reached.len().saturating_sub(1)] {
-            for task in on(*worker) {
-                let handle = RemoteTask {
-                    task,
-                    generation: self.generation,
-                    connection: connection.clone(),
-                    shared: self.shared.clone(),
-                };
-                drop(Box::new(handle).join());
-            }
-        }
     }
 
     fn deploy_tasks(
@@ -562,7 +535,7 @@ impl RemoteDeployer {
         }
         // A producer may dial a consumer whose worker has not wired yet: the exchange accepts
         // a channel opened before its consumer registered.
-        for (i, (worker, connection)) in connections.iter().enumerate() {
+        for (worker, connection) in &connections {
             let request = JobRequest::Deploy(DeployTasks {
                 attempt: number,
                 generation: self.generation,
@@ -571,10 +544,9 @@ impl RemoteDeployer {
                 restore: restore.map(|r| r.checkpoint.location().to_string()),
                 only,
             });
-            if let Err(e) = connection.call(request, CALL_TIMEOUT) {
-                self.abandon_deployment(&connections[..=i], &in_scope, &worker_of_task);
-                return Err(JobError::Worker(format!("cannot deploy to worker {worker}: {e}")));
-            }
+            connection
+                .call(request, CALL_TIMEOUT)
+                .map_err(|e| JobError::Worker(format!("cannot deploy to worker {worker}: {e}")))?;
         }
         if only.is_none() {
             lock(&self.control.task_metrics).clear();
