@@ -203,10 +203,9 @@ impl CheckpointCoordinator {
     /// The directory a task writes its part of checkpoint `id` into, and the snapshot's
     /// directory in an object store when it goes to one (the tasks upload their files there).
     pub fn directory(&self, id: CheckpointId) -> Option<(PathBuf, Option<String>)> {
-        self.pending.get(&id).map(|p| {
-            let remote = p.storage.location().join(&p.name);
-            (p.dir.clone(), matches!(remote, SnapshotLocation::ObjectStore(_)).then(|| remote.to_string()))
-        })
+        self.pending
+            .get(&id)
+            .map(|p| (p.dir.clone(), p.storage.is_remote().then(|| p.storage.location().join(&p.name).to_string())))
     }
 
     /// Records an acknowledgement; returns the checkpoint if it is now complete.
