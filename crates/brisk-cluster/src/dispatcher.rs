@@ -47,6 +47,8 @@ struct Job {
     /// The largest parallelism its program allows (its operators' smallest maximum
     /// parallelism, which the program may set itself), as its coordinator reported it.
     max_parallelism: Option<usize>,
+    /// Whether its checkpoints go when it is cancelled, as its coordinator reported.
+    delete_on_cancellation: bool,
     /// Set when the JobManager suspended its coordinator to start it again.
     restart_requested: bool,
 }
@@ -70,6 +72,8 @@ struct StoredJob {
     checkpoints: Option<(String, u64)>,
     #[serde(default)]
     max_parallelism: Option<usize>,
+    #[serde(default)]
+    delete_on_cancellation: bool,
 }
 
 /// A running job found in the job store when the JobManager started.
@@ -147,6 +151,7 @@ impl Dispatcher {
                 overrides: stored.overrides,
                 checkpoints: stored.checkpoints,
                 max_parallelism: stored.max_parallelism,
+                delete_on_cancellation: stored.delete_on_cancellation,
                 restart_requested: false,
             });
         }
@@ -168,6 +173,7 @@ impl Dispatcher {
             overrides: job.overrides.clone(),
             checkpoints: job.checkpoints.clone(),
             max_parallelism: job.max_parallelism,
+            delete_on_cancellation: job.delete_on_cancellation,
         };
         let path = self.dir.join("jobs").join(format!("{}.json", job.info.job_id));
         let written = serde_json::to_vec_pretty(&stored)
@@ -212,6 +218,17 @@ impl Dispatcher {
         let mut jobs = lock(&self.jobs);
         if let Some(job) = jobs.iter_mut().find(|j| j.info.job_id == job_id) {
             job.allocations.retain(|(r, _)| resource_id.is_some_and(|id| id != r));
+            self.store(job);
+        }
+    }
+
+    /// Forgets `slots` slots that `job_id` got on TaskManager `resource_id` and gave back.
+    pub fn returned(&self, job_id: &str, resource_id: &str, slots: usize) {
+        let mut jobs = lock(&self.jobs);
+        if let Some(job) = jobs.iter_mut().find(|j| j.info.job_id == job_id)
+            && let Some(at) = job.allocations.iter().position(|(r, s)| r == resource_id && *s == slots)
+        {
+            job.allocations.remove(at);
             self.store(job);
         }
     }
@@ -275,6 +292,7 @@ impl Dispatcher {
             overrides: Vec::new(),
             checkpoints: None,
             max_parallelism: None,
+            delete_on_cancellation: false,
             restart_requested: false,
         };
         if let Some(slots) = parallelism {
@@ -311,6 +329,7 @@ impl Dispatcher {
             job.checkpoints = registration.checkpoint_dir.clone().map(|dir| (dir, registration.earlier_checkpoints));
         }
         job.max_parallelism = Some(registration.max_parallelism);
+        job.delete_on_cancellation = registration.delete_on_cancellation;
         self.store(job);
         Ok(job.worker_template())
     }
@@ -404,6 +423,26 @@ impl Dispatcher {
             warn!(job_id, status, log = %log.display(), "a job's coordinator process exited before telling the JobManager");
         }
         false
+    }
+
+    /// Deletes the checkpoints of job `job_id` if it ended cancelled and is to lose them on
+    /// cancellation: a job cancelled while suspended for a restart has no coordinator to do it.
+    pub fn discard_cancelled_checkpoints(&self, job_id: &str) {
+        let dir = lock(&self.jobs)
+            .iter()
+            .find(|j| j.info.job_id == job_id && j.info.state == JobState::Canceled && j.delete_on_cancellation)
+            .and_then(|j| j.checkpoints.as_ref().map(|(dir, _)| dir.clone()));
+        let Some(dir) = dir else { return };
+        let storage = SnapshotLocation::parse(&dir)
+            .map_err(|e| e.to_string())
+            .and_then(|location| CheckpointStorage::open(location).map_err(|e| e.to_string()));
+        match storage {
+            Ok(storage) => {
+                storage.delete_all();
+                info!(job_id, dir = %dir, "deleted the cancelled job's checkpoints");
+            }
+            Err(e) => warn!(job_id, dir = %dir, "cannot delete the cancelled job's checkpoints: {e}"),
+        }
     }
 
     /// Asks the coordinator of running job `job_id` to suspend the job, to start it again
@@ -691,8 +730,33 @@ mod tests {
             overrides: Vec::new(),
             checkpoints: None,
             max_parallelism: None,
+            delete_on_cancellation: false,
             restart_requested: false,
         }
+    }
+
+    #[test]
+    fn a_job_cancelled_without_a_coordinator_loses_its_checkpoints_only_if_its_retention_says_so() {
+        let root = std::env::temp_dir().join(format!("brisk-dispatcher-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (dispatcher, _) = Dispatcher::new(root.join("jobmanager")).unwrap();
+        for (id, delete) in [("deleting", true), ("retaining", false)] {
+            let checkpoints = root.join(id);
+            std::fs::create_dir_all(checkpoints.join("chk-3")).unwrap();
+            std::fs::write(checkpoints.join("chk-3").join("task-0"), b"state").unwrap();
+            let mut job = job(&[]);
+            job.info.job_id = id.into();
+            job.checkpoints = Some((checkpoints.display().to_string(), 0));
+            job.delete_on_cancellation = delete;
+            job.cancel_requested = true;
+            lock(&dispatcher.jobs).push(job);
+            // Suspended for a restart when the cancel came: no coordinator reported the end.
+            assert!(dispatcher.finish(id, Some("the job's coordinator process exited".into())));
+            assert_eq!(dispatcher.info(id).map(|j| j.state), Some(JobState::Canceled));
+            dispatcher.discard_cancelled_checkpoints(id);
+            assert_eq!(checkpoints.join("chk-3").exists(), !delete, "job {id}");
+        }
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

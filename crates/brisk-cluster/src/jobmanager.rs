@@ -296,7 +296,7 @@ impl State {
                 coordinator: template.coordinator.clone(),
             };
             if let Err(e) = grant.connection.call(Request::StartWorker(launch), WORKER_START_TIMEOUT) {
-                self.release(job_id);
+                self.give_back(job_id, first_worker, &grants);
                 return Response::Error(format!(
                     "cannot start worker {} on the TaskManager at {}: {e}",
                     first_worker + i,
@@ -393,6 +393,7 @@ impl State {
                 let again = state.dispatcher.coordinator_exited(&job_id, &status, adopted);
                 state.release(&job_id);
                 if !again {
+                    state.dispatcher.discard_cancelled_checkpoints(&job_id);
                     return;
                 }
                 let parallelism = state.config.reactive.then(|| state.free_slots().max(1));
@@ -401,6 +402,7 @@ impl State {
                     Err(e) => {
                         warn!(job_id = %job_id, "cannot start the job again: {e}");
                         state.dispatcher.finish(&job_id, Some(format!("the job could not start again: {e}")));
+                        state.dispatcher.discard_cancelled_checkpoints(&job_id);
                         return;
                     }
                 }
@@ -442,6 +444,29 @@ impl State {
         }
     }
 
+    /// Undoes one request's `grants` (of workers numbered from `first_worker`) after a worker
+    /// failed to start: stops those started (the failed one may have started too late) and
+    /// frees their slots, leaving the job's other workers and slots alone.
+    fn give_back(&self, job_id: &str, first_worker: usize, grants: &[Grant]) {
+        for (i, grant) in grants.iter().enumerate() {
+            let workers = Some(vec![first_worker + i]);
+            let _ = grant.connection.post(Request::StopWorkers { job_id: job_id.to_string(), workers });
+            self.dispatcher.returned(job_id, &grant.resource_id, grant.slots);
+        }
+        let mut taskmanagers = self.taskmanagers();
+        for grant in grants {
+            // A TaskManager lost meanwhile took its slots with it.
+            if let Some(t) = taskmanagers.iter_mut().find(|t| t.registration.resource_id == grant.resource_id)
+                && let Some(held) = t.allocated.get_mut(job_id)
+            {
+                *held = held.saturating_sub(grant.slots);
+                if *held == 0 {
+                    t.allocated.remove(job_id);
+                }
+            }
+        }
+    }
+
     /// Frees the slots of `job_id` and stops its workers that still run.
     fn release(&self, job_id: &str) {
         self.dispatcher.deallocated(job_id, None);
@@ -450,7 +475,7 @@ impl State {
         }
         for t in self.taskmanagers().iter_mut() {
             if t.allocated.remove(job_id).is_some() {
-                let _ = t.connection.post(Request::StopWorkers { job_id: job_id.to_string() });
+                let _ = t.connection.post(Request::StopWorkers { job_id: job_id.to_string(), workers: None });
             }
         }
     }

@@ -50,12 +50,29 @@ pub struct TaskManager {
 struct Workers {
     dir: PathBuf,
     jobmanager: String,
-    running: Mutex<HashMap<String, Vec<(usize, Child)>>>,
+    running: Mutex<Running>,
     /// Workers are started by one thread that lives as long as the TaskManager: the kernel
     /// kills a worker when the thread that started it ends (`PR_SET_PDEATHSIG`).
     launcher: Mutex<mpsc::Sender<Launch>>,
     /// Held while an artifact is fetched and its worker started, or while it is removed.
     artifacts: Mutex<()>,
+}
+
+/// The workers of each job, started or starting.
+#[derive(Default)]
+struct Running {
+    /// Started workers by job.
+    jobs: HashMap<String, Vec<Worker>>,
+    /// Workers being started (their artifact fetched) by (job, index): true once they were
+    /// stopped meanwhile, so that they do not run on unnoticed.
+    starting: HashMap<(String, usize), bool>,
+}
+
+/// A started worker process.
+struct Worker {
+    index: usize,
+    slots: usize,
+    process: Child,
 }
 
 /// A worker to start, and where the result goes.
@@ -73,20 +90,57 @@ fn start_launcher() -> std::io::Result<mpsc::Sender<Launch>> {
 }
 
 impl Workers {
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(usize, Child)>>> {
+    /// Workers kept under `dir`, fetching artifacts from the JobManager at `jobmanager`.
+    fn new(dir: PathBuf, jobmanager: String) -> std::io::Result<Workers> {
+        Ok(Workers {
+            dir,
+            jobmanager,
+            running: Mutex::new(Running::default()),
+            launcher: Mutex::new(start_launcher()?),
+            artifacts: Mutex::new(()),
+        })
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Running> {
         lock(&self.running)
     }
 
     /// Slots used by workers still running.
     fn used_slots(&self) -> usize {
         let mut running = self.running();
-        running.values_mut().for_each(|workers| workers.retain_mut(|(_, child)| matches!(child.try_wait(), Ok(None))));
-        running.retain(|_, workers| !workers.is_empty());
-        running.values().flatten().map(|(slots, _)| *slots).sum()
+        let jobs = &mut running.jobs;
+        jobs.values_mut().for_each(|workers| workers.retain_mut(|w| matches!(w.process.try_wait(), Ok(None))));
+        jobs.retain(|_, workers| !workers.is_empty());
+        jobs.values().flatten().map(|w| w.slots).sum()
     }
 
-    /// Fetches the job's artifact from the JobManager (once per job) and starts the worker.
+    /// Fetches the job's artifact from the JobManager (once per job) and starts the worker,
+    /// unless the worker is stopped meanwhile.
     fn start(&self, launch: WorkerLaunch) -> Result<(), String> {
+        let key = (launch.job_id.clone(), launch.worker);
+        self.running().starting.insert(key.clone(), false);
+        let started = self.launch(&launch);
+        let mut running = self.running();
+        let stopped = running.starting.remove(&key).unwrap_or(true);
+        let (mut process, log) = started?;
+        if stopped {
+            drop(running);
+            let _ = process.kill();
+            let _ = process.wait();
+            return Err(format!("worker {} of job {} was stopped while it started", launch.worker, launch.job_id));
+        }
+        info!(job_id = %launch.job_id, worker = launch.worker, slots = launch.slots, pid = process.id(), log = %log.display(), "started a worker");
+        running.jobs.entry(launch.job_id).or_default().push(Worker {
+            index: launch.worker,
+            slots: launch.slots,
+            process,
+        });
+        Ok(())
+    }
+
+    /// Fetches the artifact if this TaskManager lacks it, and starts the worker's process;
+    /// returns it and the worker's log file.
+    fn launch(&self, launch: &WorkerLaunch) -> Result<(Child, PathBuf), String> {
         let _artifacts = lock(&self.artifacts);
         let job_dir = self.dir.join(&launch.job_id);
         let artifact = job_dir.join("artifact");
@@ -129,13 +183,11 @@ impl Workers {
             .stderr(err_log);
         let (reply, spawned) = mpsc::channel();
         lock(&self.launcher).send((command, reply)).map_err(|_| "the worker launcher is gone".to_string())?;
-        let child = spawned
+        let process = spawned
             .recv()
             .map_err(|_| "the worker launcher is gone".to_string())?
             .map_err(|e| format!("cannot start the job's artifact '{}': {e}", artifact.display()))?;
-        info!(job_id = %launch.job_id, worker = launch.worker, slots = launch.slots, pid = child.id(), log = %log_path.display(), "started a worker");
-        self.running().entry(launch.job_id).or_default().push((launch.slots, child));
-        Ok(())
+        Ok((process, log_path))
     }
 
     /// Downloads the artifact of `job_id` into `path` over a connection of its own (this one's
@@ -168,24 +220,38 @@ impl Workers {
             .map_err(|e| format!("cannot store the artifact in '{}': {e}", path.display()))
     }
 
-    /// Stops the workers `job_id` has now that did not end by themselves within a grace
-    /// period, then removes the job's artifact unless the job started new workers meanwhile
-    /// (it restarted here); their logs stay.
-    fn stop(self: &Arc<Self>, job_id: String) {
-        let mut stopping = self.running().remove(&job_id).unwrap_or_default();
+    /// Stops the workers of `job_id` (`only` those when given) that did not end by themselves
+    /// within a grace period, and those still starting; then removes the job's artifact unless
+    /// the job has workers here (it restarted here, or only some were stopped); logs stay.
+    fn stop(self: &Arc<Self>, job_id: String, only: Option<Vec<usize>>) {
+        let chosen = |index: &usize| only.as_ref().is_none_or(|only| only.contains(index));
+        let mut stopping = Vec::new();
+        {
+            let mut running = self.running();
+            for ((job, index), stopped) in running.starting.iter_mut() {
+                *stopped |= *job == job_id && chosen(index);
+            }
+            if let Some(workers) = running.jobs.get_mut(&job_id) {
+                let (stopped, kept) = std::mem::take(workers).into_iter().partition(|w| chosen(&w.index));
+                (stopping, *workers) = (stopped, kept);
+                if workers.is_empty() {
+                    running.jobs.remove(&job_id);
+                }
+            }
+        }
         let workers = self.clone();
         let _ = std::thread::Builder::new().name(format!("stop {job_id}")).spawn(move || {
             let deadline = Instant::now() + STOP_GRACE;
             loop {
-                stopping.retain_mut(|(_, child)| matches!(child.try_wait(), Ok(None)));
+                stopping.retain_mut(|w| matches!(w.process.try_wait(), Ok(None)));
                 if stopping.is_empty() {
                     break;
                 }
                 if Instant::now() >= deadline {
-                    for (_, child) in stopping.iter_mut() {
-                        warn!(job_id = %job_id, pid = child.id(), "a worker did not end with its job; killing it");
-                        let _ = child.kill();
-                        let _ = child.wait();
+                    for w in stopping.iter_mut() {
+                        warn!(job_id = %job_id, worker = w.index, pid = w.process.id(), "a worker did not end when stopped; killing it");
+                        let _ = w.process.kill();
+                        let _ = w.process.wait();
                     }
                     break;
                 }
@@ -193,7 +259,7 @@ impl Workers {
             }
             // Under the artifact lock: a worker being started now keeps its artifact.
             let _starting = lock(&workers.artifacts);
-            if workers.running().contains_key(&job_id) {
+            if workers.running().jobs.contains_key(&job_id) {
                 return;
             }
             let artifact = workers.dir.join(&job_id).join("artifact");
@@ -224,13 +290,7 @@ impl TaskManager {
             .clone()
             .unwrap_or_else(std::env::temp_dir)
             .join(format!("brisk-taskmanager-{}", registration.resource_id));
-        let workers = Arc::new(Workers {
-            dir,
-            jobmanager: jobmanager.clone(),
-            running: Mutex::new(HashMap::new()),
-            launcher: Mutex::new(start_launcher().map_err(ClusterError::Spawn)?),
-            artifacts: Mutex::new(()),
-        });
+        let workers = Arc::new(Workers::new(dir, jobmanager.clone()).map_err(ClusterError::Spawn)?);
         Ok(TaskManager { config, jobmanager, registration, stop: Arc::new(AtomicBool::new(false)), workers })
     }
 
@@ -322,8 +382,8 @@ impl TaskManager {
                 Ok(()) => Response::Ack,
                 Err(e) => Response::Error(e),
             },
-            Request::StopWorkers { job_id } => {
-                workers.stop(job_id);
+            Request::StopWorkers { job_id, workers: only } => {
+                workers.stop(job_id, only);
                 Response::Ack
             }
             other => Response::Error(format!("a TaskManager does not serve {other:?}")),
@@ -347,4 +407,86 @@ impl TaskManager {
 fn now_ms() -> u64 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A JobManager stand-in serving one artifact (a script that sleeps) after `delay`.
+    fn serve_artifact(delay: Duration) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let mut connections = Vec::new();
+            for stream in listener.incoming() {
+                let handler = move |_: &RpcConnection, request: Request| match request {
+                    Request::FetchArtifact { .. } => {
+                        std::thread::sleep(delay);
+                        let data = b"#!/bin/sh\nexec sleep 30\n".to_vec();
+                        Response::ArtifactChunk { total: data.len() as u64, data }
+                    }
+                    other => Response::Error(format!("unexpected {other:?}")),
+                };
+                let accepted =
+                    RpcConnection::accept(stream.unwrap(), Role::JobManager, |_| Ok(()), handler, CALL_TIMEOUT);
+                connections.push(accepted.unwrap());
+            }
+        });
+        addr
+    }
+
+    fn launch(worker: usize) -> WorkerLaunch {
+        WorkerLaunch {
+            job_id: "job".into(),
+            worker,
+            slots: 1,
+            args: Vec::new(),
+            config: Vec::new(),
+            coordinator: "127.0.0.1:1".into(),
+        }
+    }
+
+    fn workers(delay: Duration, name: &str) -> Arc<Workers> {
+        let dir = std::env::temp_dir().join(format!("brisk-tm-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Arc::new(Workers::new(dir, serve_artifact(delay)).unwrap())
+    }
+
+    fn indices(workers: &Workers) -> Vec<usize> {
+        workers.running().jobs.get("job").map(|w| w.iter().map(|w| w.index).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_worker_stopped_while_its_artifact_is_fetched_does_not_run() {
+        let workers = workers(Duration::from_millis(300), "fetching");
+        let starting = workers.clone();
+        let start = std::thread::spawn(move || starting.start(launch(0)));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !workers.running().starting.contains_key(&("job".to_string(), 0)) {
+            assert!(Instant::now() < deadline, "the start never began");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        workers.stop("job".into(), None);
+        let error = start.join().unwrap().expect_err("the worker was stopped");
+        assert!(error.contains("stopped while it started"), "{error}");
+        assert_eq!(workers.used_slots(), 0);
+        assert!(workers.running().starting.is_empty());
+    }
+
+    #[test]
+    fn stopping_some_workers_of_a_job_keeps_the_others() {
+        let workers = workers(Duration::ZERO, "some");
+        for worker in 0..3 {
+            workers.start(launch(worker)).unwrap();
+        }
+        assert_eq!(workers.used_slots(), 3);
+        workers.stop("job".into(), Some(vec![1]));
+        assert_eq!(indices(&workers), vec![0, 2]);
+        assert_eq!(workers.used_slots(), 2);
+        workers.stop("job".into(), None);
+        assert!(indices(&workers).is_empty());
+        assert_eq!(workers.used_slots(), 0);
+    }
 }

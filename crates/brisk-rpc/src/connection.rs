@@ -501,6 +501,7 @@ mod tests {
                     checkpoint_dir: None,
                     earlier_checkpoints: 0,
                     max_parallelism: 128,
+                    delete_on_cancellation: true,
                 };
                 client.call(Request::RegisterCoordinator(registration), Duration::from_secs(10))
             })

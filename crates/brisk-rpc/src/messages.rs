@@ -170,6 +170,10 @@ pub struct CoordinatorRegistration {
     /// The largest parallelism the job can run at: its operators' smallest maximum
     /// parallelism (reactive mode never rescales it beyond).
     pub max_parallelism: usize,
+    /// Whether its checkpoints are deleted when it is cancelled
+    /// (`execution.checkpointing.externalized-checkpoint-retention`): the JobManager deletes
+    /// them itself when the job is cancelled while no coordinator runs it.
+    pub delete_on_cancellation: bool,
 }
 
 /// What a TaskManager starts for a job: a worker process running the artifact.
@@ -330,10 +334,13 @@ pub enum Request {
     },
     /// JobManager → TaskManager: start a worker process for a job.
     StartWorker(WorkerLaunch),
-    /// JobManager → TaskManager: the job ended; stop its workers that still run.
+    /// JobManager → TaskManager: stop workers of a job that still run (also those still
+    /// being started).
     StopWorkers {
         /// The job.
         job_id: String,
+        /// The workers to stop, by index; `None`: all of the job's (it ended).
+        workers: Option<Vec<usize>>,
     },
     /// TaskManager → JobManager: a piece of a job's artifact; answered with
     /// [`Response::ArtifactChunk`].

@@ -342,6 +342,8 @@ impl Coordinator {
             checkpoint_dir: control.checkpoint_location.as_ref().map(ToString::to_string),
             earlier_checkpoints: control.earlier_checkpoints,
             max_parallelism: deployable.job.vertices.iter().map(|v| v.max_parallelism).min().unwrap_or(1),
+            delete_on_cancellation: deployable.options.checkpoint.retention
+                == crate::checkpoint::config::ExternalizedCheckpointRetention::DeleteOnCancellation,
         };
         // The JobManager answers once it found the slots (or gave up waiting for them).
         let worker_slots =
@@ -486,22 +488,25 @@ impl RemoteDeployer {
             return Ok(());
         }
         warn!(workers = ?lost, slots = slots.len(), "workers were lost; asking the JobManager for new ones");
+        // The indices are taken even when the request fails: a worker the JobManager started
+        // before a later one failed may still register, and must not pass for a new one.
         let first = self.next_worker;
+        self.next_worker += slots.len();
         let request = Request::RequestWorkers { job_id: self.job_id.clone(), slots: slots.len(), first_worker: first };
         let worker_slots = match self.jobmanager.call(request, Duration::from_secs(24 * 3600)) {
             Ok(Response::SlotsGranted { worker_slots }) => worker_slots,
             Ok(other) => return Err(JobError::Worker(format!("unexpected answer from the JobManager: {other:?}"))),
             Err(e) => return Err(JobError::SlotsUnavailable(format!("no new slots for the lost workers: {e}"))),
         };
-        self.next_worker += worker_slots.len();
-        wait_for_workers(&self.shared, first..self.next_worker)?;
+        let started = first..first + worker_slots.len();
+        wait_for_workers(&self.shared, started.clone())?;
         let mut new = worker_slots.iter().enumerate().flat_map(|(i, n)| std::iter::repeat_n(first + i, *n));
         for slot in slots {
             if let Some(worker) = new.next() {
                 self.worker_of_slot[slot] = worker;
             }
         }
-        info!(first, count = self.next_worker - first, "new workers took over the lost ones' slots");
+        info!(first, count = started.len(), "new workers took over the lost ones' slots");
         Ok(())
     }
 
