@@ -30,6 +30,10 @@ pub struct CommonArgs {
     /// YAML configuration file with Flink-style keys (e.g. parallelism.default); flags win.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Serve the REST API (Flink's paths) and Prometheus metrics on this port of 127.0.0.1
+    /// while the job runs (rest.port; 0: any free port).
+    #[arg(long, value_name = "PORT")]
+    pub rest_port: Option<u16>,
     #[command(flatten)]
     pub checkpoints: CheckpointArgs,
 }
@@ -307,6 +311,9 @@ impl CommonArgs {
         }
         if let Some(dir) = &self.state_dir {
             configuration.set(brisk::options::ROCKSDB_LOCAL_DIR_KEY, dir.display());
+        }
+        if let Some(port) = self.rest_port {
+            configuration.set(brisk::rest::PORT_KEY, port);
         }
         self.checkpoints.apply(&mut configuration)?;
         Ok(StreamExecutionEnvironment::from_configuration(&configuration)?)

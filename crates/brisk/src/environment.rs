@@ -502,8 +502,20 @@ impl StreamExecutionEnvironment {
     }
 
     /// Starts the job and returns at once with a client to wait for or cancel it.
+    /// A job run in this process's mini cluster is served over REST when `rest.port` is set.
     pub fn execute_async(&self, job_name: &str) -> Result<JobClient, JobError> {
         let (graph, options) = self.take_job(job_name)?;
-        Executor::from_environment()?.execute(graph, options)
+        let executor = Executor::from_environment()?;
+        let rest = match executor {
+            Executor::Local => {
+                brisk_rest::serve_local_job(&options.config, options.task_managers).map_err(JobError::InvalidJob)?
+            }
+            _ => None,
+        };
+        let client = executor.execute(graph, options)?;
+        if let Some(server) = rest {
+            server.add_job(client.controller());
+        }
+        Ok(client)
     }
 }

@@ -37,6 +37,7 @@ pub mod testing;
 pub mod windowing;
 
 pub use brisk_core as core;
+pub use brisk_rest as rest;
 pub use brisk_runtime as runtime;
 pub use brisk_runtime::checkpoint::SnapshotLocation;
 pub use brisk_runtime::{JobClient, JobError, JobExecutionResult, TaskError};

@@ -28,6 +28,12 @@ pub struct CheckpointStats {
     pub kind: SnapshotKind,
     /// How it ended.
     pub status: CheckpointStatus,
+    /// When it was triggered, in epoch milliseconds.
+    pub trigger_timestamp_ms: i64,
+    /// Subtasks that acknowledged it, of `subtasks`.
+    pub acknowledged: usize,
+    /// Subtasks taking part.
+    pub subtasks: usize,
     /// Bytes written.
     pub size: u64,
     /// From trigger to completion.
@@ -166,10 +172,7 @@ impl CheckpointCoordinator {
         savepoint_dir: Option<SnapshotLocation>,
         enumerators: Vec<(String, Vec<u8>)>,
     ) -> Result<(CheckpointId, i64), String> {
-        let timestamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let timestamp = crate::jobmaster::result::epoch_ms();
         let id = self.next_id;
         let (storage, name) = match savepoint_dir {
             Some(parent) => (
@@ -260,14 +263,15 @@ impl CheckpointCoordinator {
                 pending.kind,
                 CheckpointStatus::Failed(reason.clone()),
                 0,
-                pending.triggered,
-                &[],
+                (pending.triggered, pending.timestamp),
+                &acks,
                 location,
             );
             return Err(reason);
         }
         let size = metadata.size();
-        self.record(id, pending.kind, CheckpointStatus::Completed, size, pending.triggered, &acks, location.clone());
+        let timing = (pending.triggered, pending.timestamp);
+        self.record(id, pending.kind, CheckpointStatus::Completed, size, timing, &acks, location.clone());
         self.failures_in_a_row = 0;
         if pending.kind == SnapshotKind::Checkpoint {
             self.last_completion = Some(Instant::now());
@@ -289,7 +293,7 @@ impl CheckpointCoordinator {
         kind: SnapshotKind,
         status: CheckpointStatus,
         size: u64,
-        triggered: Instant,
+        (triggered, trigger_timestamp_ms): (Instant, i64),
         acks: &[TaskAcknowledgement],
         path: SnapshotLocation,
     ) {
@@ -298,6 +302,9 @@ impl CheckpointCoordinator {
             id,
             kind,
             status,
+            trigger_timestamp_ms,
+            acknowledged: acks.len(),
+            subtasks: self.tasks.len(),
             size,
             duration: triggered.elapsed(),
             alignment: max(|a| a.alignment),
@@ -323,7 +330,9 @@ impl CheckpointCoordinator {
             let _ = std::thread::Builder::new().name("discard savepoint".into()).spawn(move || storage.discard(&name));
         }
         let location = pending.storage.location().join(&pending.name);
-        self.record(id, pending.kind, CheckpointStatus::Failed(reason), 0, pending.triggered, &[], location);
+        let acks: Vec<TaskAcknowledgement> = pending.acks.iter().flatten().cloned().collect();
+        let timing = (pending.triggered, pending.timestamp);
+        self.record(id, pending.kind, CheckpointStatus::Failed(reason), 0, timing, &acks, location);
         if pending.kind == SnapshotKind::Checkpoint && counts {
             self.failures_in_a_row += 1;
         }

@@ -15,12 +15,13 @@ use crate::graph::stream_graph::NodeKind;
 use crate::jobmaster::deployer::{Attempt, Deployer, SourceNode};
 use crate::jobmaster::job::Deployable;
 use crate::jobmaster::restart::RestartTracker;
-use crate::jobmaster::result::{JobException, JobExecutionResult, OperatorMetricsSummary};
+use crate::jobmaster::result::{JobException, JobExecutionResult, OperatorMetricsSummary, epoch_ms};
 use crate::metrics::AccumulatorValue;
 use crate::metrics::task_io::TaskIoMetrics;
 use crate::taskexecutor::deployment::TaskOutcome;
 use crate::taskexecutor::mailbox::{Mail, Mailbox};
 use brisk_core::NonRecoverableError;
+use brisk_rpc::JobState;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -48,6 +49,16 @@ pub(crate) struct JobControl {
     pub records_read: Arc<AtomicU64>,
     /// Set when the job has ended.
     pub finished: AtomicBool,
+    /// Where the job is in its life cycle.
+    pub state: Mutex<JobState>,
+    /// When it started, in epoch milliseconds.
+    pub start_time_ms: i64,
+    /// When it ended, in epoch milliseconds.
+    pub end_time_ms: Mutex<Option<i64>>,
+    /// Restarts after failures (of the job or of a region), Flink's `numRestarts`.
+    pub restarts: AtomicU64,
+    /// For each restart, the checkpoint it restored (`None`: it started over) and when.
+    pub restored: Mutex<Vec<(Option<CheckpointId>, i64)>>,
     /// The checkpoint history so far.
     pub history: Mutex<Vec<CheckpointStats>>,
     /// The failures handled so far, oldest first.
@@ -76,7 +87,20 @@ impl JobControl {
             task_metrics: Mutex::new(Vec::new()),
             records_read: Arc::new(AtomicU64::new(0)),
             finished: AtomicBool::new(false),
+            state: Mutex::new(JobState::Running),
+            start_time_ms: epoch_ms(),
+            end_time_ms: Mutex::new(None),
+            restarts: AtomicU64::new(0),
+            restored: Mutex::new(Vec::new()),
             history: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Moves the job to `state`; a terminal state also records the end time.
+    fn set_state(&self, state: JobState) {
+        *lock(&self.state) = state;
+        if state.is_terminal() {
+            *lock(&self.end_time_ms) = Some(epoch_ms());
         }
     }
 
@@ -155,7 +179,6 @@ struct Master {
     failed_at: Option<Instant>,
     recoveries: Vec<Duration>,
     /// Per restart that redeployed tasks: the checkpoint it restored (None: from the start).
-    restored: Vec<Option<CheckpointId>>,
     restarts: RestartState,
     /// The checkpoint the running tasks' source readers are accounted from: the newest
     /// completed one, or the one the attempt started from.
@@ -237,7 +260,6 @@ pub(crate) fn run_master(
         in_progress: Vec::new(),
         failed_at: None,
         recoveries: Vec::new(),
-        restored: Vec::new(),
         restarts: RestartState { tracker: RestartTracker::new(restart_strategy), count: 0 },
         last_completed: restore.as_ref().map(JobRestore::id),
         fallback: restore,
@@ -281,6 +303,8 @@ pub(crate) fn run_master(
                     }
                     let Some(delay) = master.restarts.tracker.on_failure() else { break Err(None) };
                     master.restarts.count += 1;
+                    control.restarts.fetch_add(1, Ordering::Relaxed);
+                    control.set_state(JobState::Restarting);
                     warn!(job = %job_name, task = %task, error = %cause, restart = master.restarts.count, delay_ms = delay.as_millis() as u64, "task failed; restarting the job");
                     if !sleep_unless_cancelled(&control, delay) {
                         cancelled = true;
@@ -295,7 +319,7 @@ pub(crate) fn run_master(
                     };
                     master.fallback = restore.clone();
                     master.last_completed = restore.as_ref().map(JobRestore::id);
-                    master.restored.push(master.last_completed);
+                    lock(&control.restored).push((master.last_completed, epoch_ms()));
                     master.arm_failures_after_restart();
                     let number = master.restarts.count;
                     match deploy_attempt(&master.deployable, master.deployer.as_mut(), restore.as_ref(), number) {
@@ -313,7 +337,10 @@ pub(crate) fn run_master(
                     }
                 };
                 attempt = match next {
-                    Ok(next) => next,
+                    Ok(next) => {
+                        control.set_state(JobState::Running);
+                        next
+                    }
                     Err(Some(e)) => break Err(e),
                     Err(None) if cancelled => break Err(control.stopped(&job_name)),
                     Err(None) => {
@@ -326,6 +353,13 @@ pub(crate) fn run_master(
         }
     };
     master.fail_savepoints("the job ended");
+    control.set_state(match &result {
+        Ok(_) => JobState::Finished,
+        Err(JobError::Cancelled(_)) => JobState::Canceled,
+        // Suspended: its cluster starts it again.
+        Err(JobError::Suspended(_)) => JobState::Restarting,
+        Err(_) => JobState::Failed,
+    });
     control.finished.store(true, Ordering::Release);
     result.map(|mut r| {
         r.savepoint = master.stopped_with.clone();
@@ -724,10 +758,12 @@ impl Master {
                     Some(delay) => {
                         lock(&self.control.exceptions).push(JobException::now(&failure.task_name, &error));
                         self.restarts.count += 1;
+                        self.control.restarts.fetch_add(1, Ordering::Relaxed);
                         warn!(task = %failure.task_name, error = %error, region, restart = self.restarts.count, delay_ms = delay.as_millis() as u64, "task failed; restarting its pipelined region");
                         regions.restart_at[region] = Some(now + delay);
                         regions.restore[region] = restore.ok().flatten();
-                        self.restored.push(regions.restore[region].as_ref().map(JobRestore::id));
+                        let restored = regions.restore[region].as_ref().map(JobRestore::id);
+                        lock(&self.control.restored).push((restored, epoch_ms()));
                         self.failed_at.get_or_insert(now);
                         self.abandon_checkpoints(attempt, "a region restarted");
                     }
@@ -981,7 +1017,7 @@ impl Master {
             checkpoints: self.coordinator.as_ref().map(|c| c.history().to_vec()).unwrap_or_default(),
             restarts,
             recoveries: self.recoveries.clone(),
-            restored_checkpoints: self.restored.clone(),
+            restored_checkpoints: lock(&self.control.restored).iter().map(|(id, _)| *id).collect(),
             exceptions: lock(&self.control.exceptions).clone(),
             savepoint: None,
         }

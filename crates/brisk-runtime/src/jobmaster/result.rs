@@ -38,10 +38,13 @@ pub struct JobException {
 impl JobException {
     /// A failure of `task` with `cause`, now.
     pub fn now(task: &str, cause: &impl std::fmt::Display) -> Self {
-        let timestamp_ms =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        JobException { timestamp_ms, task: task.to_string(), message: cause.to_string() }
+        JobException { timestamp_ms: epoch_ms(), task: task.to_string(), message: cause.to_string() }
     }
+}
+
+/// Now, in epoch milliseconds (the timestamps Flink's REST API reports).
+pub fn epoch_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The outcome of a finished job (Flink's `JobExecutionResult`).

@@ -5,6 +5,7 @@
 mod local_deployer;
 
 use crate::checkpoint::SnapshotLocation;
+use crate::checkpoint::config::CheckpointConfig;
 use crate::checkpoint::coordinator::CheckpointStats;
 use crate::checkpoint::restore::JobRestore;
 use crate::checkpoint::storage::load_snapshot;
@@ -21,6 +22,7 @@ use crate::taskexecutor::mailbox::Mail;
 use brisk_core::job_graph::JobGraphDescription;
 use brisk_core::key_group::{assign_to_key_group, operator_index_for_key_group};
 use brisk_core::{Data, Key};
+use brisk_rpc::JobState;
 use local_deployer::LocalDeployer;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -32,25 +34,28 @@ use tracing::{debug, info, warn};
 /// A running job: wait for it, cancel it, or take savepoints (Flink's `JobClient`).
 pub struct JobClient {
     job_name: String,
-    /// Cancelling and savepoints, also reachable through `Deref`.
+    /// Cancelling, savepoints and what the job reports, also reachable through `Deref`.
     controller: JobController,
     master: JoinHandle<Result<JobExecutionResult, JobError>>,
-    graph: StreamGraphSummary,
 }
 
 struct StreamGraphSummary {
     /// Parallelism and max parallelism of each vertex.
     vertices: Vec<(usize, usize)>,
     description: JobGraphDescription,
+    /// Its checkpointing settings.
+    checkpoint: CheckpointConfig,
 }
 
-/// A handle on a running job that can be shared with other threads (e.g. a signal handler).
+/// A handle on a running job that can be shared with other threads (a signal handler, the
+/// REST server): it controls the job and reads what it reports without pausing its tasks.
 #[derive(Clone)]
 pub struct JobController {
     control: Arc<JobControl>,
+    graph: Arc<StreamGraphSummary>,
 }
 
-/// `cancel`, `trigger_savepoint` and `stop_with_savepoint` on the client itself.
+/// The methods of [`JobController`] on the client itself.
 impl std::ops::Deref for JobClient {
     type Target = JobController;
 
@@ -79,22 +84,41 @@ impl JobController {
     ) -> Result<SnapshotLocation, JobError> {
         self.control.savepoint(dir.into(), Some(drain))
     }
-}
-
-impl JobClient {
-    /// The job's name.
-    pub fn job_name(&self) -> &str {
-        &self.job_name
-    }
 
     /// The job's id (32 hex digits).
     pub fn job_id(&self) -> &str {
-        &self.controller.control.job_id
+        &self.control.job_id
+    }
+
+    /// The job's name.
+    pub fn job_name(&self) -> &str {
+        &self.graph.description.job_name
+    }
+
+    /// Where the job is in its life cycle.
+    pub fn state(&self) -> JobState {
+        *lock(&self.control.state)
+    }
+
+    /// When the job started and, once it ended, when it ended (epoch milliseconds).
+    pub fn times(&self) -> (i64, Option<i64>) {
+        (self.control.start_time_ms, *lock(&self.control.end_time_ms))
+    }
+
+    /// How often the job (or a region of it) restarted after a failure.
+    pub fn restarts(&self) -> u64 {
+        self.control.restarts.load(Ordering::Relaxed)
+    }
+
+    /// For each restart so far, the checkpoint it restored (`None`: it started over) and
+    /// when (epoch milliseconds).
+    pub fn restored_checkpoints(&self) -> Vec<Option<(u64, i64)>> {
+        lock(&self.control.restored).iter().map(|(id, at)| id.map(|id| (id, *at))).collect()
     }
 
     /// The failures the job handled so far, oldest first (Flink's exception history).
     pub fn exception_history(&self) -> Vec<JobException> {
-        lock(&self.controller.control.exceptions).clone()
+        lock(&self.control.exceptions).clone()
     }
 
     /// The job graph being executed.
@@ -102,14 +126,14 @@ impl JobClient {
         &self.graph.description
     }
 
-    /// A handle for other threads.
-    pub fn controller(&self) -> JobController {
-        self.controller.clone()
+    /// The job's checkpointing settings.
+    pub fn checkpoint_config(&self) -> &CheckpointConfig {
+        &self.graph.checkpoint
     }
 
     /// The checkpoints taken so far.
     pub fn checkpoint_history(&self) -> Vec<CheckpointStats> {
-        lock(&self.controller.control.history).clone()
+        lock(&self.control.history).clone()
     }
 
     /// Looks up the value of keyed state `state` for `key` in the running job (Flink's
@@ -117,7 +141,7 @@ impl JobClient {
     pub fn query_state<K: Key, V: Data>(&self, state: &str, key: &K) -> Result<Option<V>, JobError> {
         let encoded = brisk_state::codec::encode(key)
             .map_err(|e| JobError::InvalidJob(format!("cannot encode key {key:?}: {e}")))?;
-        let mailboxes = lock(&self.controller.control.mailboxes).clone();
+        let mailboxes = lock(&self.control.mailboxes).clone();
         for (vertex, (parallelism, max_parallelism)) in self.graph.vertices.iter().enumerate() {
             let key_group = assign_to_key_group(key, *max_parallelism);
             let subtask = operator_index_for_key_group(*max_parallelism, *parallelism, key_group);
@@ -147,7 +171,7 @@ impl JobClient {
     pub fn metrics(&self) -> Vec<SubtaskMetrics> {
         let vertices = &self.graph.description.vertices;
         let mut ids = vertices.iter().enumerate().flat_map(|(v, d)| (0..d.parallelism).map(move |s| (v, s)));
-        lock(&self.controller.control.task_metrics)
+        lock(&self.control.task_metrics)
             .iter()
             .filter_map(|(attempt, metrics)| {
                 let (vertex, subtask) = ids.next()?;
@@ -160,6 +184,13 @@ impl JobClient {
                 })
             })
             .collect()
+    }
+}
+
+impl JobClient {
+    /// A handle for other threads.
+    pub fn controller(&self) -> JobController {
+        self.controller.clone()
     }
 
     /// Whether the job has ended.
@@ -229,6 +260,7 @@ pub(crate) fn submit_with(
     let summary = StreamGraphSummary {
         vertices: job.vertices.iter().map(|v| (v.parallelism, v.max_parallelism)).collect(),
         description: job.description.clone(),
+        checkpoint: options.checkpoint.clone(),
     };
     let plan = ExecutionPlan::build(&job, options.task_slots)?;
     debug!(fingerprint = %plan.fingerprint, slots = plan.slots, regions = plan.regions, channels = plan.channels.len(), "planned the job");
@@ -265,7 +297,7 @@ pub(crate) fn submit_with(
             result
         })
         .map_err(JobError::Spawn)?;
-    Ok(JobClient { job_name, controller: JobController { control }, master, graph: summary })
+    Ok(JobClient { job_name, controller: JobController { control, graph: Arc::new(summary) }, master })
 }
 
 /// Runs `graph` to completion.

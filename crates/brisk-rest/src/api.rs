@@ -1,0 +1,723 @@
+//! The endpoints, with Flink's paths and JSON field names (`flink-runtime-web`'s REST API).
+
+use crate::prometheus;
+use crate::server::{ApiError, ServerState, Trigger};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use brisk_rpc::JobState;
+use brisk_runtime::checkpoint::coordinator::{CheckpointStats, CheckpointStatus};
+use brisk_runtime::checkpoint::{CheckpointingMode, ExternalizedCheckpointRetention, SnapshotKind, SnapshotLocation};
+use brisk_runtime::jobmaster::result::epoch_ms;
+use brisk_runtime::metrics::task_io::SubtaskMetrics;
+use brisk_runtime::minicluster::JobController;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+type Shared = State<Arc<ServerState>>;
+type Answer = Result<Json<Value>, ApiError>;
+
+/// Every route.
+pub(crate) fn router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/overview", get(overview))
+        .route("/config", get(config))
+        .route("/taskmanagers", get(taskmanagers))
+        .route("/jobs", get(jobs))
+        .route("/jobs/overview", get(jobs_overview))
+        .route("/jobs/{jobid}", get(job).patch(cancel))
+        .route("/jobs/{jobid}/plan", get(plan))
+        .route("/jobs/{jobid}/exceptions", get(exceptions))
+        .route("/jobs/{jobid}/checkpoints", get(checkpoints))
+        .route("/jobs/{jobid}/checkpoints/config", get(checkpoint_config))
+        .route("/jobs/{jobid}/savepoints", post(trigger_savepoint))
+        .route("/jobs/{jobid}/savepoints/{triggerid}", get(savepoint_status))
+        .route("/jobs/{jobid}/stop", post(stop))
+        .route("/jobs/{jobid}/vertices/{vertexid}", get(vertex))
+        .route("/jobs/{jobid}/vertices/{vertexid}/backpressure", get(backpressure))
+        .route("/jobs/{jobid}/vertices/{vertexid}/watermarks", get(watermarks))
+        .route("/metrics", get(prometheus::metrics))
+        .fallback(unknown)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn unknown(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("Not found: {}", uri.path()))
+}
+
+async fn method_not_allowed(uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{} does not take this method", uri.path()))
+}
+
+/// The version string in `/overview` and `/config`.
+fn version() -> String {
+    format!("Brisk {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Flink's names of the job states.
+fn state_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Initializing => "INITIALIZING",
+        JobState::Running => "RUNNING",
+        JobState::Restarting => "RESTARTING",
+        JobState::Finished => "FINISHED",
+        JobState::Failed => "FAILED",
+        JobState::Canceled => "CANCELED",
+    }
+}
+
+async fn overview(State(state): Shared) -> Json<Value> {
+    let jobs = state.all_jobs();
+    let count = |wanted: JobState| jobs.iter().filter(|j| j.state() == wanted).count();
+    let running = jobs.iter().filter(|j| !j.state().is_terminal()).count();
+    let slots: usize = jobs.iter().filter(|j| !j.state().is_terminal()).map(slots_of).sum();
+    Json(json!({
+        "taskmanagers": state.settings.taskmanagers,
+        "slots-total": slots,
+        "slots-available": 0,
+        "jobs-running": running,
+        "jobs-finished": count(JobState::Finished),
+        "jobs-cancelled": count(JobState::Canceled),
+        "jobs-failed": count(JobState::Failed),
+        "flink-version": version(),
+        "flink-commit": "",
+    }))
+}
+
+/// Slots a job of the mini cluster uses: its largest parallelism per slot sharing group.
+fn slots_of(job: &JobController) -> usize {
+    let mut groups: HashMap<&str, usize> = HashMap::new();
+    for v in &job.job_graph().vertices {
+        let slots = groups.entry(v.slot_sharing_group.as_str()).or_default();
+        *slots = (*slots).max(v.parallelism);
+    }
+    groups.values().sum()
+}
+
+async fn config() -> Json<Value> {
+    Json(json!({
+        "refresh-interval": 3000,
+        "timezone-name": "Coordinated Universal Time",
+        "timezone-offset": 0,
+        "flink-version": version(),
+        "flink-revision": "",
+        "features": { "web-submit": false, "web-cancel": true, "web-rescale": false, "web-history": false },
+    }))
+}
+
+async fn taskmanagers(State(state): Shared) -> Json<Value> {
+    let slots: usize = state.all_jobs().iter().filter(|j| !j.state().is_terminal()).map(slots_of).sum();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let taskmanagers: Vec<Value> = (0..state.settings.taskmanagers)
+        .map(|i| {
+            json!({
+                "id": format!("minicluster-taskmanager-{i}"),
+                "path": "in-process",
+                "dataPort": -1,
+                "timeSinceLastHeartbeat": 0,
+                "slotsNumber": if i == 0 { slots } else { 0 },
+                "freeSlots": 0,
+                "hardware": { "cpuCores": cores },
+            })
+        })
+        .collect();
+    Json(json!({ "taskmanagers": taskmanagers }))
+}
+
+async fn jobs(State(state): Shared) -> Json<Value> {
+    let jobs: Vec<Value> =
+        state.all_jobs().iter().map(|j| json!({ "id": j.job_id(), "status": state_name(j.state()) })).collect();
+    Json(json!({ "jobs": jobs }))
+}
+
+/// Start, end (-1 while running) and duration of a job, in milliseconds.
+fn timing(job: &JobController) -> (i64, i64, i64) {
+    let (start, end) = job.times();
+    let duration = end.unwrap_or_else(epoch_ms) - start;
+    (start, end.unwrap_or(-1), duration)
+}
+
+/// Subtask counts by state, as Flink's `tasks` objects: every subtask is in the job's state.
+fn task_counts(job: &JobController, subtasks: usize) -> Value {
+    let mut counts = json!({
+        "created": 0, "scheduled": 0, "deploying": 0, "running": 0, "finished": 0, "canceling": 0,
+        "canceled": 0, "failed": 0, "reconciling": 0, "initializing": 0, "pending": 0,
+    });
+    let key = match job.state() {
+        JobState::Initializing => "initializing",
+        JobState::Running => "running",
+        JobState::Restarting => "deploying",
+        JobState::Finished => "finished",
+        JobState::Failed => "failed",
+        JobState::Canceled => "canceled",
+    };
+    counts[key] = json!(subtasks);
+    counts
+}
+
+/// The state of a job's vertices and subtasks (Flink's `ExecutionState` names).
+fn execution_state(job: &JobController) -> &'static str {
+    match job.state() {
+        JobState::Initializing => "CREATED",
+        JobState::Running => "RUNNING",
+        JobState::Restarting => "DEPLOYING",
+        JobState::Finished => "FINISHED",
+        JobState::Failed => "FAILED",
+        JobState::Canceled => "CANCELED",
+    }
+}
+
+async fn jobs_overview(State(state): Shared) -> Json<Value> {
+    let jobs: Vec<Value> = state
+        .all_jobs()
+        .iter()
+        .rev()
+        .map(|j| {
+            let (start, end, duration) = timing(j);
+            let subtasks = j.job_graph().vertices.iter().map(|v| v.parallelism).sum();
+            json!({
+                "jid": j.job_id(),
+                "name": j.job_name(),
+                "state": state_name(j.state()),
+                "start-time": start,
+                "end-time": end,
+                "duration": duration,
+                "last-modification": end.max(start),
+                "tasks": task_counts(j, subtasks),
+            })
+        })
+        .collect();
+    Json(json!({ "jobs": jobs }))
+}
+
+/// Flink's I/O metrics object of a vertex or subtask.
+fn io_metrics(records_in: u64, records_out: u64, bytes_in: u64, bytes_out: u64, complete: bool) -> Value {
+    json!({
+        "read-bytes": bytes_in, "read-bytes-complete": complete,
+        "write-bytes": bytes_out, "write-bytes-complete": complete,
+        "read-records": records_in, "read-records-complete": complete,
+        "write-records": records_out, "write-records-complete": complete,
+    })
+}
+
+async fn job(State(state): Shared, Path(job_id): Path<String>) -> Answer {
+    let job = state.job(&job_id)?;
+    let (start, end, duration) = timing(&job);
+    let metrics = job.metrics();
+    let complete = job.state().is_terminal();
+    let vertices: Vec<Value> = job
+        .job_graph()
+        .vertices
+        .iter()
+        .enumerate()
+        .map(|(index, v)| {
+            let mine = metrics.iter().filter(|m| m.vertex == index);
+            let (mut rin, mut rout, mut bin, mut bout) = (0, 0, 0, 0);
+            for m in mine {
+                rin += m.values.records_in;
+                rout += m.values.records_out;
+                bin += m.values.bytes_in;
+                bout += m.values.bytes_out;
+            }
+            json!({
+                "id": v.id,
+                "name": v.name,
+                "maxParallelism": v.max_parallelism,
+                "parallelism": v.parallelism,
+                "status": execution_state(&job),
+                "start-time": start,
+                "end-time": end,
+                "duration": duration,
+                "tasks": task_counts(&job, v.parallelism),
+                "metrics": io_metrics(rin, rout, bin, bout, complete),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "jid": job.job_id(),
+        "name": job.job_name(),
+        "isStoppable": false,
+        "state": state_name(job.state()),
+        "job-type": "STREAMING",
+        "start-time": start,
+        "end-time": end,
+        "duration": duration,
+        "maxParallelism": -1,
+        "now": epoch_ms(),
+        "numRestarts": job.restarts(),
+        "vertices": vertices,
+        "plan": plan_of(&job),
+    })))
+}
+
+/// Flink's `plan` object: the vertices as nodes, each with its inputs.
+fn plan_of(job: &JobController) -> Value {
+    let graph = job.job_graph();
+    let nodes: Vec<Value> = graph
+        .vertices
+        .iter()
+        .enumerate()
+        .map(|(index, v)| {
+            let inputs: Vec<Value> = graph
+                .edges
+                .iter()
+                .filter(|e| e.target == index)
+                .enumerate()
+                .map(|(num, e)| {
+                    json!({
+                        "num": num,
+                        "id": graph.vertices.get(e.source).map(|s| s.id.as_str()).unwrap_or(""),
+                        "ship_strategy": e.partitioner,
+                        "exchange": "pipelined_bounded",
+                        "side_output": e.side_output,
+                    })
+                })
+                .collect();
+            json!({
+                "id": v.id,
+                "parallelism": v.parallelism,
+                "operator": "",
+                "operator_strategy": "",
+                "description": v.name,
+                "operators": v.operators.iter().map(|o| json!({ "id": o.id, "name": o.name, "uid": o.uid })).collect::<Vec<_>>(),
+                "inputs": inputs,
+                "optimizer_properties": {},
+            })
+        })
+        .collect();
+    json!({ "jid": job.job_id(), "name": job.job_name(), "type": "STREAMING", "nodes": nodes })
+}
+
+async fn plan(State(state): Shared, Path(job_id): Path<String>) -> Answer {
+    let job = state.job(&job_id)?;
+    Ok(Json(json!({ "plan": plan_of(&job) })))
+}
+
+async fn exceptions(State(state): Shared, Path(job_id): Path<String>) -> Answer {
+    let job = state.job(&job_id)?;
+    let entries: Vec<Value> = job
+        .exception_history()
+        .iter()
+        .rev()
+        .map(|e| {
+            let name = e.message.split(':').next().unwrap_or_default().trim().to_string();
+            json!({
+                "exceptionName": name,
+                "stacktrace": e.message,
+                "timestamp": e.timestamp_ms,
+                "taskName": e.task,
+                "endpoint": null,
+                "taskManagerId": null,
+                "failureLabels": {},
+                "concurrentExceptions": [],
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "exceptionHistory": { "entries": entries, "truncated": false } })))
+}
+
+/// One checkpoint of the history, with Flink's field names.
+fn checkpoint_json(c: &CheckpointStats) -> Value {
+    let (status, failure) = match &c.status {
+        CheckpointStatus::Completed => ("COMPLETED", None),
+        CheckpointStatus::Failed(reason) => ("FAILED", Some(reason.clone())),
+    };
+    let savepoint = c.kind == SnapshotKind::Savepoint;
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    let mut value = json!({
+        "className": if failure.is_some() { ".FailedCheckpointStatistics" } else { ".CompletedCheckpointStatistics" },
+        "id": c.id,
+        "status": status,
+        "is_savepoint": savepoint,
+        "checkpoint_type": if savepoint { "SAVEPOINT" } else { "CHECKPOINT" },
+        "trigger_timestamp": c.trigger_timestamp_ms,
+        "latest_ack_timestamp": c.trigger_timestamp_ms + ms(c.duration) as i64,
+        "state_size": c.size,
+        "checkpointed_size": c.size,
+        "end_to_end_duration": ms(c.duration),
+        "alignment_duration": ms(c.alignment),
+        "sync_duration": ms(c.sync),
+        "async_duration": ms(c.async_part),
+        "alignment_buffered": 0,
+        "processed_data": 0,
+        "persisted_data": 0,
+        "num_subtasks": c.subtasks,
+        "num_acknowledged_subtasks": c.acknowledged,
+        "external_path": c.path.to_string(),
+        "discarded": false,
+    });
+    if let Some(reason) = failure {
+        value["failure_message"] = json!(reason);
+        value["failure_timestamp"] = value["latest_ack_timestamp"].clone();
+    }
+    value
+}
+
+/// Minimum, maximum and average of `values` (Flink's summary objects).
+fn summary(values: impl Iterator<Item = u64>) -> Value {
+    let values: Vec<u64> = values.collect();
+    let (min, max) = (values.iter().min().copied().unwrap_or(0), values.iter().max().copied().unwrap_or(0));
+    let avg = if values.is_empty() { 0 } else { values.iter().sum::<u64>() / values.len() as u64 };
+    json!({ "min": min, "max": max, "avg": avg })
+}
+
+async fn checkpoints(State(state): Shared, Path(job_id): Path<String>) -> Answer {
+    let job = state.job(&job_id)?;
+    let history = job.checkpoint_history();
+    let completed: Vec<&CheckpointStats> = history.iter().filter(|c| c.status == CheckpointStatus::Completed).collect();
+    let failed = history.len() - completed.len();
+    let latest = |kind: SnapshotKind, done: bool| {
+        history
+            .iter()
+            .rev()
+            .find(|c| (c.status == CheckpointStatus::Completed) == done && (!done || c.kind == kind))
+            .map(checkpoint_json)
+    };
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    Ok(Json(json!({
+        "counts": {
+            "restored": job.restored_checkpoints().iter().flatten().count(),
+            "total": history.len(),
+            "in_progress": 0,
+            "completed": completed.len(),
+            "failed": failed,
+        },
+        "summary": {
+            "state_size": summary(completed.iter().map(|c| c.size)),
+            "checkpointed_size": summary(completed.iter().map(|c| c.size)),
+            "end_to_end_duration": summary(completed.iter().map(|c| ms(c.duration))),
+            "alignment_duration": summary(completed.iter().map(|c| ms(c.alignment))),
+            "alignment_buffered": summary(std::iter::empty()),
+        },
+        "latest": {
+            "completed": latest(SnapshotKind::Checkpoint, true),
+            "savepoint": latest(SnapshotKind::Savepoint, true),
+            "failed": latest(SnapshotKind::Checkpoint, false),
+            "restored": job.restored_checkpoints().iter().rev().flatten().next().map(|(id, at)| json!({
+                "id": id,
+                "restore_timestamp": at,
+                "is_savepoint": false,
+                "external_path": null,
+            })),
+        },
+        "history": history.iter().rev().map(checkpoint_json).collect::<Vec<_>>(),
+    })))
+}
+
+async fn checkpoint_config(State(state): Shared, Path(job_id): Path<String>) -> Answer {
+    let job = state.job(&job_id)?;
+    let c = job.checkpoint_config();
+    let Some(interval) = c.interval else {
+        return Err(ApiError::not_found(format!("Checkpointing is not enabled for job {job_id}")));
+    };
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    Ok(Json(json!({
+        "mode": match c.mode {
+            CheckpointingMode::ExactlyOnce => "exactly_once",
+            CheckpointingMode::AtLeastOnce => "at_least_once",
+        },
+        "interval": ms(interval),
+        "timeout": ms(c.timeout),
+        "min_pause": ms(c.min_pause),
+        "max_concurrent": c.max_concurrent,
+        "externalization": {
+            "enabled": true,
+            "delete_on_cancellation": c.retention == ExternalizedCheckpointRetention::DeleteOnCancellation,
+        },
+        "checkpoint_storage": c.directory.as_ref().map(ToString::to_string),
+        "unaligned_checkpoints": c.unaligned,
+        "tolerable_failed_checkpoints": c.tolerable_failures,
+        "aligned_checkpoint_timeout": ms(c.aligned_checkpoint_timeout),
+        "checkpoints_after_tasks_finish": true,
+        "state_changelog_enabled": false,
+        "incremental": c.incremental,
+        "retained": c.retained,
+    })))
+}
+
+#[derive(Deserialize)]
+struct CancelQuery {
+    mode: Option<String>,
+}
+
+async fn cancel(
+    State(state): Shared,
+    Path(job_id): Path<String>,
+    Query(query): Query<CancelQuery>,
+) -> impl IntoResponse {
+    let job = match state.job(&job_id) {
+        Ok(job) => job,
+        Err(e) => return e.into_response(),
+    };
+    match query.mode.as_deref() {
+        None | Some("cancel") => {}
+        Some(other) => {
+            return ApiError::bad_request(format!("unknown termination mode '{other}': expected cancel"))
+                .into_response();
+        }
+    }
+    if job.state().is_terminal() {
+        return ApiError::new(StatusCode::CONFLICT, format!("Job {job_id} has already ended")).into_response();
+    }
+    job.cancel();
+    (StatusCode::ACCEPTED, Json(json!({}))).into_response()
+}
+
+#[derive(Deserialize)]
+struct SavepointRequest {
+    #[serde(rename = "target-directory")]
+    target_directory: Option<String>,
+    #[serde(rename = "cancel-job", default)]
+    cancel_job: bool,
+}
+
+#[derive(Deserialize)]
+struct StopRequest {
+    #[serde(rename = "targetDirectory")]
+    target_directory: Option<String>,
+    #[serde(default)]
+    drain: bool,
+}
+
+/// A body's JSON, or a 400 saying what is wrong with it.
+fn body<T: for<'de> Deserialize<'de>>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    match body {
+        Ok(Json(value)) => Ok(value),
+        Err(rejection) => Err(ApiError::bad_request(format!("Request body is invalid: {}", rejection.body_text()))),
+    }
+}
+
+async fn trigger_savepoint(
+    State(state): Shared,
+    Path(job_id): Path<String>,
+    request: Result<Json<SavepointRequest>, JsonRejection>,
+) -> Answer {
+    let request = body(request)?;
+    let stop = request.cancel_job.then_some(false);
+    start_savepoint(&state, &job_id, request.target_directory, stop)
+}
+
+async fn stop(
+    State(state): Shared,
+    Path(job_id): Path<String>,
+    request: Result<Json<StopRequest>, JsonRejection>,
+) -> Answer {
+    let request = body(request)?;
+    start_savepoint(&state, &job_id, request.target_directory, Some(request.drain))
+}
+
+/// Checks the target directory and starts the savepoint (and stop, when `stop` is given) on
+/// a thread of its own; answers with the trigger id to poll.
+fn start_savepoint(state: &Arc<ServerState>, job_id: &str, target: Option<String>, stop: Option<bool>) -> Answer {
+    let job = state.job(job_id)?;
+    let dir = savepoint_target(state, target)?;
+    if job.state().is_terminal() {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("Job {job_id} has already ended")));
+    }
+    let trigger_id = new_trigger_id();
+    crate::server::lock_triggers(state).insert(trigger_id.clone(), Trigger::InProgress { job_id: job_id.to_string() });
+    let (shared, id, job_id) = (state.clone(), trigger_id.clone(), job_id.to_string());
+    std::thread::Builder::new()
+        .name(format!("savepoint {trigger_id}"))
+        .spawn(move || {
+            let result = match stop {
+                Some(drain) => job.stop_with_savepoint(dir, drain),
+                None => job.trigger_savepoint(dir),
+            };
+            let result = result.map(|path| path.to_string()).map_err(|e| e.to_string());
+            crate::server::lock_triggers(&shared).insert(id, Trigger::Done { job_id, result });
+        })
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot start the savepoint: {e}")))?;
+    Ok(Json(json!({ "request-id": trigger_id })))
+}
+
+/// The directory a savepoint goes to: the requested one, which must lie under a configured
+/// savepoint or checkpoint directory, or the default savepoint directory.
+fn savepoint_target(state: &ServerState, requested: Option<String>) -> Result<SnapshotLocation, ApiError> {
+    let settings = &state.settings;
+    let Some(text) = requested else {
+        return settings.default_savepoint_dir.clone().ok_or_else(|| {
+            ApiError::bad_request(
+                "No savepoint directory given (target-directory) and none configured \
+                 (execution.checkpointing.savepoint-dir)",
+            )
+        });
+    };
+    let location = SnapshotLocation::parse(&text)
+        .map_err(|e| ApiError::bad_request(format!("invalid savepoint directory '{text}': {e}")))?;
+    let text_path = location.to_string();
+    if text_path.split('/').any(|part| part == "..") {
+        return Err(ApiError::bad_request(format!("the savepoint directory '{text}' must not contain '..'")));
+    }
+    let under = |root: &SnapshotLocation| {
+        let root = root.to_string();
+        let root = root.trim_end_matches('/');
+        text_path == root || text_path.starts_with(&format!("{root}/"))
+    };
+    if !settings.savepoint_roots.iter().any(under) {
+        let roots: Vec<String> = settings.savepoint_roots.iter().map(ToString::to_string).collect();
+        return Err(ApiError::bad_request(format!(
+            "the savepoint directory '{text}' is not under a configured savepoint or checkpoint directory ({})",
+            if roots.is_empty() { "none is configured".to_string() } else { roots.join(", ") }
+        )));
+    }
+    Ok(location)
+}
+
+/// A trigger id: 32 hex digits, as Flink's.
+fn new_trigger_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_i64(epoch_ms());
+    let high = hasher.finish();
+    hasher.write_u64(high);
+    format!("{high:016x}{:016x}", hasher.finish())
+}
+
+async fn savepoint_status(State(state): Shared, Path((job_id, trigger_id)): Path<(String, String)>) -> Answer {
+    state.job(&job_id)?;
+    let triggers = crate::server::lock_triggers(&state);
+    let unknown = || {
+        ApiError::not_found(format!("There is no savepoint operation with trigger id {trigger_id} for job {job_id}"))
+    };
+    match triggers.get(&trigger_id).ok_or_else(unknown)? {
+        Trigger::InProgress { job_id: of } if *of == job_id => {
+            Ok(Json(json!({ "status": { "id": "IN_PROGRESS" }, "operation": null })))
+        }
+        Trigger::Done { job_id: of, result } if *of == job_id => {
+            let operation = match result {
+                Ok(location) => json!({ "location": location }),
+                Err(reason) => json!({ "failure-cause": {
+                    "class": "brisk.SavepointException",
+                    "stack-trace": reason,
+                    "serialized-throwable": null,
+                } }),
+            };
+            Ok(Json(json!({ "status": { "id": "COMPLETED" }, "operation": operation })))
+        }
+        _ => Err(unknown()),
+    }
+}
+
+/// The vertex `vertex_id` (its id, or its index in the graph) of `job`.
+fn vertex_index(job: &JobController, vertex_id: &str) -> Result<usize, ApiError> {
+    let vertices = &job.job_graph().vertices;
+    vertices
+        .iter()
+        .position(|v| v.id == vertex_id)
+        .or_else(|| vertex_id.parse().ok().filter(|i| *i < vertices.len()))
+        .ok_or_else(|| ApiError::not_found(format!("Vertex {vertex_id} not found in job {}", job.job_id())))
+}
+
+/// The live metrics of the subtasks of vertex `index`, with their per-second rates
+/// (records in, records out, back-pressured ms).
+fn subtask_rates(state: &ServerState, job: &JobController, index: usize) -> Vec<(SubtaskMetrics, Vec<f64>)> {
+    let now = Instant::now();
+    let mut rates = crate::server::lock_rates(state);
+    job.metrics()
+        .into_iter()
+        .filter(|m| m.vertex == index)
+        .map(|m| {
+            let key = format!("{}/{}/{}/{}", job.job_id(), m.vertex, m.subtask, m.attempt);
+            let v = &m.values;
+            let per_second = rates.per_second(key, &[v.records_in, v.records_out, v.back_pressured_ms], now);
+            (m, per_second)
+        })
+        .collect()
+}
+
+async fn vertex(State(state): Shared, Path((job_id, vertex_id)): Path<(String, String)>) -> Answer {
+    let job = state.job(&job_id)?;
+    let index = vertex_index(&job, &vertex_id)?;
+    let v = &job.job_graph().vertices[index];
+    let (start, end, duration) = timing(&job);
+    let complete = job.state().is_terminal();
+    let subtasks: Vec<Value> = subtask_rates(&state, &job, index)
+        .into_iter()
+        .map(|(m, rates)| {
+            let io = &m.values;
+            let mut metrics = io_metrics(io.records_in, io.records_out, io.bytes_in, io.bytes_out, complete);
+            metrics["read-records-per-second"] = json!(rates[0]);
+            metrics["write-records-per-second"] = json!(rates[1]);
+            json!({
+                "subtask": m.subtask,
+                "status": execution_state(&job),
+                "attempt": m.attempt,
+                "endpoint": "localhost",
+                "host": "localhost",
+                "start-time": start,
+                "end-time": end,
+                "duration": duration,
+                "metrics": metrics,
+                "currentInputWatermark": io.current_input_watermark,
+                "backPressuredTimeMsPerSecond": rates[2],
+                "checkpointedSize": io.checkpointed_size,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "id": v.id,
+        "name": v.name,
+        "parallelism": v.parallelism,
+        "maxParallelism": v.max_parallelism,
+        "now": epoch_ms(),
+        "subtasks": subtasks,
+    })))
+}
+
+/// Flink's back-pressure level of a ratio of time blocked on output.
+fn level(ratio: f64) -> &'static str {
+    if ratio <= 0.10 {
+        "ok"
+    } else if ratio <= 0.5 {
+        "low"
+    } else {
+        "high"
+    }
+}
+
+async fn backpressure(State(state): Shared, Path((job_id, vertex_id)): Path<(String, String)>) -> Answer {
+    let job = state.job(&job_id)?;
+    let index = vertex_index(&job, &vertex_id)?;
+    let subtasks: Vec<(usize, usize, f64)> = subtask_rates(&state, &job, index)
+        .into_iter()
+        .map(|(m, rates)| (m.subtask, m.attempt, (rates[2] / 1000.0).clamp(0.0, 1.0)))
+        .collect();
+    let worst = subtasks.iter().map(|s| s.2).fold(0.0, f64::max);
+    Ok(Json(json!({
+        "status": "ok",
+        "backpressureLevel": level(worst),
+        "end-timestamp": epoch_ms(),
+        "subtasks": subtasks.iter().map(|(subtask, attempt, ratio)| json!({
+            "subtask": subtask,
+            "attempt-number": attempt,
+            "backpressureLevel": level(*ratio),
+            "ratio": ratio,
+            "busyRatio": null,
+            "idleRatio": null,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+async fn watermarks(State(state): Shared, Path((job_id, vertex_id)): Path<(String, String)>) -> Answer {
+    let job = state.job(&job_id)?;
+    let index = vertex_index(&job, &vertex_id)?;
+    let values: Vec<Value> = job
+        .metrics()
+        .iter()
+        .filter(|m| m.vertex == index)
+        .map(|m| {
+            // Flink reports Long.MIN_VALUE before the first watermark.
+            let value = m.values.current_input_watermark.unwrap_or(i64::MIN);
+            json!({ "id": format!("{}.currentInputWatermark", m.subtask), "value": value.to_string() })
+        })
+        .collect();
+    Ok(Json(Value::Array(values)))
+}

@@ -1,0 +1,22 @@
+//! Brisk's REST API, with Apache Flink's paths and field names so that Flink's clients and
+//! habits work, and its Prometheus endpoint.
+//!
+//! The server runs on a thread of its own (a single-threaded tokio runtime): requests read the
+//! jobs' atomics and histories and never pause a task; savepoints run on threads of their own
+//! and are polled through trigger ids, as in Flink.
+//!
+//! - `server`: binding, the router, JSON errors.
+//! - `api`: the job endpoints (`/jobs/...`), cluster endpoints (`/overview`, `/config`,
+//!   `/taskmanagers`).
+//! - `prometheus`: `/metrics` in the Prometheus text format.
+//! - `rates`: per-second rates from successive readings of counters.
+//! - `local`: the server of a job run in this process (`rest.port`).
+
+mod api;
+mod local;
+mod prometheus;
+mod rates;
+mod server;
+
+pub use local::{LOCAL_REST_ADDRESS, serve_local_job};
+pub use server::{BIND_ADDRESS_KEY, PORT_KEY, RestServer, RestSettings};

@@ -1,0 +1,173 @@
+//! The HTTP server: binding, routing, and Flink's JSON error bodies.
+
+use crate::api;
+use crate::rates::Rates;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use brisk_core::Configuration;
+use brisk_runtime::checkpoint::SnapshotLocation;
+use brisk_runtime::minicluster::JobController;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use tracing::{info, warn};
+
+/// The configuration key of the REST port (`0`: any free port).
+pub const PORT_KEY: &str = "rest.port";
+/// The configuration key of the address the server binds to.
+pub const BIND_ADDRESS_KEY: &str = "rest.bind-address";
+/// The configuration key of the default savepoint directory, also a root savepoint targets
+/// must lie under.
+pub const SAVEPOINT_DIR_KEY: &str = "execution.checkpointing.savepoint-dir";
+/// The configuration key of the checkpoint directory, another root for savepoint targets.
+pub const CHECKPOINT_DIR_KEY: &str = "execution.checkpointing.dir";
+
+/// What the server needs to know besides the jobs.
+#[derive(Clone, Debug, Default)]
+pub struct RestSettings {
+    /// Where savepoints go when a request names no directory.
+    pub default_savepoint_dir: Option<SnapshotLocation>,
+    /// Directories a requested savepoint target must lie under.
+    pub savepoint_roots: Vec<SnapshotLocation>,
+    /// TaskManagers and slots of the cluster (the mini cluster's, for a local job).
+    pub taskmanagers: usize,
+}
+
+impl RestSettings {
+    /// The settings `config` gives (savepoint directories), for a cluster of `taskmanagers`.
+    pub fn from_configuration(config: &Configuration, taskmanagers: usize) -> Result<RestSettings, String> {
+        let dir = |key: &str| -> Result<Option<SnapshotLocation>, String> {
+            config
+                .get_raw(key)
+                .map(|text| SnapshotLocation::parse(text).map_err(|e| format!("invalid {key} '{text}': {e}")))
+                .transpose()
+        };
+        let default_savepoint_dir = dir(SAVEPOINT_DIR_KEY)?;
+        let savepoint_roots = [default_savepoint_dir.clone(), dir(CHECKPOINT_DIR_KEY)?].into_iter().flatten().collect();
+        Ok(RestSettings { default_savepoint_dir, savepoint_roots, taskmanagers })
+    }
+}
+
+/// What the handlers share.
+pub(crate) struct ServerState {
+    pub jobs: RwLock<Vec<JobController>>,
+    pub settings: RestSettings,
+    /// Savepoints (and stops) requested over REST, by trigger id.
+    pub triggers: Mutex<HashMap<String, Trigger>>,
+    pub rates: Mutex<Rates>,
+}
+
+/// A savepoint requested over REST.
+pub(crate) enum Trigger {
+    /// Still running.
+    InProgress { job_id: String },
+    /// Done: its location, or why it failed.
+    Done { job_id: String, result: Result<String, String> },
+}
+
+impl ServerState {
+    /// The job with id `job_id`.
+    pub fn job(&self, job_id: &str) -> Result<JobController, ApiError> {
+        let jobs = self.jobs.read().unwrap_or_else(|e| e.into_inner());
+        jobs.iter()
+            .find(|j| j.job_id() == job_id)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("Job {job_id} not found")))
+    }
+
+    /// Every job, oldest first.
+    pub fn all_jobs(&self) -> Vec<JobController> {
+        self.jobs.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The savepoint triggers, whatever a panicking holder left.
+pub(crate) fn lock_triggers(state: &ServerState) -> std::sync::MutexGuard<'_, HashMap<String, Trigger>> {
+    state.triggers.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The rate readings, whatever a panicking holder left.
+pub(crate) fn lock_rates(state: &ServerState) -> std::sync::MutexGuard<'_, Rates> {
+    state.rates.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An error answer: Flink's `{"errors": [...]}` with a 4xx or 5xx status.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(serde_json::json!({ "errors": [self.message] }))).into_response()
+    }
+}
+
+/// A running REST server; it serves until the process ends.
+pub struct RestServer {
+    state: Arc<ServerState>,
+    address: SocketAddr,
+}
+
+impl RestServer {
+    /// Binds `host:port` and serves on a thread of its own.
+    pub fn start(host: &str, port: u16, settings: RestSettings) -> Result<RestServer, String> {
+        let listener = std::net::TcpListener::bind((host, port))
+            .map_err(|e| format!("cannot serve the REST API on {host}:{port} (rest.port, rest.bind-address): {e}"))?;
+        let address = listener.local_addr().map_err(|e| format!("cannot serve the REST API: {e}"))?;
+        listener.set_nonblocking(true).map_err(|e| format!("cannot serve the REST API on {address}: {e}"))?;
+        let state = Arc::new(ServerState {
+            jobs: RwLock::new(Vec::new()),
+            settings,
+            triggers: Mutex::new(HashMap::new()),
+            rates: Mutex::new(Rates::default()),
+        });
+        let router = api::router(state.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| format!("cannot start the REST server's runtime: {e}"))?;
+        std::thread::Builder::new()
+            .name("rest server".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => listener,
+                        Err(e) => return warn!("the REST server cannot listen: {e}"),
+                    };
+                    if let Err(e) = axum::serve(listener, router).await {
+                        warn!("the REST server stopped: {e}");
+                    }
+                })
+            })
+            .map_err(|e| format!("cannot start the REST server's thread: {e}"))?;
+        info!(address = %address, "REST API at http://{address}/");
+        Ok(RestServer { state, address })
+    }
+
+    /// The address it listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves `job` from now on (until the process ends, also after the job ended).
+    pub fn add_job(&self, job: JobController) {
+        self.state.jobs.write().unwrap_or_else(|e| e.into_inner()).push(job);
+    }
+}

@@ -1,0 +1,232 @@
+//! The REST API and Prometheus endpoint of a local job (`rest.port`), over real HTTP: every
+//! endpoint against a running job, figures cross-checked with the job's own result, and bad
+//! requests answered with 4xx JSON errors.
+
+mod common;
+
+use brisk::prelude::*;
+use brisk::runtime::JobError;
+use brisk::runtime::checkpoint::SnapshotKind;
+use brisk::runtime::checkpoint::coordinator::CheckpointStatus;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+const RECORDS: i64 = 20_000;
+
+/// Set to let the first test's job run at full speed.
+static RELEASE: AtomicBool = AtomicBool::new(false);
+/// Never set: the cancelled job stays slow.
+static NEVER: AtomicBool = AtomicBool::new(false);
+
+/// The directory the jobs checkpoint into and take savepoints under (the server's roots: the
+/// tests of this file share one server, configured by whichever job starts first).
+fn root() -> &'static PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| common::temp_dir("rest"))
+}
+
+/// A job of `RECORDS` numbers summed per key, held at about 1,000 records per second per
+/// subtask until `release` is set, with checkpoints every 100 ms.
+fn start_job(name: &str, release: &'static AtomicBool) -> JobClient {
+    let mut config = Configuration::new();
+    config.set("parallelism.default", 2);
+    config.set("rest.port", 0);
+    config.set("execution.checkpointing.interval", "100 ms");
+    config.set("execution.checkpointing.dir", root().join(name).display());
+    config.set("execution.checkpointing.savepoint-dir", root().join("savepoints").display());
+    let env = StreamExecutionEnvironment::from_configuration(&config).unwrap();
+    env.from_sequence(1, RECORDS)
+        .map(|x: i64| {
+            if !release.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            x
+        })
+        .key_by(|x: &i64| x % 10)
+        .reduce(|a: i64, b: i64| a + b)
+        .add_sink(DiscardingSink);
+    env.execute_async(name).unwrap()
+}
+
+/// One HTTP/1.1 request to the local REST server; the status and the body.
+fn http(method: &str, path: &str, body: &str) -> (u16, String) {
+    let address = brisk::rest::LOCAL_REST_ADDRESS.get().expect("the REST server started");
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// A request whose answer must be `status` with a JSON body.
+fn json(method: &str, path: &str, body: &str, status: u16) -> Value {
+    let (got, text) = http(method, path, body);
+    assert_eq!(got, status, "{method} {path}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path} answered no JSON ({e}): {text}"))
+}
+
+fn get(path: &str) -> Value {
+    json("GET", path, "", 200)
+}
+
+/// The value of Prometheus sample `name` with label `label` = `value`, summed over the rest.
+fn prometheus_sum(name: &str, job_id: &str, label: Option<(&str, &str)>) -> f64 {
+    let (status, text) = http("GET", "/metrics", "");
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && s.labels.get("job_id") == Some(job_id))
+        .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("{name} is not a plain value"),
+        })
+        .sum()
+}
+
+#[test]
+fn a_local_job_serves_flinks_rest_api_with_figures_that_match_its_result() {
+    let client = start_job("served", &RELEASE);
+    let id = client.job_id().to_string();
+
+    let overview = get("/overview");
+    assert!(overview["jobs-running"].as_u64().unwrap() >= 1, "{overview}");
+    assert!(overview["flink-version"].as_str().unwrap().starts_with("Brisk"));
+    assert!(get("/config")["refresh-interval"].is_number());
+    assert!(get("/taskmanagers")["taskmanagers"].as_array().is_some_and(|t| !t.is_empty()));
+    let jobs = get("/jobs");
+    assert!(
+        jobs["jobs"].as_array().unwrap().iter().any(|j| j["id"] == id.as_str() && j["status"] == "RUNNING"),
+        "{jobs}"
+    );
+    let listed = get("/jobs/overview");
+    let entry = listed["jobs"].as_array().unwrap().iter().find(|j| j["jid"] == id.as_str()).expect("listed").clone();
+    assert_eq!((entry["name"].as_str(), entry["state"].as_str()), (Some("served"), Some("RUNNING")));
+    assert_eq!(entry["end-time"], -1);
+
+    let details = get(&format!("/jobs/{id}"));
+    let vertices = details["vertices"].as_array().unwrap().clone();
+    let names: Vec<&str> = vertices.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, client.job_graph().vertices.iter().map(|v| v.name.as_str()).collect::<Vec<_>>());
+    assert!(vertices.iter().all(|v| v["parallelism"] == 2 && v["status"] == "RUNNING"), "{vertices:?}");
+    let keyed = vertices[1]["id"].as_str().unwrap().to_string();
+    let plan = get(&format!("/jobs/{id}/plan"));
+    let nodes = plan["plan"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), vertices.len());
+    assert_eq!(nodes[1]["inputs"][0]["id"], vertices[0]["id"]);
+    assert_eq!(nodes[1]["inputs"][0]["ship_strategy"], "HASH");
+
+    // Records flow: the keyed vertex's subtasks count them, and its input watermark is there.
+    common::wait_until("records at the keyed vertex", || {
+        get(&format!("/jobs/{id}/vertices/{keyed}"))["subtasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["metrics"]["read-records"].as_u64().unwrap() > 0)
+    });
+    let vertex = get(&format!("/jobs/{id}/vertices/{keyed}"));
+    assert_eq!(vertex["subtasks"].as_array().unwrap().len(), 2);
+    let backpressure = get(&format!("/jobs/{id}/vertices/{keyed}/backpressure"));
+    assert_eq!(backpressure["status"], "ok");
+    assert_eq!(backpressure["subtasks"].as_array().unwrap().len(), 2);
+    assert!(["ok", "low", "high"].contains(&backpressure["backpressureLevel"].as_str().unwrap()));
+    let watermarks = get(&format!("/jobs/{id}/vertices/{keyed}/watermarks"));
+    let ids: Vec<&str> = watermarks.as_array().unwrap().iter().map(|w| w["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["0.currentInputWatermark", "1.currentInputWatermark"]);
+    let config = get(&format!("/jobs/{id}/checkpoints/config"));
+    assert_eq!((config["mode"].as_str(), config["interval"].as_u64()), (Some("exactly_once"), Some(100)));
+    assert_eq!(config["externalization"]["delete_on_cancellation"], true);
+    assert_eq!(get(&format!("/jobs/{id}/exceptions"))["exceptionHistory"]["entries"], Value::Array(vec![]));
+
+    // A savepoint over REST, polled through its trigger id.
+    let trigger =
+        json("POST", &format!("/jobs/{id}/savepoints"), "{}", 200)["request-id"].as_str().unwrap().to_string();
+    let mut status = Value::Null;
+    common::wait_until("the savepoint", || {
+        status = get(&format!("/jobs/{id}/savepoints/{trigger}"));
+        status["status"]["id"] == "COMPLETED"
+    });
+    let location = status["operation"]["location"].as_str().unwrap_or_else(|| panic!("{status}"));
+    assert!(location.starts_with(&root().join("savepoints").display().to_string()), "{location}");
+    assert!(PathBuf::from(location).join("_metadata").is_file(), "{location}");
+    let checkpoints = get(&format!("/jobs/{id}/checkpoints"));
+    assert_eq!(checkpoints["latest"]["savepoint"]["external_path"], location, "{checkpoints}");
+    assert!(prometheus_sum("brisk_taskmanager_job_task_numRecordsIn", &id, Some(("subtask_index", "1"))) > 0.0);
+
+    RELEASE.store(true, Ordering::Relaxed);
+    while !client.is_finished() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let controller = client.controller();
+    let result = client.wait().unwrap();
+
+    // After the end: the figures are final and agree with the job's result.
+    let details = get(&format!("/jobs/{id}"));
+    assert_eq!(details["state"], "FINISHED");
+    assert!(details["end-time"].as_i64().unwrap() >= details["start-time"].as_i64().unwrap());
+    let read: Vec<u64> = details["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["metrics"]["read-records"].as_u64().unwrap())
+        .collect();
+    assert_eq!(read, vec![RECORDS as u64; 2], "each vertex read every number once");
+    assert_eq!(details["vertices"][1]["metrics"]["read-records-complete"], true);
+    let completed = result.checkpoints.iter().filter(|c| c.status == CheckpointStatus::Completed).count();
+    let checkpoints = get(&format!("/jobs/{id}/checkpoints"));
+    assert_eq!(checkpoints["counts"]["completed"].as_u64(), Some(completed as u64), "{checkpoints}");
+    assert_eq!(checkpoints["counts"]["total"].as_u64(), Some(result.checkpoints.len() as u64));
+    assert_eq!(checkpoints["history"].as_array().unwrap().len(), result.checkpoints.len());
+    assert_eq!(controller.checkpoint_history().len(), result.checkpoints.len());
+    let in_records = prometheus_sum("brisk_taskmanager_job_task_numRecordsIn", &id, Some(("task_id", &keyed)));
+    assert_eq!(in_records, RECORDS as f64);
+    let savepoints = result.checkpoints.iter().filter(|c| c.kind == SnapshotKind::Savepoint).count();
+    let checkpoint_count = prometheus_sum("brisk_jobmanager_job_numberOfCompletedCheckpoints", &id, None);
+    assert_eq!(checkpoint_count, (completed - savepoints) as f64);
+    assert_eq!(prometheus_sum("brisk_jobmanager_job_numRestarts", &id, None), 0.0);
+}
+
+#[test]
+fn bad_requests_get_4xx_json_errors_and_a_cancel_ends_the_job() {
+    let client = start_job("cancelled", &NEVER);
+    let id = client.job_id().to_string();
+    let errors = |method: &str, path: &str, body: &str, status: u16| {
+        let answer = json(method, path, body, status);
+        answer["errors"][0].as_str().unwrap_or_else(|| panic!("{answer}")).to_string()
+    };
+    assert!(errors("GET", "/jobs/0123456789abcdef", "", 404).contains("0123456789abcdef"));
+    assert!(errors("GET", &format!("/jobs/{id}/vertices/nope"), "", 404).contains("nope"));
+    assert!(errors("GET", "/no/such/path", "", 404).contains("/no/such/path"));
+    errors("DELETE", &format!("/jobs/{id}"), "", 405);
+    assert!(errors("POST", &format!("/jobs/{id}/savepoints"), "{not json", 400).contains("invalid"));
+    let outside = r#"{"target-directory": "/etc"}"#;
+    assert!(errors("POST", &format!("/jobs/{id}/savepoints"), outside, 400).contains("not under"));
+    let sneaky = format!(r#"{{"target-directory": "{}/savepoints/../../x"}}"#, root().display());
+    assert!(errors("POST", &format!("/jobs/{id}/savepoints"), &sneaky, 400).contains(".."));
+    errors("GET", &format!("/jobs/{id}/savepoints/0000"), "", 404);
+    assert!(errors("PATCH", &format!("/jobs/{id}?mode=explode"), "", 400).contains("explode"));
+
+    let (status, body) = http("PATCH", &format!("/jobs/{id}?mode=cancel"), "");
+    assert_eq!(status, 202, "{body}");
+    assert!(matches!(client.wait(), Err(JobError::Cancelled(_))));
+    assert_eq!(get(&format!("/jobs/{id}"))["state"], "CANCELED");
+    assert!(errors("PATCH", &format!("/jobs/{id}"), "", 409).contains("already ended"));
+}
