@@ -57,6 +57,8 @@ fn jobmanager_in(port: u16, extra: &[&str], env: &[(&str, String)]) -> Process {
             "heartbeat.interval=200ms",
             "-D",
             "heartbeat.timeout=2s",
+            "-D",
+            "rest.port=0",
         ])
         .args(extra.iter().flat_map(|d| ["-D", d]))
         .stdout(Stdio::piped())
@@ -151,7 +153,7 @@ fn cluster_start_and_stop_manage_background_processes_with_pid_files_and_logs() 
     std::fs::write(
         conf.join("config.yaml"),
         format!(
-            "jobmanager:\n  rpc:\n    address: 127.0.0.1\n    port: {port}\ntaskmanager:\n  numberOfTaskSlots: 2\nheartbeat.interval: 200ms\n"
+            "jobmanager:\n  rpc:\n    address: 127.0.0.1\n    port: {port}\ntaskmanager:\n  numberOfTaskSlots: 2\nheartbeat.interval: 200ms\nrest.port: 0\n"
         ),
     )
     .unwrap();
@@ -717,4 +719,89 @@ fn a_reactive_job_rescales_when_a_taskmanager_joins_and_when_one_leaves_exactly_
     let restored = cluster.stored_job(&job_id)["overrides"].to_string();
     assert!(restored.contains("chk-"), "the job restored its latest checkpoint: {restored}");
     assert!(read_sorted_lines(&out) == golden_windows(), "committed output differs from the golden file");
+}
+
+/// A multipart form with the file at `path` in field `jarfile` (Flink's `/jars/upload`).
+fn jar_form(path: &Path) -> (String, Vec<u8>) {
+    let boundary = "brisk-test-boundary-7d41";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"jarfile\"; filename=\"word_count\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend(std::fs::read(path).expect("the artifact"));
+    body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[test]
+fn the_jobmanager_serves_flinks_rest_api_and_forwards_job_requests_to_the_jobs_coordinator() {
+    let cluster = TestCluster::start("cluster-rest", &[]);
+    let rest = status(cluster.port)["jobmanager"]["rest-address"].as_str().expect("a REST address").to_string();
+    let get = |path: &str| {
+        let (status, body) = common::http(&rest, "GET", path, &[], b"");
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    };
+    let overview = get("/overview");
+    assert_eq!((overview["taskmanagers"].as_u64(), overview["slots-total"].as_u64()), (Some(2), Some(2)));
+    let taskmanagers = get("/taskmanagers");
+    let first = taskmanagers["taskmanagers"][0]["id"].as_str().expect("a TaskManager id").to_string();
+    assert_eq!(get(&format!("/taskmanagers/{first}"))["slotsNumber"], 1);
+    assert_eq!(common::http(&rest, "GET", "/taskmanagers/nope", &[], b"").0, 404);
+
+    // A running job: its details come from its coordinator.
+    let (_, _, job_id) = cluster.start_checkpointed_window_job(200, Duration::from_millis(500));
+    assert!(
+        get("/jobs")["jobs"].as_array().unwrap().iter().any(|j| j["id"] == job_id.as_str() && j["status"] == "RUNNING")
+    );
+    let details = get(&format!("/jobs/{job_id}"));
+    assert_eq!(details["state"], "RUNNING", "{details}");
+    let vertices = details["vertices"].as_array().unwrap().clone();
+    assert!(vertices.iter().any(|v| v["name"].as_str().unwrap().contains("window-sum-count")), "{details}");
+    let window = vertices.iter().find(|v| v["name"].as_str().unwrap().contains("window")).unwrap()["id"].clone();
+    let vertex = get(&format!("/jobs/{job_id}/vertices/{}", window.as_str().unwrap()));
+    assert_eq!(vertex["subtasks"].as_array().unwrap().len(), 2);
+    wait_until("a completed checkpoint over REST", || {
+        get(&format!("/jobs/{job_id}/checkpoints"))["counts"]["completed"].as_u64() > Some(0)
+    });
+    let (status, metrics) = common::http(&rest, "GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    assert_eq!(common::prometheus_sum(&metrics, "brisk_jobmanager_numRegisteredTaskManagers", &[]), 2.0);
+    assert_eq!(common::prometheus_sum(&metrics, "brisk_jobmanager_taskSlotsAvailable", &[]), 0.0);
+    let read = common::prometheus_sum(&metrics, "brisk_taskmanager_job_task_numRecordsIn", &[("job_id", &job_id)]);
+    assert!(read > 0.0, "{metrics}");
+
+    let (status, body) = common::http(&rest, "PATCH", &format!("/jobs/{job_id}?mode=cancel"), &[], b"");
+    assert_eq!(status, 202, "{body}");
+    wait_until("the job to be cancelled", || cluster.state(&job_id).as_deref() == Some("CANCELED"));
+    assert_eq!(get(&format!("/jobs/{job_id}"))["state"], "CANCELED", "what the JobManager knows of an ended job");
+    assert_eq!(common::http(&rest, "GET", &format!("/jobs/{job_id}/checkpoints"), &[], b"").0, 404);
+    assert_eq!(common::http(&rest, "GET", "/jobs/0123456789abcdef0123456789abcdef", &[], b"").0, 404);
+
+    // An artifact uploaded and run over REST, as Flink's clients do with jars.
+    let (content_type, form) = jar_form(&example_path("word_count"));
+    let (status, body) = common::http(&rest, "POST", "/jars/upload", &[("Content-Type", &content_type)], &form);
+    assert_eq!(status, 200, "{body}");
+    let uploaded: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(uploaded["status"], "success");
+    let jar_id = uploaded["filename"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    assert!(get("/jars")["files"].as_array().unwrap().iter().any(|f| f["id"] == jar_id.as_str()));
+    let out = cluster.dir.join("rest-word-count");
+    let run = serde_json::json!({ "programArgsList": ["--output", out.to_str().unwrap()], "parallelism": 2 });
+    let headers = [("Content-Type", "application/json")];
+    let (status, body) =
+        common::http(&rest, "POST", &format!("/jars/{jar_id}/run"), &headers, run.to_string().as_bytes());
+    assert_eq!(status, 200, "{body}");
+    let run_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["jobid"].as_str().unwrap().to_string();
+    wait_until("the uploaded job to finish", || cluster.state(&run_id).as_deref() == Some("FINISHED"));
+    let local = cluster.dir.join("local");
+    let ran = example("word_count").args(["--parallelism", "2", "--output", local.to_str().unwrap()]).output().unwrap();
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    assert!(read_sorted_lines(&out) == read_sorted_lines(&local), "the uploaded job's output differs");
+    let bad = common::http(&rest, "POST", "/jars/nope_x/run", &headers, b"{}");
+    assert_eq!(bad.0, 404, "{}", bad.1);
+    let sneaky = common::http(&rest, "POST", "/jars/..%2Fjobs/run", &headers, b"{}");
+    assert!(sneaky.0 == 400 || sneaky.0 == 404, "{}", sneaky.1);
+    assert_eq!(common::http(&rest, "DELETE", &format!("/jars/{jar_id}"), &[], b"").0, 200);
 }

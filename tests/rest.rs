@@ -9,8 +9,6 @@ use brisk::runtime::JobError;
 use brisk::runtime::checkpoint::SnapshotKind;
 use brisk::runtime::checkpoint::coordinator::CheckpointStatus;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +37,8 @@ fn start_job(name: &str, release: &'static AtomicBool) -> JobClient {
     config.set("execution.checkpointing.interval", "100 ms");
     config.set("execution.checkpointing.dir", root().join(name).display());
     config.set("execution.checkpointing.savepoint-dir", root().join("savepoints").display());
+    config.set("rest.security.token", TOKEN);
+    config.set("rest.server.max-content-length", 1 << 20);
     let env = StreamExecutionEnvironment::from_configuration(&config).unwrap();
     env.from_sequence(1, RECORDS)
         .map(|x: i64| {
@@ -53,23 +53,23 @@ fn start_job(name: &str, release: &'static AtomicBool) -> JobClient {
     env.execute_async(name).unwrap()
 }
 
-/// One HTTP/1.1 request to the local REST server; the status and the body.
+/// The token mutating requests carry.
+const TOKEN: &str = "s3cret";
+
+/// One HTTP/1.1 request to the local REST server, with the token; the status and the body.
 fn http(method: &str, path: &str, body: &str) -> (u16, String) {
-    let address = brisk::rest::LOCAL_REST_ADDRESS.get().expect("the REST server started");
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    http_as(method, path, body, Some(TOKEN))
+}
+
+/// [`http`] with `token` (or none).
+fn http_as(method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
+    let address = brisk::rest::LOCAL_REST_ADDRESS.get().expect("the REST server started").to_string();
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(bearer) = &bearer {
+        headers.push(("Authorization", bearer));
+    }
+    common::http(&address, method, path, &headers, body.as_bytes())
 }
 
 /// A request whose answer must be `status` with a JSON body.
@@ -83,23 +83,13 @@ fn get(path: &str) -> Value {
     json("GET", path, "", 200)
 }
 
-/// The value of Prometheus sample `name` with label `label` = `value`, summed over the rest.
+/// The value of Prometheus sample `name` of job `job_id` (and `label`), summed over the rest.
 fn prometheus_sum(name: &str, job_id: &str, label: Option<(&str, &str)>) -> f64 {
     let (status, text) = http("GET", "/metrics", "");
     assert_eq!(status, 200);
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text");
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name && s.labels.get("job_id") == Some(job_id))
-        .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => panic!("{name} is not a plain value"),
-        })
-        .sum()
+    let mut labels = vec![("job_id", job_id)];
+    labels.extend(label);
+    common::prometheus_sum(&text, name, &labels)
 }
 
 #[test]
@@ -223,6 +213,14 @@ fn bad_requests_get_4xx_json_errors_and_a_cancel_ends_the_job() {
     assert!(errors("POST", &format!("/jobs/{id}/savepoints"), &sneaky, 400).contains(".."));
     errors("GET", &format!("/jobs/{id}/savepoints/0000"), "", 404);
     assert!(errors("PATCH", &format!("/jobs/{id}?mode=explode"), "", 400).contains("explode"));
+    let huge = format!(r#"{{"target-directory": "{}"}}"#, "x".repeat(2 << 20));
+    errors("POST", &format!("/jobs/{id}/savepoints"), &huge, 413);
+    // Changing requests need the token; reading ones do not.
+    let (status, body) = http_as("PATCH", &format!("/jobs/{id}"), "", None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("rest.security.token"), "{body}");
+    assert_eq!(http_as("PATCH", &format!("/jobs/{id}"), "", Some("wrong")).0, 401);
+    assert_eq!(http_as("GET", &format!("/jobs/{id}"), "", None).0, 200);
 
     let (status, body) = http("PATCH", &format!("/jobs/{id}?mode=cancel"), "");
     assert_eq!(status, 202, "{body}");

@@ -7,6 +7,7 @@ use brisk_cluster::{ClusterConfig, JobManager, TaskManager};
 use brisk_core::Configuration;
 use brisk_rpc::{ClusterOverview, Request, Response, Role, RpcConnection};
 use std::fs::OpenOptions;
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -74,6 +75,10 @@ pub fn jobmanager(args: &ConfigArgs, rpc_port: Option<u16>) -> anyhow::Result<()
     }
     let jobmanager = JobManager::start(ClusterConfig::from_configuration(&config)?)?;
     println!("JobManager listening on {}", jobmanager.local_addr());
+    if let Some(rest) = jobmanager.rest_address() {
+        // Whoever started it may have read only the first line and closed the pipe.
+        let _ = writeln!(std::io::stdout(), "REST API at http://{rest}/");
+    }
     jobmanager.wait();
     Ok(())
 }
@@ -308,6 +313,9 @@ pub fn status(args: &ConfigArgs, jobmanager: Option<String>, json: bool) -> anyh
         return Ok(());
     }
     println!("JobManager {} at {address} (Brisk {})", overview.jobmanager_id, overview.version);
+    if let Some(rest) = &overview.rest_address {
+        println!("REST API and metrics at http://{rest}/");
+    }
     println!(
         "{} TaskManagers, {} slots, {} available",
         overview.taskmanagers.len(),
@@ -326,7 +334,7 @@ pub fn status(args: &ConfigArgs, jobmanager: Option<String>, json: bool) -> anyh
 /// The overview with Flink's `/overview` and `/taskmanagers` field names.
 fn overview_json(address: &str, overview: &ClusterOverview) -> serde_json::Value {
     serde_json::json!({
-        "jobmanager": { "id": overview.jobmanager_id, "address": address },
+        "jobmanager": { "id": overview.jobmanager_id, "address": address, "rest-address": overview.rest_address },
         "brisk-version": overview.version,
         "taskmanagers": overview.taskmanagers.len(),
         "slots-total": overview.slots_total(),

@@ -98,6 +98,20 @@ pub const RESOURCE_STABILIZATION_TIMEOUT: ConfigOption<Duration> = ConfigOption 
     description: "In reactive mode, how long the available slots must stay the same before a job rescales to them.",
 };
 
+/// The port of the JobManager's REST API and web UI (0: any free port; -1: none).
+pub const REST_PORT: ConfigOption<i64> = ConfigOption {
+    key: "rest.port",
+    default: 8081,
+    description: "Port of the JobManager's REST API; 0 picks a free one, -1 serves none.",
+};
+
+/// The interface the JobManager's REST API listens on.
+pub const REST_BIND_ADDRESS: ConfigOption<&str> = ConfigOption {
+    key: "rest.bind-address",
+    default: "127.0.0.1",
+    description: "Interface of the REST API; another than loopback needs rest.security.token.",
+};
+
 /// What every cluster process reads from the configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterConfig {
@@ -129,6 +143,12 @@ pub struct ClusterConfig {
     pub reactive: bool,
     /// `jobmanager.adaptive-scheduler.resource-stabilization-timeout`.
     pub resource_stabilization_timeout: Duration,
+    /// `rest.port` (`None`: no REST API).
+    pub rest_port: Option<u16>,
+    /// `rest.bind-address`.
+    pub rest_bind_address: String,
+    /// The REST API's token, body limit and savepoint roots.
+    pub rest: brisk_rest::RestSettings,
 }
 
 impl ClusterConfig {
@@ -141,6 +161,15 @@ impl ClusterConfig {
         let rpc_port = u16::try_from(rpc_port).map_err(|_| {
             crate::ClusterError::Config(format!("{} = {rpc_port} is not a TCP port (0..=65535)", RPC_PORT.key))
         })?;
+        let rest_port = match config.get(&REST_PORT)? {
+            -1 => None,
+            port => Some(u16::try_from(port).map_err(|_| {
+                crate::ClusterError::Config(format!(
+                    "{} = {port} is not a TCP port (0..=65535, or -1 for none)",
+                    REST_PORT.key
+                ))
+            })?),
+        };
         let rpc_address = text(&RPC_ADDRESS)?;
         let bind_host = Some(text(&BIND_HOST)?).filter(|h| !h.is_empty()).unwrap_or_else(|| rpc_address.clone());
         let resource_id = Some(text(&RESOURCE_ID)?).filter(|id| !id.is_empty());
@@ -169,6 +198,9 @@ impl ClusterConfig {
             tmp_dir: Some(text(&TMP_DIRS)?).filter(|d| !d.is_empty()).map(Into::into),
             reactive,
             resource_stabilization_timeout: config.get(&RESOURCE_STABILIZATION_TIMEOUT)?,
+            rest_port,
+            rest_bind_address: text(&REST_BIND_ADDRESS)?,
+            rest: brisk_rest::RestSettings::from_configuration(config, 0).map_err(crate::ClusterError::Config)?,
         };
         cluster.validate()?;
         Ok(cluster)

@@ -233,6 +233,23 @@ impl Dispatcher {
         }
     }
 
+    /// The file of upload `upload` of `client`, which a submission takes.
+    pub fn take_upload(&self, client: SocketAddr, upload: u64) -> Result<PathBuf, String> {
+        lock(&self.uploads)
+            .remove(&(client, upload))
+            .ok_or_else(|| format!("no artifact was uploaded under upload {upload}"))
+    }
+
+    /// A new file for an artifact to submit that arrived another way (over REST).
+    pub fn upload_file(&self) -> PathBuf {
+        self.dir.join("uploads").join(format!("rest-{}", new_job_id()))
+    }
+
+    /// Where the REST API keeps uploaded artifacts (Flink's jars).
+    pub fn jars_dir(&self) -> PathBuf {
+        self.dir.join("jars")
+    }
+
     /// Appends `data` to upload `upload` of `client`.
     pub fn upload(&self, client: SocketAddr, upload: u64, data: &[u8]) -> Response {
         let path = lock(&self.uploads)
@@ -246,19 +263,17 @@ impl Dispatcher {
         }
     }
 
-    /// Makes `submission` a job (at `parallelism` when given, over the submitted one) and
-    /// starts its coordinator process, which reports to `jobmanager`; returns the job's id and
-    /// the process to wait for.
+    /// Makes `submission`, whose artifact is the file `upload` (moved into the job's
+    /// directory), a job (at `parallelism` when given, over the submitted one) and starts its
+    /// coordinator process, which reports to `jobmanager`; returns the job's id and the
+    /// process to wait for.
     pub fn submit(
         &self,
-        client: SocketAddr,
+        upload: PathBuf,
         submission: JobSubmission,
         jobmanager: &str,
         parallelism: Option<usize>,
     ) -> Result<(String, std::process::Child), String> {
-        let upload = lock(&self.uploads)
-            .remove(&(client, submission.upload))
-            .ok_or_else(|| format!("no artifact was uploaded under upload {}", submission.upload))?;
         let job_id = new_job_id();
         let job_dir = self.dir.join(&job_id);
         let stored = (|| {

@@ -6,14 +6,16 @@
 use crate::config::ClusterConfig;
 use crate::dispatcher::{Dispatcher, WorkerTemplate};
 use crate::{ClusterError, lock, taskmanager::process_id};
+use brisk_rest::{ClusterView, start_cluster_server};
 use brisk_rpc::{
-    ClusterOverview, Hello, RegistrationAck, Request, Response, Role, RpcConnection, TaskManagerInfo,
-    TaskManagerRegistration, WorkerLaunch,
+    ClusterOverview, Hello, JobInfo, JobSubmission, RegistrationAck, Request, Response, RestAnswer, RestCall, Role,
+    RpcConnection, TaskManagerInfo, TaskManagerRegistration, WorkerLaunch,
 };
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -24,6 +26,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How long a TaskManager may take to fetch an artifact and start a worker.
 const WORKER_START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a job's coordinator may take to answer a forwarded REST request.
+const REST_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A registered TaskManager.
 struct Registered {
@@ -66,6 +70,8 @@ struct State {
     recovered_allocations: Mutex<HashMap<String, Vec<(String, usize)>>>,
     dispatcher: Dispatcher,
     shutting_down: AtomicBool,
+    /// Where its REST API listens, once it does.
+    rest_address: OnceLock<SocketAddr>,
 }
 
 impl State {
@@ -87,7 +93,12 @@ impl State {
                 last_heartbeat_ms_ago: t.last_heartbeat.elapsed().as_millis() as u64,
             })
             .collect();
-        ClusterOverview { jobmanager_id: self.id.clone(), version: brisk_rpc::BRISK_VERSION.into(), taskmanagers }
+        ClusterOverview {
+            jobmanager_id: self.id.clone(),
+            version: brisk_rpc::BRISK_VERSION.into(),
+            taskmanagers,
+            rest_address: self.rest_address.get().map(ToString::to_string),
+        }
     }
 
     fn register(self: &Arc<Self>, connection: &RpcConnection, registration: TaskManagerRegistration) -> Response {
@@ -208,13 +219,11 @@ impl State {
                 dispatcher.upload(connection.peer(), upload, &data)
             }
             (Role::Client, Request::SubmitJob(submission)) => {
-                // A reactive job starts on every free slot (at least one, which it waits for).
-                let parallelism = self.config.reactive.then(|| self.free_slots().max(1));
-                match dispatcher.submit(connection.peer(), submission, &self.address, parallelism) {
-                    Ok((job_id, child)) => {
-                        self.supervise(job_id.clone(), CoordinatorProcess::Child(child));
-                        Response::JobSubmitted { job_id }
-                    }
+                let submitted = dispatcher
+                    .take_upload(connection.peer(), submission.upload)
+                    .and_then(|upload| self.submit(upload, submission));
+                match submitted {
+                    Ok(job_id) => Response::JobSubmitted { job_id },
                     Err(e) => Response::Error(e),
                 }
             }
@@ -270,6 +279,15 @@ impl State {
             }
             (role, other) => Response::Error(format!("the JobManager does not serve {other:?} from a {role}")),
         }
+    }
+
+    /// Makes `submission` with the artifact file `upload` a job and starts its coordinator.
+    fn submit(self: &Arc<Self>, upload: PathBuf, submission: JobSubmission) -> Result<String, String> {
+        // A reactive job starts on every free slot (at least one, which it waits for).
+        let parallelism = self.config.reactive.then(|| self.free_slots().max(1));
+        let (job_id, child) = self.dispatcher.submit(upload, submission, &self.address, parallelism)?;
+        self.supervise(job_id.clone(), CoordinatorProcess::Child(child));
+        Ok(job_id)
     }
 
     /// Gives job `job_id` `slots` slots and starts a worker (numbered from `first_worker`)
@@ -481,6 +499,45 @@ impl State {
     }
 }
 
+/// The JobManager as its REST server sees it.
+struct RestView(Arc<State>);
+
+impl ClusterView for RestView {
+    fn overview(&self) -> ClusterOverview {
+        self.0.overview()
+    }
+
+    fn jobs(&self) -> Vec<JobInfo> {
+        self.0.dispatcher.list()
+    }
+
+    fn forward(&self, job_id: &str, call: RestCall) -> Result<RestAnswer, String> {
+        let coordinator = self.0.dispatcher.coordinator(job_id)?;
+        match coordinator.call(Request::RestCall(call), REST_CALL_TIMEOUT) {
+            Ok(Response::Rest(answer)) => Ok(answer),
+            Ok(other) => Err(format!("unexpected answer from the job's coordinator: {other:?}")),
+            Err(e) => Err(format!("the job's coordinator did not answer: {e}")),
+        }
+    }
+
+    fn cancel(&self, job_id: &str) -> Result<(), String> {
+        self.0.dispatcher.cancel(job_id)
+    }
+
+    fn submit(
+        &self,
+        artifact: &Path,
+        name: &str,
+        args: Vec<String>,
+        config: Vec<(String, String)>,
+    ) -> Result<String, String> {
+        let upload = self.0.dispatcher.upload_file();
+        std::fs::copy(artifact, &upload).map_err(|e| format!("cannot copy '{}': {e}", artifact.display()))?;
+        let submission = JobSubmission { upload: 0, artifact_name: name.to_string(), args, config };
+        self.0.submit(upload, submission)
+    }
+}
+
 /// A running JobManager; dropping it stops it.
 pub struct JobManager {
     state: Arc<State>,
@@ -513,7 +570,16 @@ impl JobManager {
             recovered_allocations: Mutex::new(recovered_allocations),
             dispatcher,
             shutting_down: AtomicBool::new(false),
+            rest_address: OnceLock::new(),
         });
+        if let Some(port) = state.config.rest_port {
+            let config = &state.config;
+            let view: Arc<dyn ClusterView> = Arc::new(RestView(state.clone()));
+            let jars = state.dispatcher.jars_dir();
+            let address = start_cluster_server(&config.rest_bind_address, port, config.rest.clone(), jars, view)
+                .map_err(ClusterError::Config)?;
+            let _ = state.rest_address.set(address);
+        }
         for job in recovered {
             state.supervise(job.job_id, CoordinatorProcess::Adopted(job.pid));
         }
@@ -541,6 +607,11 @@ impl JobManager {
     /// The registered TaskManagers and their slots.
     pub fn overview(&self) -> ClusterOverview {
         self.state.overview()
+    }
+
+    /// Where its REST API listens (`None`: `rest.port: -1`).
+    pub fn rest_address(&self) -> Option<SocketAddr> {
+        self.state.rest_address.get().copied()
     }
 
     /// Runs until the process is stopped.

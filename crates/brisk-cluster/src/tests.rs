@@ -12,6 +12,7 @@ fn config(port: u16, extra: &[(&str, &str)]) -> ClusterConfig {
     config.set("jobmanager.rpc.port", port);
     config.set("heartbeat.interval", "50 ms");
     config.set("heartbeat.timeout", "500 ms");
+    config.set("rest.port", 0);
     for (k, v) in extra {
         config.set(*k, v);
     }

@@ -1,7 +1,7 @@
 //! The endpoints, with Flink's paths and JSON field names (`flink-runtime-web`'s REST API).
 
 use crate::prometheus;
-use crate::server::{ApiError, ServerState, Trigger};
+use crate::server::{ApiError, RestSettings, ServerState, Trigger};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
@@ -48,21 +48,21 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .with_state(state)
 }
 
-async fn unknown(uri: Uri) -> ApiError {
+pub(crate) async fn unknown(uri: Uri) -> ApiError {
     ApiError::not_found(format!("Not found: {}", uri.path()))
 }
 
-async fn method_not_allowed(uri: Uri) -> ApiError {
+pub(crate) async fn method_not_allowed(uri: Uri) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{} does not take this method", uri.path()))
 }
 
 /// The version string in `/overview` and `/config`.
-fn version() -> String {
+pub(crate) fn version() -> String {
     format!("Brisk {}", env!("CARGO_PKG_VERSION"))
 }
 
 /// Flink's names of the job states.
-fn state_name(state: JobState) -> &'static str {
+pub(crate) fn state_name(state: JobState) -> &'static str {
     match state {
         JobState::Initializing => "INITIALIZING",
         JobState::Running => "RUNNING",
@@ -75,20 +75,25 @@ fn state_name(state: JobState) -> &'static str {
 
 async fn overview(State(state): Shared) -> Json<Value> {
     let jobs = state.all_jobs();
-    let count = |wanted: JobState| jobs.iter().filter(|j| j.state() == wanted).count();
-    let running = jobs.iter().filter(|j| !j.state().is_terminal()).count();
     let slots: usize = jobs.iter().filter(|j| !j.state().is_terminal()).map(slots_of).sum();
-    Json(json!({
-        "taskmanagers": state.settings.taskmanagers,
+    let states: Vec<JobState> = jobs.iter().map(JobController::state).collect();
+    Json(overview_json(state.settings.taskmanagers, slots, 0, &states))
+}
+
+/// Flink's `/overview`: TaskManagers, slots, and jobs by state.
+pub(crate) fn overview_json(taskmanagers: usize, slots: usize, free: usize, jobs: &[JobState]) -> Value {
+    let count = |wanted: JobState| jobs.iter().filter(|s| **s == wanted).count();
+    json!({
+        "taskmanagers": taskmanagers,
         "slots-total": slots,
-        "slots-available": 0,
-        "jobs-running": running,
+        "slots-available": free,
+        "jobs-running": jobs.iter().filter(|s| !s.is_terminal()).count(),
         "jobs-finished": count(JobState::Finished),
         "jobs-cancelled": count(JobState::Canceled),
         "jobs-failed": count(JobState::Failed),
         "flink-version": version(),
         "flink-commit": "",
-    }))
+    })
 }
 
 /// Slots a job of the mini cluster uses: its largest parallelism per slot sharing group.
@@ -102,14 +107,19 @@ fn slots_of(job: &JobController) -> usize {
 }
 
 async fn config() -> Json<Value> {
-    Json(json!({
+    Json(config_json(false))
+}
+
+/// Flink's `/config` (`web_submit`: whether artifacts can be uploaded and run).
+pub(crate) fn config_json(web_submit: bool) -> Value {
+    json!({
         "refresh-interval": 3000,
         "timezone-name": "Coordinated Universal Time",
         "timezone-offset": 0,
         "flink-version": version(),
         "flink-revision": "",
-        "features": { "web-submit": false, "web-cancel": true, "web-rescale": false, "web-history": false },
-    }))
+        "features": { "web-submit": web_submit, "web-cancel": true, "web-rescale": false, "web-history": false },
+    })
 }
 
 async fn taskmanagers(State(state): Shared) -> Json<Value> {
@@ -145,12 +155,12 @@ fn timing(job: &JobController) -> (i64, i64, i64) {
 }
 
 /// Subtask counts by state, as Flink's `tasks` objects: every subtask is in the job's state.
-fn task_counts(job: &JobController, subtasks: usize) -> Value {
+fn task_counts(state: JobState, subtasks: usize) -> Value {
     let mut counts = json!({
         "created": 0, "scheduled": 0, "deploying": 0, "running": 0, "finished": 0, "canceling": 0,
         "canceled": 0, "failed": 0, "reconciling": 0, "initializing": 0, "pending": 0,
     });
-    let key = match job.state() {
+    let key = match state {
         JobState::Initializing => "initializing",
         JobState::Running => "running",
         JobState::Restarting => "deploying",
@@ -180,21 +190,27 @@ async fn jobs_overview(State(state): Shared) -> Json<Value> {
         .iter()
         .rev()
         .map(|j| {
-            let (start, end, duration) = timing(j);
             let subtasks = j.job_graph().vertices.iter().map(|v| v.parallelism).sum();
-            json!({
-                "jid": j.job_id(),
-                "name": j.job_name(),
-                "state": state_name(j.state()),
-                "start-time": start,
-                "end-time": end,
-                "duration": duration,
-                "last-modification": end.max(start),
-                "tasks": task_counts(j, subtasks),
-            })
+            job_entry(j.job_id(), j.job_name(), j.state(), timing(j), subtasks)
         })
         .collect();
     Json(json!({ "jobs": jobs }))
+}
+
+/// One job of Flink's `/jobs/overview`; `(start, end, duration)` in milliseconds (end -1
+/// while it runs).
+pub(crate) fn job_entry(id: &str, name: &str, state: JobState, times: (i64, i64, i64), subtasks: usize) -> Value {
+    let (start, end, duration) = times;
+    json!({
+        "jid": id,
+        "name": name,
+        "state": state_name(state),
+        "start-time": start,
+        "end-time": end,
+        "duration": duration,
+        "last-modification": end.max(start),
+        "tasks": task_counts(state, subtasks),
+    })
 }
 
 /// Flink's I/O metrics object of a vertex or subtask.
@@ -235,7 +251,7 @@ async fn job(State(state): Shared, Path(job_id): Path<String>) -> Answer {
                 "start-time": start,
                 "end-time": end,
                 "duration": duration,
-                "tasks": task_counts(&job, v.parallelism),
+                "tasks": task_counts(job.state(), v.parallelism),
                 "metrics": io_metrics(rin, rout, bin, bout, complete),
             })
         })
@@ -490,7 +506,10 @@ struct StopRequest {
 fn body<T: for<'de> Deserialize<'de>>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     match body {
         Ok(Json(value)) => Ok(value),
-        Err(rejection) => Err(ApiError::bad_request(format!("Request body is invalid: {}", rejection.body_text()))),
+        // 400 for bad JSON, 413 for a body over rest.server.max-content-length.
+        Err(rejection) => {
+            Err(ApiError::new(rejection.status(), format!("Request body is invalid: {}", rejection.body_text())))
+        }
     }
 }
 
@@ -550,7 +569,13 @@ fn savepoint_target(state: &ServerState, requested: Option<String>) -> Result<Sn
             )
         });
     };
-    let location = SnapshotLocation::parse(&text)
+    check_under_roots(settings, &text)
+}
+
+/// The savepoint location `text`, which must lie under a configured savepoint or checkpoint
+/// directory and must not contain `..`.
+pub(crate) fn check_under_roots(settings: &RestSettings, text: &str) -> Result<SnapshotLocation, ApiError> {
+    let location = SnapshotLocation::parse(text)
         .map_err(|e| ApiError::bad_request(format!("invalid savepoint directory '{text}': {e}")))?;
     let text_path = location.to_string();
     if text_path.split('/').any(|part| part == "..") {
@@ -572,7 +597,7 @@ fn savepoint_target(state: &ServerState, requested: Option<String>) -> Result<Sn
 }
 
 /// A trigger id: 32 hex digits, as Flink's.
-fn new_trigger_id() -> String {
+pub(crate) fn new_trigger_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_i64(epoch_ms());

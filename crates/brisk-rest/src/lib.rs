@@ -11,12 +11,18 @@
 //! - `prometheus`: `/metrics` in the Prometheus text format.
 //! - `rates`: per-second rates from successive readings of counters.
 //! - `local`: the server of a job run in this process (`rest.port`).
+//! - `cluster`: the JobManager's server (cluster endpoints, artifacts, forwarding).
+//! - `forward`: answering forwarded requests in a job's coordinator process.
 
 mod api;
+mod cluster;
+mod forward;
 mod local;
 mod prometheus;
 mod rates;
 mod server;
 
+pub use cluster::{ClusterView, start_cluster_server};
+pub use forward::job_handler;
 pub use local::{LOCAL_REST_ADDRESS, serve_local_job};
-pub use server::{BIND_ADDRESS_KEY, PORT_KEY, RestServer, RestSettings};
+pub use server::{BIND_ADDRESS_KEY, PORT_KEY, RestServer, RestSettings, TOKEN_KEY};

@@ -17,37 +17,56 @@ use std::time::Instant;
 
 /// Samples of one metric, written together under one `# HELP`/`# TYPE` header.
 struct Family {
-    help: &'static str,
-    samples: Vec<(String, f64)>,
+    help: String,
+    /// Whole sample lines.
+    samples: Vec<String>,
 }
 
-/// The metrics of every job, by full metric name.
+/// Metrics by full metric name.
 #[derive(Default)]
-struct Exposition {
+pub(crate) struct Exposition {
     families: BTreeMap<String, Family>,
 }
 
 impl Exposition {
-    fn add(&mut self, name: String, help: &'static str, labels: &str, value: f64) {
-        self.families
-            .entry(name)
-            .or_insert_with(|| Family { help, samples: Vec::new() })
-            .samples
-            .push((labels.to_string(), value));
+    pub fn add(&mut self, name: String, help: &str, labels: &str, value: f64) {
+        let line = if labels.is_empty() { format!("{name} {value}") } else { format!("{name}{{{labels}}} {value}") };
+        self.family(name, help).samples.push(line);
     }
 
-    fn render(&self) -> String {
+    fn family(&mut self, name: String, help: &str) -> &mut Family {
+        self.families.entry(name).or_insert_with(|| Family { help: help.to_string(), samples: Vec::new() })
+    }
+
+    /// Adds the samples of another exposition in the text format (another process's), so
+    /// that each family is written once.
+    pub fn merge(&mut self, text: &str) {
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+                self.family(name.to_string(), help);
+            } else if !line.starts_with('#') && !line.trim().is_empty() {
+                let name = line.split(['{', ' ']).next().unwrap_or_default();
+                self.family(name.to_string(), "").samples.push(line.to_string());
+            }
+        }
+    }
+
+    pub fn render(&self) -> String {
         let mut out = String::new();
         for (name, family) in &self.families {
             let _ = writeln!(out, "# HELP {name} {}", family.help);
             let _ = writeln!(out, "# TYPE {name} gauge");
-            for (labels, value) in &family.samples {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            for line in &family.samples {
+                let _ = writeln!(out, "{line}");
             }
         }
         out
     }
 }
+
+/// The content type of the Prometheus text format.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A label value with `\`, `"` and newlines escaped.
 fn escape(value: &str) -> String {
@@ -129,5 +148,22 @@ pub(crate) async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoR
             }
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], exposition.render())
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], exposition.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_expositions_write_each_family_once() {
+        let mut merged = Exposition::default();
+        merged.add("a_total".into(), "Help of a.", "job=\"1\"", 1.0);
+        merged.merge("# HELP a_total Help of a.\n# TYPE a_total gauge\na_total{job=\"2\"} 2\n# HELP b B.\n# TYPE b gauge\nb{x=\"y\"} 3.5\n");
+        assert_eq!(
+            merged.render(),
+            "# HELP a_total Help of a.\n# TYPE a_total gauge\na_total{job=\"1\"} 1\na_total{job=\"2\"} 2\n\
+             # HELP b B.\n# TYPE b gauge\nb{x=\"y\"} 3.5\n"
+        );
+    }
 }

@@ -2,9 +2,11 @@
 
 use crate::api;
 use crate::rates::Rates;
-use axum::Json;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
 use brisk_core::Configuration;
 use brisk_runtime::checkpoint::SnapshotLocation;
 use brisk_runtime::minicluster::JobController;
@@ -22,16 +24,26 @@ pub const BIND_ADDRESS_KEY: &str = "rest.bind-address";
 pub const SAVEPOINT_DIR_KEY: &str = "execution.checkpointing.savepoint-dir";
 /// The configuration key of the checkpoint directory, another root for savepoint targets.
 pub const CHECKPOINT_DIR_KEY: &str = "execution.checkpointing.dir";
+/// The configuration key of the bearer token that mutating requests must carry.
+pub const TOKEN_KEY: &str = "rest.security.token";
+/// The configuration key of the largest request body accepted (Flink's key).
+pub const MAX_CONTENT_LENGTH_KEY: &str = "rest.server.max-content-length";
+/// The default largest request body: artifacts are whole executables.
+const DEFAULT_MAX_CONTENT_LENGTH: usize = 512 * 1024 * 1024;
 
 /// What the server needs to know besides the jobs.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RestSettings {
     /// Where savepoints go when a request names no directory.
     pub default_savepoint_dir: Option<SnapshotLocation>,
     /// Directories a requested savepoint target must lie under.
     pub savepoint_roots: Vec<SnapshotLocation>,
-    /// TaskManagers and slots of the cluster (the mini cluster's, for a local job).
+    /// TaskManagers of the cluster (the mini cluster's, for a local job).
     pub taskmanagers: usize,
+    /// The bearer token mutating requests (POST, PATCH, DELETE) must carry, if any.
+    pub token: Option<String>,
+    /// The largest request body accepted, in bytes.
+    pub max_content_length: usize,
 }
 
 impl RestSettings {
@@ -45,7 +57,15 @@ impl RestSettings {
         };
         let default_savepoint_dir = dir(SAVEPOINT_DIR_KEY)?;
         let savepoint_roots = [default_savepoint_dir.clone(), dir(CHECKPOINT_DIR_KEY)?].into_iter().flatten().collect();
-        Ok(RestSettings { default_savepoint_dir, savepoint_roots, taskmanagers })
+        let token = config.get_raw(TOKEN_KEY).map(str::to_string).filter(|t| !t.is_empty());
+        let max_content_length = match config.get_raw(MAX_CONTENT_LENGTH_KEY) {
+            Some(text) => text
+                .trim()
+                .parse()
+                .map_err(|_| format!("invalid {MAX_CONTENT_LENGTH_KEY} '{text}': expected a number of bytes"))?,
+            None => DEFAULT_MAX_CONTENT_LENGTH,
+        };
+        Ok(RestSettings { default_savepoint_dir, savepoint_roots, taskmanagers, token, max_content_length })
     }
 }
 
@@ -67,6 +87,16 @@ pub(crate) enum Trigger {
 }
 
 impl ServerState {
+    /// The state of a server of no jobs yet.
+    pub fn new(settings: RestSettings) -> Arc<ServerState> {
+        Arc::new(ServerState {
+            jobs: RwLock::new(Vec::new()),
+            settings,
+            triggers: Mutex::new(HashMap::new()),
+            rates: Mutex::new(Rates::default()),
+        })
+    }
+
     /// The job with id `job_id`.
     pub fn job(&self, job_id: &str) -> Result<JobController, ApiError> {
         let jobs = self.jobs.read().unwrap_or_else(|e| e.into_inner());
@@ -125,39 +155,39 @@ pub struct RestServer {
     address: SocketAddr,
 }
 
+/// Answers 401 to a mutating request without the configured bearer token.
+async fn require_token(
+    State(token): State<Option<Arc<str>>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let mutating = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if let (true, Some(token)) = (mutating, token) {
+        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if given.and_then(|v| v.strip_prefix("Bearer ")) != Some(&*token) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this request changes the cluster and needs 'Authorization: Bearer <rest.security.token>'",
+            ));
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// `router` with the security every server applies: the token check and the body limit.
+pub(crate) fn secured(router: Router, settings: &RestSettings) -> Router {
+    let token: Option<Arc<str>> = settings.token.as_deref().map(Arc::from);
+    router
+        .layer(axum::middleware::from_fn_with_state(token, require_token))
+        .layer(DefaultBodyLimit::max(settings.max_content_length))
+}
+
 impl RestServer {
-    /// Binds `host:port` and serves on a thread of its own.
+    /// Binds `host:port` and serves local jobs on a thread of its own.
     pub fn start(host: &str, port: u16, settings: RestSettings) -> Result<RestServer, String> {
-        let listener = std::net::TcpListener::bind((host, port))
-            .map_err(|e| format!("cannot serve the REST API on {host}:{port} (rest.port, rest.bind-address): {e}"))?;
-        let address = listener.local_addr().map_err(|e| format!("cannot serve the REST API: {e}"))?;
-        listener.set_nonblocking(true).map_err(|e| format!("cannot serve the REST API on {address}: {e}"))?;
-        let state = Arc::new(ServerState {
-            jobs: RwLock::new(Vec::new()),
-            settings,
-            triggers: Mutex::new(HashMap::new()),
-            rates: Mutex::new(Rates::default()),
-        });
-        let router = api::router(state.clone());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .map_err(|e| format!("cannot start the REST server's runtime: {e}"))?;
-        std::thread::Builder::new()
-            .name("rest server".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => listener,
-                        Err(e) => return warn!("the REST server cannot listen: {e}"),
-                    };
-                    if let Err(e) = axum::serve(listener, router).await {
-                        warn!("the REST server stopped: {e}");
-                    }
-                })
-            })
-            .map_err(|e| format!("cannot start the REST server's thread: {e}"))?;
-        info!(address = %address, "REST API at http://{address}/");
+        let state = ServerState::new(settings);
+        let router = secured(api::router(state.clone()), &state.settings);
+        let address = serve(host, port, &state.settings, router)?;
         Ok(RestServer { state, address })
     }
 
@@ -170,4 +200,44 @@ impl RestServer {
     pub fn add_job(&self, job: JobController) {
         self.state.jobs.write().unwrap_or_else(|e| e.into_inner()).push(job);
     }
+}
+
+/// Whether `host` is a loopback address (or `localhost`).
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Binds `host:port` and serves `router` on a thread of its own; returns the bound address.
+/// A server reachable from other hosts must have a token: uploading an artifact runs code.
+pub(crate) fn serve(host: &str, port: u16, settings: &RestSettings, router: Router) -> Result<SocketAddr, String> {
+    if !is_loopback(host) && settings.token.is_none() {
+        return Err(format!(
+            "the REST API binds to {host} (rest.bind-address), reachable from other hosts: set {TOKEN_KEY} \
+             so that only its holders can submit, cancel or stop jobs"
+        ));
+    }
+    let listener = std::net::TcpListener::bind((host, port))
+        .map_err(|e| format!("cannot serve the REST API on {host}:{port} (rest.port, rest.bind-address): {e}"))?;
+    let address = listener.local_addr().map_err(|e| format!("cannot serve the REST API: {e}"))?;
+    listener.set_nonblocking(true).map_err(|e| format!("cannot serve the REST API on {address}: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| format!("cannot start the REST server's runtime: {e}"))?;
+    std::thread::Builder::new()
+        .name("rest server".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(e) => return warn!("the REST server cannot listen: {e}"),
+                };
+                if let Err(e) = axum::serve(listener, router).await {
+                    warn!("the REST server stopped: {e}");
+                }
+            })
+        })
+        .map_err(|e| format!("cannot start the REST server's thread: {e}"))?;
+    info!(address = %address, "REST API at http://{address}/");
+    Ok(address)
 }

@@ -327,7 +327,12 @@ mod tests {
     use std::time::Instant;
 
     fn overview() -> Response {
-        Response::Overview(ClusterOverview { jobmanager_id: "jm".into(), version: "v".into(), taskmanagers: vec![] })
+        Response::Overview(ClusterOverview {
+            jobmanager_id: "jm".into(),
+            version: "v".into(),
+            taskmanagers: vec![],
+            rest_address: None,
+        })
     }
 
     /// A listener answering every connection with `handler`, as `role`, admitting `admit`.

@@ -121,6 +121,8 @@ pub struct ClusterOverview {
     pub version: String,
     /// The registered TaskManagers, in order of registration.
     pub taskmanagers: Vec<TaskManagerInfo>,
+    /// Where its REST API listens (`host:port`), if it serves one.
+    pub rest_address: Option<String>,
 }
 
 impl ClusterOverview {
@@ -147,6 +149,28 @@ pub struct JobSubmission {
     pub args: Vec<String>,
     /// Configuration the program's environment starts from (`-p`, `-D`), as key and value.
     pub config: Vec<(String, String)>,
+}
+
+/// An HTTP request forwarded to a job's coordinator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestCall {
+    /// `GET`, `POST`, `PATCH`, ...
+    pub method: String,
+    /// The path with its query string, e.g. `/jobs/<id>?mode=cancel`.
+    pub path_and_query: String,
+    /// The request body.
+    pub body: Vec<u8>,
+}
+
+/// An HTTP answer from a job's coordinator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestAnswer {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The body's `Content-Type`.
+    pub content_type: String,
+    /// The body.
+    pub body: Vec<u8>,
 }
 
 /// A job's coordinator process introducing itself to the JobManager: how many slots the job
@@ -294,6 +318,10 @@ pub enum Request {
         /// The job.
         job_id: String,
     },
+    /// JobManager → a job's coordinator: an HTTP request to the job's REST endpoints
+    /// (`/jobs/:id/...`), which the coordinator answers from the running job; answered with
+    /// [`Response::Rest`].
+    RestCall(RestCall),
     /// Client → JobManager → the job's coordinator: take a savepoint into a new directory
     /// inside `directory` (and with `stop`, end the job after it; `Some(true)` drains event
     /// time first); answered with [`Response::SavepointCompleted`].
@@ -377,6 +405,8 @@ pub enum Response {
         /// By worker index.
         worker_slots: Vec<usize>,
     },
+    /// The answer to a [`Request::RestCall`].
+    Rest(RestAnswer),
     /// Where the savepoint was written.
     SavepointCompleted {
         /// Its directory.
@@ -414,6 +444,7 @@ impl crate::Protocol for Cluster {
                 | Request::RequestWorkers { .. }
                 | Request::StartWorker(_)
                 | Request::TriggerSavepoint { .. }
+                | Request::RestCall(_)
         )
     }
 }

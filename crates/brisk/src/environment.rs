@@ -506,15 +506,22 @@ impl StreamExecutionEnvironment {
     pub fn execute_async(&self, job_name: &str) -> Result<JobClient, JobError> {
         let (graph, options) = self.take_job(job_name)?;
         let executor = Executor::from_environment()?;
+        let config = options.config.clone();
         let rest = match executor {
             Executor::Local => {
-                brisk_rest::serve_local_job(&options.config, options.task_managers).map_err(JobError::InvalidJob)?
+                brisk_rest::serve_local_job(&config, options.task_managers).map_err(JobError::InvalidJob)?
             }
             _ => None,
         };
+        let coordinator = matches!(executor, Executor::Coordinator { .. });
         let client = executor.execute(graph, options)?;
         if let Some(server) = rest {
             server.add_job(client.controller());
+        }
+        if coordinator {
+            // The JobManager's REST server forwards this job's requests here.
+            let settings = brisk_rest::RestSettings::from_configuration(&config, 0).map_err(JobError::InvalidJob)?;
+            client.serve_rest(brisk_rest::job_handler(client.controller(), settings));
         }
         Ok(client)
     }

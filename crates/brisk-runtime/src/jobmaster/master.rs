@@ -35,6 +35,9 @@ pub(crate) enum ClientCommand {
     Savepoint { dir: SnapshotLocation, stop: Option<bool>, reply: Sender<Result<SnapshotLocation, String>> },
 }
 
+/// Answers a REST request about a job.
+pub type RestHandler = Box<dyn Fn(brisk_rpc::RestCall) -> brisk_rpc::RestAnswer + Send + Sync>;
+
 /// What clients and the master share.
 pub(crate) struct JobControl {
     cancel: AtomicBool,
@@ -59,6 +62,9 @@ pub(crate) struct JobControl {
     pub restarts: AtomicU64,
     /// For each restart, the checkpoint it restored (`None`: it started over) and when.
     pub restored: Mutex<Vec<(Option<CheckpointId>, i64)>>,
+    /// Answers the REST requests a JobManager forwards to this job (set by the API layer,
+    /// which the runtime does not depend on).
+    pub rest: std::sync::OnceLock<RestHandler>,
     /// The checkpoint history so far.
     pub history: Mutex<Vec<CheckpointStats>>,
     /// The failures handled so far, oldest first.
@@ -92,6 +98,7 @@ impl JobControl {
             end_time_ms: Mutex::new(None),
             restarts: AtomicU64::new(0),
             restored: Mutex::new(Vec::new()),
+            rest: std::sync::OnceLock::new(),
             history: Mutex::new(Vec::new()),
         }
     }

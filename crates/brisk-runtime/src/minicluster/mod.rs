@@ -15,7 +15,7 @@ use crate::graph::job_graph::JobGraph;
 use crate::graph::stream_graph::StreamGraph;
 use crate::jobmaster::deployer::Deployer;
 use crate::jobmaster::job::{Deployable, JobOptions, new_job_id};
-use crate::jobmaster::master::{JobControl, deploy_attempt, open_checkpoint_storage, run_master};
+use crate::jobmaster::master::{JobControl, RestHandler, deploy_attempt, open_checkpoint_storage, run_master};
 use crate::jobmaster::result::{JobException, JobExecutionResult};
 use crate::metrics::task_io::SubtaskMetrics;
 use crate::taskexecutor::mailbox::Mail;
@@ -108,6 +108,12 @@ impl JobController {
     /// How often the job (or a region of it) restarted after a failure.
     pub fn restarts(&self) -> u64 {
         self.control.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Lets `handler` answer the REST requests that a JobManager forwards to this job (a job
+    /// run as a cluster's coordinator); the first handler stays.
+    pub fn serve_rest(&self, handler: RestHandler) {
+        let _ = self.control.rest.set(handler);
     }
 
     /// For each restart so far, the checkpoint it restored (`None`: it started over) and

@@ -196,6 +196,10 @@ impl JobManagerLink {
                 control.request_suspend();
                 Response::Ack
             }
+            Request::RestCall(call) => match control.rest.get() {
+                Some(handler) => Response::Rest(handler(call)),
+                None => Response::Error("this job's coordinator serves no REST requests".into()),
+            },
             Request::TriggerSavepoint { directory, stop, .. } => {
                 let taken = SnapshotLocation::parse(&directory)
                     .map_err(|e| format!("invalid savepoint directory: {e}"))

@@ -1,0 +1,65 @@
+//! REST requests forwarded between processes: a JobManager passes `/jobs/:id/...` to the
+//! process running the job's master (its coordinator), which answers them with the same
+//! routes a local job's server has.
+
+use crate::api;
+use crate::server::{RestSettings, ServerState};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, header};
+use brisk_rpc::{RestAnswer, RestCall};
+use brisk_runtime::jobmaster::master::RestHandler;
+use brisk_runtime::minicluster::JobController;
+use tower::ServiceExt;
+
+/// The handler of the REST requests a JobManager forwards to `job`'s coordinator. No token
+/// is checked here: the JobManager did.
+pub fn job_handler(job: JobController, settings: RestSettings) -> RestHandler {
+    let state = ServerState::new(settings);
+    state.jobs.write().unwrap_or_else(|e| e.into_inner()).push(job);
+    let router = api::router(state);
+    Box::new(move |call| answer(router.clone(), call))
+}
+
+/// An error answer in Flink's shape.
+pub(crate) fn error_answer(status: u16, message: &str) -> RestAnswer {
+    RestAnswer {
+        status,
+        content_type: "application/json".into(),
+        body: serde_json::json!({ "errors": [message] }).to_string().into_bytes(),
+    }
+}
+
+/// Runs `call` through `router` on a runtime of its own (the caller is an RPC thread).
+fn answer(router: Router, call: RestCall) -> RestAnswer {
+    let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return error_answer(500, &format!("cannot answer the request: {e}")),
+    };
+    let request = Request::builder()
+        .method(call.method.as_str())
+        .uri(&call.path_and_query)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(call.body));
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => return error_answer(400, &format!("invalid forwarded request: {e}")),
+    };
+    runtime.block_on(async move {
+        let response = match router.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json")
+            .to_string();
+        match axum::body::to_bytes(response.into_body(), usize::MAX).await {
+            Ok(body) => RestAnswer { status, content_type, body: body.to_vec() },
+            Err(e) => error_answer(500, &format!("cannot read the answer: {e}")),
+        }
+    })
+}
