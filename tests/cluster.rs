@@ -751,7 +751,7 @@ fn the_jobmanager_serves_flinks_rest_api_and_forwards_job_requests_to_the_jobs_c
     assert_eq!(common::http(&rest, "GET", "/taskmanagers/nope", &[], b"").0, 404);
 
     // A running job: its details come from its coordinator.
-    let (_, _, job_id) = cluster.start_checkpointed_window_job(200, Duration::from_millis(500));
+    let (_, checkpoints, job_id) = cluster.start_checkpointed_window_job(200, Duration::from_millis(500));
     assert!(
         get("/jobs")["jobs"].as_array().unwrap().iter().any(|j| j["id"] == job_id.as_str() && j["status"] == "RUNNING")
     );
@@ -772,6 +772,33 @@ fn the_jobmanager_serves_flinks_rest_api_and_forwards_job_requests_to_the_jobs_c
     let read = common::prometheus_sum(&metrics, "brisk_taskmanager_job_task_numRecordsIn", &[("job_id", &job_id)]);
     assert!(read > 0.0, "{metrics}");
 
+    // A savepoint through the JobManager, taken by the job's coordinator.
+    let target = serde_json::json!({ "target-directory": checkpoints.join("savepoints").to_str().unwrap() });
+    let headers = [("Content-Type", "application/json")];
+    let path = format!("/jobs/{job_id}/savepoints");
+    let (status, body) = common::http(&rest, "POST", &path, &headers, target.to_string().as_bytes());
+    assert_eq!(status, 200, "{body}");
+    let trigger = serde_json::from_str::<serde_json::Value>(&body).unwrap()["request-id"].as_str().unwrap().to_string();
+    let mut done = serde_json::Value::Null;
+    wait_until("the savepoint", || {
+        done = get(&format!("/jobs/{job_id}/savepoints/{trigger}"));
+        done["status"]["id"] == "COMPLETED"
+    });
+    let location = done["operation"]["location"].as_str().unwrap_or_else(|| panic!("{done}"));
+    assert!(Path::new(location).join("_metadata").is_file(), "{location}");
+
+    // Every reading operation of the OpenAPI document answers (the JobManager serves all).
+    let document = get("/openapi.json");
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        if operations.get("get").is_some() && path != "/metrics" {
+            get(&path
+                .replace("{jobid}", &job_id)
+                .replace("{vertexid}", window.as_str().unwrap())
+                .replace("{tmid}", &first)
+                .replace("{triggerid}", &trigger));
+        }
+    }
+
     let (status, body) = common::http(&rest, "PATCH", &format!("/jobs/{job_id}?mode=cancel"), &[], b"");
     assert_eq!(status, 202, "{body}");
     wait_until("the job to be cancelled", || cluster.state(&job_id).as_deref() == Some("CANCELED"));
@@ -789,7 +816,6 @@ fn the_jobmanager_serves_flinks_rest_api_and_forwards_job_requests_to_the_jobs_c
     assert!(get("/jars")["files"].as_array().unwrap().iter().any(|f| f["id"] == jar_id.as_str()));
     let out = cluster.dir.join("rest-word-count");
     let run = serde_json::json!({ "programArgsList": ["--output", out.to_str().unwrap()], "parallelism": 2 });
-    let headers = [("Content-Type", "application/json")];
     let (status, body) =
         common::http(&rest, "POST", &format!("/jars/{jar_id}/run"), &headers, run.to_string().as_bytes());
     assert_eq!(status, 200, "{body}");

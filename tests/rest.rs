@@ -161,6 +161,21 @@ fn a_local_job_serves_flinks_rest_api_with_figures_that_match_its_result() {
     assert_eq!(checkpoints["latest"]["savepoint"]["external_path"], location, "{checkpoints}");
     assert!(prometheus_sum("brisk_taskmanager_job_task_numRecordsIn", &id, Some(("subtask_index", "1"))) > 0.0);
 
+    // Every reading operation the OpenAPI document lists for a local job's server answers.
+    let document = get("/openapi.json");
+    assert_eq!(document["openapi"], "3.0.3");
+    let mut checked = 0;
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        let Some(read) = operations.get("get") else { continue };
+        if read["tags"][0] == "cluster" || path == "/metrics" {
+            continue;
+        }
+        let path = path.replace("{jobid}", &id).replace("{vertexid}", &keyed).replace("{triggerid}", &trigger);
+        get(&path);
+        checked += 1;
+    }
+    assert_eq!(checked, 15, "the reading operations of a local job's server");
+
     RELEASE.store(true, Ordering::Relaxed);
     while !client.is_finished() {
         std::thread::sleep(Duration::from_millis(10));

@@ -43,6 +43,7 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .route("/jobs/{jobid}/vertices/{vertexid}/backpressure", get(backpressure))
         .route("/jobs/{jobid}/vertices/{vertexid}/watermarks", get(watermarks))
         .route("/metrics", get(prometheus::metrics))
+        .route("/openapi.json", get(crate::openapi::openapi))
         .fallback(unknown)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -76,6 +76,7 @@ pub fn start_cluster_server(
         .route("/jars/{jarid}", delete(delete_jar))
         .route("/jars/{jarid}/run", post(run))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(crate::openapi::openapi))
         .fallback(unknown)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);

@@ -13,11 +13,13 @@
 //! - `local`: the server of a job run in this process (`rest.port`).
 //! - `cluster`: the JobManager's server (cluster endpoints, artifacts, forwarding).
 //! - `forward`: answering forwarded requests in a job's coordinator process.
+//! - `openapi`: `/openapi.json`.
 
 mod api;
 mod cluster;
 mod forward;
 mod local;
+mod openapi;
 mod prometheus;
 mod rates;
 mod server;
