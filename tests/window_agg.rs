@@ -115,6 +115,24 @@ fn results_print_as_csv_lines_without_output() {
 }
 
 #[test]
+fn a_long_run_logs_its_progress_with_the_last_checkpoint_when_stderr_is_not_a_terminal() {
+    let dir = temp_dir("window-progress");
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, "execution.progress-interval: 300ms\n").unwrap();
+    let mut command = example("window_agg");
+    command.env("RUST_LOG", "info").arg("--input").arg(data("window_agg/events.csv")).arg("--config").arg(&config);
+    command.args(["--parallelism", "1", "--source-rate", "2000", "--checkpoint-interval", "100ms"]);
+    command.arg("--checkpoint-dir").arg(dir.join("checkpoints")).arg("--output").arg(dir.join("out"));
+    let (status, _, stderr) = run(&mut command);
+    assert!(status.status.success(), "{stderr}");
+    let progress: Vec<&str> = stderr.lines().filter(|l| l.contains(" progress ")).collect();
+    assert!(progress.len() >= 2, "a progress line every 300 ms of a 1.5 s run: {stderr}");
+    assert!(progress.iter().all(|l| l.contains("records_read=")), "{progress:?}");
+    assert!(progress.iter().any(|l| l.contains("last_checkpoint=")), "{progress:?}");
+    assert!(!stderr.contains('\r'), "no live line when stderr is not a terminal");
+}
+
+#[test]
 fn bad_input_names_file_line_and_field() {
     let dir = temp_dir("window-agg-bad");
     let input = dir.join("events.csv");

@@ -62,18 +62,6 @@ pub(crate) fn version() -> String {
     format!("Brisk {}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Flink's names of the job states.
-pub(crate) fn state_name(state: JobState) -> &'static str {
-    match state {
-        JobState::Initializing => "INITIALIZING",
-        JobState::Running => "RUNNING",
-        JobState::Restarting => "RESTARTING",
-        JobState::Finished => "FINISHED",
-        JobState::Failed => "FAILED",
-        JobState::Canceled => "CANCELED",
-    }
-}
-
 async fn overview(State(state): Shared) -> Json<Value> {
     let jobs = state.all_jobs();
     let slots: usize = jobs.iter().filter(|j| !j.state().is_terminal()).map(slots_of).sum();
@@ -144,7 +132,7 @@ async fn taskmanagers(State(state): Shared) -> Json<Value> {
 
 async fn jobs(State(state): Shared) -> Json<Value> {
     let jobs: Vec<Value> =
-        state.all_jobs().iter().map(|j| json!({ "id": j.job_id(), "status": state_name(j.state()) })).collect();
+        state.all_jobs().iter().map(|j| json!({ "id": j.job_id(), "status": j.state().to_string() })).collect();
     Json(json!({ "jobs": jobs }))
 }
 
@@ -205,7 +193,7 @@ pub(crate) fn job_entry(id: &str, name: &str, state: JobState, times: (i64, i64,
     json!({
         "jid": id,
         "name": name,
-        "state": state_name(state),
+        "state": state.to_string(),
         "start-time": start,
         "end-time": end,
         "duration": duration,
@@ -261,7 +249,7 @@ async fn job(State(state): Shared, Path(job_id): Path<String>) -> Answer {
         "jid": job.job_id(),
         "name": job.job_name(),
         "isStoppable": false,
-        "state": state_name(job.state()),
+        "state": job.state().to_string(),
         "job-type": "STREAMING",
         "start-time": start,
         "end-time": end,

@@ -2,7 +2,7 @@
 //! artifacts uploaded and run (Flink's `/jars`), and `/jobs/:id/...` forwarded to the job's
 //! coordinator process, which holds the running job.
 
-use crate::api::{config_json, job_entry, method_not_allowed, overview_json, state_name, unknown};
+use crate::api::{config_json, job_entry, method_not_allowed, overview_json, unknown};
 use crate::forward::error_answer;
 use crate::prometheus::{CONTENT_TYPE, Exposition};
 use crate::server::{ApiError, RestSettings, secured, serve};
@@ -127,7 +127,7 @@ async fn taskmanager(State(state): Shared, Path(id): Path<String>) -> Result<Jso
 async fn jobs(State(state): Shared) -> Result<Json<Value>, ApiError> {
     let cluster = state.cluster.clone();
     let jobs = blocking(move || cluster.jobs()).await?;
-    let jobs: Vec<Value> = jobs.iter().map(|j| json!({ "id": j.job_id, "status": state_name(j.state) })).collect();
+    let jobs: Vec<Value> = jobs.iter().map(|j| json!({ "id": j.job_id, "status": j.state.to_string() })).collect();
     Ok(Json(json!({ "jobs": jobs })))
 }
 
@@ -183,7 +183,7 @@ async fn job(
             Err(_) if detail_path && method == Method::GET => not_running_details(&info),
             Err(e) => error_answer(
                 if info.state.is_terminal() { 404 } else { 503 },
-                &format!("job {job_id} runs no job master now ({}): {e}", state_name(info.state)),
+                &format!("job {job_id} runs no job master now ({}): {e}", info.state),
             ),
         }
     })
@@ -205,7 +205,7 @@ fn not_running_details(job: &JobInfo) -> RestAnswer {
     let body = json!({
         "jid": job.job_id,
         "name": job.name,
-        "state": state_name(job.state),
+        "state": job.state.to_string(),
         "start-time": start,
         "end-time": end,
         "duration": duration,
