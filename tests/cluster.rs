@@ -736,7 +736,9 @@ fn jar_form(path: &Path) -> (String, Vec<u8>) {
 
 #[test]
 fn the_jobmanager_serves_flinks_rest_api_and_forwards_job_requests_to_the_jobs_coordinator() {
-    let cluster = TestCluster::start("cluster-rest", &[]);
+    let savepoints = temp_dir("cluster-rest-savepoints");
+    let root = format!("execution.checkpointing.savepoint-dir={}", savepoints.display());
+    let cluster = TestCluster::start("cluster-rest", &[&root]);
     let rest = status(cluster.port)["jobmanager"]["rest-address"].as_str().expect("a REST address").to_string();
     let get = |path: &str| {
         let (status, body) = common::http(&rest, "GET", path, &[], b"");
@@ -749,9 +751,12 @@ fn the_jobmanager_serves_flinks_rest_api_and_forwards_job_requests_to_the_jobs_c
     let first = taskmanagers["taskmanagers"][0]["id"].as_str().expect("a TaskManager id").to_string();
     assert_eq!(get(&format!("/taskmanagers/{first}"))["slotsNumber"], 1);
     assert_eq!(common::http(&rest, "GET", "/taskmanagers/nope", &[], b"").0, 404);
+    // Without a token, only requests naming a loopback host are served (DNS rebinding).
+    let rebound = common::http(&rest, "GET", "/overview", &[("Host", "attacker.example:8081")], b"");
+    assert_eq!(rebound.0, 403, "{}", rebound.1);
 
     // A running job: its details come from its coordinator.
-    let (_, checkpoints, job_id) = cluster.start_checkpointed_window_job(200, Duration::from_millis(500));
+    let (_, _, job_id) = cluster.start_checkpointed_window_job(200, Duration::from_millis(500));
     assert!(
         get("/jobs")["jobs"].as_array().unwrap().iter().any(|j| j["id"] == job_id.as_str() && j["status"] == "RUNNING")
     );
@@ -765,16 +770,26 @@ fn the_jobmanager_serves_flinks_rest_api_and_forwards_job_requests_to_the_jobs_c
     wait_until("a completed checkpoint over REST", || {
         get(&format!("/jobs/{job_id}/checkpoints"))["counts"]["completed"].as_u64() > Some(0)
     });
-    let (status, metrics) = common::http(&rest, "GET", "/metrics", &[], b"");
-    assert_eq!(status, 200);
+    let scrape = || {
+        let (status, metrics) = common::http(&rest, "GET", "/metrics", &[], b"");
+        assert_eq!(status, 200);
+        metrics
+    };
+    let metrics = scrape();
     assert_eq!(common::prometheus_sum(&metrics, "brisk_jobmanager_numRegisteredTaskManagers", &[]), 2.0);
     assert_eq!(common::prometheus_sum(&metrics, "brisk_jobmanager_taskSlotsAvailable", &[]), 0.0);
-    let read = common::prometheus_sum(&metrics, "brisk_taskmanager_job_task_numRecordsIn", &[("job_id", &job_id)]);
-    assert!(read > 0.0, "{metrics}");
+    // Workers report their tasks' counters to the coordinator every second.
+    wait_until("records counted in the merged metrics", || {
+        common::prometheus_sum(&scrape(), "brisk_taskmanager_job_task_numRecordsIn", &[("job_id", &job_id)]) > 0.0
+    });
 
-    // A savepoint through the JobManager, taken by the job's coordinator.
-    let target = serde_json::json!({ "target-directory": checkpoints.join("savepoints").to_str().unwrap() });
+    // A savepoint through the JobManager (under its savepoint directory), taken by the job's
+    // coordinator; a target elsewhere is refused.
+    let outside = serde_json::json!({ "target-directory": cluster.dir.to_str().unwrap() }).to_string();
     let headers = [("Content-Type", "application/json")];
+    let refused = common::http(&rest, "POST", &format!("/jobs/{job_id}/savepoints"), &headers, outside.as_bytes());
+    assert_eq!(refused.0, 400, "{}", refused.1);
+    let target = serde_json::json!({ "target-directory": savepoints.join("rest").to_str().unwrap() });
     let path = format!("/jobs/{job_id}/savepoints");
     let (status, body) = common::http(&rest, "POST", &path, &headers, target.to_string().as_bytes());
     assert_eq!(status, 200, "{body}");

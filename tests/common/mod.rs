@@ -157,7 +157,10 @@ pub fn http(address: &str, method: &str, path: &str, headers: &[(&str, &str)], b
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).expect("connect to the REST server");
     stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).expect("a read timeout");
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        request.push_str("Host: localhost\r\n");
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }

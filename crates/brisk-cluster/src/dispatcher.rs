@@ -3,6 +3,7 @@
 //! and keeps every job's state until the job ends, when it frees the job's slots.
 
 use crate::lock;
+use brisk_rest::CancelError;
 use brisk_rpc::{JobInfo, JobState, JobSubmission, Response, RpcConnection};
 use brisk_runtime::checkpoint::SnapshotLocation;
 use brisk_runtime::checkpoint::storage::{CheckpointStorage, write_atomically};
@@ -13,7 +14,7 @@ use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -278,7 +279,7 @@ impl Dispatcher {
         let job_dir = self.dir.join(&job_id);
         let stored = (|| {
             std::fs::create_dir_all(&job_dir)?;
-            let artifact = job_dir.join(artifact_file_name(&submission.artifact_name));
+            let artifact = job_dir.join(brisk_rpc::artifact_file_name(&submission.artifact_name));
             std::fs::rename(&upload, &artifact)?;
             std::fs::set_permissions(&artifact, std::fs::Permissions::from_mode(0o755))?;
             Ok::<_, std::io::Error>(artifact)
@@ -551,18 +552,20 @@ impl Dispatcher {
 
     /// Cancels a job: its coordinator cancels the tasks (or, before it registered, its process
     /// is stopped).
-    pub fn cancel(&self, job_id: &str) -> Result<(), String> {
+    pub fn cancel(&self, job_id: &str) -> Result<(), CancelError> {
         let mut jobs = lock(&self.jobs);
-        let job =
-            jobs.iter_mut().find(|j| j.info.job_id == job_id).ok_or_else(|| format!("no job with id {job_id}"))?;
+        let job = jobs
+            .iter_mut()
+            .find(|j| j.info.job_id == job_id)
+            .ok_or_else(|| CancelError::Unknown(format!("no job with id {job_id}")))?;
         if job.info.state.is_terminal() {
-            return Err(format!("job {job_id} has already ended ({})", job.info.state));
+            return Err(CancelError::Ended(format!("job {job_id} has already ended ({})", job.info.state)));
         }
         job.cancel_requested = true;
         match (&job.coordinator, job.pid) {
             (Some(coordinator), _) => coordinator
                 .post(brisk_rpc::Request::CancelJob { job_id: job_id.to_string() })
-                .map_err(|e| format!("cannot reach the job's coordinator: {e}")),
+                .map_err(|e| CancelError::Unreachable(format!("cannot reach the job's coordinator: {e}"))),
             (None, Some(pid)) => {
                 let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
                 Ok(())
@@ -665,14 +668,6 @@ impl Job {
         }
         info
     }
-}
-
-/// A safe file name for an artifact.
-fn artifact_file_name(name: &str) -> String {
-    let base = Path::new(name).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let safe: String =
-        base.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
-    if safe.is_empty() || safe.starts_with('.') { format!("artifact{safe}") } else { safe }
 }
 
 /// The configuration key of the snapshot a job starts from.

@@ -6,7 +6,7 @@
 use crate::config::ClusterConfig;
 use crate::dispatcher::{Dispatcher, WorkerTemplate};
 use crate::{ClusterError, lock, taskmanager::process_id};
-use brisk_rest::{ClusterView, start_cluster_server};
+use brisk_rest::{CancelError, ClusterView, start_cluster_server};
 use brisk_rpc::{
     ClusterOverview, Hello, JobInfo, JobSubmission, RegistrationAck, Request, Response, RestAnswer, RestCall, Role,
     RpcConnection, TaskManagerInfo, TaskManagerRegistration, WorkerLaunch,
@@ -26,8 +26,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How long a TaskManager may take to fetch an artifact and start a worker.
 const WORKER_START_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a job's coordinator may take to answer a forwarded REST request.
-const REST_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A registered TaskManager.
 struct Registered {
@@ -234,18 +232,12 @@ impl State {
             (Role::Client, Request::ListJobs) => Response::Jobs(dispatcher.list()),
             (Role::Client, Request::CancelJob { job_id }) => match dispatcher.cancel(&job_id) {
                 Ok(()) => Response::Ack,
-                Err(e) => Response::Error(e),
+                Err(e) => Response::Error(e.to_string()),
             },
             (Role::Client, Request::TriggerSavepoint { job_id, directory, stop }) => {
-                let coordinator = match dispatcher.coordinator(&job_id) {
-                    Ok(coordinator) => coordinator,
-                    Err(e) => return Response::Error(e),
-                };
-                info!(job_id = %job_id, directory = %directory, stop = stop.is_some(), "savepoint requested");
-                let request = Request::TriggerSavepoint { job_id, directory, stop };
-                match coordinator.call(request, SAVEPOINT_TIMEOUT) {
-                    Ok(response) => response,
-                    Err(e) => Response::Error(format!("the savepoint failed: {e}")),
+                match self.savepoint(&job_id, directory, stop) {
+                    Ok(path) => Response::SavepointCompleted { path },
+                    Err(e) => Response::Error(e),
                 }
             }
             (Role::Coordinator, Request::RegisterCoordinator(registration)) => {
@@ -278,6 +270,19 @@ impl State {
                 Response::Ack
             }
             (role, other) => Response::Error(format!("the JobManager does not serve {other:?} from a {role}")),
+        }
+    }
+
+    /// Has the coordinator of `job_id` take a savepoint into `directory` (and stop the job
+    /// after it, with `stop`); its location.
+    fn savepoint(&self, job_id: &str, directory: String, stop: Option<bool>) -> Result<String, String> {
+        let coordinator = self.dispatcher.coordinator(job_id)?;
+        info!(job_id, directory = %directory, stop = stop.is_some(), "savepoint requested");
+        let request = Request::TriggerSavepoint { job_id: job_id.to_string(), directory, stop };
+        match coordinator.call(request, SAVEPOINT_TIMEOUT) {
+            Ok(Response::SavepointCompleted { path }) => Ok(path),
+            Ok(other) => Err(format!("unexpected answer from the job's coordinator: {other:?}")),
+            Err(e) => Err(format!("the savepoint failed: {e}")),
         }
     }
 
@@ -314,7 +319,11 @@ impl State {
                 coordinator: template.coordinator.clone(),
             };
             if let Err(e) = grant.connection.call(Request::StartWorker(launch), WORKER_START_TIMEOUT) {
-                self.give_back(job_id, first_worker, &grants);
+                // A coordinator gone meanwhile had all the job's slots released (and its
+                // workers stopped) already; a newer one may hold slots under the same indices.
+                if !coordinator.is_closed() {
+                    self.give_back(job_id, first_worker, &grants);
+                }
                 return Response::Error(format!(
                     "cannot start worker {} on the TaskManager at {}: {e}",
                     first_worker + i,
@@ -511,17 +520,21 @@ impl ClusterView for RestView {
         self.0.dispatcher.list()
     }
 
-    fn forward(&self, job_id: &str, call: RestCall) -> Result<RestAnswer, String> {
+    fn forward(&self, job_id: &str, call: RestCall, timeout: Duration) -> Result<RestAnswer, String> {
         let coordinator = self.0.dispatcher.coordinator(job_id)?;
-        match coordinator.call(Request::RestCall(call), REST_CALL_TIMEOUT) {
+        match coordinator.call(Request::RestCall(call), timeout) {
             Ok(Response::Rest(answer)) => Ok(answer),
             Ok(other) => Err(format!("unexpected answer from the job's coordinator: {other:?}")),
             Err(e) => Err(format!("the job's coordinator did not answer: {e}")),
         }
     }
 
-    fn cancel(&self, job_id: &str) -> Result<(), String> {
+    fn cancel(&self, job_id: &str) -> Result<(), CancelError> {
         self.0.dispatcher.cancel(job_id)
+    }
+
+    fn savepoint(&self, job_id: &str, directory: String, stop: Option<bool>) -> Result<String, String> {
+        self.0.savepoint(job_id, directory, stop)
     }
 
     fn submit(

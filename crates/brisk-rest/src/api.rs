@@ -1,9 +1,9 @@
 //! The endpoints, with Flink's paths and JSON field names (`flink-runtime-web`'s REST API).
 
 use crate::prometheus;
-use crate::server::{ApiError, RestSettings, ServerState, Trigger};
+use crate::server::{ApiError, RestSettings, ServerState};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -145,25 +145,41 @@ fn timing(job: &JobController) -> (i64, i64, i64) {
 
 /// Subtask counts by state, as Flink's `tasks` objects: every subtask is in the job's state.
 fn task_counts(state: JobState, subtasks: usize) -> Value {
-    let mut counts = json!({
-        "created": 0, "scheduled": 0, "deploying": 0, "running": 0, "finished": 0, "canceling": 0,
-        "canceled": 0, "failed": 0, "reconciling": 0, "initializing": 0, "pending": 0,
-    });
-    let key = match state {
-        JobState::Initializing => "initializing",
-        JobState::Running => "running",
-        JobState::Restarting => "deploying",
-        JobState::Finished => "finished",
-        JobState::Failed => "failed",
-        JobState::Canceled => "canceled",
-    };
-    counts[key] = json!(subtasks);
+    let mut counts = json!({ "total": subtasks });
+    for name in EXECUTION_STATES {
+        counts[name.to_ascii_lowercase()] = json!(0);
+    }
+    counts[execution_state(state).to_ascii_lowercase()] = json!(subtasks);
     counts
 }
 
-/// The state of a job's vertices and subtasks (Flink's `ExecutionState` names).
-fn execution_state(job: &JobController) -> &'static str {
-    match job.state() {
+/// Flink's `ExecutionState` names.
+const EXECUTION_STATES: [&str; 10] = [
+    "CREATED",
+    "SCHEDULED",
+    "DEPLOYING",
+    "RUNNING",
+    "FINISHED",
+    "CANCELING",
+    "CANCELED",
+    "FAILED",
+    "RECONCILING",
+    "INITIALIZING",
+];
+
+/// Subtask counts by `ExecutionState` (Flink's `status-counts` and vertex `tasks` maps).
+fn state_counts(state: JobState, subtasks: usize) -> Value {
+    let mut counts = json!({});
+    for name in EXECUTION_STATES {
+        counts[name] = json!(0);
+    }
+    counts[execution_state(state)] = json!(subtasks);
+    counts
+}
+
+/// The `ExecutionState` of the subtasks of a job in `state`: every subtask shares it.
+fn execution_state(state: JobState) -> &'static str {
+    match state {
         JobState::Initializing => "CREATED",
         JobState::Running => "RUNNING",
         JobState::Restarting => "DEPLOYING",
@@ -217,6 +233,29 @@ async fn job(State(state): Shared, Path(job_id): Path<String>) -> Answer {
     let (start, end, duration) = timing(&job);
     let metrics = job.metrics();
     let complete = job.state().is_terminal();
+    // When the job entered each state it went through (Flink's `timestamps`; 0: not yet).
+    let mut timestamps = json!({});
+    for name in [
+        "INITIALIZING",
+        "CREATED",
+        "RUNNING",
+        "FAILING",
+        "CANCELLING",
+        "CANCELED",
+        "FINISHED",
+        "RESTARTING",
+        "FAILED",
+        "SUSPENDED",
+        "RECONCILING",
+    ] {
+        timestamps[name] = json!(0);
+    }
+    for name in ["INITIALIZING", "CREATED", "RUNNING"] {
+        timestamps[name] = json!(start);
+    }
+    if complete {
+        timestamps[job.state().to_string()] = json!(end);
+    }
     let vertices: Vec<Value> = job
         .job_graph()
         .vertices
@@ -236,11 +275,11 @@ async fn job(State(state): Shared, Path(job_id): Path<String>) -> Answer {
                 "name": v.name,
                 "maxParallelism": v.max_parallelism,
                 "parallelism": v.parallelism,
-                "status": execution_state(&job),
+                "status": execution_state(job.state()),
                 "start-time": start,
                 "end-time": end,
                 "duration": duration,
-                "tasks": task_counts(job.state(), v.parallelism),
+                "tasks": state_counts(job.state(), v.parallelism),
                 "metrics": io_metrics(rin, rout, bin, bout, complete),
             })
         })
@@ -257,6 +296,8 @@ async fn job(State(state): Shared, Path(job_id): Path<String>) -> Answer {
         "maxParallelism": -1,
         "now": epoch_ms(),
         "numRestarts": job.restarts(),
+        "timestamps": timestamps,
+        "status-counts": state_counts(job.state(), vertices.len()),
         "vertices": vertices,
         "plan": plan_of(&job),
     })))
@@ -447,57 +488,52 @@ async fn checkpoint_config(State(state): Shared, Path(job_id): Path<String>) -> 
     })))
 }
 
-#[derive(Deserialize)]
-struct CancelQuery {
-    mode: Option<String>,
+/// Checks a cancel request's query (`mode=cancel` or none; Flink's termination mode).
+pub(crate) fn check_cancel_mode(query: Option<&str>) -> Result<(), ApiError> {
+    match query.unwrap_or_default() {
+        "" | "mode=cancel" => Ok(()),
+        other => Err(ApiError::bad_request(format!("unknown termination mode in '{other}': expected mode=cancel"))),
+    }
 }
 
-async fn cancel(
-    State(state): Shared,
-    Path(job_id): Path<String>,
-    Query(query): Query<CancelQuery>,
-) -> impl IntoResponse {
-    let job = match state.job(&job_id) {
-        Ok(job) => job,
-        Err(e) => return e.into_response(),
-    };
-    match query.mode.as_deref() {
-        None | Some("cancel") => {}
-        Some(other) => {
-            return ApiError::bad_request(format!("unknown termination mode '{other}': expected cancel"))
-                .into_response();
-        }
-    }
+async fn cancel(State(state): Shared, Path(job_id): Path<String>, uri: Uri) -> Result<impl IntoResponse, ApiError> {
+    let job = state.job(&job_id)?;
+    check_cancel_mode(uri.query())?;
     if job.state().is_terminal() {
-        return ApiError::new(StatusCode::CONFLICT, format!("Job {job_id} has already ended")).into_response();
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("Job {job_id} has already ended")));
     }
     job.cancel();
-    (StatusCode::ACCEPTED, Json(json!({}))).into_response()
+    Ok((StatusCode::ACCEPTED, Json(json!({}))))
 }
 
+/// The body of `POST /jobs/:id/savepoints`, with Flink's field names.
 #[derive(Deserialize)]
-struct SavepointRequest {
+pub(crate) struct SavepointRequest {
     #[serde(rename = "target-directory")]
-    target_directory: Option<String>,
+    pub target_directory: Option<String>,
     #[serde(rename = "cancel-job", default)]
-    cancel_job: bool,
+    pub cancel_job: bool,
 }
 
+/// The body of `POST /jobs/:id/stop`, with Flink's field names.
 #[derive(Deserialize)]
-struct StopRequest {
+pub(crate) struct StopRequest {
     #[serde(rename = "targetDirectory")]
-    target_directory: Option<String>,
+    pub target_directory: Option<String>,
     #[serde(default)]
-    drain: bool,
+    pub drain: bool,
 }
 
-/// A body's JSON, or a 400 saying what is wrong with it.
-fn body<T: for<'de> Deserialize<'de>>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+/// A body's JSON: 413 for a body over the limit, 400 for anything else wrong with it.
+pub(crate) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     match body {
         Ok(Json(value)) => Ok(value),
-        // 400 for bad JSON, 413 for a body over rest.server.max-content-length.
         Err(rejection) => {
-            Err(ApiError::new(rejection.status(), format!("Request body is invalid: {}", rejection.body_text())))
+            let status = match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            Err(ApiError::new(status, format!("Request body is invalid: {}", rejection.body_text())))
         }
     }
 }
@@ -508,8 +544,7 @@ async fn trigger_savepoint(
     request: Result<Json<SavepointRequest>, JsonRejection>,
 ) -> Answer {
     let request = body(request)?;
-    let stop = request.cancel_job.then_some(false);
-    start_savepoint(&state, &job_id, request.target_directory, stop)
+    start_savepoint(&state, &job_id, request.target_directory, request.cancel_job.then_some(false))
 }
 
 async fn stop(
@@ -521,35 +556,29 @@ async fn stop(
     start_savepoint(&state, &job_id, request.target_directory, Some(request.drain))
 }
 
-/// Checks the target directory and starts the savepoint (and stop, when `stop` is given) on
-/// a thread of its own; answers with the trigger id to poll.
-fn start_savepoint(state: &Arc<ServerState>, job_id: &str, target: Option<String>, stop: Option<bool>) -> Answer {
+/// Checks the target directory and starts the savepoint (and stop, when `stop` is given);
+/// answers with the trigger id to poll.
+fn start_savepoint(state: &ServerState, job_id: &str, target: Option<String>, stop: Option<bool>) -> Answer {
     let job = state.job(job_id)?;
-    let dir = savepoint_target(state, target)?;
+    let dir = savepoint_target(&state.settings, target)?;
     if job.state().is_terminal() {
         return Err(ApiError::new(StatusCode::CONFLICT, format!("Job {job_id} has already ended")));
     }
-    let trigger_id = new_trigger_id();
-    crate::server::lock_triggers(state).insert(trigger_id.clone(), Trigger::InProgress { job_id: job_id.to_string() });
-    let (shared, id, job_id) = (state.clone(), trigger_id.clone(), job_id.to_string());
-    std::thread::Builder::new()
-        .name(format!("savepoint {trigger_id}"))
-        .spawn(move || {
-            let result = match stop {
-                Some(drain) => job.stop_with_savepoint(dir, drain),
-                None => job.trigger_savepoint(dir),
-            };
-            let result = result.map(|path| path.to_string()).map_err(|e| e.to_string());
-            crate::server::lock_triggers(&shared).insert(id, Trigger::Done { job_id, result });
-        })
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot start the savepoint: {e}")))?;
-    Ok(Json(json!({ "request-id": trigger_id })))
+    state.triggers.start(job_id, move || {
+        let taken = match stop {
+            Some(drain) => job.stop_with_savepoint(dir, drain),
+            None => job.trigger_savepoint(dir),
+        };
+        taken.map(|path| path.to_string()).map_err(|e| e.to_string())
+    })
 }
 
 /// The directory a savepoint goes to: the requested one, which must lie under a configured
 /// savepoint or checkpoint directory, or the default savepoint directory.
-fn savepoint_target(state: &ServerState, requested: Option<String>) -> Result<SnapshotLocation, ApiError> {
-    let settings = &state.settings;
+pub(crate) fn savepoint_target(
+    settings: &RestSettings,
+    requested: Option<String>,
+) -> Result<SnapshotLocation, ApiError> {
     let Some(text) = requested else {
         return settings.default_savepoint_dir.clone().ok_or_else(|| {
             ApiError::bad_request(
@@ -562,18 +591,34 @@ fn savepoint_target(state: &ServerState, requested: Option<String>) -> Result<Sn
 }
 
 /// The savepoint location `text`, which must lie under a configured savepoint or checkpoint
-/// directory and must not contain `..`.
+/// directory (compared by path components, of the same kind) and must not contain `..`.
 pub(crate) fn check_under_roots(settings: &RestSettings, text: &str) -> Result<SnapshotLocation, ApiError> {
     let location = SnapshotLocation::parse(text)
         .map_err(|e| ApiError::bad_request(format!("invalid savepoint directory '{text}': {e}")))?;
-    let text_path = location.to_string();
-    if text_path.split('/').any(|part| part == "..") {
+    let components = |l: &SnapshotLocation| -> Vec<String> {
+        match l {
+            SnapshotLocation::Local(path) => {
+                path.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect()
+            }
+            SnapshotLocation::ObjectStore(url) => {
+                url.split('/').filter(|p| !p.is_empty()).map(str::to_string).collect()
+            }
+        }
+    };
+    let parts = components(&location);
+    if parts.iter().any(|p| p == "..") {
         return Err(ApiError::bad_request(format!("the savepoint directory '{text}' must not contain '..'")));
     }
     let under = |root: &SnapshotLocation| {
-        let root = root.to_string();
-        let root = root.trim_end_matches('/');
-        text_path == root || text_path.starts_with(&format!("{root}/"))
+        let same_kind = matches!(
+            (root, &location),
+            (SnapshotLocation::Local(_), SnapshotLocation::Local(_))
+                | (SnapshotLocation::ObjectStore(_), SnapshotLocation::ObjectStore(_))
+        );
+        let root = components(root);
+        // An empty or relative root would admit everything (or depend on the working directory).
+        let absolute = matches!(root.first().map(String::as_str), Some("/") | Some("s3:"));
+        same_kind && absolute && root.len() > 1 && parts.starts_with(&root)
     };
     if !settings.savepoint_roots.iter().any(under) {
         let roots: Vec<String> = settings.savepoint_roots.iter().map(ToString::to_string).collect();
@@ -585,39 +630,9 @@ pub(crate) fn check_under_roots(settings: &RestSettings, text: &str) -> Result<S
     Ok(location)
 }
 
-/// A trigger id: 32 hex digits, as Flink's.
-pub(crate) fn new_trigger_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_i64(epoch_ms());
-    let high = hasher.finish();
-    hasher.write_u64(high);
-    format!("{high:016x}{:016x}", hasher.finish())
-}
-
 async fn savepoint_status(State(state): Shared, Path((job_id, trigger_id)): Path<(String, String)>) -> Answer {
     state.job(&job_id)?;
-    let triggers = crate::server::lock_triggers(&state);
-    let unknown = || {
-        ApiError::not_found(format!("There is no savepoint operation with trigger id {trigger_id} for job {job_id}"))
-    };
-    match triggers.get(&trigger_id).ok_or_else(unknown)? {
-        Trigger::InProgress { job_id: of } if *of == job_id => {
-            Ok(Json(json!({ "status": { "id": "IN_PROGRESS" }, "operation": null })))
-        }
-        Trigger::Done { job_id: of, result } if *of == job_id => {
-            let operation = match result {
-                Ok(location) => json!({ "location": location }),
-                Err(reason) => json!({ "failure-cause": {
-                    "class": "brisk.SavepointException",
-                    "stack-trace": reason,
-                    "serialized-throwable": null,
-                } }),
-            };
-            Ok(Json(json!({ "status": { "id": "COMPLETED" }, "operation": operation })))
-        }
-        _ => Err(unknown()),
-    }
+    state.triggers.status(&job_id, &trigger_id)
 }
 
 /// The vertex `vertex_id` (its id, or its index in the graph) of `job`.
@@ -632,16 +647,14 @@ fn vertex_index(job: &JobController, vertex_id: &str) -> Result<usize, ApiError>
 
 /// The live metrics of the subtasks of vertex `index`, with their per-second rates
 /// (records in, records out, back-pressured ms).
-fn subtask_rates(state: &ServerState, job: &JobController, index: usize) -> Vec<(SubtaskMetrics, Vec<f64>)> {
+fn subtask_rates(state: &ServerState, job: &JobController, index: usize) -> Vec<(SubtaskMetrics, [f64; 3])> {
     let now = Instant::now();
     let mut rates = crate::server::lock_rates(state);
     job.metrics()
         .into_iter()
         .filter(|m| m.vertex == index)
         .map(|m| {
-            let key = format!("{}/{}/{}/{}", job.job_id(), m.vertex, m.subtask, m.attempt);
-            let v = &m.values;
-            let per_second = rates.per_second(key, &[v.records_in, v.records_out, v.back_pressured_ms], now);
+            let per_second = rates.of_subtask(job.job_id(), &m, now);
             (m, per_second)
         })
         .collect()
@@ -662,7 +675,7 @@ async fn vertex(State(state): Shared, Path((job_id, vertex_id)): Path<(String, S
             metrics["write-records-per-second"] = json!(rates[1]);
             json!({
                 "subtask": m.subtask,
-                "status": execution_state(&job),
+                "status": execution_state(job.state()),
                 "attempt": m.attempt,
                 "endpoint": "localhost",
                 "host": "localhost",

@@ -2,14 +2,18 @@
 //! artifacts uploaded and run (Flink's `/jars`), and `/jobs/:id/...` forwarded to the job's
 //! coordinator process, which holds the running job.
 
-use crate::api::{config_json, job_entry, method_not_allowed, overview_json, unknown};
+use crate::api::{
+    SavepointRequest, StopRequest, body, check_cancel_mode, check_under_roots, config_json, job_entry,
+    method_not_allowed, overview_json, savepoint_target, unknown,
+};
 use crate::forward::error_answer;
 use crate::prometheus::{CONTENT_TYPE, Exposition};
 use crate::server::{ApiError, RestSettings, secured, serve};
+use crate::triggers::{Triggers, new_id};
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Multipart, Path, State};
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
@@ -20,6 +24,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The configuration key of the snapshot a job starts from.
+const SAVEPOINT_PATH: &str = "execution.savepoint.path";
 
 /// What the JobManager offers its REST server.
 pub trait ClusterView: Send + Sync + 'static {
@@ -27,10 +35,15 @@ pub trait ClusterView: Send + Sync + 'static {
     fn overview(&self) -> ClusterOverview;
     /// Every job, newest first.
     fn jobs(&self) -> Vec<JobInfo>;
-    /// Passes `call` to the coordinator of job `job_id`; an error when none runs it now.
-    fn forward(&self, job_id: &str, call: RestCall) -> Result<RestAnswer, String>;
+    /// Passes `call` to the coordinator of job `job_id`, waiting up to `timeout` for the
+    /// answer; an error when none runs it now.
+    fn forward(&self, job_id: &str, call: RestCall, timeout: Duration) -> Result<RestAnswer, String>;
     /// Cancels job `job_id`.
-    fn cancel(&self, job_id: &str) -> Result<(), String>;
+    fn cancel(&self, job_id: &str) -> Result<(), CancelError>;
+    /// Takes a savepoint of job `job_id` into a new directory inside `directory` (and with
+    /// `stop`, stops the job after it, draining event time when `Some(true)`); waits for it
+    /// and returns its location.
+    fn savepoint(&self, job_id: &str, directory: String, stop: Option<bool>) -> Result<String, String>;
     /// Submits the artifact at `artifact` (copied, the file stays) as a job with `args` and
     /// `config` (key, value); returns its id.
     fn submit(
@@ -42,11 +55,38 @@ pub trait ClusterView: Send + Sync + 'static {
     ) -> Result<String, String>;
 }
 
+/// Why a job could not be cancelled.
+#[derive(Debug)]
+pub enum CancelError {
+    /// No such job.
+    Unknown(String),
+    /// It has already ended.
+    Ended(String),
+    /// Its coordinator could not be reached.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for CancelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CancelError::Unknown(m) | CancelError::Ended(m) | CancelError::Unreachable(m) => f.write_str(m),
+        }
+    }
+}
+
+/// How long a forwarded request may take.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long each job's metrics may take in a scrape (Prometheus scrapes time out at 10 s).
+const METRICS_TIMEOUT: Duration = Duration::from_secs(3);
+
 struct ClusterState {
     cluster: Arc<dyn ClusterView>,
     settings: RestSettings,
     /// Where uploaded artifacts are kept (`<id>_<name>`).
     jars: PathBuf,
+    /// Savepoints requested here: the JobManager keeps their results, also after the job's
+    /// coordinator is gone (a stop ends it).
+    triggers: Triggers,
 }
 
 type Shared = State<Arc<ClusterState>>;
@@ -61,7 +101,9 @@ pub fn start_cluster_server(
 ) -> Result<SocketAddr, String> {
     std::fs::create_dir_all(&jars)
         .map_err(|e| format!("cannot create the upload directory '{}': {e}", jars.display()))?;
-    let state = Arc::new(ClusterState { cluster, settings: settings.clone(), jars });
+    let state = Arc::new(ClusterState { cluster, settings: settings.clone(), jars, triggers: Triggers::default() });
+    // Only artifacts may be large; forwarded requests must fit a control message.
+    let upload_limit = DefaultBodyLimit::max(settings.max_content_length);
     let router = Router::new()
         .route("/overview", get(overview))
         .route("/config", get(|| async { Json(config_json(true)) }))
@@ -70,9 +112,12 @@ pub fn start_cluster_server(
         .route("/jobs", get(jobs))
         .route("/jobs/overview", get(jobs_overview))
         .route("/jobs/{jobid}", any(job))
+        .route("/jobs/{jobid}/savepoints", post(trigger_savepoint))
+        .route("/jobs/{jobid}/savepoints/{triggerid}", get(savepoint_status))
+        .route("/jobs/{jobid}/stop", post(stop))
         .route("/jobs/{jobid}/{*rest}", any(job))
         .route("/jars", get(list_jars))
-        .route("/jars/upload", post(upload))
+        .route("/jars/upload", post(upload).layer(upload_limit))
         .route("/jars/{jarid}", delete(delete_jar))
         .route("/jars/{jarid}/run", post(run))
         .route("/metrics", get(metrics))
@@ -152,33 +197,35 @@ async fn job(
     Path(params): Path<HashMap<String, String>>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let Some(job_id) = params.get("jobid").cloned() else { return unknown(uri).await.into_response() };
     let cluster = state.cluster.clone();
-    let query = uri.query().unwrap_or_default().to_string();
-    let detail_path = uri.path() == format!("/jobs/{job_id}");
+    let detail_path = !params.contains_key("rest");
     if method == Method::PATCH && detail_path {
-        if !query.is_empty() && query != "mode=cancel" {
-            return ApiError::bad_request(format!("unknown termination mode in '{query}': expected mode=cancel"))
-                .into_response();
+        if let Err(e) = check_cancel_mode(uri.query()) {
+            return e.into_response();
         }
         return match blocking(move || cluster.cancel(&job_id)).await {
             Ok(Ok(())) => (StatusCode::ACCEPTED, Json(json!({}))).into_response(),
-            Ok(Err(e)) if e.contains("no job") => ApiError::not_found(e).into_response(),
-            Ok(Err(e)) => ApiError::new(StatusCode::CONFLICT, e).into_response(),
+            Ok(Err(CancelError::Unknown(e))) => ApiError::not_found(e).into_response(),
+            Ok(Err(CancelError::Ended(e))) => ApiError::new(StatusCode::CONFLICT, e).into_response(),
+            Ok(Err(CancelError::Unreachable(e))) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
             Err(e) => e.into_response(),
         };
     }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let call = RestCall {
         method: method.to_string(),
         path_and_query: uri.path_and_query().map_or_else(|| uri.path().to_string(), ToString::to_string),
+        content_type,
         body: body.to_vec(),
     };
     let answer = blocking(move || {
         let known = cluster.jobs().into_iter().find(|j| j.job_id == job_id);
         let Some(info) = known else { return error_answer(404, &format!("Job {job_id} not found")) };
-        match cluster.forward(&job_id, call) {
+        match cluster.forward(&job_id, call, FORWARD_TIMEOUT) {
             Ok(answer) => answer,
             Err(_) if detail_path && method == Method::GET => not_running_details(&info),
             Err(e) => error_answer(
@@ -197,6 +244,55 @@ async fn job(
         }
         Err(e) => e.into_response(),
     }
+}
+
+async fn trigger_savepoint(
+    State(state): Shared,
+    Path(job_id): Path<String>,
+    request: Result<Json<SavepointRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let request = body(request)?;
+    start_savepoint(&state, job_id, request.target_directory, request.cancel_job.then_some(false)).await
+}
+
+async fn stop(
+    State(state): Shared,
+    Path(job_id): Path<String>,
+    request: Result<Json<StopRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let request = body(request)?;
+    start_savepoint(&state, job_id, request.target_directory, Some(request.drain)).await
+}
+
+/// Checks the target against the JobManager's roots and has the job's coordinator take the
+/// savepoint; the result stays here under the trigger id.
+async fn start_savepoint(
+    state: &ClusterState,
+    job_id: String,
+    target: Option<String>,
+    stop: Option<bool>,
+) -> Result<Json<Value>, ApiError> {
+    let dir = savepoint_target(&state.settings, target)?;
+    let cluster = state.cluster.clone();
+    let id = job_id.clone();
+    let known = blocking(move || cluster.jobs().into_iter().find(|j| j.job_id == id)).await?;
+    match known {
+        None => return Err(ApiError::not_found(format!("Job {job_id} not found"))),
+        Some(job) if job.state != JobState::Running => {
+            return Err(ApiError::new(StatusCode::CONFLICT, format!("Job {job_id} is not running ({})", job.state)));
+        }
+        Some(_) => {}
+    }
+    let cluster = state.cluster.clone();
+    let of = job_id.clone();
+    state.triggers.start(&job_id, move || cluster.savepoint(&of, dir.to_string(), stop))
+}
+
+async fn savepoint_status(
+    State(state): Shared,
+    Path((job_id, trigger_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    state.triggers.status(&job_id, &trigger_id)
 }
 
 /// `/jobs/:id` of a job whose coordinator does not run: its state and times, no vertices.
@@ -240,14 +336,6 @@ async fn list_jars(State(state): Shared) -> Json<Value> {
     Json(json!({ "address": "", "files": files }))
 }
 
-/// A safe file name for an uploaded artifact.
-fn safe_name(name: &str) -> String {
-    let base = name.rsplit('/').next().unwrap_or_default();
-    let safe: String =
-        base.chars().map(|c| if c.is_ascii_alphanumeric() || "-.".contains(c) { c } else { '-' }).collect();
-    if safe.is_empty() || safe.starts_with('.') { format!("artifact{safe}") } else { safe }
-}
-
 /// `POST /jars/upload`: a multipart form with the artifact in field `jarfile`, as Flink's.
 async fn upload(State(state): Shared, mut form: Multipart) -> Result<Json<Value>, ApiError> {
     let invalid = |e: &dyn std::fmt::Display| ApiError::bad_request(format!("invalid upload: {e}"));
@@ -255,14 +343,15 @@ async fn upload(State(state): Shared, mut form: Multipart) -> Result<Json<Value>
         if field.name() != Some("jarfile") {
             continue;
         }
-        let name = safe_name(field.file_name().unwrap_or("artifact"));
+        let name = brisk_rpc::artifact_file_name(field.file_name().unwrap_or("artifact"));
         let data = field.bytes().await.map_err(|e| upload_error(&e))?;
         if data.is_empty() {
             return Err(invalid(&"the artifact is empty"));
         }
-        let id = format!("{}_{name}", crate::api::new_trigger_id());
-        let path = state.jars.join(&id);
-        std::fs::write(&path, &data).map_err(|e| {
+        let path = state.jars.join(format!("{}_{name}", new_id()));
+        let file = path.clone();
+        // Off the server's thread: an artifact may be hundreds of megabytes.
+        blocking(move || std::fs::write(&file, &data)).await?.map_err(|e| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot store '{}': {e}", path.display()))
         })?;
         return Ok(Json(json!({ "filename": path.display().to_string(), "status": "success" })));
@@ -277,7 +366,7 @@ fn upload_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
 
 /// The stored artifact `jar_id`, refusing ids that name something else.
 fn jar_path(state: &ClusterState, jar_id: &str) -> Result<PathBuf, ApiError> {
-    if jar_id.contains('/') || jar_id.contains("..") {
+    if jar_id.contains('/') || jar_id.contains('\\') || jar_id == "." || jar_id == ".." {
         return Err(ApiError::bad_request(format!("invalid jar id '{jar_id}'")));
     }
     let path = state.jars.join(jar_id);
@@ -299,27 +388,16 @@ struct RunRequest {
     program_args: Option<String>,
     parallelism: Option<usize>,
     savepoint_path: Option<String>,
-    #[serde(default)]
-    allow_non_restored_state: bool,
-    #[serde(default)]
-    flink_configuration: HashMap<String, Value>,
+    allow_non_restored_state: Option<bool>,
+    flink_configuration: Option<HashMap<String, Value>>,
 }
 
-async fn run(
-    State(state): Shared,
-    Path(jar_id): Path<String>,
-    request: Result<Json<RunRequest>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let request = match request {
-        Ok(Json(request)) => request,
-        // No body at all: run with the defaults.
-        Err(JsonRejection::MissingJsonContentType(_)) => RunRequest::default(),
-        Err(rejection) => {
-            return Err(ApiError::new(
-                rejection.status(),
-                format!("Request body is invalid: {}", rejection.body_text()),
-            ));
-        }
+async fn run(State(state): Shared, Path(jar_id): Path<String>, request: Bytes) -> Result<Json<Value>, ApiError> {
+    // No body at all runs with the defaults; anything else must be the JSON request.
+    let request: RunRequest = if request.iter().all(u8::is_ascii_whitespace) {
+        RunRequest::default()
+    } else {
+        serde_json::from_slice(&request).map_err(|e| ApiError::bad_request(format!("Request body is invalid: {e}")))?
     };
     let path = jar_path(&state, &jar_id)?;
     let args = match (request.program_args_list, request.program_args) {
@@ -329,9 +407,14 @@ async fn run(
     };
     let mut config: Vec<(String, String)> = request
         .flink_configuration
+        .unwrap_or_default()
         .into_iter()
         .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
         .collect();
+    // A savepoint to start from, however given, must lie under the configured roots.
+    for (_, path) in config.iter().filter(|(k, _)| k == SAVEPOINT_PATH) {
+        check_under_roots(&state.settings, path)?;
+    }
     if let Some(p) = request.parallelism {
         if p == 0 {
             return Err(ApiError::bad_request("parallelism must be at least 1"));
@@ -339,10 +422,10 @@ async fn run(
         config.push(("parallelism.default".into(), p.to_string()));
     }
     if let Some(savepoint) = request.savepoint_path {
-        crate::api::check_under_roots(&state.settings, &savepoint)?;
-        config.push(("execution.savepoint.path".into(), savepoint));
+        check_under_roots(&state.settings, &savepoint)?;
+        config.push((SAVEPOINT_PATH.into(), savepoint));
     }
-    if request.allow_non_restored_state {
+    if request.allow_non_restored_state == Some(true) {
         config.push(("execution.savepoint.ignore-unclaimed-state".into(), "true".into()));
     }
     let name = jar_id.split_once('_').map_or(jar_id.as_str(), |(_, name)| name).to_string();
@@ -368,14 +451,28 @@ async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
         for (name, help, value) in gauges {
             exposition.add(format!("brisk_jobmanager_{name}"), help, "", value as f64);
         }
-        for job in jobs.iter().filter(|j| j.state == JobState::Running) {
-            let call = RestCall { method: "GET".into(), path_and_query: "/metrics".into(), body: Vec::new() };
-            if let Ok(answer) = cluster.forward(&job.job_id, call)
-                && answer.status == 200
-            {
-                exposition.merge(&String::from_utf8_lossy(&answer.body));
-            }
-        }
+        // Every job at once: one slow coordinator must not hold up the scrape.
+        let texts: Vec<String> = std::thread::scope(|scope| {
+            let asks: Vec<_> = jobs
+                .iter()
+                .filter(|j| j.state == JobState::Running)
+                .map(|job| {
+                    let cluster = &cluster;
+                    scope.spawn(move || {
+                        let call = RestCall {
+                            method: "GET".into(),
+                            path_and_query: "/metrics".into(),
+                            content_type: String::new(),
+                            body: Vec::new(),
+                        };
+                        let answer = cluster.forward(&job.job_id, call, METRICS_TIMEOUT).ok()?;
+                        (answer.status == 200).then(|| String::from_utf8_lossy(&answer.body).into_owned())
+                    })
+                })
+                .collect();
+            asks.into_iter().filter_map(|ask| ask.join().ok().flatten()).collect()
+        });
+        texts.iter().for_each(|text| exposition.merge(text));
         exposition.render()
     })
     .await?;

@@ -36,11 +36,12 @@ fn answer(router: Router, call: RestCall) -> RestAnswer {
         Ok(runtime) => runtime,
         Err(e) => return error_answer(500, &format!("cannot answer the request: {e}")),
     };
-    let request = Request::builder()
-        .method(call.method.as_str())
-        .uri(&call.path_and_query)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(call.body));
+    let mut request = Request::builder().method(call.method.as_str()).uri(&call.path_and_query);
+    // The client's own content type: a form posted across sites must not pass for JSON.
+    if !call.content_type.is_empty() {
+        request = request.header(header::CONTENT_TYPE, &call.content_type);
+    }
+    let request = request.body(Body::from(call.body));
     let request = match request {
         Ok(request) => request,
         Err(e) => return error_answer(400, &format!("invalid forwarded request: {e}")),

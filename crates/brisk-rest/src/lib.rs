@@ -23,8 +23,9 @@ mod openapi;
 mod prometheus;
 mod rates;
 mod server;
+mod triggers;
 
-pub use cluster::{ClusterView, start_cluster_server};
+pub use cluster::{CancelError, ClusterView, start_cluster_server};
 pub use forward::job_handler;
 pub use local::{LOCAL_REST_ADDRESS, serve_local_job};
 pub use server::{BIND_ADDRESS_KEY, PORT_KEY, RestServer, RestSettings, TOKEN_KEY};

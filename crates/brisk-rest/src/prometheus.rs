@@ -118,8 +118,7 @@ pub(crate) async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoR
                 m.subtask
             );
             let v = &m.values;
-            let key = format!("{}/{}/{}/{}", job.job_id(), m.vertex, m.subtask, m.attempt);
-            let per_second = rates.per_second(key, &[v.records_in, v.records_out, v.back_pressured_ms], now);
+            let per_second = rates.of_subtask(job.job_id(), &m, now);
             let task_metric = |name: &str| format!("brisk_taskmanager_job_task_{name}");
             let gauges = [
                 ("numRecordsIn", "Records the subtask received.", v.records_in as f64),

@@ -1,5 +1,6 @@
 //! Per-second rates of counters (Flink's `...PerSecond` meters), from successive readings.
 
+use brisk_runtime::metrics::task_io::SubtaskMetrics;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,18 @@ impl Rates {
                 rates
             }
         }
+    }
+}
+
+impl Rates {
+    /// Records in and out and back-pressured milliseconds per second of one subtask of job
+    /// `job_id` (Flink's `numRecordsInPerSecond`, `numRecordsOutPerSecond`,
+    /// `backPressuredTimeMsPerSecond`).
+    pub fn of_subtask(&mut self, job_id: &str, m: &SubtaskMetrics, now: Instant) -> [f64; 3] {
+        let key = format!("{job_id}/{}/{}/{}", m.vertex, m.subtask, m.attempt);
+        let v = &m.values;
+        let rates = self.per_second(key, &[v.records_in, v.records_out, v.back_pressured_ms], now);
+        [rates[0], rates[1], rates[2]]
     }
 }
 

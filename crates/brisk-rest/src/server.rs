@@ -2,6 +2,7 @@
 
 use crate::api;
 use crate::rates::Rates;
+use crate::triggers::Triggers;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
@@ -10,7 +11,6 @@ use axum::{Json, Router};
 use brisk_core::Configuration;
 use brisk_runtime::checkpoint::SnapshotLocation;
 use brisk_runtime::minicluster::JobController;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use tracing::{info, warn};
@@ -74,16 +74,8 @@ pub(crate) struct ServerState {
     pub jobs: RwLock<Vec<JobController>>,
     pub settings: RestSettings,
     /// Savepoints (and stops) requested over REST, by trigger id.
-    pub triggers: Mutex<HashMap<String, Trigger>>,
+    pub triggers: Triggers,
     pub rates: Mutex<Rates>,
-}
-
-/// A savepoint requested over REST.
-pub(crate) enum Trigger {
-    /// Still running.
-    InProgress { job_id: String },
-    /// Done: its location, or why it failed.
-    Done { job_id: String, result: Result<String, String> },
 }
 
 impl ServerState {
@@ -92,7 +84,7 @@ impl ServerState {
         Arc::new(ServerState {
             jobs: RwLock::new(Vec::new()),
             settings,
-            triggers: Mutex::new(HashMap::new()),
+            triggers: Triggers::default(),
             rates: Mutex::new(Rates::default()),
         })
     }
@@ -110,11 +102,6 @@ impl ServerState {
     pub fn all_jobs(&self) -> Vec<JobController> {
         self.jobs.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
-}
-
-/// The savepoint triggers, whatever a panicking holder left.
-pub(crate) fn lock_triggers(state: &ServerState) -> std::sync::MutexGuard<'_, HashMap<String, Trigger>> {
-    state.triggers.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The rate readings, whatever a panicking holder left.
@@ -155,12 +142,28 @@ pub struct RestServer {
     address: SocketAddr,
 }
 
-/// Answers 401 to a mutating request without the configured bearer token.
+/// The largest body of a request other than an artifact upload.
+pub(crate) const REQUEST_LIMIT: usize = 1 << 20;
+
+/// Answers 401 to a mutating request without the configured bearer token. Without a token
+/// (a loopback server), answers 403 to a request naming another host: a web page must not
+/// reach the server through a name that resolves to 127.0.0.1 (DNS rebinding).
 async fn require_token(
     State(token): State<Option<Arc<str>>>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    if token.is_none() {
+        let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+        if !is_loopback(host_name(host)) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "the REST API answers only requests to a loopback host, not '{host}'; set {TOKEN_KEY} to serve others"
+                ),
+            ));
+        }
+    }
     let mutating = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if let (true, Some(token)) = (mutating, token) {
         let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
@@ -174,12 +177,22 @@ async fn require_token(
     Ok(next.run(request).await)
 }
 
-/// `router` with the security every server applies: the token check and the body limit.
+/// The host of a `Host` header: without its port, and without the brackets of an IPv6 address.
+fn host_name(host: &str) -> &str {
+    match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    }
+}
+
+/// `router` with the security every server applies: the token (or host) check, and a body
+/// limit of the smaller of `rest.server.max-content-length` and [`REQUEST_LIMIT`] (routes
+/// taking artifacts set their own).
 pub(crate) fn secured(router: Router, settings: &RestSettings) -> Router {
     let token: Option<Arc<str>> = settings.token.as_deref().map(Arc::from);
     router
         .layer(axum::middleware::from_fn_with_state(token, require_token))
-        .layer(DefaultBodyLimit::max(settings.max_content_length))
+        .layer(DefaultBodyLimit::max(settings.max_content_length.min(REQUEST_LIMIT)))
 }
 
 impl RestServer {

@@ -44,6 +44,15 @@ pub const PROTOCOL_VERSION: u32 = 3;
 /// The version of Brisk this process runs (peers must run the same).
 pub const BRISK_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// A safe file name for an artifact named `name` by its submitter: its last path component,
+/// with anything but ASCII letters, digits, `-`, `_` and `.` replaced, never hidden or empty.
+pub fn artifact_file_name(name: &str) -> String {
+    let base = std::path::Path::new(name).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let safe: String =
+        base.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect();
+    if safe.is_empty() || safe.starts_with('.') { format!("artifact{safe}") } else { safe }
+}
+
 /// Why a control-plane operation failed.
 #[derive(Debug, Error)]
 pub enum RpcError {

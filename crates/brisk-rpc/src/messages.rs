@@ -158,6 +158,8 @@ pub struct RestCall {
     pub method: String,
     /// The path with its query string, e.g. `/jobs/<id>?mode=cancel`.
     pub path_and_query: String,
+    /// The request's `Content-Type` (empty when it had none).
+    pub content_type: String,
     /// The request body.
     pub body: Vec<u8>,
 }

@@ -513,14 +513,19 @@ impl StreamExecutionEnvironment {
             }
             _ => None,
         };
-        let coordinator = matches!(executor, Executor::Coordinator { .. });
+        // Checked before the job starts: a bad setting must not leave it running.
+        let coordinator = match executor {
+            Executor::Coordinator { .. } => {
+                Some(brisk_rest::RestSettings::from_configuration(&config, 0).map_err(JobError::InvalidJob)?)
+            }
+            _ => None,
+        };
         let client = executor.execute(graph, options)?;
         if let Some(server) = rest {
             server.add_job(client.controller());
         }
-        if coordinator {
+        if let Some(settings) = coordinator {
             // The JobManager's REST server forwards this job's requests here.
-            let settings = brisk_rest::RestSettings::from_configuration(&config, 0).map_err(JobError::InvalidJob)?;
             client.serve_rest(brisk_rest::job_handler(client.controller(), settings));
         }
         Ok(client)
