@@ -48,7 +48,7 @@ fn start_job(name: &str, release: &'static AtomicBool) -> JobClient {
             x
         })
         .key_by(|x: &i64| x % 10)
-        .reduce(|a: i64, b: i64| a + b)
+        .reduce(|a: i64, b: i64| a.min(b))
         .add_sink(DiscardingSink);
     env.execute_async(name).unwrap()
 }
@@ -161,6 +161,12 @@ fn a_local_job_serves_flinks_rest_api_with_figures_that_match_its_result() {
     assert_eq!(checkpoints["latest"]["savepoint"]["external_path"], location, "{checkpoints}");
     assert!(prometheus_sum("brisk_taskmanager_job_task_numRecordsIn", &id, Some(("subtask_index", "1"))) > 0.0);
 
+    // Queryable state: each key's smallest number, once the key was seen.
+    common::wait_until("key 3's value", || {
+        let (status, body) = http("GET", &format!("/jobs/{id}/state/reduce?key=3"), "");
+        status == 200 && serde_json::from_str::<Value>(&body).unwrap()["value"] == 3
+    });
+
     // Every reading operation the OpenAPI document lists for a local job's server answers.
     let document = get("/openapi.json");
     assert_eq!(document["openapi"], "3.0.3");
@@ -170,11 +176,15 @@ fn a_local_job_serves_flinks_rest_api_with_figures_that_match_its_result() {
         if read["tags"][0] == "cluster" || path == "/metrics" {
             continue;
         }
-        let path = path.replace("{jobid}", &id).replace("{vertexid}", &keyed).replace("{triggerid}", &trigger);
+        let path = path
+            .replace("{jobid}", &id)
+            .replace("{vertexid}", &keyed)
+            .replace("{triggerid}", &trigger)
+            .replace("{name}", "reduce?key=3");
         get(&path);
         checked += 1;
     }
-    assert_eq!(checked, 15, "the reading operations of a local job's server");
+    assert_eq!(checked, 16, "the reading operations of a local job's server");
 
     RELEASE.store(true, Ordering::Relaxed);
     while !client.is_finished() {
@@ -236,6 +246,16 @@ fn bad_requests_get_4xx_json_errors_and_a_cancel_ends_the_job() {
     assert!(body.contains("rest.security.token"), "{body}");
     assert_eq!(http_as("PATCH", &format!("/jobs/{id}"), "", Some("wrong")).0, 401);
     assert_eq!(http_as("GET", &format!("/jobs/{id}"), "", None).0, 200);
+
+    // Queryable state over HTTP agrees with the typed query.
+    common::wait_until("key 7's value", || http("GET", &format!("/jobs/{id}/state/reduce?key=7"), "").0 == 200);
+    let answer = get(&format!("/jobs/{id}/state/reduce?key=7"));
+    assert_eq!((answer["key"].as_str(), answer["value"].as_i64()), (Some("7"), Some(7)));
+    assert_eq!(client.query_state::<i64, i64>("reduce", &7).unwrap(), Some(7), "the typed query agrees");
+    assert!(errors("GET", &format!("/jobs/{id}/state/reduce?key=12345"), "", 404).contains("12345"));
+    assert!(errors("GET", &format!("/jobs/{id}/state/no-such-state?key=3"), "", 404).contains("no-such-state"));
+    assert!(errors("GET", &format!("/jobs/{id}/state/reduce?key=abc"), "", 400).contains("abc"));
+    assert!(errors("GET", &format!("/jobs/{id}/state/reduce"), "", 400).contains("key"));
 
     let (status, body) = http("PATCH", &format!("/jobs/{id}?mode=cancel"), "");
     assert_eq!(status, 202, "{body}");

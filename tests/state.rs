@@ -319,6 +319,15 @@ fn queryable_state_reads_a_running_job() {
         assert!(count >= before, "{backend:?}: read {count}, but {before} was emitted before the query");
         assert_eq!(client.query_state::<u64, (u64, i64)>("reduce", &12345).unwrap(), None, "absent key");
         assert_eq!(client.query_state::<u64, (u64, i64)>("no-such-state", &3).unwrap(), None);
+        // The same state for people: the key as text, the value as JSON (REST's lookup).
+        let json = client.query_state_json("reduce", "3").unwrap().unwrap_or_else(|| panic!("{backend:?}: no JSON"));
+        let (key, count) = (json[0].as_u64(), json[1].as_i64().unwrap_or_default());
+        assert_eq!(key, Some(3), "{backend:?}: {json}");
+        assert!(count >= before, "{backend:?}: read {count} as JSON, but {before} was emitted before");
+        wait_until("the JSON value to be emitted", || emitted_so_far().contains(&count));
+        assert_eq!(client.query_state_json("reduce", "12345").unwrap(), None, "absent key");
+        let error = client.query_state_json("reduce", "three").unwrap_err().to_string();
+        assert!(error.contains("'three' is not a key of type u64"), "{error}");
         client.cancel();
         assert!(client.wait().is_err());
         let emitted = emitted_so_far();

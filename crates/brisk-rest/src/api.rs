@@ -3,7 +3,7 @@
 use crate::prometheus;
 use crate::server::{ApiError, RestSettings, ServerState};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -42,6 +42,7 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .route("/jobs/{jobid}/vertices/{vertexid}", get(vertex))
         .route("/jobs/{jobid}/vertices/{vertexid}/backpressure", get(backpressure))
         .route("/jobs/{jobid}/vertices/{vertexid}/watermarks", get(watermarks))
+        .route("/jobs/{jobid}/state/{name}", get(query_state))
         .route("/metrics", get(prometheus::metrics))
         .route("/openapi.json", get(crate::openapi::openapi))
         .fallback(unknown)
@@ -697,6 +698,38 @@ async fn vertex(State(state): Shared, Path((job_id, vertex_id)): Path<(String, S
         "now": epoch_ms(),
         "subtasks": subtasks,
     })))
+}
+
+#[derive(Deserialize)]
+struct StateKey {
+    key: Option<String>,
+}
+
+/// Queryable state: the value of keyed state `name` for `?key=` (JSON, or a bare string for
+/// string keys), asked of the subtask owning the key.
+async fn query_state(
+    State(state): Shared,
+    Path((job_id, name)): Path<(String, String)>,
+    Query(query): Query<StateKey>,
+) -> Answer {
+    let job = state.job(&job_id)?;
+    let key = query.key.ok_or_else(|| ApiError::bad_request("the key is missing: ?key=<key as JSON or text>"))?;
+    if job.state().is_terminal() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("Job {job_id} has ended: its state cannot be queried"),
+        ));
+    }
+    // The tasks answer through their mailboxes: off the server's thread.
+    let asked = key.clone();
+    let value = tokio::task::spawn_blocking(move || job.query_state_json(&name, &asked).map(|v| (name, v)))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the query failed: {e}")))?;
+    match value {
+        Ok((_, Some(value))) => Ok(Json(json!({ "key": key, "value": value }))),
+        Ok((name, None)) => Err(ApiError::not_found(format!("No value of state '{name}' for key '{key}'"))),
+        Err(e) => Err(ApiError::bad_request(e.to_string())),
+    }
 }
 
 /// Flink's back-pressure level of a ratio of time blocked on output.

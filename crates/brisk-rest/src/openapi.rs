@@ -37,6 +37,12 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     ("get", "/jobs/{jobid}/vertices/{vertexid}", "job", "A vertex's subtasks with their metrics."),
     ("get", "/jobs/{jobid}/vertices/{vertexid}/backpressure", "job", "Each subtask's back-pressure ratio and level."),
     ("get", "/jobs/{jobid}/vertices/{vertexid}/watermarks", "job", "Each subtask's current input watermark."),
+    (
+        "get",
+        "/jobs/{jobid}/state/{name}",
+        "job",
+        "Queryable state: the value of keyed state name for ?key= (JSON or text).",
+    ),
     ("get", "/jars", "cluster", "The uploaded artifacts."),
     ("post", "/jars/upload", "cluster", "Uploads an artifact (multipart field jarfile)."),
     ("delete", "/jars/{jarid}", "cluster", "Deletes an uploaded artifact."),

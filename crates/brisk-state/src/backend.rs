@@ -10,6 +10,7 @@ use crate::timers::{TimeDomain, Timer, TimerQueue};
 use crate::ttl::StateTtlConfig;
 use brisk_core::key_group::assign_to_key_group;
 use brisk_core::{Clock, ConfigOption, Configuration, Data, Key, KeyGroupRange};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -356,6 +357,8 @@ pub struct KeyedStateBackend {
     scratch: Vec<u8>,
     /// Timer services by name: event-time and processing-time queues.
     timers: Vec<(String, TimerQueue, TimerQueue)>,
+    /// How to show each value-like state's values as JSON, by state name.
+    json: HashMap<String, codec::JsonOf>,
 }
 
 impl KeyedStateBackend {
@@ -380,6 +383,32 @@ impl KeyedStateBackend {
             current_key_group: None,
             scratch: Vec::new(),
             timers: Vec::new(),
+            json: HashMap::new(),
+        })
+    }
+
+    /// Registers value-like state `name` holding `V`s with the store (see
+    /// [`KeyedStore::register_value`]), remembering how to show its values as JSON.
+    pub fn register_value<V: Data>(
+        &mut self,
+        name: &str,
+        kind: StateKind,
+        ttl: Option<&StateTtlConfig>,
+    ) -> StateResult<StateId> {
+        let id = self.store.register_value::<V>(name, kind, ttl)?;
+        self.json.insert(name.to_string(), codec::to_json::<V>);
+        Ok(id)
+    }
+
+    /// The value of value-like state `state` for `key` as JSON (queryable state over HTTP);
+    /// `None` when this backend has no such state or no value.
+    pub fn query_json(&mut self, state: &str, kg: usize, key: &[u8]) -> StateResult<Option<serde_json::Value>> {
+        let Some(show) = self.json.get(state).copied() else { return Ok(None) };
+        let Some(bytes) = self.store.query(state, kg, key)? else { return Ok(None) };
+        show(&bytes).map(Some).map_err(|reason| StateError::Deserialize {
+            state: state.to_string(),
+            operator: self.ctx.operator.clone(),
+            reason,
         })
     }
 

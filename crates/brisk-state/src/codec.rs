@@ -17,6 +17,15 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Reads an encoded value as JSON, for people (queryable state over HTTP).
+pub fn to_json<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<serde_json::Value, String> {
+    let value: T = decode(bytes)?;
+    serde_json::to_value(&value).map_err(|e| format!("cannot show the value as JSON: {e}"))
+}
+
+/// Reads an encoded value to show it as JSON (a monomorphic [`to_json`]).
+pub type JsonOf = fn(&[u8]) -> Result<serde_json::Value, String>;
+
 /// Decodes a value that must use every byte (leftover bytes mean another type was written).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let (value, rest) = decode_prefix::<T>(bytes)?;

@@ -269,7 +269,7 @@ pub fn keyed_value_state<V: Data>(
     backend: &Registered<KeyedStateBackend>,
     desc: &ValueStateDescriptor<V>,
 ) -> StateResult<ValueState<V>> {
-    let id = backend.with(desc.name(), |b| b.store().register_value::<V>(desc.name(), StateKind::Value, desc.ttl()))?;
+    let id = backend.with(desc.name(), |b| b.register_value::<V>(desc.name(), StateKind::Value, desc.ttl()))?;
     Ok(ValueState(Arc::new(handle::<V>(backend, id, desc.name()))))
 }
 
@@ -296,8 +296,7 @@ pub fn keyed_reducing_state<V: Data>(
     backend: &Registered<KeyedStateBackend>,
     desc: &ReducingStateDescriptor<V>,
 ) -> StateResult<ReducingState<V>> {
-    let id =
-        backend.with(desc.name(), |b| b.store().register_value::<V>(desc.name(), StateKind::Reducing, desc.ttl()))?;
+    let id = backend.with(desc.name(), |b| b.register_value::<V>(desc.name(), StateKind::Reducing, desc.ttl()))?;
     Ok(ReducingState(Arc::new(handle::<V>(backend, id, desc.name())), desc.reduce_function().clone()))
 }
 
@@ -306,7 +305,6 @@ pub fn keyed_aggregating_state<IN, ACC: Data, OUT>(
     backend: &Registered<KeyedStateBackend>,
     desc: &AggregatingStateDescriptor<IN, ACC, OUT>,
 ) -> StateResult<AggregatingState<IN, ACC, OUT>> {
-    let id = backend
-        .with(desc.name(), |b| b.store().register_value::<ACC>(desc.name(), StateKind::Aggregating, desc.ttl()))?;
+    let id = backend.with(desc.name(), |b| b.register_value::<ACC>(desc.name(), StateKind::Aggregating, desc.ttl()))?;
     Ok(AggregatingState(Arc::new(handle::<ACC>(backend, id, desc.name())), desc.aggregate_function().clone()))
 }

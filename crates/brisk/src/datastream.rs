@@ -21,7 +21,7 @@ use brisk_runtime::JobError;
 use brisk_runtime::graph::stream_graph::{
     ChainingStrategy, OneInputFactory, StreamEdge, StreamNode, TwoInputFactory, one_input_factory, type_ops,
 };
-use brisk_runtime::network::partitioner::{CustomPartitionFn, KeyHashFn, PartitionKind, PartitionerSpec};
+use brisk_runtime::network::partitioner::{CustomPartitionFn, KeyHashFn, KeyParser, PartitionKind, PartitionerSpec};
 use brisk_runtime::source::watermark::WatermarkStrategy;
 use std::marker::PhantomData;
 use std::path::PathBuf;
@@ -173,7 +173,14 @@ impl<T: Data> DataStream<T> {
     fn keyed<K: Key>(&self, selector: KeySelector<T, K>) -> KeyedStream<T, K> {
         let hashing = selector.clone();
         let hash: KeyHashFn<T> = Arc::new(move |v: &T| hashing.with_key(v, key_hash));
-        KeyedStream::new(self.repartition(PartitionerSpec::hash(hash)), selector)
+        let parser: KeyParser = Arc::new(|text: &str| {
+            // JSON (`42`, `"a"`, `[1,"b"]`), or a bare string for string keys.
+            let key: K = serde_json::from_str(text)
+                .or_else(|_| serde_json::from_value(serde_json::Value::String(text.to_string())))
+                .map_err(|e| format!("'{text}' is not a key of type {}: {e}", std::any::type_name::<K>()))?;
+            Ok((key_hash(&key), brisk_state::codec::encode(&key)?))
+        });
+        KeyedStream::new(self.repartition(PartitionerSpec::hash(hash).with_key_parser(parser)), selector)
     }
 
     fn repartition(&self, spec: PartitionerSpec) -> DataStream<T> {

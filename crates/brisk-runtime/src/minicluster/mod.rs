@@ -18,9 +18,10 @@ use crate::jobmaster::job::{Deployable, JobOptions, new_job_id};
 use crate::jobmaster::master::{JobControl, RestHandler, deploy_attempt, open_checkpoint_storage, run_master};
 use crate::jobmaster::result::{JobException, JobExecutionResult};
 use crate::metrics::task_io::SubtaskMetrics;
+use crate::network::partitioner::{KeyParser, PartitionKind};
 use crate::taskexecutor::mailbox::Mail;
 use brisk_core::job_graph::JobGraphDescription;
-use brisk_core::key_group::{assign_to_key_group, operator_index_for_key_group};
+use brisk_core::key_group::{key_group_for_hash, key_hash, operator_index_for_key_group};
 use brisk_core::{Data, Key};
 use brisk_rpc::JobState;
 use local_deployer::LocalDeployer;
@@ -46,6 +47,8 @@ struct StreamGraphSummary {
     description: JobGraphDescription,
     /// Its checkpointing settings.
     checkpoint: CheckpointConfig,
+    /// How each vertex reads its key from text, if it is keyed.
+    key_parsers: Vec<Option<KeyParser>>,
 }
 
 /// A handle on a running job that can be shared with other threads (a signal handler, the
@@ -148,24 +151,65 @@ impl JobController {
     pub fn query_state<K: Key, V: Data>(&self, state: &str, key: &K) -> Result<Option<V>, JobError> {
         let encoded = brisk_state::codec::encode(key)
             .map_err(|e| JobError::InvalidJob(format!("cannot encode key {key:?}: {e}")))?;
+        let hash = key_hash(key);
+        let asked = (0..self.graph.vertices.len()).map(|vertex| (vertex, hash, encoded.clone()));
+        let query_failed =
+            |reason: String| JobError::InvalidJob(format!("query of state '{state}' for key {key:?} failed: {reason}"));
+        match self.ask(state, asked, false).map_err(query_failed)? {
+            Some(bytes) => brisk_state::codec::decode::<V>(&bytes)
+                .map(Some)
+                .map_err(|e| query_failed(format!("value does not decode: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// [`query_state`](Self::query_state) for people: the key as text (JSON, or a bare string),
+    /// read by each keyed vertex as its key type; the value as JSON.
+    pub fn query_state_json(&self, state: &str, key: &str) -> Result<Option<serde_json::Value>, JobError> {
+        let mut unreadable = Vec::new();
+        let mut asked = Vec::new();
+        for (vertex, parser) in self.graph.key_parsers.iter().enumerate() {
+            match parser.as_ref().map(|read| read(key)) {
+                Some(Ok((hash, encoded))) => asked.push((vertex, hash, encoded)),
+                Some(Err(e)) => unreadable.push(e),
+                None => {}
+            }
+        }
+        if asked.is_empty() {
+            let why =
+                if unreadable.is_empty() { "the job has no keyed operator".to_string() } else { unreadable.join("; ") };
+            return Err(JobError::InvalidJob(format!("cannot look up key '{key}': {why}")));
+        }
+        let query_failed =
+            |reason: String| JobError::InvalidJob(format!("query of state '{state}' for key '{key}' failed: {reason}"));
+        match self.ask(state, asked, true).map_err(query_failed)? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| query_failed(format!("the answer is no JSON: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// Asks the subtask owning each (vertex, key hash, encoded key) for state `state` until one
+    /// has a value.
+    fn ask(
+        &self,
+        state: &str,
+        keys: impl IntoIterator<Item = (usize, u64, Vec<u8>)>,
+        json: bool,
+    ) -> Result<Option<Vec<u8>>, String> {
         let mailboxes = lock(&self.control.mailboxes).clone();
-        for (vertex, (parallelism, max_parallelism)) in self.graph.vertices.iter().enumerate() {
-            let key_group = assign_to_key_group(key, *max_parallelism);
-            let subtask = operator_index_for_key_group(*max_parallelism, *parallelism, key_group);
+        for (vertex, hash, key) in keys {
+            let Some((parallelism, max_parallelism)) = self.graph.vertices.get(vertex).copied() else { continue };
+            let key_group = key_group_for_hash(hash, max_parallelism);
+            let subtask = operator_index_for_key_group(max_parallelism, parallelism, key_group);
             let Some(mailbox) = mailboxes.get(vertex).and_then(|m| m.get(subtask)) else { continue };
             let (reply, answer) = std::sync::mpsc::channel();
-            mailbox.send(Mail::QueryState { state: state.to_string(), key_group, key: encoded.clone(), reply });
-            let query_failed = |reason: String| {
-                JobError::InvalidJob(format!("query of state '{state}' for key {key:?} failed: {reason}"))
-            };
+            mailbox.send(Mail::QueryState { state: state.to_string(), key_group, key, json, reply });
             match answer.recv_timeout(Duration::from_secs(30)) {
-                Ok(Ok(Some(bytes))) => {
-                    return brisk_state::codec::decode::<V>(&bytes)
-                        .map(Some)
-                        .map_err(|e| query_failed(format!("value does not decode: {e}")));
-                }
+                Ok(Ok(Some(bytes))) => return Ok(Some(bytes)),
                 Ok(Ok(None)) => {}
-                Ok(Err(reason)) => return Err(query_failed(reason)),
+                Ok(Err(reason)) => return Err(reason),
                 // The task has ended (or is busy past the timeout): it cannot answer.
                 Err(_) => {}
             }
@@ -268,6 +312,12 @@ pub(crate) fn submit_with(
         vertices: job.vertices.iter().map(|v| (v.parallelism, v.max_parallelism)).collect(),
         description: job.description.clone(),
         checkpoint: options.checkpoint.clone(),
+        key_parsers: (0..job.vertices.len())
+            .map(|vertex| {
+                let keyed = job.edges.iter().find(|e| e.target == vertex && e.kind == PartitionKind::Hash)?;
+                job.partitioners.get(keyed.stream_edge)?.key_parser().cloned()
+            })
+            .collect(),
     };
     let plan = ExecutionPlan::build(&job, options.task_slots)?;
     debug!(fingerprint = %plan.fingerprint, slots = plan.slots, regions = plan.regions, channels = plan.channels.len(), "planned the job");

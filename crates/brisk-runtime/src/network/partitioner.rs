@@ -62,7 +62,13 @@ pub struct PartitionerSpec {
     /// The strategy.
     pub kind: PartitionKind,
     function: Option<Arc<dyn Any + Send + Sync>>,
+    /// For partitioning by key: reads a key from text (queryable state over HTTP).
+    key_parser: Option<KeyParser>,
 }
+
+/// Reads a key of a keyed stream from text (JSON, or a bare string): its hash (which picks its
+/// key group) and its encoding (as the keyed state stores it).
+pub type KeyParser = Arc<dyn Fn(&str) -> Result<(u64, Vec<u8>), String> + Send + Sync>;
 
 impl fmt::Debug for PartitionerSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -73,17 +79,27 @@ impl fmt::Debug for PartitionerSpec {
 impl PartitionerSpec {
     /// A strategy that needs no function.
     pub fn of(kind: PartitionKind) -> Self {
-        PartitionerSpec { kind, function: None }
+        PartitionerSpec { kind, function: None, key_parser: None }
     }
 
     /// Partitioning by key.
     pub fn hash<T: 'static>(key_hash: KeyHashFn<T>) -> Self {
-        PartitionerSpec { kind: PartitionKind::Hash, function: Some(Arc::new(key_hash)) }
+        PartitionerSpec { kind: PartitionKind::Hash, function: Some(Arc::new(key_hash)), key_parser: None }
+    }
+
+    /// This partitioning, whose keys `parser` reads from text.
+    pub fn with_key_parser(self, parser: KeyParser) -> Self {
+        PartitionerSpec { key_parser: Some(parser), ..self }
+    }
+
+    /// How to read this partitioning's keys from text, if it partitions by key.
+    pub fn key_parser(&self) -> Option<&KeyParser> {
+        self.key_parser.as_ref()
     }
 
     /// Partitioning by a user function.
     pub fn custom<T: 'static>(partition: CustomPartitionFn<T>) -> Self {
-        PartitionerSpec { kind: PartitionKind::Custom, function: Some(Arc::new(partition)) }
+        PartitionerSpec { kind: PartitionKind::Custom, function: Some(Arc::new(partition)), key_parser: None }
     }
 
     /// The typed partitioner for a producer with `channels` outputs.

@@ -19,6 +19,8 @@ pub enum Mail {
         key_group: usize,
         /// The encoded key.
         key: Vec<u8>,
+        /// Whether to answer with the value as JSON rather than encoded.
+        json: bool,
         /// Where the answer goes: `Ok(None)` when this task has no such state or value.
         reply: Sender<Result<Option<Vec<u8>>, String>>,
     },

@@ -74,6 +74,8 @@ pub struct StateQuery {
     pub key_group: usize,
     /// The encoded key.
     pub key: Vec<u8>,
+    /// Whether the answer is the value as JSON (for people) rather than encoded.
+    pub json: bool,
 }
 
 /// The receiving end of a stream inside a task: a chained operator or a network writer.

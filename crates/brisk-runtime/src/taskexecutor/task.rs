@@ -757,8 +757,8 @@ fn wait_for_job_end(task: &mut dyn StreamTask, ctx: &TaskContext, mut checkpoint
 
 fn handle_mail(task: &mut dyn StreamTask, ctx: &TaskContext, mail: Mail, checkpoints: &mut Checkpoints) -> TaskResult {
     match mail {
-        Mail::QueryState { state, key_group, key, reply } => {
-            let answer = task.chain().query_state(&StateQuery { state, key_group, key }).unwrap_or(Ok(None));
+        Mail::QueryState { state, key_group, key, json, reply } => {
+            let answer = task.chain().query_state(&StateQuery { state, key_group, key, json }).unwrap_or(Ok(None));
             // The client may have given up waiting; that is no error of the task.
             let _ = reply.send(answer);
             Ok(())

@@ -84,7 +84,7 @@ impl<T: Data, K: Key, F> StreamOperator for KeyedReduceOperator<T, K, F> {
         let stores = FunctionStores::create(ctx, true)?;
         let id = match &stores.keyed {
             Some(backend) => backend
-                .with(REDUCE_STATE, |b| b.store().register_value::<T>(REDUCE_STATE, StateKind::Reducing, None))
+                .with(REDUCE_STATE, |b| b.register_value::<T>(REDUCE_STATE, StateKind::Reducing, None))
                 .map_err(state_error)?,
             None => return Err(TaskError::msg("keyed reduce without keyed state")),
         };
@@ -102,9 +102,12 @@ impl<T: Data, K: Key, F> StreamOperator for KeyedReduceOperator<T, K, F> {
     fn query_state(&mut self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
         match &self.running {
             Some(Running::Memory(values)) if query.state == REDUCE_STATE => {
+                let encode = |value: &T| match query.json {
+                    true => serde_json::to_vec(value).map_err(|e| format!("cannot show the value as JSON: {e}")),
+                    false => codec::encode(value),
+                };
                 let answer = codec::decode::<K>(&query.key)
-                    .and_then(|key| values.get(&key).and_then(Option::as_ref).map(codec::encode).transpose())
-                    .map_err(|e| e.to_string());
+                    .and_then(|key| values.get(&key).and_then(Option::as_ref).map(encode).transpose());
                 Some(answer)
             }
             _ => self.stores.as_ref()?.query(query),

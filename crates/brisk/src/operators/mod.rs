@@ -141,7 +141,12 @@ impl FunctionStores {
     /// Answers a state query from the keyed backend.
     pub fn query(&self, query: &StateQuery) -> Option<Result<Option<Vec<u8>>, String>> {
         let backend = self.keyed.as_ref()?;
-        match backend.with(&query.state, |b| b.store().query(&query.state, query.key_group, &query.key)) {
+        let (state, kg, key) = (&query.state, query.key_group, &query.key);
+        let answer = backend.with(state, |b| match query.json {
+            true => b.query_json(state, kg, key).map(|value| value.map(|v| v.to_string().into_bytes())),
+            false => b.store().query(state, kg, key),
+        });
+        match answer {
             Ok(None) => None,
             Ok(Some(value)) => Some(Ok(Some(value))),
             Err(e) => Some(Err(e.to_string())),

@@ -84,7 +84,7 @@ pub(crate) trait WindowContents<T, K, W, O>: Send {
 }
 
 fn register_value<V: Data>(backend: &Registered<KeyedStateBackend>, kind: StateKind) -> TaskResult<StateId> {
-    backend.with(CONTENTS, |b| b.store().register_value::<V>(CONTENTS, kind, None)).map_err(state_error)
+    backend.with(CONTENTS, |b| b.register_value::<V>(CONTENTS, kind, None)).map_err(state_error)
 }
 
 fn id(id: Option<StateId>) -> TaskResult<StateId> {

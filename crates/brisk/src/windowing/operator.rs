@@ -431,9 +431,7 @@ where
             self.spec.contents.register(backend)?;
             if self.spec.assigner.is_merging() {
                 let id = backend
-                    .with(MERGING_SET, |b| {
-                        b.store().register_value::<MergingWindowSet<W>>(MERGING_SET, StateKind::Value, None)
-                    })
+                    .with(MERGING_SET, |b| b.register_value::<MergingWindowSet<W>>(MERGING_SET, StateKind::Value, None))
                     .map_err(state_error)?;
                 self.merging_set = Some(id);
             }

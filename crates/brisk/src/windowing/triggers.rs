@@ -95,7 +95,7 @@ impl TriggerContext<'_> {
     ) -> Result<R, StateError> {
         let state = format!("trigger:{name}");
         self.backend.with(&state, |b| {
-            let id = b.store().register_value::<V>(&state, StateKind::Value, None)?;
+            let id = b.register_value::<V>(&state, StateKind::Value, None)?;
             b.with_namespace_bytes(&state, namespace, |store, kg, key| f(store, id, kg, key))
         })
     }
