@@ -847,3 +847,33 @@ fn the_jobmanager_serves_flinks_rest_api_and_forwards_job_requests_to_the_jobs_c
     assert!(sneaky.0 == 400 || sneaky.0 == 404, "{}", sneaky.1);
     assert_eq!(common::http(&rest, "DELETE", &format!("/jars/{jar_id}"), &[], b"").0, 200);
 }
+
+#[test]
+fn the_jobmanagers_rest_api_refuses_uploads_without_the_token_or_over_the_limit() {
+    let port = free_port();
+    let _jobmanager = jobmanager_with(port, &["rest.server.max-content-length=4096", "rest.security.token=t0ken"]);
+    let rest = status(port)["jobmanager"]["rest-address"].as_str().expect("a REST address").to_string();
+    let small = std::env::temp_dir().join(format!("brisk-small-artifact-{}", std::process::id()));
+    std::fs::write(&small, b"#!/bin/sh\n").unwrap();
+    let (content_type, form) = jar_form(&small);
+    let bearer = [("Content-Type", content_type.as_str()), ("Authorization", "Bearer t0ken")];
+    let (status, body) = common::http(&rest, "POST", "/jars/upload", &bearer, &form);
+    assert_eq!(status, 200, "{body}");
+    // No token, or a wrong one: refused before the body is read.
+    let anonymous = [("Content-Type", content_type.as_str())];
+    let (status, body) = common::http(&rest, "POST", "/jars/upload", &anonymous, &form);
+    assert_eq!(status, 401, "{body}");
+    let wrong = [("Content-Type", content_type.as_str()), ("Authorization", "Bearer guess")];
+    assert_eq!(common::http(&rest, "POST", "/jars/upload", &wrong, &form).0, 401);
+    // Over rest.server.max-content-length.
+    std::fs::write(&small, vec![b'x'; 8192]).unwrap();
+    let (content_type, big) = jar_form(&small);
+    let bearer = [("Content-Type", content_type.as_str()), ("Authorization", "Bearer t0ken")];
+    let (status, body) = common::http(&rest, "POST", "/jars/upload", &bearer, &big);
+    assert_eq!(status, 413, "{body}");
+    // Garbage instead of a form, and reading needs no token.
+    let garbage = common::http(&rest, "POST", "/jars/upload", &[("Authorization", "Bearer t0ken")], b"\x00\x01garbage");
+    assert_eq!(garbage.0, 400, "{}", garbage.1);
+    assert_eq!(common::http(&rest, "GET", "/overview", &[], b"").0, 200);
+    let _ = std::fs::remove_file(&small);
+}

@@ -6,7 +6,7 @@
 use crate::config::ClusterConfig;
 use crate::dispatcher::{Dispatcher, WorkerTemplate};
 use crate::{ClusterError, lock, taskmanager::process_id};
-use brisk_rest::{CancelError, ClusterView, start_cluster_server};
+use brisk_rest::{CancelError, ClusterView, RestShutdown, start_cluster_server};
 use brisk_rpc::{
     ClusterOverview, Hello, JobInfo, JobSubmission, RegistrationAck, Request, Response, RestAnswer, RestCall, Role,
     RpcConnection, TaskManagerInfo, TaskManagerRegistration, WorkerLaunch,
@@ -70,6 +70,8 @@ struct State {
     shutting_down: AtomicBool,
     /// Where its REST API listens, once it does.
     rest_address: OnceLock<SocketAddr>,
+    /// Stops the REST API with the JobManager.
+    rest_server: Mutex<Option<RestShutdown>>,
 }
 
 impl State {
@@ -584,14 +586,17 @@ impl JobManager {
             dispatcher,
             shutting_down: AtomicBool::new(false),
             rest_address: OnceLock::new(),
+            rest_server: Mutex::new(None),
         });
         if let Some(port) = state.config.rest_port {
             let config = &state.config;
             let view: Arc<dyn ClusterView> = Arc::new(RestView(state.clone()));
             let jars = state.dispatcher.jars_dir();
-            let address = start_cluster_server(&config.rest_bind_address, port, config.rest.clone(), jars, view)
-                .map_err(ClusterError::Config)?;
+            let (address, serving) =
+                start_cluster_server(&config.rest_bind_address, port, config.rest.clone(), jars, view)
+                    .map_err(ClusterError::Config)?;
             let _ = state.rest_address.set(address);
+            *lock(&state.rest_server) = Some(serving);
         }
         for job in recovered {
             state.supervise(job.job_id, CoordinatorProcess::Adopted(job.pid));
@@ -646,6 +651,9 @@ impl JobManager {
         }
         for t in self.state.taskmanagers().drain(..) {
             t.connection.close();
+        }
+        if let Some(rest) = lock(&self.state.rest_server).take() {
+            rest.stop();
         }
     }
 }

@@ -153,3 +153,15 @@ fn a_taskmanager_must_offer_slots_and_clients_cannot_register() {
     assert!(refused.is_err_and(|e| e.to_string().contains("at least one slot")));
     assert!(jm.overview().taskmanagers.is_empty());
 }
+
+#[test]
+fn the_rest_api_stops_with_its_jobmanager() {
+    let mut jm = JobManager::start(config(0, &[])).unwrap();
+    let rest = jm.rest_address().expect("a REST address");
+    assert!(std::net::TcpStream::connect(rest).is_ok());
+    jm.shutdown();
+    wait_for("the REST port to close", Duration::from_secs(10), || std::net::TcpStream::connect(rest).is_err());
+    let off = JobManager::start(config(0, &[("rest.port", "-1")])).unwrap();
+    assert_eq!(off.rest_address(), None, "rest.port: -1 serves no REST API");
+    assert_eq!(off.overview().rest_address, None);
+}

@@ -8,9 +8,10 @@ use crate::api::{
 };
 use crate::forward::error_answer;
 use crate::prometheus::{CONTENT_TYPE, Exposition};
-use crate::server::{ApiError, RestSettings, secured, serve};
+use crate::server::{ApiError, RestSettings, RestShutdown, secured, serve};
 use crate::triggers::{Triggers, new_id};
 use axum::body::Bytes;
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
@@ -91,14 +92,15 @@ struct ClusterState {
 
 type Shared = State<Arc<ClusterState>>;
 
-/// Starts the JobManager's REST server on `host:port`, keeping uploads in `jars`.
+/// Starts the JobManager's REST server on `host:port`, keeping uploads in `jars`; returns
+/// where it listens and how to stop it.
 pub fn start_cluster_server(
     host: &str,
     port: u16,
     settings: RestSettings,
     jars: PathBuf,
     cluster: Arc<dyn ClusterView>,
-) -> Result<SocketAddr, String> {
+) -> Result<(SocketAddr, RestShutdown), String> {
     std::fs::create_dir_all(&jars)
         .map_err(|e| format!("cannot create the upload directory '{}': {e}", jars.display()))?;
     let state = Arc::new(ClusterState { cluster, settings: settings.clone(), jars, triggers: Triggers::default() });
@@ -337,7 +339,8 @@ async fn list_jars(State(state): Shared) -> Json<Value> {
 }
 
 /// `POST /jars/upload`: a multipart form with the artifact in field `jarfile`, as Flink's.
-async fn upload(State(state): Shared, mut form: Multipart) -> Result<Json<Value>, ApiError> {
+async fn upload(State(state): Shared, form: Result<Multipart, MultipartRejection>) -> Result<Json<Value>, ApiError> {
+    let mut form = form.map_err(|e| ApiError::bad_request(format!("invalid upload: {}", e.body_text())))?;
     let invalid = |e: &dyn std::fmt::Display| ApiError::bad_request(format!("invalid upload: {e}"));
     while let Some(field) = form.next_field().await.map_err(|e| upload_error(&e))? {
         if field.name() != Some("jarfile") {

@@ -28,4 +28,4 @@ mod triggers;
 pub use cluster::{CancelError, ClusterView, start_cluster_server};
 pub use forward::job_handler;
 pub use local::{LOCAL_REST_ADDRESS, serve_local_job};
-pub use server::{BIND_ADDRESS_KEY, PORT_KEY, RestServer, RestSettings, TOKEN_KEY};
+pub use server::{BIND_ADDRESS_KEY, PORT_KEY, RestServer, RestSettings, RestShutdown, TOKEN_KEY};

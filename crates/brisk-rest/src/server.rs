@@ -140,6 +140,18 @@ impl IntoResponse for ApiError {
 pub struct RestServer {
     state: Arc<ServerState>,
     address: SocketAddr,
+    _serving: RestShutdown,
+}
+
+/// Stops a REST server when stopped or dropped: it stops accepting, lets the requests under
+/// way finish, and releases its port and state.
+pub struct RestShutdown(std::sync::mpsc::Sender<()>);
+
+impl RestShutdown {
+    /// Stops the server.
+    pub fn stop(self) {
+        let _ = self.0.send(());
+    }
 }
 
 /// The largest body of a request other than an artifact upload.
@@ -200,8 +212,8 @@ impl RestServer {
     pub fn start(host: &str, port: u16, settings: RestSettings) -> Result<RestServer, String> {
         let state = ServerState::new(settings);
         let router = secured(api::router(state.clone()), &state.settings);
-        let address = serve(host, port, &state.settings, router)?;
-        Ok(RestServer { state, address })
+        let (address, serving) = serve(host, port, &state.settings, router)?;
+        Ok(RestServer { state, address, _serving: serving })
     }
 
     /// The address it listens on.
@@ -222,7 +234,12 @@ fn is_loopback(host: &str) -> bool {
 
 /// Binds `host:port` and serves `router` on a thread of its own; returns the bound address.
 /// A server reachable from other hosts must have a token: uploading an artifact runs code.
-pub(crate) fn serve(host: &str, port: u16, settings: &RestSettings, router: Router) -> Result<SocketAddr, String> {
+pub(crate) fn serve(
+    host: &str,
+    port: u16,
+    settings: &RestSettings,
+    router: Router,
+) -> Result<(SocketAddr, RestShutdown), String> {
     if !is_loopback(host) && settings.token.is_none() {
         return Err(format!(
             "the REST API binds to {host} (rest.bind-address), reachable from other hosts: set {TOKEN_KEY} \
@@ -233,6 +250,7 @@ pub(crate) fn serve(host: &str, port: u16, settings: &RestSettings, router: Rout
         .map_err(|e| format!("cannot serve the REST API on {host}:{port} (rest.port, rest.bind-address): {e}"))?;
     let address = listener.local_addr().map_err(|e| format!("cannot serve the REST API: {e}"))?;
     listener.set_nonblocking(true).map_err(|e| format!("cannot serve the REST API on {address}: {e}"))?;
+    let (stopping, stop) = std::sync::mpsc::channel::<()>();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -245,12 +263,16 @@ pub(crate) fn serve(host: &str, port: u16, settings: &RestSettings, router: Rout
                     Ok(listener) => listener,
                     Err(e) => return warn!("the REST server cannot listen: {e}"),
                 };
-                if let Err(e) = axum::serve(listener, router).await {
+                // A blocking wait for the stop signal (or its sender's drop), off the runtime.
+                let stopped = async move {
+                    let _ = tokio::task::spawn_blocking(move || stop.recv()).await;
+                };
+                if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stopped).await {
                     warn!("the REST server stopped: {e}");
                 }
             })
         })
         .map_err(|e| format!("cannot start the REST server's thread: {e}"))?;
     info!(address = %address, "REST API at http://{address}/");
-    Ok(address)
+    Ok((address, RestShutdown(stopping)))
 }
