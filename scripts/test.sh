@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # RocksDB's Rust bindings are generated with bindgen, which needs libclang (and g++ to build
-# RocksDB itself); moto (below) is installed with pip.
+# RocksDB itself); the web UI is tested in headless Chromium; moto (below) is installed with pip.
 missing=()
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if ((${#missing[@]})); then

@@ -168,12 +168,34 @@ pub fn http(address: &str, method: &str, path: &str, headers: &[(&str, &str)], b
     stream.write_all(request.as_bytes()).expect("send the request");
     // A server refusing a large body may close before reading it all.
     let _ = stream.write_all(body);
+    // Read the head, then the body by its length (a server may keep the connection open).
     let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status =
-        response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status: {response}"));
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(at) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break response.len(),
+            Ok(n) => response.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&response[..head_end]).into_owned();
+    let length = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok()).flatten()
+    });
+    loop {
+        if length.is_some_and(|n| response.len() >= head_end + n) {
+            break;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status: {head}"));
+    let body = String::from_utf8_lossy(&response[head_end.min(response.len())..]).into_owned();
     (status, body)
 }
 

@@ -48,6 +48,7 @@ pub(crate) fn router(state: Arc<ServerState>) -> Router {
         .fallback(unknown)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .merge(crate::web::router())
 }
 
 pub(crate) async fn unknown(uri: Uri) -> ApiError {

@@ -126,7 +126,8 @@ pub fn start_cluster_server(
         .route("/openapi.json", get(crate::openapi::openapi))
         .fallback(unknown)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state);
+        .with_state(state)
+        .merge(crate::web::router());
     serve(host, port, &settings, secured(router, &settings))
 }
 

@@ -14,6 +14,7 @@
 //! - `cluster`: the JobManager's server (cluster endpoints, artifacts, forwarding).
 //! - `forward`: answering forwarded requests in a job's coordinator process.
 //! - `openapi`: `/openapi.json`.
+//! - `web`: the web UI (`web/`: HTML, CSS and plain JavaScript built into the binary).
 
 mod api;
 mod cluster;
@@ -24,6 +25,7 @@ mod prometheus;
 mod rates;
 mod server;
 mod triggers;
+mod web;
 
 pub use cluster::{CancelError, ClusterView, start_cluster_server};
 pub use forward::job_handler;

@@ -49,6 +49,7 @@ pub(crate) const OPERATIONS: &[Operation] = &[
     ("post", "/jars/{jarid}/run", "cluster", "Runs an uploaded artifact as a job; returns its jobid."),
     ("get", "/metrics", "metrics", "Metrics in the Prometheus text format."),
     ("get", "/openapi.json", "metrics", "This document."),
+    ("get", "/", "metrics", "The web UI."),
 ];
 
 /// The document.
