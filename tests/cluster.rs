@@ -750,6 +750,14 @@ fn the_jobmanager_serves_flinks_rest_api_and_forwards_job_requests_to_the_jobs_c
     let taskmanagers = get("/taskmanagers");
     let first = taskmanagers["taskmanagers"][0]["id"].as_str().expect("a TaskManager id").to_string();
     assert_eq!(get(&format!("/taskmanagers/{first}"))["slotsNumber"], 1);
+    // Heartbeats carry each TaskManager's memory: in use (its process and workers) and of its host.
+    wait_until("memory figures in the heartbeats", || {
+        get("/taskmanagers")["taskmanagers"].as_array().unwrap().iter().all(|t| {
+            let (used, host) =
+                (t["memoryUsed"].as_u64().unwrap_or(0), t["hardware"]["physicalMemory"].as_u64().unwrap_or(0));
+            used > 1 << 20 && host > used
+        })
+    });
     assert_eq!(common::http(&rest, "GET", "/taskmanagers/nope", &[], b"").0, 404);
     // Without a token, only requests naming a loopback host are served (DNS rebinding).
     let rebound = common::http(&rest, "GET", "/overview", &[("Host", "attacker.example:8081")], b"");

@@ -202,6 +202,10 @@ fn the_web_ui_draws_the_job_graph_and_its_savepoint_button_takes_a_savepoint() {
             .is_some_and(|t| t.contains("web ui") && t.contains("RUNNING"))
     });
     browser.screenshot("overview");
+    browser.call("Page.navigate", json!({ "url": format!("http://{address}/#/taskmanagers") }));
+    common::wait_until("the TaskManagers table", || {
+        browser.eval("document.querySelectorAll('#taskmanagers tbody tr').length").as_u64().is_some_and(|n| n >= 1)
+    });
 
     RELEASE.store(true, Ordering::Relaxed);
     client.wait().unwrap();

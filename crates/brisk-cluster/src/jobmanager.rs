@@ -34,6 +34,8 @@ struct Registered {
     /// Slots given to jobs, by job id.
     allocated: HashMap<String, usize>,
     last_heartbeat: Instant,
+    /// What its last heartbeat said of its memory: in use, and of its host.
+    memory: (u64, u64),
 }
 
 impl Registered {
@@ -91,6 +93,8 @@ impl State {
                 slots: t.registration.slots,
                 free_slots: t.free_slots(),
                 last_heartbeat_ms_ago: t.last_heartbeat.elapsed().as_millis() as u64,
+                memory_used: t.memory.0,
+                physical_memory: t.memory.1,
             })
             .collect();
         ClusterOverview {
@@ -122,6 +126,7 @@ impl State {
                 registration: registration.clone(),
                 connection: connection.clone(),
                 last_heartbeat: Instant::now(),
+                memory: previous.as_ref().map_or((0, 0), |p| p.memory),
             });
             previous
         };
@@ -162,13 +167,16 @@ impl State {
             }
             let wait = timeout.saturating_sub(last.elapsed()).max(Duration::from_millis(1));
             match connection.call(Request::Heartbeat { jobmanager_id: self.id.clone() }, wait) {
-                Ok(Response::Heartbeat(_)) => {
+                Ok(Response::Heartbeat(beat)) => {
                     last = Instant::now();
                     let mut taskmanagers = self.taskmanagers();
                     match taskmanagers.iter_mut().find(|t| t.registration.resource_id == resource_id) {
                         // Registered again on another connection: that one is watched now.
                         Some(t) if t.connection.peer() != connection.peer() => return,
-                        Some(t) => t.last_heartbeat = last,
+                        Some(t) => {
+                            t.last_heartbeat = last;
+                            t.memory = (beat.memory_used, beat.physical_memory);
+                        }
                         None => return,
                     }
                 }

@@ -105,6 +105,11 @@ impl Workers {
         lock(&self.running)
     }
 
+    /// The process ids of the workers started here.
+    fn pids(&self) -> Vec<u32> {
+        self.running().jobs.values().flatten().map(|w| w.process.id()).collect()
+    }
+
     /// Slots used by workers still running.
     fn used_slots(&self) -> usize {
         let mut running = self.running();
@@ -376,6 +381,8 @@ impl TaskManager {
                     resource_id: registration.resource_id.clone(),
                     slots: registration.slots,
                     free_slots: registration.slots.saturating_sub(workers.used_slots()),
+                    memory_used: workers.pids().into_iter().chain([process_id()]).map(resident_memory).sum(),
+                    physical_memory: physical_memory(),
                 })
             }
             Request::StartWorker(launch) => match workers.start(launch) {
@@ -401,6 +408,28 @@ impl TaskManager {
             }
         }
     }
+}
+
+/// The resident memory of process `pid` in bytes (0 when it cannot be read: it ended).
+fn resident_memory(pid: u32) -> u64 {
+    // `statm`: sizes in pages; the second is the resident set.
+    let pages = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .unwrap_or(0);
+    // SAFETY: sysconf only reads a system constant.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page_size).unwrap_or(4096)
+}
+
+/// The host's physical memory in bytes (0 when unknown).
+fn physical_memory() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    kib.unwrap_or(0) * 1024
 }
 
 /// Milliseconds on a monotonic clock private to this process.

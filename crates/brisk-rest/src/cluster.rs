@@ -156,6 +156,8 @@ fn taskmanager_json(t: &brisk_rpc::TaskManagerInfo) -> Value {
         "timeSinceLastHeartbeat": t.last_heartbeat_ms_ago,
         "slotsNumber": t.slots,
         "freeSlots": t.free_slots,
+        "memoryUsed": t.memory_used,
+        "hardware": { "physicalMemory": t.physical_memory },
     })
 }
 

@@ -49,7 +49,8 @@ function number(n) {
 }
 
 function bytes(n) {
-  return n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`;
+  return n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` :
+    n < 1073741824 ? `${(n / 1048576).toFixed(1)} MiB` : `${(n / 1073741824).toFixed(1)} GiB`;
 }
 
 function watermark(value) {
@@ -87,10 +88,13 @@ async function showOverview() {
 
 async function showTaskManagers() {
   const tms = await api("/taskmanagers");
+  const memory = t => t.memoryUsed === undefined ? "" :
+    `${bytes(t.memoryUsed)}${t.hardware && t.hardware.physicalMemory ? ` of ${bytes(t.hardware.physicalMemory)}` : ""}`;
   const rows = tms.taskmanagers.map(t => `<tr><td>${esc(t.id)}</td><td>${esc(t.path)}</td>
-      <td>${esc(t.slotsNumber)}</td><td>${esc(t.freeSlots)}</td><td>${esc(t.timeSinceLastHeartbeat)} ms</td></tr>`).join("");
+      <td>${esc(t.slotsNumber)}</td><td>${esc(t.freeSlots)}</td><td>${esc(memory(t))}</td>
+      <td>${esc(t.timeSinceLastHeartbeat)} ms</td></tr>`).join("");
   view.innerHTML = `<h1>TaskManagers</h1><table id="taskmanagers"><thead><tr><th>Id</th><th>Address</th><th>Slots</th>
-    <th>Free slots</th><th>Last heartbeat</th></tr></thead><tbody>${rows}</tbody></table>`;
+    <th>Free slots</th><th>Memory</th><th>Last heartbeat</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
 /** Places the plan's vertices in columns by their distance from the sources. */

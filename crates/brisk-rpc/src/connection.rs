@@ -366,9 +366,13 @@ mod tests {
             &addr.to_string(),
             Role::TaskManager,
             |_: &RpcConnection, request: Request| match request {
-                Request::Heartbeat { .. } => {
-                    Response::Heartbeat(TaskManagerHeartbeat { resource_id: "tm".into(), slots: 2, free_slots: 1 })
-                }
+                Request::Heartbeat { .. } => Response::Heartbeat(TaskManagerHeartbeat {
+                    resource_id: "tm".into(),
+                    slots: 2,
+                    free_slots: 1,
+                    memory_used: 0,
+                    physical_memory: 0,
+                }),
                 other => Response::Error(format!("unexpected {other:?}")),
             },
             Duration::from_secs(5),
@@ -381,7 +385,13 @@ mod tests {
         let heartbeat = server.call(Request::Heartbeat { jobmanager_id: "jm".into() }, Duration::from_secs(5)).unwrap();
         assert_eq!(
             heartbeat,
-            Response::Heartbeat(TaskManagerHeartbeat { resource_id: "tm".into(), slots: 2, free_slots: 1 })
+            Response::Heartbeat(TaskManagerHeartbeat {
+                resource_id: "tm".into(),
+                slots: 2,
+                free_slots: 1,
+                memory_used: 0,
+                physical_memory: 0,
+            })
         );
     }
 

@@ -91,6 +91,10 @@ pub struct TaskManagerHeartbeat {
     pub slots: usize,
     /// Slots not running any task.
     pub free_slots: usize,
+    /// Memory in use: the resident memory of the TaskManager and its workers, in bytes.
+    pub memory_used: u64,
+    /// Physical memory of its host, in bytes.
+    pub physical_memory: u64,
 }
 
 /// One registered TaskManager as the JobManager sees it (Flink's `/taskmanagers` entry).
@@ -110,6 +114,10 @@ pub struct TaskManagerInfo {
     pub free_slots: usize,
     /// Milliseconds since its last answered heartbeat (or its registration).
     pub last_heartbeat_ms_ago: u64,
+    /// Memory in use by it and its workers, in bytes, as of its last heartbeat (0 before).
+    pub memory_used: u64,
+    /// Physical memory of its host, in bytes (0 before its first heartbeat).
+    pub physical_memory: u64,
 }
 
 /// The state of the cluster (Flink's `/overview`).
