@@ -3,7 +3,8 @@
 
 use anyhow::{Context, bail};
 use brisk::prelude::*;
-use brisk::runtime::checkpoint::coordinator::{CheckpointStats, CheckpointStatus};
+use brisk::runtime::checkpoint::coordinator::CheckpointStatus;
+use brisk::runtime::checkpoint::stats::CheckpointStatsSnapshot;
 use brisk::runtime::checkpoint::storage::CheckpointStorage;
 use brisk::runtime::checkpoint::{SnapshotKind, SnapshotLocation};
 use brisk::runtime::failure::FailureInjector;
@@ -247,12 +248,13 @@ pub fn execute(
     Ok(result)
 }
 
-/// The checkpoint history as a table.
-pub fn checkpoint_history(checkpoints: &[CheckpointStats]) -> String {
+/// The checkpoint history as a table: the latest checkpoints (`web.checkpoints.history`),
+/// then the counts over all of them.
+pub fn checkpoint_history(stats: &CheckpointStatsSnapshot) -> String {
     let mut out = String::from(
         "checkpoint history:\n     id  kind        status       size  duration  alignment  sync      async\n",
     );
-    for c in checkpoints {
+    for c in stats.history() {
         let status = match &c.status {
             CheckpointStatus::Completed => "completed".to_string(),
             CheckpointStatus::Failed(reason) => format!("failed ({reason})"),
@@ -275,6 +277,9 @@ pub fn checkpoint_history(checkpoints: &[CheckpointStats]) -> String {
             out.push_str(&format!("         reason: {reason}\n"));
         }
     }
+    let shown = stats.history().len() as u64;
+    let hidden = if shown < stats.total() { format!(" (the latest {shown} shown)") } else { String::new() };
+    out.push_str(&format!("  {} completed, {} failed{hidden}\n", stats.completed, stats.failed));
     out
 }
 

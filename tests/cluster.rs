@@ -813,7 +813,7 @@ fn the_jobmanager_serves_flinks_rest_api_and_forwards_job_requests_to_the_jobs_c
     // Every reading operation of the OpenAPI document answers (the JobManager serves all).
     let document = get("/openapi.json");
     for (path, operations) in document["paths"].as_object().unwrap() {
-        // Queryable state reaches only tasks in the coordinator's process (none in a cluster).
+        // Queryable state needs a key of the job's: the word count below asks it.
         if operations.get("get").is_some() && !path.contains("/state/") {
             let path = path
                 .replace("{jobid}", &job_id)
@@ -828,8 +828,17 @@ fn the_jobmanager_serves_flinks_rest_api_and_forwards_job_requests_to_the_jobs_c
     let (status, body) = common::http(&rest, "PATCH", &format!("/jobs/{job_id}?mode=cancel"), &[], b"");
     assert_eq!(status, 202, "{body}");
     wait_until("the job to be cancelled", || cluster.state(&job_id).as_deref() == Some("CANCELED"));
-    assert_eq!(get(&format!("/jobs/{job_id}"))["state"], "CANCELED", "what the JobManager knows of an ended job");
-    assert_eq!(common::http(&rest, "GET", &format!("/jobs/{job_id}/checkpoints"), &[], b"").0, 404);
+    // An ended job's answers as its coordinator left them when the job ended.
+    let ended = get(&format!("/jobs/{job_id}"));
+    assert_eq!(ended["state"], "CANCELED", "{ended}");
+    assert_eq!(ended["vertices"].as_array().map(Vec::len), Some(vertices.len()), "{ended}");
+    let kept = get(&format!("/jobs/{job_id}/checkpoints"));
+    assert!(kept["counts"]["completed"].as_u64() > Some(0), "{kept}");
+    assert_eq!(kept["latest"]["savepoint"]["external_path"], location, "{kept}");
+    let ended_vertex = get(&format!("/jobs/{job_id}/vertices/{}", window.as_str().unwrap()));
+    assert_eq!(ended_vertex["subtasks"].as_array().unwrap().len(), 2);
+    let not_kept = common::http(&rest, "GET", &format!("/jobs/{job_id}/state/reduce?key=x"), &[], b"");
+    assert_eq!(not_kept.0, 404, "{}", not_kept.1);
     assert_eq!(common::http(&rest, "GET", "/jobs/0123456789abcdef0123456789abcdef", &[], b"").0, 404);
 
     // An artifact uploaded and run over REST, as Flink's clients do with jars.
@@ -841,16 +850,37 @@ fn the_jobmanager_serves_flinks_rest_api_and_forwards_job_requests_to_the_jobs_c
     let jar_id = uploaded["filename"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
     assert!(get("/jars")["files"].as_array().unwrap().iter().any(|f| f["id"] == jar_id.as_str()));
     let out = cluster.dir.join("rest-word-count");
-    let run = serde_json::json!({ "programArgsList": ["--output", out.to_str().unwrap()], "parallelism": 2 });
+    // Throttled, so that its state can be queried while it runs.
+    let run = serde_json::json!({
+        "programArgsList": ["--output", out.to_str().unwrap(), "--source-rate", "5"],
+        "parallelism": 2,
+    });
     let (status, body) =
         common::http(&rest, "POST", &format!("/jars/{jar_id}/run"), &headers, run.to_string().as_bytes());
     assert_eq!(status, 200, "{body}");
     let run_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["jobid"].as_str().unwrap().to_string();
+    // Queryable state of tasks in worker processes, through the JobManager and the coordinator.
+    let query = format!("/jobs/{run_id}/state/reduce?key=the");
+    let mut counted = serde_json::Value::Null;
+    wait_until("the running count of 'the'", || {
+        let (status, body) = common::http(&rest, "GET", &query, &[], b"");
+        counted = serde_json::from_str(&body).unwrap_or_default();
+        status == 200
+    });
+    assert_eq!(counted["value"][0], "the", "{counted}");
+    let running_count = counted["value"][1].as_u64().unwrap_or_else(|| panic!("{counted}"));
     wait_until("the uploaded job to finish", || cluster.state(&run_id).as_deref() == Some("FINISHED"));
     let local = cluster.dir.join("local");
     let ran = example("word_count").args(["--parallelism", "2", "--output", local.to_str().unwrap()]).output().unwrap();
     assert!(ran.status.success(), "{}", stderr(&ran));
     assert!(read_sorted_lines(&out) == read_sorted_lines(&local), "the uploaded job's output differs");
+    // The output has every running count: the final one is the largest.
+    let final_count: u64 = read_sorted_lines(&local)
+        .iter()
+        .filter_map(|line| line.strip_prefix("the,").and_then(|n| n.parse().ok()))
+        .max()
+        .expect("a count of 'the'");
+    assert!((1..=final_count).contains(&running_count), "{running_count} of {final_count}");
     let bad = common::http(&rest, "POST", "/jars/nope_x/run", &headers, b"{}");
     assert_eq!(bad.0, 404, "{}", bad.1);
     let sneaky = common::http(&rest, "POST", "/jars/..%2Fjobs/run", &headers, b"{}");

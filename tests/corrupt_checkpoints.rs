@@ -22,7 +22,6 @@
 mod common;
 
 use brisk::prelude::*;
-use brisk::runtime::checkpoint::coordinator::CheckpointStatus;
 use brisk::runtime::checkpoint::storage::{CheckpointStorage, CompletedCheckpoint, METADATA_FILE, SHARED_DIR};
 use brisk::runtime::checkpoint::{CheckpointConfig, ExternalizedCheckpointRetention};
 use brisk::runtime::jobmaster::restart::RestartStrategy;
@@ -196,9 +195,7 @@ fn run_until_stopped(name: &str, rocksdb: bool) -> Snapshots {
     backend(&env, rocksdb);
     let _ = declare_job(&env, true);
     let client = env.execute_async(name).expect("start the job");
-    common::wait_until("three completed checkpoints", || {
-        client.checkpoint_history().iter().filter(|c| c.status == CheckpointStatus::Completed).count() >= 3
-    });
+    common::wait_until("three completed checkpoints", || client.checkpoint_stats().completed >= 3);
     let savepoint = client.stop_with_savepoint(dir.join("savepoints"), false).expect("stop with a savepoint");
     client.wait().expect("the job stops");
     Snapshots { checkpoints: dir.join("checkpoints"), savepoint: savepoint.local_dir() }

@@ -6,8 +6,6 @@ mod common;
 
 use brisk::prelude::*;
 use brisk::runtime::JobError;
-use brisk::runtime::checkpoint::SnapshotKind;
-use brisk::runtime::checkpoint::coordinator::CheckpointStatus;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -39,6 +37,7 @@ fn start_job(name: &str, release: &'static AtomicBool) -> JobClient {
     config.set("execution.checkpointing.savepoint-dir", root().join("savepoints").display());
     config.set("rest.security.token", TOKEN);
     config.set("rest.server.max-content-length", 1 << 20);
+    config.set("web.checkpoints.history", HISTORY);
     let env = StreamExecutionEnvironment::from_configuration(&config).unwrap();
     env.from_sequence(1, RECORDS)
         .map(|x: i64| {
@@ -52,6 +51,9 @@ fn start_job(name: &str, release: &'static AtomicBool) -> JobClient {
         .add_sink(DiscardingSink);
     env.execute_async(name).unwrap()
 }
+
+/// Checkpoints whose details the jobs keep.
+const HISTORY: usize = 3;
 
 /// The token mutating requests carry.
 const TOKEN: &str = "s3cret";
@@ -112,11 +114,16 @@ fn a_local_job_serves_flinks_rest_api_with_figures_that_match_its_result() {
     assert_eq!((entry["name"].as_str(), entry["state"].as_str()), (Some("served"), Some("RUNNING")));
     assert_eq!(entry["end-time"], -1);
 
+    // Each subtask reports its own state: deploying until its operators opened.
+    common::wait_until("every subtask running", || {
+        get(&format!("/jobs/{id}"))["status-counts"]["RUNNING"].as_u64() == Some(2)
+    });
     let details = get(&format!("/jobs/{id}"));
     let vertices = details["vertices"].as_array().unwrap().clone();
     let names: Vec<&str> = vertices.iter().map(|v| v["name"].as_str().unwrap()).collect();
     assert_eq!(names, client.job_graph().vertices.iter().map(|v| v.name.as_str()).collect::<Vec<_>>());
     assert!(vertices.iter().all(|v| v["parallelism"] == 2 && v["status"] == "RUNNING"), "{vertices:?}");
+    assert!(vertices.iter().all(|v| v["tasks"]["RUNNING"] == 2 && v["tasks"]["DEPLOYING"] == 0), "{vertices:?}");
     let keyed = vertices[1]["id"].as_str().unwrap().to_string();
     let plan = get(&format!("/jobs/{id}/plan"));
     let nodes = plan["plan"]["nodes"].as_array().unwrap();
@@ -187,6 +194,9 @@ fn a_local_job_serves_flinks_rest_api_with_figures_that_match_its_result() {
     }
     assert_eq!(checked, 18, "the reading operations of a local job's server");
 
+    common::wait_until("more checkpoints than the history keeps", || {
+        client.controller().checkpoint_stats().total() > HISTORY as u64
+    });
     RELEASE.store(true, Ordering::Relaxed);
     while !client.is_finished() {
         std::thread::sleep(Duration::from_millis(10));
@@ -206,17 +216,24 @@ fn a_local_job_serves_flinks_rest_api_with_figures_that_match_its_result() {
         .collect();
     assert_eq!(read, vec![RECORDS as u64; 2], "each vertex read every number once");
     assert_eq!(details["vertices"][1]["metrics"]["read-records-complete"], true);
-    let completed = result.checkpoints.iter().filter(|c| c.status == CheckpointStatus::Completed).count();
+    assert_eq!(details["status-counts"]["FINISHED"], 2, "{details}");
+    let subtasks = get(&format!("/jobs/{id}/vertices/{keyed}"))["subtasks"].clone();
+    assert!(subtasks.as_array().unwrap().iter().all(|s| s["status"] == "FINISHED"), "{subtasks}");
+    // Counts cover every checkpoint; the history holds the latest, newest first.
+    let stats = &result.checkpoints;
+    assert!(stats.total() > HISTORY as u64);
     let checkpoints = get(&format!("/jobs/{id}/checkpoints"));
-    assert_eq!(checkpoints["counts"]["completed"].as_u64(), Some(completed as u64), "{checkpoints}");
-    assert_eq!(checkpoints["counts"]["total"].as_u64(), Some(result.checkpoints.len() as u64));
-    assert_eq!(checkpoints["history"].as_array().unwrap().len(), result.checkpoints.len());
-    assert_eq!(controller.checkpoint_history().len(), result.checkpoints.len());
+    assert_eq!(checkpoints["counts"]["completed"].as_u64(), Some(stats.completed), "{checkpoints}");
+    assert_eq!(checkpoints["counts"]["failed"].as_u64(), Some(stats.failed), "{checkpoints}");
+    assert_eq!(checkpoints["counts"]["total"].as_u64(), Some(stats.total()));
+    let ids: Vec<u64> = checkpoints["history"].as_array().unwrap().iter().map(|c| c["id"].as_u64().unwrap()).collect();
+    let newest: Vec<u64> = stats.history().rev().map(|c| c.id).collect();
+    assert_eq!((ids.len(), &ids), (HISTORY, &newest));
+    assert_eq!(controller.checkpoint_stats().total(), stats.total());
     let in_records = prometheus_sum("brisk_taskmanager_job_task_numRecordsIn", &id, Some(("task_id", &keyed)));
     assert_eq!(in_records, RECORDS as f64);
-    let savepoints = result.checkpoints.iter().filter(|c| c.kind == SnapshotKind::Savepoint).count();
     let checkpoint_count = prometheus_sum("brisk_jobmanager_job_numberOfCompletedCheckpoints", &id, None);
-    assert_eq!(checkpoint_count, (completed - savepoints) as f64);
+    assert_eq!(checkpoint_count, stats.completed as f64);
     assert_eq!(prometheus_sum("brisk_jobmanager_job_numRestarts", &id, None), 0.0);
 }
 

@@ -4,7 +4,7 @@
 
 use crate::lock;
 use brisk_rest::CancelError;
-use brisk_rpc::{JobInfo, JobState, JobSubmission, Response, RpcConnection};
+use brisk_rpc::{ArchivedJson, JobInfo, JobState, JobSubmission, Response, RpcConnection};
 use brisk_runtime::checkpoint::SnapshotLocation;
 use brisk_runtime::checkpoint::storage::{CheckpointStorage, write_atomically};
 use brisk_runtime::executor::{JOB_CONFIG_ENV, JOB_ID_ENV, JOB_RESULT_FILE_ENV, JOBMANAGER_ENV, PLAN_FILE_ENV};
@@ -101,8 +101,7 @@ fn now_ms() -> u64 {
 
 /// A job id: 32 hex digits, as Flink's.
 fn new_job_id() -> String {
-    use crate::jobmanager::unique_suffix;
-    format!("{:016x}{}{}", now_ms() ^ (u64::from(std::process::id()) << 40), unique_suffix(), unique_suffix())
+    brisk_core::hash::unique_id("job")
 }
 
 impl Dispatcher {
@@ -386,10 +385,24 @@ impl Dispatcher {
 
     /// The job ended (`failure`: why it failed); false if it had ended before.
     pub fn finish(&self, job_id: &str, failure: Option<String>) -> bool {
+        self.finish_with_archive(job_id, failure, &[])
+    }
+
+    /// The job ended, as [`finish`](Self::finish), and `archive` holds its REST answers as
+    /// they were at its end: they are kept beside its log and served from now on.
+    pub fn finish_with_archive(&self, job_id: &str, failure: Option<String>, archive: &[ArchivedJson]) -> bool {
         let mut jobs = lock(&self.jobs);
         let Some(job) = jobs.iter_mut().find(|j| j.info.job_id == job_id) else { return false };
         if job.info.state.is_terminal() {
             return false;
+        }
+        if !archive.is_empty() {
+            let written = serde_json::to_vec(archive)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| std::fs::write(job.archive_file(), bytes).map_err(|e| e.to_string()));
+            if let Err(e) = written {
+                warn!(job_id, file = %job.archive_file().display(), "cannot keep the ended job's REST answers: {e}");
+            }
         }
         job.info.state = match (&failure, job.cancel_requested) {
             (None, _) => JobState::Finished,
@@ -404,6 +417,20 @@ impl Dispatcher {
         info!(job_id, state = %job.info.state, failure = job.info.failure.as_deref().unwrap_or(""), "job ended");
         self.store(job);
         true
+    }
+
+    /// The answer to GET `path` that ended job `job_id` left in its archive.
+    pub fn archived(&self, job_id: &str, path: &str) -> Option<String> {
+        let file = lock(&self.jobs).iter().find(|j| j.info.job_id == job_id)?.archive_file();
+        let bytes = std::fs::read(&file).ok()?;
+        let archive: Vec<ArchivedJson> = match serde_json::from_slice(&bytes) {
+            Ok(archive) => archive,
+            Err(e) => {
+                warn!(job_id, file = %file.display(), "the ended job's REST archive does not read: {e}");
+                return None;
+            }
+        };
+        archive.into_iter().find(|a| a.path == path).map(|a| a.json)
     }
 
     /// The coordinator process of `job_id` exited with `status` (`adopted`: it was started by
@@ -659,6 +686,11 @@ impl Job {
     /// Where its coordinator records how the job ended.
     fn result_file(&self) -> PathBuf {
         self.log.with_file_name("result.json")
+    }
+
+    /// Where its REST answers are kept once it ended.
+    fn archive_file(&self) -> PathBuf {
+        self.log.with_file_name("archive.json")
     }
 
     fn current(&self) -> JobInfo {

@@ -274,8 +274,8 @@ impl State {
                     Err(e) => Response::Error(e),
                 }
             }
-            (Role::Coordinator, Request::JobFinished { job_id, failure }) => {
-                dispatcher.finish(&job_id, failure);
+            (Role::Coordinator, Request::JobFinished { job_id, failure, archive }) => {
+                dispatcher.finish_with_archive(&job_id, failure, &archive);
                 self.release(&job_id);
                 Response::Ack
             }
@@ -539,6 +539,10 @@ impl ClusterView for RestView {
         }
     }
 
+    fn archived(&self, job_id: &str, path: &str) -> Option<String> {
+        self.0.dispatcher.archived(job_id, path)
+    }
+
     fn cancel(&self, job_id: &str) -> Result<(), CancelError> {
         self.0.dispatcher.cancel(job_id)
     }
@@ -723,12 +727,9 @@ fn wake_address(mut addr: SocketAddr) -> SocketAddr {
     addr
 }
 
-/// A few hex digits that differ between processes started in the same second.
+/// Eight hex digits that differ between processes and calls (in resource ids).
 pub(crate) fn unique_suffix() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-    format!("{:08x}", hasher.finish() as u32)
+    brisk_core::hash::unique_id("suffix")[..8].to_string()
 }
 
 /// Whether process `pid` runs (neither gone nor a zombie).

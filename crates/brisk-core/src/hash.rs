@@ -135,9 +135,29 @@ pub fn id_128(text: &str) -> String {
     format!("{:016x}{:016x}", a.finish(), b.finish())
 }
 
+/// A new identifier of 32 hex digits (the shape of Flink's job, trigger and upload ids),
+/// unique across processes and calls; `kind` tells what it names.
+pub fn unique_id(kind: &str) -> String {
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static ISSUED: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    // Randomly keyed, so that ids are not predictable from the time and process.
+    let random = std::collections::hash_map::RandomState::new().hash_one(nanos);
+    let issued = ISSUED.fetch_add(1, Ordering::Relaxed);
+    id_128(&format!("{kind}/{}/{nanos}/{issued}/{random}", std::process::id()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unique_ids_are_32_hex_digits_and_differ() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| unique_id("job")).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(ids.iter().all(|id| id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit())));
+    }
 
     #[test]
     fn stable_across_calls_and_sensitive_to_content() {

@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use brisk_rpc::JobState;
 use brisk_runtime::checkpoint::coordinator::{CheckpointStats, CheckpointStatus};
+use brisk_runtime::checkpoint::stats::StatsSummary;
 use brisk_runtime::checkpoint::{CheckpointingMode, ExternalizedCheckpointRetention, SnapshotKind, SnapshotLocation};
 use brisk_runtime::jobmaster::result::epoch_ms;
 use brisk_runtime::metrics::task_io::SubtaskMetrics;
@@ -145,16 +146,6 @@ fn timing(job: &JobController) -> (i64, i64, i64) {
     (start, end.unwrap_or(-1), duration)
 }
 
-/// Subtask counts by state, as Flink's `tasks` objects: every subtask is in the job's state.
-fn task_counts(state: JobState, subtasks: usize) -> Value {
-    let mut counts = json!({ "total": subtasks });
-    for name in EXECUTION_STATES {
-        counts[name.to_ascii_lowercase()] = json!(0);
-    }
-    counts[execution_state(state).to_ascii_lowercase()] = json!(subtasks);
-    counts
-}
-
 /// Flink's `ExecutionState` names.
 const EXECUTION_STATES: [&str; 10] = [
     "CREATED",
@@ -169,18 +160,26 @@ const EXECUTION_STATES: [&str; 10] = [
     "INITIALIZING",
 ];
 
-/// Subtask counts by `ExecutionState` (Flink's `status-counts` and vertex `tasks` maps).
-fn state_counts(state: JobState, subtasks: usize) -> Value {
+/// Subtask counts by `ExecutionState` (Flink's `status-counts` and vertex `tasks` maps): every
+/// state named, in `case`.
+fn state_counts(states: &[&str], case: fn(&str) -> String) -> Value {
     let mut counts = json!({});
     for name in EXECUTION_STATES {
-        counts[name] = json!(0);
+        counts[case(name)] = json!(states.iter().filter(|s| **s == name).count());
     }
-    counts[execution_state(state)] = json!(subtasks);
     counts
 }
 
-/// The `ExecutionState` of the subtasks of a job in `state`: every subtask shares it.
-fn execution_state(state: JobState) -> &'static str {
+/// A job overview's `tasks`: subtask counts by state in lower case, and their total.
+fn task_counts(states: &[&str]) -> Value {
+    let mut counts = state_counts(states, str::to_ascii_lowercase);
+    counts["total"] = json!(states.len());
+    counts
+}
+
+/// The `ExecutionState` of the subtasks of a job in `state`, for subtasks not deployed (or
+/// not known: the JobManager's view of a job).
+pub(crate) fn execution_state(state: JobState) -> &'static str {
     match state {
         JobState::Initializing => "CREATED",
         JobState::Running => "RUNNING",
@@ -191,22 +190,50 @@ fn execution_state(state: JobState) -> &'static str {
     }
 }
 
+/// The states of the subtasks of vertex `vertex` (all of them when `None`).
+fn subtask_states(job: &JobController, metrics: &[SubtaskMetrics], vertex: Option<usize>) -> Vec<&'static str> {
+    let vertices = &job.job_graph().vertices;
+    let deployed: usize = vertices.iter().map(|v| v.parallelism).sum();
+    if metrics.len() < deployed {
+        // Not (or no longer) deployed: the job's state stands for its subtasks'.
+        let subtasks = vertex.map_or(deployed, |v| vertices[v].parallelism);
+        return vec![execution_state(job.state()); subtasks];
+    }
+    metrics.iter().filter(|m| vertex.is_none_or(|v| m.vertex == v)).map(|m| m.state.name()).collect()
+}
+
+/// A vertex's state from its subtasks' (as Flink aggregates them): failed or cancelled if one
+/// is, running while any runs, finished when all have.
+fn vertex_state(states: &[&'static str]) -> &'static str {
+    let any = |state: &str| states.contains(&state);
+    if let Some(first) = states.first()
+        && states.iter().all(|s| s == first)
+    {
+        first
+    } else if any("FAILED") {
+        "FAILED"
+    } else if any("CANCELED") {
+        "CANCELED"
+    } else if any("RUNNING") || any("FINISHED") {
+        "RUNNING"
+    } else {
+        "CREATED"
+    }
+}
+
 async fn jobs_overview(State(state): Shared) -> Json<Value> {
     let jobs: Vec<Value> = state
         .all_jobs()
         .iter()
         .rev()
-        .map(|j| {
-            let subtasks = j.job_graph().vertices.iter().map(|v| v.parallelism).sum();
-            job_entry(j.job_id(), j.job_name(), j.state(), timing(j), subtasks)
-        })
+        .map(|j| job_entry(j.job_id(), j.job_name(), j.state(), timing(j), &subtask_states(j, &j.metrics(), None)))
         .collect();
     Json(json!({ "jobs": jobs }))
 }
 
 /// One job of Flink's `/jobs/overview`; `(start, end, duration)` in milliseconds (end -1
-/// while it runs).
-pub(crate) fn job_entry(id: &str, name: &str, state: JobState, times: (i64, i64, i64), subtasks: usize) -> Value {
+/// while it runs); the state of each subtask.
+pub(crate) fn job_entry(id: &str, name: &str, state: JobState, times: (i64, i64, i64), subtasks: &[&str]) -> Value {
     let (start, end, duration) = times;
     json!({
         "jid": id,
@@ -216,7 +243,7 @@ pub(crate) fn job_entry(id: &str, name: &str, state: JobState, times: (i64, i64,
         "end-time": end,
         "duration": duration,
         "last-modification": end.max(start),
-        "tasks": task_counts(state, subtasks),
+        "tasks": task_counts(subtasks),
     })
 }
 
@@ -258,12 +285,15 @@ async fn job(State(state): Shared, Path(job_id): Path<String>) -> Answer {
     if complete {
         timestamps[job.state().to_string()] = json!(end);
     }
+    let mut vertex_states = Vec::new();
     let vertices: Vec<Value> = job
         .job_graph()
         .vertices
         .iter()
         .enumerate()
         .map(|(index, v)| {
+            let states = subtask_states(&job, &metrics, Some(index));
+            vertex_states.push(vertex_state(&states));
             let mine = metrics.iter().filter(|m| m.vertex == index);
             let (mut rin, mut rout, mut bin, mut bout) = (0, 0, 0, 0);
             for m in mine {
@@ -277,11 +307,11 @@ async fn job(State(state): Shared, Path(job_id): Path<String>) -> Answer {
                 "name": v.name,
                 "maxParallelism": v.max_parallelism,
                 "parallelism": v.parallelism,
-                "status": execution_state(job.state()),
+                "status": vertex_states[index],
                 "start-time": start,
                 "end-time": end,
                 "duration": duration,
-                "tasks": state_counts(job.state(), v.parallelism),
+                "tasks": state_counts(&states, str::to_string),
                 "metrics": io_metrics(rin, rout, bin, bout, complete),
             })
         })
@@ -299,7 +329,7 @@ async fn job(State(state): Shared, Path(job_id): Path<String>) -> Answer {
         "now": epoch_ms(),
         "numRestarts": job.restarts(),
         "timestamps": timestamps,
-        "status-counts": state_counts(job.state(), vertices.len()),
+        "status-counts": state_counts(&vertex_states, str::to_string),
         "vertices": vertices,
         "plan": plan_of(&job),
     })))
@@ -408,46 +438,33 @@ fn checkpoint_json(c: &CheckpointStats) -> Value {
     value
 }
 
-/// Minimum, maximum and average of `values` (Flink's summary objects).
-fn summary(values: impl Iterator<Item = u64>) -> Value {
-    let values: Vec<u64> = values.collect();
-    let (min, max) = (values.iter().min().copied().unwrap_or(0), values.iter().max().copied().unwrap_or(0));
-    let avg = if values.is_empty() { 0 } else { values.iter().sum::<u64>() / values.len() as u64 };
-    json!({ "min": min, "max": max, "avg": avg })
+/// Minimum, maximum and average (Flink's summary objects).
+fn summary(s: &StatsSummary) -> Value {
+    json!({ "min": s.min, "max": s.max, "avg": s.avg() })
 }
 
 async fn checkpoints(State(state): Shared, Path(job_id): Path<String>) -> Answer {
     let job = state.job(&job_id)?;
-    let history = job.checkpoint_history();
-    let completed: Vec<&CheckpointStats> = history.iter().filter(|c| c.status == CheckpointStatus::Completed).collect();
-    let failed = history.len() - completed.len();
-    let latest = |kind: SnapshotKind, done: bool| {
-        history
-            .iter()
-            .rev()
-            .find(|c| (c.status == CheckpointStatus::Completed) == done && (!done || c.kind == kind))
-            .map(checkpoint_json)
-    };
-    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    let stats = job.checkpoint_stats();
     Ok(Json(json!({
         "counts": {
             "restored": job.restored_checkpoints().iter().flatten().count(),
-            "total": history.len(),
+            "total": stats.total(),
             "in_progress": 0,
-            "completed": completed.len(),
-            "failed": failed,
+            "completed": stats.completed,
+            "failed": stats.failed,
         },
         "summary": {
-            "state_size": summary(completed.iter().map(|c| c.size)),
-            "checkpointed_size": summary(completed.iter().map(|c| c.size)),
-            "end_to_end_duration": summary(completed.iter().map(|c| ms(c.duration))),
-            "alignment_duration": summary(completed.iter().map(|c| ms(c.alignment))),
-            "alignment_buffered": summary(std::iter::empty()),
+            "state_size": summary(&stats.state_size),
+            "checkpointed_size": summary(&stats.state_size),
+            "end_to_end_duration": summary(&stats.end_to_end_duration),
+            "alignment_duration": summary(&stats.alignment_duration),
+            "alignment_buffered": summary(&StatsSummary::default()),
         },
         "latest": {
-            "completed": latest(SnapshotKind::Checkpoint, true),
-            "savepoint": latest(SnapshotKind::Savepoint, true),
-            "failed": latest(SnapshotKind::Checkpoint, false),
+            "completed": stats.latest_completed.as_ref().map(checkpoint_json),
+            "savepoint": stats.latest_savepoint.as_ref().map(checkpoint_json),
+            "failed": stats.latest_failed.as_ref().map(checkpoint_json),
             "restored": job.restored_checkpoints().iter().rev().flatten().next().map(|(id, at)| json!({
                 "id": id,
                 "restore_timestamp": at,
@@ -455,7 +472,7 @@ async fn checkpoints(State(state): Shared, Path(job_id): Path<String>) -> Answer
                 "external_path": null,
             })),
         },
-        "history": history.iter().rev().map(checkpoint_json).collect::<Vec<_>>(),
+        "history": stats.history().rev().map(checkpoint_json).collect::<Vec<_>>(),
     })))
 }
 
@@ -677,7 +694,7 @@ async fn vertex(State(state): Shared, Path((job_id, vertex_id)): Path<(String, S
             metrics["write-records-per-second"] = json!(rates[1]);
             json!({
                 "subtask": m.subtask,
-                "status": execution_state(job.state()),
+                "status": m.state.name(),
                 "attempt": m.attempt,
                 "endpoint": "localhost",
                 "host": "localhost",
@@ -781,4 +798,33 @@ async fn watermarks(State(state): Shared, Path((job_id, vertex_id)): Path<(Strin
         })
         .collect();
     Ok(Json(Value::Array(values)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vertex_is_in_its_subtasks_state_failed_or_cancelled_if_one_is_and_running_while_any_runs() {
+        assert_eq!(vertex_state(&["DEPLOYING", "DEPLOYING"]), "DEPLOYING");
+        assert_eq!(vertex_state(&["RUNNING", "DEPLOYING"]), "RUNNING");
+        assert_eq!(vertex_state(&["DEPLOYING", "FINISHED"]), "RUNNING");
+        assert_eq!(vertex_state(&["FINISHED", "RUNNING"]), "RUNNING");
+        assert_eq!(vertex_state(&["FINISHED", "FINISHED"]), "FINISHED");
+        assert_eq!(vertex_state(&["FINISHED", "CANCELED", "FAILED"]), "FAILED");
+        assert_eq!(vertex_state(&["RUNNING", "CANCELED"]), "CANCELED");
+        assert_eq!(vertex_state(&[]), "CREATED");
+    }
+
+    #[test]
+    fn state_counts_name_every_state() {
+        let counts = state_counts(&["RUNNING", "FINISHED", "RUNNING"], str::to_string);
+        assert_eq!((counts["RUNNING"].as_u64(), counts["FINISHED"].as_u64()), (Some(2), Some(1)));
+        assert_eq!(counts.as_object().map(|c| c.len()), Some(EXECUTION_STATES.len()));
+        let tasks = task_counts(&["RUNNING"]);
+        assert_eq!(
+            (tasks["running"].as_u64(), tasks["total"].as_u64(), tasks["failed"].as_u64()),
+            (Some(1), Some(1), Some(0))
+        );
+    }
 }

@@ -3,13 +3,13 @@
 //! coordinator process, which holds the running job.
 
 use crate::api::{
-    SavepointRequest, StopRequest, body, check_cancel_mode, check_under_roots, config_json, job_entry,
+    SavepointRequest, StopRequest, body, check_cancel_mode, check_under_roots, config_json, execution_state, job_entry,
     method_not_allowed, overview_json, savepoint_target, unknown,
 };
-use crate::forward::error_answer;
+use crate::forward::{error_answer, json_answer};
 use crate::prometheus::{CONTENT_TYPE, Exposition};
 use crate::server::{ApiError, RestSettings, RestShutdown, secured, serve};
-use crate::triggers::{Triggers, new_id};
+use crate::triggers::Triggers;
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::JsonRejection;
@@ -39,6 +39,9 @@ pub trait ClusterView: Send + Sync + 'static {
     /// Passes `call` to the coordinator of job `job_id`, waiting up to `timeout` for the
     /// answer; an error when none runs it now.
     fn forward(&self, job_id: &str, call: RestCall, timeout: Duration) -> Result<RestAnswer, String>;
+    /// The answer to GET `path` that ended job `job_id` left (its coordinator sent its REST
+    /// answers when the job ended).
+    fn archived(&self, job_id: &str, path: &str) -> Option<String>;
     /// Cancels job `job_id`.
     fn cancel(&self, job_id: &str) -> Result<(), CancelError>;
     /// Takes a savepoint of job `job_id` into a new directory inside `directory` (and with
@@ -191,12 +194,17 @@ fn times(job: &JobInfo) -> (i64, i64, i64) {
 async fn jobs_overview(State(state): Shared) -> Result<Json<Value>, ApiError> {
     let cluster = state.cluster.clone();
     let jobs = blocking(move || cluster.jobs()).await?;
-    let jobs: Vec<Value> = jobs.iter().map(|j| job_entry(&j.job_id, &j.name, j.state, times(j), j.slots)).collect();
+    // The JobManager knows the jobs' states, not their subtasks': each slot stands for one.
+    let jobs: Vec<Value> = jobs
+        .iter()
+        .map(|j| job_entry(&j.job_id, &j.name, j.state, times(j), &vec![execution_state(j.state); j.slots]))
+        .collect();
     Ok(Json(json!({ "jobs": jobs })))
 }
 
-/// `/jobs/:id` and everything under it: cancel here, the rest from the job's coordinator; a
-/// job that runs no coordinator now (ended, or starting) gets what the JobManager knows.
+/// `/jobs/:id` and everything under it: cancel here, the rest from the job's coordinator; an
+/// ended job's answers from its archive; a job that runs no coordinator now (starting, or
+/// ended without an archive) gets what the JobManager knows.
 async fn job(
     State(state): Shared,
     Path(params): Path<HashMap<String, String>>,
@@ -230,6 +238,15 @@ async fn job(
     let answer = blocking(move || {
         let known = cluster.jobs().into_iter().find(|j| j.job_id == job_id);
         let Some(info) = known else { return error_answer(404, &format!("Job {job_id} not found")) };
+        if info.state.is_terminal() && method == Method::GET {
+            let archived = cluster.archived(&job_id, uri.path()).map(|json| json_answer(200, json.into_bytes()));
+            return archived.unwrap_or_else(|| match detail_path {
+                true => not_running_details(&info),
+                false => {
+                    error_answer(404, &format!("job {job_id} has ended ({}): {} is not kept", info.state, uri.path()))
+                }
+            });
+        }
         match cluster.forward(&job_id, call, FORWARD_TIMEOUT) {
             Ok(answer) => answer,
             Err(_) if detail_path && method == Method::GET => not_running_details(&info),
@@ -313,7 +330,7 @@ fn not_running_details(job: &JobInfo) -> RestAnswer {
         "failure": job.failure,
         "vertices": [],
     });
-    RestAnswer { status: 200, content_type: "application/json".into(), body: body.to_string().into_bytes() }
+    json_answer(200, body.to_string().into_bytes())
 }
 
 /// The uploaded artifacts: (id, name, upload time in epoch ms).
@@ -354,7 +371,7 @@ async fn upload(State(state): Shared, form: Result<Multipart, MultipartRejection
         if data.is_empty() {
             return Err(invalid(&"the artifact is empty"));
         }
-        let path = state.jars.join(format!("{}_{name}", new_id()));
+        let path = state.jars.join(format!("{}_{name}", brisk_core::hash::unique_id("upload")));
         let file = path.clone();
         // Off the server's thread: an artifact may be hundreds of megabytes.
         blocking(move || std::fs::write(&file, &data)).await?.map_err(|e| {

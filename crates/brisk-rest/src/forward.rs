@@ -7,8 +7,8 @@ use crate::server::{RestSettings, ServerState};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, header};
-use brisk_rpc::{RestAnswer, RestCall};
-use brisk_runtime::jobmaster::master::RestHandler;
+use brisk_rpc::{ArchivedJson, RestAnswer, RestCall};
+use brisk_runtime::jobmaster::master::{JobRestEndpoint, RestHandler};
 use brisk_runtime::minicluster::JobController;
 use tower::ServiceExt;
 
@@ -16,18 +16,62 @@ use tower::ServiceExt;
 /// is checked here: the JobManager did.
 pub fn job_handler(job: JobController, settings: RestSettings) -> RestHandler {
     let state = ServerState::new(settings);
-    state.jobs.write().unwrap_or_else(|e| e.into_inner()).push(job);
-    let router = api::router(state);
-    Box::new(move |call| answer(router.clone(), call))
+    state.jobs.write().unwrap_or_else(|e| e.into_inner()).push(job.clone());
+    Box::new(CoordinatorEndpoint { router: api::router(state), job })
+}
+
+/// The REST endpoint of a job run by a cluster: its coordinator's routes.
+struct CoordinatorEndpoint {
+    router: Router,
+    job: JobController,
+}
+
+impl JobRestEndpoint for CoordinatorEndpoint {
+    fn answer(&self, call: RestCall) -> RestAnswer {
+        answer(self.router.clone(), call)
+    }
+
+    fn archive(&self) -> Vec<ArchivedJson> {
+        archived_paths(&self.job)
+            .into_iter()
+            .filter_map(|path| {
+                let call = RestCall {
+                    method: "GET".into(),
+                    path_and_query: path.clone(),
+                    content_type: String::new(),
+                    body: Vec::new(),
+                };
+                let answer = self.answer(call);
+                // Only what the job has: no checkpoint configuration when it does not checkpoint.
+                (answer.status == 200)
+                    .then(|| ArchivedJson { path, json: String::from_utf8_lossy(&answer.body).into_owned() })
+            })
+            .collect()
+    }
+}
+
+/// The GET paths whose answers outlive `job` (Flink archives the same).
+fn archived_paths(job: &JobController) -> Vec<String> {
+    let base = format!("/jobs/{}", job.job_id());
+    let mut paths: Vec<String> = ["", "/plan", "/exceptions", "/checkpoints", "/checkpoints/config"]
+        .iter()
+        .map(|p| format!("{base}{p}"))
+        .collect();
+    for vertex in &job.job_graph().vertices {
+        let at = format!("{base}/vertices/{}", vertex.id);
+        paths.extend(["", "/backpressure", "/watermarks"].iter().map(|p| format!("{at}{p}")));
+    }
+    paths
 }
 
 /// An error answer in Flink's shape.
 pub(crate) fn error_answer(status: u16, message: &str) -> RestAnswer {
-    RestAnswer {
-        status,
-        content_type: "application/json".into(),
-        body: serde_json::json!({ "errors": [message] }).to_string().into_bytes(),
-    }
+    json_answer(status, serde_json::json!({ "errors": [message] }).to_string().into_bytes())
+}
+
+/// A JSON answer.
+pub(crate) fn json_answer(status: u16, body: Vec<u8>) -> RestAnswer {
+    RestAnswer { status, content_type: "application/json".into(), body }
 }
 
 /// Runs `call` through `router` on a runtime of its own (the caller is an RPC thread).

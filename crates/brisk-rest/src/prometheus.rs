@@ -7,8 +7,6 @@ use crate::server::{ServerState, lock_rates};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use brisk_runtime::checkpoint::SnapshotKind;
-use brisk_runtime::checkpoint::coordinator::CheckpointStatus;
 use brisk_runtime::jobmaster::result::epoch_ms;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -83,26 +81,18 @@ pub(crate) async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoR
         let uptime = if job.state().is_terminal() { 0 } else { end.unwrap_or_else(epoch_ms) - start };
         exposition.add(job_metric("uptime"), "Milliseconds the job has been running.", &job_labels, uptime as f64);
         exposition.add(job_metric("numRestarts"), "Restarts after failures.", &job_labels, job.restarts() as f64);
-        let history = job.checkpoint_history();
-        let completed: Vec<_> = history
-            .iter()
-            .filter(|c| c.status == CheckpointStatus::Completed && c.kind == SnapshotKind::Checkpoint)
-            .collect();
-        let failed = history.iter().filter(|c| matches!(c.status, CheckpointStatus::Failed(_))).count();
+        let stats = job.checkpoint_stats();
+        let last = stats.latest_completed.as_ref();
         let checkpoint_gauges = [
-            ("numberOfCompletedCheckpoints", "Checkpoints completed.", completed.len() as f64),
-            ("numberOfFailedCheckpoints", "Checkpoints that failed.", failed as f64),
-            ("totalNumberOfCheckpoints", "Checkpoints and savepoints triggered.", history.len() as f64),
+            ("numberOfCompletedCheckpoints", "Checkpoints and savepoints completed.", stats.completed as f64),
+            ("numberOfFailedCheckpoints", "Checkpoints and savepoints that failed.", stats.failed as f64),
+            ("totalNumberOfCheckpoints", "Checkpoints and savepoints triggered.", stats.total() as f64),
             (
                 "lastCheckpointDuration",
                 "Milliseconds the last completed checkpoint took.",
-                completed.last().map_or(0.0, |c| c.duration.as_millis() as f64),
+                last.map_or(0.0, |c| c.duration.as_millis() as f64),
             ),
-            (
-                "lastCheckpointSize",
-                "Bytes of the last completed checkpoint.",
-                completed.last().map_or(0.0, |c| c.size as f64),
-            ),
+            ("lastCheckpointSize", "Bytes of the last completed checkpoint.", last.map_or(0.0, |c| c.size as f64)),
         ];
         for (name, help, value) in checkpoint_gauges {
             exposition.add(job_metric(name), help, &job_labels, value);

@@ -7,10 +7,16 @@ use std::time::{Duration, Instant};
 /// The shortest span a rate is measured over: readings closer together keep the last rate.
 const MIN_SPAN: Duration = Duration::from_millis(900);
 
+/// Readings not renewed for this long are dropped (subtasks of earlier attempts and of
+/// ended jobs).
+const FORGET_AFTER: Duration = Duration::from_secs(300);
+
 /// The last reading and rates of each counter set, by key.
 #[derive(Default)]
 pub(crate) struct Rates {
     last: HashMap<String, Reading>,
+    /// When stale readings were last dropped.
+    pruned: Option<Instant>,
 }
 
 struct Reading {
@@ -24,6 +30,10 @@ impl Rates {
     /// reading; zeros on the first one. A counter that went back (a restarted task) restarts
     /// its rate.
     pub fn per_second(&mut self, key: String, values: &[u64], now: Instant) -> Vec<f64> {
+        if self.pruned.is_none_or(|at| now.saturating_duration_since(at) >= FORGET_AFTER) {
+            self.last.retain(|_, r| now.saturating_duration_since(r.at) < FORGET_AFTER);
+            self.pruned = Some(now);
+        }
         match self.last.get_mut(&key) {
             Some(last) if last.values.len() == values.len() => {
                 let span = now.saturating_duration_since(last.at);
@@ -76,5 +86,10 @@ mod tests {
         // A restarted task's counters start again from zero.
         assert_eq!(rates.per_second("t".into(), &[10, 0], start + Duration::from_secs(3)), vec![0.0, 0.0]);
         assert_eq!(rates.per_second("other".into(), &[7], start), vec![0.0]);
+        assert_eq!(rates.last.len(), 2);
+        // Counters not read for long are forgotten: a later reading starts over.
+        let later = start + FORGET_AFTER + Duration::from_secs(3);
+        assert_eq!(rates.per_second("t".into(), &[1000, 1000], later), vec![0.0, 0.0]);
+        assert_eq!(rates.last.len(), 1);
     }
 }

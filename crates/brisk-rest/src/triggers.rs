@@ -7,13 +7,18 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the result of a savepoint stays available to polls (Flink's
+/// `rest.async.store-duration`).
+const STORE_DURATION: Duration = Duration::from_secs(300);
 
 /// A savepoint requested over REST.
 enum Trigger {
     /// Still running.
     InProgress { job_id: String },
-    /// Done: its location, or why it failed.
-    Done { job_id: String, result: Result<String, String> },
+    /// Done (at `at`): its location, or why it failed.
+    Done { job_id: String, result: Result<String, String>, at: Instant },
 }
 
 /// The savepoints requested over REST, by trigger id.
@@ -21,8 +26,11 @@ enum Trigger {
 pub(crate) struct Triggers(Arc<Mutex<HashMap<String, Trigger>>>);
 
 impl Triggers {
+    /// The triggers, without the results kept past [`STORE_DURATION`].
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Trigger>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        let mut triggers = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        triggers.retain(|_, t| !matches!(t, Trigger::Done { at, .. } if at.elapsed() >= STORE_DURATION));
+        triggers
     }
 
     /// Runs `savepoint` (which returns the savepoint's location) for job `job_id` on a thread
@@ -32,14 +40,14 @@ impl Triggers {
         job_id: &str,
         savepoint: impl FnOnce() -> Result<String, String> + Send + 'static,
     ) -> Result<Json<Value>, ApiError> {
-        let trigger_id = new_id();
+        let trigger_id = brisk_core::hash::unique_id("savepoint");
         self.lock().insert(trigger_id.clone(), Trigger::InProgress { job_id: job_id.to_string() });
         let (triggers, id, job_id) = (self.clone(), trigger_id.clone(), job_id.to_string());
         std::thread::Builder::new()
             .name(format!("savepoint {trigger_id}"))
             .spawn(move || {
                 let result = savepoint();
-                triggers.lock().insert(id, Trigger::Done { job_id, result });
+                triggers.lock().insert(id, Trigger::Done { job_id, result, at: Instant::now() });
             })
             .map_err(|e| {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot start the savepoint: {e}"))
@@ -59,7 +67,7 @@ impl Triggers {
             Trigger::InProgress { job_id: of } if of == job_id => {
                 Ok(Json(json!({ "status": { "id": "IN_PROGRESS" }, "operation": null })))
             }
-            Trigger::Done { job_id: of, result } if of == job_id => {
+            Trigger::Done { job_id: of, result, .. } if of == job_id => {
                 let operation = match result {
                     Ok(location) => json!({ "location": location }),
                     Err(reason) => json!({ "failure-cause": {
@@ -73,14 +81,4 @@ impl Triggers {
             _ => Err(unknown()),
         }
     }
-}
-
-/// A random id of 32 hex digits, as Flink's trigger and upload ids.
-pub(crate) fn new_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_i64(brisk_runtime::jobmaster::result::epoch_ms());
-    let high = hasher.finish();
-    hasher.write_u64(high);
-    format!("{high:016x}{:016x}", hasher.finish())
 }

@@ -183,11 +183,16 @@ async function showJob(jobId) {
   const vertexRows = job.vertices.map(v => `<tr><td>${esc(v.name)}</td><td>${esc(v.parallelism)}</td>
       <td>${esc(number(v.metrics["read-records"]))}</td><td>${esc(number(v.metrics["write-records"]))}</td>
       <td>${esc(bytes(v.metrics["read-bytes"]))}</td><td>${esc(bytes(v.metrics["write-bytes"]))}</td></tr>`).join("");
-  const history = checkpoints ? checkpoints.history.map(c => `<tr><td>${esc(c.id)}</td>
+  const checkpointRow = (c, label) => `<tr>${label === undefined ? "" : `<th>${esc(label)}</th>`}<td>${esc(c.id)}</td>
       <td>${esc(c.is_savepoint ? "savepoint" : "checkpoint")}</td><td>${esc(c.status)}</td>
       <td>${esc(new Date(c.trigger_timestamp).toLocaleTimeString())}</td><td>${esc(c.end_to_end_duration)} ms</td>
       <td>${esc(bytes(c.state_size))}</td><td>${esc(c.num_acknowledged_subtasks)}/${esc(c.num_subtasks)}</td>
-      <td class="muted">${esc(c.external_path)}</td></tr>`).join("") : "";
+      <td class="muted">${esc(c.external_path)}</td></tr>`;
+  const history = checkpoints ? checkpoints.history.map(c => checkpointRow(c)).join("") : "";
+  // The history keeps only the latest checkpoints; the latest of each kind stays here.
+  const latest = checkpoints ? [["Latest completed", checkpoints.latest.completed],
+      ["Latest savepoint", checkpoints.latest.savepoint], ["Latest failed", checkpoints.latest.failed]]
+    .filter(([, c]) => c).map(([label, c]) => checkpointRow(c, label)).join("") : "";
   const failures = exceptions ? exceptions.exceptionHistory.entries.map(e => `<tr>
       <td>${esc(new Date(e.timestamp).toLocaleString())}</td><td>${esc(e.taskName)}</td><td>${esc(e.stacktrace)}</td></tr>`).join("") : "";
   const counts = checkpoints ? checkpoints.counts : null;
@@ -202,6 +207,9 @@ async function showJob(jobId) {
     <table id="vertices"><thead><tr><th>Name</th><th>Parallelism</th><th>Records in</th><th>Records out</th><th>Bytes in</th><th>Bytes out</th></tr></thead>
     <tbody>${vertexRows}</tbody></table>
     <h2>Checkpoints ${counts ? `<span class="muted">${esc(counts.completed)} completed, ${esc(counts.failed)} failed</span>` : ""}</h2>
+    <table id="latest-checkpoints"><thead><tr><th></th><th>Id</th><th>Kind</th><th>Status</th><th>Triggered</th><th>Duration</th><th>Size</th><th>Acknowledged</th><th>Path</th></tr></thead>
+    <tbody>${latest || `<tr><td colspan="9" class="muted">None</td></tr>`}</tbody></table>
+    <h3>Recent</h3>
     <table id="checkpoints"><thead><tr><th>Id</th><th>Kind</th><th>Status</th><th>Triggered</th><th>Duration</th><th>Size</th><th>Acknowledged</th><th>Path</th></tr></thead>
     <tbody>${history || `<tr><td colspan="8" class="muted">None</td></tr>`}</tbody></table>
     <h2>Exceptions</h2>

@@ -39,7 +39,7 @@ pub trait Protocol: 'static {
 }
 
 /// The version of the message protocol; peers speaking another one are refused.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The version of Brisk this process runs (peers must run the same).
 pub const BRISK_VERSION: &str = env!("CARGO_PKG_VERSION");

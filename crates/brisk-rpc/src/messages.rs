@@ -183,6 +183,16 @@ pub struct RestAnswer {
     pub body: Vec<u8>,
 }
 
+/// A GET answer of a job's REST API kept after the job ended, so the JobManager still
+/// answers it (Flink's `ArchivedJson`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedJson {
+    /// The request path, e.g. `/jobs/<id>/checkpoints`.
+    pub path: String,
+    /// The JSON answer.
+    pub json: String,
+}
+
 /// A job's coordinator process introducing itself to the JobManager: how many slots the job
 /// needs and where its workers reach it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -369,6 +379,9 @@ pub enum Request {
         job_id: String,
         /// Why it failed (`None`: it finished).
         failure: Option<String>,
+        /// The job's REST answers as they were at its end (details, vertices, checkpoints,
+        /// exceptions), which the JobManager serves from now on.
+        archive: Vec<ArchivedJson>,
     },
     /// JobManager → TaskManager: start a worker process for a job.
     StartWorker(WorkerLaunch),

@@ -65,6 +65,9 @@ pub struct CheckpointConfig {
     pub incremental: bool,
     /// What restarts after a task failure.
     pub failover: FailoverStrategy,
+    /// Checkpoints whose details the statistics keep (the REST API's history); counts and
+    /// summaries cover all of them.
+    pub history_size: usize,
 }
 
 /// What restarts after a task failure (Flink's `jobmanager.execution.failover-strategy`).
@@ -94,6 +97,7 @@ impl Default for CheckpointConfig {
             retained: 1,
             incremental: false,
             failover: FailoverStrategy::Region,
+            history_size: HISTORY_SIZE.default,
         }
     }
 }
@@ -173,6 +177,13 @@ option!(
     "region",
     "region (restart only the failed task's pipelined region) or full."
 );
+option!(
+    HISTORY_SIZE,
+    usize,
+    "web.checkpoints.history",
+    10,
+    "Checkpoints whose details the statistics and the REST API keep."
+);
 pub(crate) fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::InvalidValue { key: key.into(), value: value.into(), reason: reason.into() }
 }
@@ -233,6 +244,7 @@ impl CheckpointConfig {
             retained,
             incremental: config.get(&INCREMENTAL)?,
             failover,
+            history_size: config.get(&HISTORY_SIZE)?,
         })
     }
 

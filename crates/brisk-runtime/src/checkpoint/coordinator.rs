@@ -1,7 +1,8 @@
 //! The checkpoint coordinator's bookkeeping (Flink's `CheckpointCoordinator`): when to
 //! trigger, which tasks still owe an acknowledgement, writing the metadata that completes a
-//! checkpoint, timeouts, tolerated failures, retention, and the history printed at the end.
+//! checkpoint, timeouts, tolerated failures, retention, and the statistics printed at the end.
 
+use super::stats::CheckpointStatsSnapshot;
 use super::storage::{CheckpointMetadata, CheckpointStorage, SharedFile, TaskStateHandle};
 use super::{CheckpointConfig, CheckpointId, SnapshotKind, SnapshotLocation, TaskAcknowledgement};
 use std::collections::BTreeMap;
@@ -97,7 +98,7 @@ pub struct CheckpointCoordinator {
     last_trigger: Option<Instant>,
     last_completion: Option<Instant>,
     failures_in_a_row: u32,
-    history: Vec<CheckpointStats>,
+    stats: CheckpointStatsSnapshot,
 }
 
 impl CheckpointCoordinator {
@@ -110,6 +111,7 @@ impl CheckpointCoordinator {
         last_id: CheckpointId,
     ) -> Self {
         CheckpointCoordinator {
+            stats: CheckpointStatsSnapshot::new(config.history_size),
             config,
             storage: Arc::new(storage),
             job_name,
@@ -120,7 +122,6 @@ impl CheckpointCoordinator {
             last_trigger: None,
             last_completion: None,
             failures_in_a_row: 0,
-            history: Vec::new(),
         }
     }
 
@@ -298,7 +299,7 @@ impl CheckpointCoordinator {
         path: SnapshotLocation,
     ) {
         let max = |f: fn(&TaskAcknowledgement) -> Duration| acks.iter().map(f).max().unwrap_or_default();
-        self.history.push(CheckpointStats {
+        self.stats.record(CheckpointStats {
             id,
             kind,
             status,
@@ -354,9 +355,9 @@ impl CheckpointCoordinator {
         (expired, must_fail)
     }
 
-    /// Every checkpoint so far.
-    pub fn history(&self) -> &[CheckpointStats] {
-        &self.history
+    /// The statistics of the checkpoints so far.
+    pub fn stats(&self) -> &CheckpointStatsSnapshot {
+        &self.stats
     }
 
     /// Whether task `task` still owes checkpoint `id` its acknowledgement.

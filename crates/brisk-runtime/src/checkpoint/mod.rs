@@ -8,6 +8,7 @@ pub mod coordinator;
 pub mod location;
 pub mod remote;
 pub mod restore;
+pub mod stats;
 pub mod storage;
 
 pub use config::{CheckpointConfig, CheckpointingMode, ExternalizedCheckpointRetention, FailoverStrategy};

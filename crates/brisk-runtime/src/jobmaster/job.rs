@@ -11,12 +11,9 @@ use crate::jobmaster::restart::RestartStrategy;
 use crate::taskexecutor::context::ExecutionMode;
 use crate::taskexecutor::time::{Clock, SystemClock};
 use brisk_core::Configuration;
-use brisk_core::hash::id_128;
 use brisk_state::StateBackendConfig;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How a job runs.
 #[derive(Clone)]
@@ -104,10 +101,7 @@ impl JobOptions {
 
 /// A new job id: 32 hex digits, unique per submission (Flink's `JobID`).
 pub fn new_job_id(job_name: &str) -> String {
-    static SUBMISSIONS: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let n = SUBMISSIONS.fetch_add(1, Ordering::Relaxed);
-    id_128(&format!("{job_name}/{}/{nanos}/{n}", std::process::id()))
+    brisk_core::hash::unique_id(job_name)
 }
 
 /// The resolved job the master redeploys after failures.

@@ -3,8 +3,9 @@
 //! handles savepoint requests, tells the tasks when the whole job finished so sinks commit,
 //! and restarts the job from the latest complete checkpoint when a task fails.
 
-use crate::checkpoint::coordinator::{CheckpointCoordinator, CheckpointStats, Completed};
+use crate::checkpoint::coordinator::{CheckpointCoordinator, Completed};
 use crate::checkpoint::restore::JobRestore;
+use crate::checkpoint::stats::CheckpointStatsSnapshot;
 use crate::checkpoint::storage::{CheckpointStorage, StorageError};
 use crate::checkpoint::{
     CheckpointBarrier, CheckpointId, CheckpointingMode, ExternalizedCheckpointRetention, FINAL_CHECKPOINT,
@@ -14,12 +15,13 @@ use crate::error::{JobError, TaskError, lock};
 use crate::graph::stream_graph::NodeKind;
 use crate::jobmaster::deployer::{Attempt, Deployer, SourceNode};
 use crate::jobmaster::job::Deployable;
+use crate::jobmaster::queryable::StateLookup;
 use crate::jobmaster::restart::RestartTracker;
 use crate::jobmaster::result::{JobException, JobExecutionResult, OperatorMetricsSummary, epoch_ms};
 use crate::metrics::AccumulatorValue;
-use crate::metrics::task_io::TaskIoMetrics;
+use crate::metrics::task_io::{ExecutionState, TaskIoMetrics};
 use crate::taskexecutor::deployment::TaskOutcome;
-use crate::taskexecutor::mailbox::{Mail, Mailbox};
+use crate::taskexecutor::mailbox::Mail;
 use brisk_core::NonRecoverableError;
 use brisk_rpc::JobState;
 use std::collections::{BTreeMap, VecDeque};
@@ -35,8 +37,28 @@ pub(crate) enum ClientCommand {
     Savepoint { dir: SnapshotLocation, stop: Option<bool>, reply: Sender<Result<SnapshotLocation, String>> },
 }
 
-/// Answers a REST request about a job.
-pub type RestHandler = Box<dyn Fn(brisk_rpc::RestCall) -> brisk_rpc::RestAnswer + Send + Sync>;
+/// Answers the REST requests about a job that a JobManager forwards to the job's coordinator.
+pub trait JobRestEndpoint: Send + Sync {
+    /// The answer to `call`.
+    fn answer(&self, call: brisk_rpc::RestCall) -> brisk_rpc::RestAnswer;
+    /// The job's GET answers worth keeping once it ended, by path (Flink's archived
+    /// execution graph).
+    fn archive(&self) -> Vec<brisk_rpc::ArchivedJson>;
+}
+
+/// A job's REST endpoint, as the API layer (which the runtime does not depend on) gives it.
+pub type RestHandler = Box<dyn JobRestEndpoint>;
+
+/// A deployed task as clients see it.
+#[derive(Clone)]
+pub(crate) struct PublishedTask {
+    /// The attempt it belongs to.
+    pub attempt: usize,
+    /// Its live counters.
+    pub metrics: Arc<TaskIoMetrics>,
+    /// Where it is in its life.
+    pub state: ExecutionState,
+}
 
 /// What clients and the master share.
 pub(crate) struct JobControl {
@@ -44,10 +66,10 @@ pub(crate) struct JobControl {
     /// Set with `cancel` when the job is suspended rather than cancelled.
     suspend: AtomicBool,
     commands: Mutex<VecDeque<ClientCommand>>,
-    /// Mailboxes of the running attempt's tasks (queryable state).
-    pub mailboxes: Mutex<Vec<Vec<Mailbox>>>,
-    /// The live metrics of the running tasks, in task order, with their attempt number.
-    pub task_metrics: Mutex<Vec<(usize, Arc<TaskIoMetrics>)>>,
+    /// Where the running tasks' keyed state is looked up, in task order (queryable state).
+    pub state_lookups: Mutex<Vec<Option<Arc<dyn StateLookup>>>>,
+    /// The running tasks, in task order: their attempt, live metrics and state.
+    pub task_metrics: Mutex<Vec<PublishedTask>>,
     /// Records read by the sources, over all attempts.
     pub records_read: Arc<AtomicU64>,
     /// Set when the job has ended.
@@ -65,8 +87,8 @@ pub(crate) struct JobControl {
     /// Answers the REST requests a JobManager forwards to this job (set by the API layer,
     /// which the runtime does not depend on).
     pub rest: std::sync::OnceLock<RestHandler>,
-    /// The checkpoint history so far.
-    pub history: Mutex<Vec<CheckpointStats>>,
+    /// The statistics of the checkpoints so far.
+    pub checkpoint_stats: Mutex<CheckpointStatsSnapshot>,
     /// The failures handled so far, oldest first.
     pub exceptions: Mutex<Vec<JobException>>,
     /// The job's id.
@@ -89,7 +111,7 @@ impl JobControl {
             cancel: AtomicBool::new(false),
             suspend: AtomicBool::new(false),
             commands: Mutex::new(VecDeque::new()),
-            mailboxes: Mutex::new(Vec::new()),
+            state_lookups: Mutex::new(Vec::new()),
             task_metrics: Mutex::new(Vec::new()),
             records_read: Arc::new(AtomicU64::new(0)),
             finished: AtomicBool::new(false),
@@ -99,7 +121,7 @@ impl JobControl {
             restarts: AtomicU64::new(0),
             restored: Mutex::new(Vec::new()),
             rest: std::sync::OnceLock::new(),
-            history: Mutex::new(Vec::new()),
+            checkpoint_stats: Mutex::new(CheckpointStatsSnapshot::default()),
         }
     }
 
@@ -122,13 +144,30 @@ impl JobControl {
         self.request_cancel();
     }
 
-    /// Publishes the live metrics of `task` of attempt `attempt` (replacing its earlier ones).
-    pub fn publish_metrics(&self, task: usize, attempt: usize, metrics: Arc<TaskIoMetrics>) {
+    /// Publishes task `task` of attempt `attempt`, just deployed, with its live `metrics`.
+    pub fn publish_task(&self, task: usize, attempt: usize, metrics: Arc<TaskIoMetrics>) {
+        let deployed = PublishedTask { attempt, metrics, state: ExecutionState::Deploying };
         let mut published = lock(&self.task_metrics);
         match published.get_mut(task) {
-            Some(slot) => *slot = (attempt, metrics),
-            None => published.push((attempt, metrics)),
+            Some(slot) => *slot = deployed,
+            None => published.push(deployed),
         }
+    }
+
+    /// Task `task` of the running attempt moved to `state`.
+    fn set_task_state(&self, task: usize, state: ExecutionState) {
+        if let Some(published) = lock(&self.task_metrics).get_mut(task) {
+            published.state = state;
+        }
+    }
+
+    /// Makes `lookup` the way to task `task`'s keyed state.
+    pub(crate) fn publish_state_lookup(&self, task: usize, lookup: Arc<dyn StateLookup>) {
+        let mut published = lock(&self.state_lookups);
+        if published.len() <= task {
+            published.resize(task + 1, None);
+        }
+        published[task] = Some(lookup);
     }
 
     /// The error of a job stopped on request: suspended or cancelled.
@@ -279,7 +318,7 @@ pub(crate) fn run_master(
             c.start_attempt(attempt.tasks.clone());
         }
         let end = master.run_attempt(&mut attempt, &receiver);
-        master.publish_history();
+        master.publish_checkpoint_stats();
         match end {
             AttemptEnd::Finished(outcomes) => break Ok(master.result(&job_name, outcomes, started)),
             AttemptEnd::Cancelled => {
@@ -527,9 +566,9 @@ impl Master {
         }
     }
 
-    fn publish_history(&self) {
+    fn publish_checkpoint_stats(&self) {
         if let Some(c) = &self.coordinator {
-            *lock(&self.control.history) = c.history().to_vec();
+            *lock(&self.control.checkpoint_stats) = c.stats().clone();
         }
     }
 
@@ -598,6 +637,14 @@ impl Master {
                     let Some(outcome) = attempt.take_outcome(task) else {
                         continue;
                     };
+                    self.control.set_task_state(
+                        task,
+                        match &outcome.result {
+                            Ok(_) => ExecutionState::Finished,
+                            Err(TaskError::Cancelled) => ExecutionState::Canceled,
+                            Err(_) => ExecutionState::Failed,
+                        },
+                    );
                     if outcome.result.is_err() && !cancelled {
                         if regional && regions.job_failure.is_none() && !attempt.cancel.is_cancelled() {
                             let region = attempt.region_of[task];
@@ -610,6 +657,7 @@ impl Master {
                     outcomes[task] = Some(outcome);
                 }
                 Ok(TaskEvent::Running(task)) => {
+                    self.control.set_task_state(task, ExecutionState::Running);
                     if let Some(r) = running.get_mut(task) {
                         *r = true;
                     }
@@ -620,6 +668,7 @@ impl Master {
                     }
                 }
                 Ok(TaskEvent::InputFinished(task)) => {
+                    self.control.set_task_state(task, ExecutionState::Finished);
                     if let Some(f) = input_finished.get_mut(task) {
                         *f = true;
                     }
@@ -823,7 +872,7 @@ impl Master {
             }
         }
         attempt.sources.iter().for_each(|(_, f, e)| f.resume_enumerator(e));
-        self.publish_history();
+        self.publish_checkpoint_stats();
     }
 
     fn fail_job_for_checkpoints(&mut self, attempt: &Attempt) {
@@ -906,7 +955,7 @@ impl Master {
             attempt.sources.iter().for_each(|(_, f, e)| f.enumerator_checkpoint_completed(e, done.id));
         }
         attempt.broadcast(|| Mail::CheckpointComplete(done.id));
-        self.publish_history();
+        self.publish_checkpoint_stats();
         if let Some(i) = self.savepoints.iter().position(|s| s.id == done.id) {
             let request = self.savepoints.swap_remove(i);
             info!(path = %done.path, "savepoint written");
@@ -930,7 +979,7 @@ impl Master {
             let request = self.savepoints.swap_remove(i);
             let _ = request.reply.send(Err(reason));
         }
-        self.publish_history();
+        self.publish_checkpoint_stats();
         if must_fail {
             self.fail_job_for_checkpoints(attempt);
         }
@@ -1021,7 +1070,7 @@ impl Master {
             operators: per_node,
             accumulators,
             job_graph: job.description.clone(),
-            checkpoints: self.coordinator.as_ref().map(|c| c.history().to_vec()).unwrap_or_default(),
+            checkpoints: self.coordinator.as_ref().map(|c| c.stats().clone()).unwrap_or_default(),
             restarts,
             recoveries: self.recoveries.clone(),
             restored_checkpoints: lock(&self.control.restored).iter().map(|(id, _)| *id).collect(),

@@ -4,5 +4,6 @@
 pub(crate) mod deployer;
 pub mod job;
 pub mod master;
+pub(crate) mod queryable;
 pub mod restart;
 pub mod result;

@@ -1,6 +1,6 @@
 //! What a finished job reports (Flink's `JobExecutionResult`).
 
-use crate::checkpoint::coordinator::CheckpointStats;
+use crate::checkpoint::stats::CheckpointStatsSnapshot;
 use crate::checkpoint::{CheckpointId, SnapshotLocation};
 use crate::metrics::AccumulatorValue;
 use brisk_core::job_graph::JobGraphDescription;
@@ -62,8 +62,8 @@ pub struct JobExecutionResult {
     pub accumulators: BTreeMap<String, AccumulatorValue>,
     /// The executed job graph.
     pub job_graph: JobGraphDescription,
-    /// Every checkpoint and savepoint the job took, in order.
-    pub checkpoints: Vec<CheckpointStats>,
+    /// The statistics of the checkpoints and savepoints the job took.
+    pub checkpoints: CheckpointStatsSnapshot,
     /// How often the job restarted after failures.
     pub restarts: usize,
     /// Per restart: from the failure to every task of the new attempt running with its

@@ -116,6 +116,34 @@ pub struct TaskIoValues {
     pub checkpointed_size: u64,
 }
 
+/// Where a subtask is in its life (Flink's `ExecutionState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecutionState {
+    /// Started; opening its operators and restoring their state.
+    Deploying,
+    /// Processing its input.
+    Running,
+    /// It processed all its input (it may still commit at the job's end).
+    Finished,
+    /// Cancelled (by a cancel of the job, or a failure elsewhere in its region).
+    Canceled,
+    /// Failed.
+    Failed,
+}
+
+impl ExecutionState {
+    /// Flink's name of the state.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutionState::Deploying => "DEPLOYING",
+            ExecutionState::Running => "RUNNING",
+            ExecutionState::Finished => "FINISHED",
+            ExecutionState::Canceled => "CANCELED",
+            ExecutionState::Failed => "FAILED",
+        }
+    }
+}
+
 /// The live metrics of one subtask of a running job, with where it runs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubtaskMetrics {
@@ -127,6 +155,8 @@ pub struct SubtaskMetrics {
     pub subtask: usize,
     /// The attempt the task belongs to (0 until the first restart).
     pub attempt: usize,
+    /// Where it is in its life.
+    pub state: ExecutionState,
     /// The counters.
     pub values: TaskIoValues,
 }

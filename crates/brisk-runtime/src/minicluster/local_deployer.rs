@@ -36,7 +36,7 @@ pub(crate) struct LocalDeployer {
 
 impl LocalDeployer {
     /// A deployer over `task_managers` task managers whose tasks report to `events` and
-    /// publish their mailboxes in `control`.
+    /// publish their metrics and state lookups in `control`.
     pub fn new(events: Sender<TaskEvent>, control: Arc<JobControl>, task_managers: usize) -> Result<Self, JobError> {
         let task_managers = match task_managers {
             0 | 1 => Vec::new(),
@@ -100,8 +100,9 @@ impl LocalDeployer {
             let name = deployment.info.name_with_subtask();
             debug!(task = %name, attempt = deployment.info.attempt_number, slot = plan.tasks[index].slot, "deploying subtask");
             let (mailbox, waker) = (deployment.mailbox.clone(), deployment.waker.clone());
+            self.control.publish_state_lookup(index, Arc::new(mailbox.clone()));
             let metrics = TaskIoMetrics::new();
-            self.control.publish_metrics(index, deployment.info.attempt_number, metrics.clone());
+            self.control.publish_task(index, deployment.info.attempt_number, metrics.clone());
             let runtime = SubtaskRuntime {
                 index,
                 options: job.options.clone(),
@@ -124,18 +125,6 @@ impl LocalDeployer {
                     started.iter().for_each(|(_, task)| task.cancel());
                     started.into_iter().for_each(|(_, task)| drop(task.join()));
                     return Err(JobError::Spawn(e));
-                }
-            }
-        }
-        let mut mailboxes = lock(&self.control.mailboxes);
-        if only.is_none() {
-            *mailboxes = wired.mailboxes;
-        } else {
-            for (vertex, by_subtask) in wired.mailboxes.into_iter().enumerate() {
-                for (subtask, mailbox) in by_subtask.into_iter().enumerate() {
-                    if only == Some(plan.tasks[plan.task_index(vertex, subtask)].region) {
-                        mailboxes[vertex][subtask] = mailbox;
-                    }
                 }
             }
         }

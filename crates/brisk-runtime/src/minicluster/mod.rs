@@ -6,8 +6,8 @@ mod local_deployer;
 
 use crate::checkpoint::SnapshotLocation;
 use crate::checkpoint::config::CheckpointConfig;
-use crate::checkpoint::coordinator::{CheckpointStats, CheckpointStatus};
 use crate::checkpoint::restore::JobRestore;
+use crate::checkpoint::stats::CheckpointStatsSnapshot;
 use crate::checkpoint::storage::load_snapshot;
 use crate::error::{JobError, TaskError, lock};
 use crate::graph::execution_plan::ExecutionPlan;
@@ -19,7 +19,7 @@ use crate::jobmaster::master::{JobControl, RestHandler, deploy_attempt, open_che
 use crate::jobmaster::result::{JobException, JobExecutionResult};
 use crate::metrics::task_io::SubtaskMetrics;
 use crate::network::partitioner::{KeyParser, PartitionKind};
-use crate::taskexecutor::mailbox::Mail;
+use crate::taskexecutor::output::StateQuery;
 use brisk_core::job_graph::JobGraphDescription;
 use brisk_core::key_group::{key_group_for_hash, key_hash, operator_index_for_key_group};
 use brisk_core::{Data, Key};
@@ -141,9 +141,9 @@ impl JobController {
         &self.graph.checkpoint
     }
 
-    /// The checkpoints taken so far.
-    pub fn checkpoint_history(&self) -> Vec<CheckpointStats> {
-        lock(&self.control.history).clone()
+    /// The statistics of the checkpoints taken so far.
+    pub fn checkpoint_stats(&self) -> CheckpointStatsSnapshot {
+        lock(&self.control.checkpoint_stats).clone()
     }
 
     /// Looks up the value of keyed state `state` for `key` in the running job (Flink's
@@ -198,20 +198,16 @@ impl JobController {
         keys: impl IntoIterator<Item = (usize, u64, Vec<u8>)>,
         json: bool,
     ) -> Result<Option<Vec<u8>>, String> {
-        let mailboxes = lock(&self.control.mailboxes).clone();
+        let lookups = lock(&self.control.state_lookups).clone();
         for (vertex, hash, key) in keys {
             let Some((parallelism, max_parallelism)) = self.graph.vertices.get(vertex).copied() else { continue };
             let key_group = key_group_for_hash(hash, max_parallelism);
             let subtask = operator_index_for_key_group(max_parallelism, parallelism, key_group);
-            let Some(mailbox) = mailboxes.get(vertex).and_then(|m| m.get(subtask)) else { continue };
-            let (reply, answer) = std::sync::mpsc::channel();
-            mailbox.send(Mail::QueryState { state: state.to_string(), key_group, key, json, reply });
-            match answer.recv_timeout(Duration::from_secs(30)) {
-                Ok(Ok(Some(bytes))) => return Ok(Some(bytes)),
-                Ok(Ok(None)) => {}
-                Ok(Err(reason)) => return Err(reason),
-                // The task has ended (or is busy past the timeout): it cannot answer.
-                Err(_) => {}
+            let first_task: usize = self.graph.vertices[..vertex].iter().map(|(p, _)| p).sum();
+            let Some(Some(lookup)) = lookups.get(first_task + subtask) else { continue };
+            let query = StateQuery { state: state.to_string(), key_group, key, json };
+            if let Some(value) = lookup.lookup(query)? {
+                return Ok(Some(value));
             }
         }
         Ok(None)
@@ -224,14 +220,15 @@ impl JobController {
         let mut ids = vertices.iter().enumerate().flat_map(|(v, d)| (0..d.parallelism).map(move |s| (v, s)));
         lock(&self.control.task_metrics)
             .iter()
-            .filter_map(|(attempt, metrics)| {
+            .filter_map(|task| {
                 let (vertex, subtask) = ids.next()?;
                 Some(SubtaskMetrics {
                     vertex,
                     vertex_name: vertices[vertex].name.clone(),
                     subtask,
-                    attempt: *attempt,
-                    values: metrics.read(),
+                    attempt: task.attempt,
+                    state: task.state,
+                    values: task.metrics.read(),
                 })
             })
             .collect()
@@ -409,8 +406,8 @@ fn start_progress_reporter(job_name: String, control: Arc<JobControl>, interval:
 
 /// The id of the job's last completed checkpoint and how long ago it completed.
 fn last_checkpoint(control: &JobControl) -> Option<(u64, Duration)> {
-    let history = lock(&control.history);
-    let last = history.iter().rev().find(|c| c.status == CheckpointStatus::Completed)?;
+    let stats = lock(&control.checkpoint_stats);
+    let last = [&stats.latest_completed, &stats.latest_savepoint].into_iter().flatten().max_by_key(|c| c.id)?;
     let completed_ms = last.trigger_timestamp_ms + last.duration.as_millis() as i64;
     let age = Duration::from_millis(crate::jobmaster::result::epoch_ms().saturating_sub(completed_ms).max(0) as u64);
     Some((last.id, age))

@@ -12,9 +12,11 @@ use crate::executor::JOB_RESULT_FILE_ENV;
 use crate::jobmaster::deployer::{Deployer, Restarted, SourceNode, TaskHandle};
 use crate::jobmaster::job::Deployable;
 use crate::jobmaster::master::JobControl;
+use crate::jobmaster::queryable::{QUERY_TIMEOUT, StateLookup};
 use crate::metrics::task_io::TaskIoMetrics;
 use crate::taskexecutor::deployment::TaskOutcome;
 use crate::taskexecutor::mailbox::Mail;
+use crate::taskexecutor::output::StateQuery;
 use brisk_rpc::{Cluster, Hello, Request, Response, Role, RpcConnection};
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -197,7 +199,7 @@ impl JobManagerLink {
                 Response::Ack
             }
             Request::RestCall(call) => match control.rest.get() {
-                Some(handler) => Response::Rest(handler(call)),
+                Some(handler) => Response::Rest(handler.answer(call)),
                 None => Response::Error("this job's coordinator serves no REST requests".into()),
             },
             Request::TriggerSavepoint { directory, stop, .. } => {
@@ -306,7 +308,11 @@ impl Coordinator {
         let worker_slots = match waited {
             Ok(worker_slots) => worker_slots,
             Err(e) => {
-                let failure = Request::JobFinished { job_id: job_id.to_string(), failure: Some(e.to_string()) };
+                let failure = Request::JobFinished {
+                    job_id: job_id.to_string(),
+                    failure: Some(e.to_string()),
+                    archive: Vec::new(),
+                };
                 let _ = connection.call(failure, CALL_TIMEOUT);
                 connection.close();
                 return Err(e);
@@ -405,7 +411,8 @@ impl Coordinator {
 
     /// Tells the JobManager the job ended, waiting for one that is restarting just now.
     fn report_end(&self, failure: Option<String>) {
-        let finished = Request::JobFinished { job_id: self.job_id.clone(), failure };
+        let archive = self.jobmanager.control.rest.get().map(|rest| rest.archive()).unwrap_or_default();
+        let finished = Request::JobFinished { job_id: self.job_id.clone(), failure, archive };
         // The reconnecting thread attaches a restarted JobManager.
         let deadline = Instant::now() + CALL_TIMEOUT;
         loop {
@@ -564,11 +571,13 @@ impl RemoteDeployer {
         for task in in_scope {
             let metrics = TaskIoMetrics::new();
             lock(&self.shared.metrics).insert(task, (self.generation, metrics.clone()));
-            self.control.publish_metrics(task, number, metrics);
+            self.control.publish_task(task, number, metrics);
             let worker = worker_of_task[task];
             let Some((_, connection)) = connections.iter().find(|(w, _)| *w == worker) else {
                 return Err(JobError::Worker(format!("worker {worker} is not registered")));
             };
+            let lookup = RemoteStateLookup { task, connection: connection.clone() };
+            self.control.publish_state_lookup(task, Arc::new(lookup));
             let handle = RemoteTask {
                 task,
                 generation: self.generation,
@@ -601,6 +610,24 @@ impl Deployer for RemoteDeployer {
         number: usize,
     ) -> Result<Restarted, JobError> {
         self.deploy_tasks(job, sources, restore, number, Some(region))
+    }
+}
+
+/// The keyed state of a task running in a worker process.
+struct RemoteStateLookup {
+    task: usize,
+    connection: RpcConnection<JobProtocol>,
+}
+
+impl StateLookup for RemoteStateLookup {
+    fn lookup(&self, query: StateQuery) -> Result<Option<Vec<u8>>, String> {
+        // The worker waits up to the timeout for its task; the call allows for the way there.
+        match self.connection.call(JobRequest::QueryState { task: self.task, query }, QUERY_TIMEOUT * 2) {
+            Ok(JobResponse::State(answer)) => answer,
+            Ok(other) => Err(format!("unexpected answer from the worker: {other:?}")),
+            // The worker went away: like a task that ended, it holds no state now.
+            Err(_) => Ok(None),
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use crate::metrics::task_io::TaskIoValues;
 use crate::source::EncodedNextSplit;
 use crate::taskexecutor::deployment::TaskOutcome;
 use crate::taskexecutor::mailbox::Mail;
+use crate::taskexecutor::output::StateQuery;
 use brisk_core::NonRecoverableError;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -28,6 +29,12 @@ impl brisk_rpc::Protocol for JobProtocol {
             _ => None,
         }
     }
+
+    /// A state query waits for its task, which may itself wait for an answer this
+    /// connection has yet to read (a reader asking for its next split).
+    fn runs_long(request: &JobRequest) -> bool {
+        matches!(request, JobRequest::QueryState { .. })
+    }
 }
 
 /// What a coordinator and its workers ask each other.
@@ -40,6 +47,9 @@ pub(crate) enum JobRequest {
     Deploy(DeployTasks),
     /// Coordinator → worker: a control message for one task.
     Mail { task: usize, mail: RemoteMail },
+    /// Coordinator → worker: look up keyed state in a task (queryable state); answered with
+    /// [`JobResponse::State`].
+    QueryState { task: usize, query: StateQuery },
     /// Coordinator → worker: cancel these tasks (and their regions).
     Cancel { tasks: Vec<usize> },
     /// Coordinator → worker: the job ended; end the process.
@@ -76,6 +86,8 @@ pub(crate) enum JobResponse {
     Ack,
     /// The enumerator's answer.
     Split(EncodedNextSplit),
+    /// A task's answer to a state query.
+    State(Result<Option<Vec<u8>>, String>),
     /// The request failed, and why.
     Error(String),
 }
@@ -98,7 +110,7 @@ pub(crate) struct DeployTasks {
     pub only: Option<usize>,
 }
 
-/// A [`Mail`] that can travel (state queries stay in the coordinator's process).
+/// A [`Mail`] that can travel (state queries travel as [`JobRequest::QueryState`]).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum RemoteMail {
     /// Take a checkpoint (sources, and tasks whose input ended).
@@ -122,7 +134,7 @@ pub(crate) struct RemoteBarrier {
 }
 
 impl RemoteMail {
-    /// The travelling form of `mail`; `None` for a state query (answered where it is asked).
+    /// The travelling form of `mail`; `None` for a state query, which waits for its answer.
     pub fn from_mail(mail: Mail) -> Option<RemoteMail> {
         Some(match mail {
             Mail::TriggerCheckpoint(b) => RemoteMail::Trigger(RemoteBarrier {

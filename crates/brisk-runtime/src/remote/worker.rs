@@ -15,6 +15,7 @@ use crate::error::{JobError, lock};
 use crate::graph::execution_plan::ExecutionPlan;
 use crate::graph::stream_graph::{ErasedEnumerator, NodeKind, TypeOps};
 use crate::jobmaster::job::Deployable;
+use crate::jobmaster::queryable::StateLookup;
 use crate::metrics::task_io::TaskIoMetrics;
 use crate::network::channel::{CancelToken, TaskWaker};
 use crate::network::tcp::{ConnectionManager, NetworkError};
@@ -87,6 +88,10 @@ pub(crate) fn run_worker(deployable: Deployable, coordinator: &str, index: usize
                 t.mailbox.send(mail.into_mail());
             }
             JobResponse::Ack
+        }
+        JobRequest::QueryState { task, query } => {
+            let mailbox = lock(&handling.tasks).get(&task).map(|t| t.mailbox.clone());
+            JobResponse::State(mailbox.map_or(Ok(None), |m| m.lookup(query)))
         }
         JobRequest::Cancel { tasks } => {
             let running = lock(&handling.tasks);

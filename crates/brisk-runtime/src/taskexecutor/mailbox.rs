@@ -4,6 +4,7 @@
 use crate::checkpoint::{CheckpointBarrier, CheckpointId};
 use crate::error::lock;
 use crate::network::channel::TaskWaker;
+use crate::taskexecutor::output::StateQuery;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
@@ -11,16 +12,10 @@ use std::sync::{Arc, Mutex};
 
 /// A request to a task.
 pub enum Mail {
-    /// Look up the encoded value of keyed state `state` for an encoded key (queryable state).
+    /// Look up the value of keyed state for a key (queryable state).
     QueryState {
-        /// The state's name.
-        state: String,
-        /// The key's key group.
-        key_group: usize,
-        /// The encoded key.
-        key: Vec<u8>,
-        /// Whether to answer with the value as JSON rather than encoded.
-        json: bool,
+        /// The state, the key, and how to answer.
+        query: StateQuery,
         /// Where the answer goes: `Ok(None)` when this task has no such state or value.
         reply: Sender<Result<Option<Vec<u8>>, String>>,
     },

@@ -66,7 +66,7 @@ pub enum CheckpointEvent<'a> {
 }
 
 /// A lookup of one keyed state value from outside the task.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct StateQuery {
     /// The state's name.
     pub state: String,

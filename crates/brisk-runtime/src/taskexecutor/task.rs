@@ -20,7 +20,7 @@ use crate::source::{SourceHead, SourceStatus};
 use crate::taskexecutor::chain::TwoInputHead;
 use crate::taskexecutor::context::TaskContext;
 use crate::taskexecutor::mailbox::Mail;
-use crate::taskexecutor::output::{ChainControl, CheckpointEvent, Output, StateQuery};
+use crate::taskexecutor::output::{ChainControl, CheckpointEvent, Output};
 use brisk_core::{Data, StreamRecord, Watermark};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -757,8 +757,8 @@ fn wait_for_job_end(task: &mut dyn StreamTask, ctx: &TaskContext, mut checkpoint
 
 fn handle_mail(task: &mut dyn StreamTask, ctx: &TaskContext, mail: Mail, checkpoints: &mut Checkpoints) -> TaskResult {
     match mail {
-        Mail::QueryState { state, key_group, key, json, reply } => {
-            let answer = task.chain().query_state(&StateQuery { state, key_group, key, json }).unwrap_or(Ok(None));
+        Mail::QueryState { query, reply } => {
+            let answer = task.chain().query_state(&query).unwrap_or(Ok(None));
             // The client may have given up waiting; that is no error of the task.
             let _ = reply.send(answer);
             Ok(())

@@ -42,8 +42,6 @@ pub(crate) trait Placement {
 pub(crate) struct Wiring {
     /// In task order.
     pub wakers: Vec<Arc<TaskWaker>>,
-    /// By vertex and subtask.
-    pub mailboxes: Vec<Vec<Mailbox>>,
     /// In task order; `None` for tasks not deployed now (elsewhere, or outside the region).
     pub deployments: Vec<Option<SubtaskDeployment>>,
 }
@@ -104,17 +102,11 @@ pub(crate) fn wire(request: &WiringRequest<'_>, placement: &dyn Placement) -> Re
         }
     }
 
-    let mailboxes: Vec<Vec<Mailbox>> = job
-        .vertices
-        .iter()
-        .enumerate()
-        .map(|(vi, v)| (0..v.parallelism).map(|i| Mailbox::new(wakers[plan.task_index(vi, i)].clone())).collect())
-        .collect();
     let mut deployments = Vec::with_capacity(plan.tasks.len());
     for (vi, v) in job.vertices.iter().enumerate() {
         let chain_ids: Vec<String> = v.nodes.iter().map(|n| job.operator_ids[*n].clone()).collect();
         let enumerator = enumerators.iter().find(|(id, _)| *id == job.operator_ids[v.head]).map(|(_, e)| e.clone());
-        for (subtask, mailbox) in mailboxes[vi].iter().enumerate() {
+        for subtask in 0..v.parallelism {
             let task = plan.task_index(vi, subtask);
             if only.is_some_and(|r| r != plan.tasks[task].region) || !placement.is_local(task) {
                 deployments.push(None);
@@ -145,12 +137,12 @@ pub(crate) fn wire(request: &WiringRequest<'_>, placement: &dyn Placement) -> Re
                 input_type: graph.in_edges(v.head).next().map(|(_, e)| e.type_ops.clone()),
                 enumerator: enumerator.clone(),
                 waker: wakers[task].clone(),
-                mailbox: mailbox.clone(),
+                mailbox: Mailbox::new(wakers[task].clone()),
                 restore: task_restore,
             }));
         }
     }
-    Ok(Wiring { wakers, mailboxes, deployments })
+    Ok(Wiring { wakers, deployments })
 }
 
 /// The id of plan channel `index` on TCP connections in wiring number `generation`: ids never
