@@ -123,6 +123,7 @@ pub(crate) async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoR
                     "Bytes of the subtask's state in its last checkpoint.",
                     v.checkpointed_size as f64,
                 ),
+                ("numRecordsInErrors", "Records a source skipped as unreadable.", v.records_in_errors as f64),
             ];
             for (name, help, value) in gauges {
                 exposition.add(task_metric(name), help, &labels, value);

@@ -15,6 +15,7 @@ use crate::operators::{
 };
 use crate::side_output::OutputTag;
 use crate::sinks::{CollectResult, CollectSink, PrintSink, TextFileSink};
+use crate::sources::BadRecordPolicy;
 use brisk_core::key_group::key_hash;
 use brisk_core::{Data, Key};
 use brisk_runtime::JobError;
@@ -290,6 +291,25 @@ impl<T: Data> DataStream<T> {
         self.configure("name", |n| {
             n.name = if n.name.starts_with("Source: ") { format!("Source: {name}") } else { name.to_string() }
         })
+    }
+
+    /// What the source does with records it cannot read: fail the job (the default), skip
+    /// and count them (`numRecordsInErrors`), or send them to the side output
+    /// [`dead_letters`](crate::sources::dead_letters). Only for a stream straight from a source.
+    pub fn on_bad_records(self, policy: BadRecordPolicy) -> Self {
+        let mut applied = false;
+        let stream = self.configure("on_bad_records", |n| {
+            if let brisk_runtime::graph::stream_graph::NodeKind::Source(factory) = &mut n.kind {
+                factory.set_bad_record_policy(policy);
+                applied = true;
+            }
+        });
+        if !applied && !stream.inputs.is_empty() {
+            stream.env.record_error(
+                "on_bad_records applies to a stream read from a source, not to an operator's output".into(),
+            );
+        }
+        stream
     }
 
     /// Gives the operator a stable id, so its state maps across job versions.

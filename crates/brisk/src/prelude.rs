@@ -19,7 +19,10 @@ pub use crate::side_output::OutputTag;
 pub use crate::sinks::{
     CollectResult, DiscardingSink, FileSink, PrintSink, TextFileSink, TwoPhaseCommitSink, TwoPhaseCommitSinkFunction,
 };
-pub use crate::sources::{DataGeneratorSource, FileSource, NumberSequenceSource, SocketTextStreamSource};
+pub use crate::sources::{
+    BadRecord, BadRecordPolicy, DataGeneratorSource, FileSource, NumberSequenceSource, SocketTextStreamSource,
+    dead_letters,
+};
 pub use crate::windowing::{
     ContinuousEventTimeTrigger, ContinuousProcessingTimeTrigger, CountEvictor, CountTrigger, DeltaEvictor,
     EventTimeSessionWindows, EventTimeTrigger, Evictor, GlobalWindow, GlobalWindows, ProcessWindowContext,

@@ -10,8 +10,8 @@ use crate::network::record_writer::RecordWriterOutput;
 use crate::network::tcp::{ConnectionManager, NetworkError};
 use crate::source::watermark::WatermarkStrategy;
 use crate::source::{
-    EncodedNextSplit, EnumeratorCell, RemoteEnumerator, RemoteSplits, SharedEnumerator, Source, SourceLink,
-    SourceSplit, SplitAssignments,
+    BadRecordPolicy, EncodedNextSplit, EnumeratorCell, RemoteEnumerator, RemoteSplits, SharedEnumerator, Source,
+    SourceLink, SourceSplit, SplitAssignments,
 };
 use crate::taskexecutor::chain::{OneInputLink, TwoInputHead, TwoInputLink};
 use crate::taskexecutor::context::OperatorInfo;
@@ -367,6 +367,8 @@ pub trait SourceFactory: Send {
         from: CheckpointId,
         reader_state: Option<&[u8]>,
     ) -> Result<(), BoxError>;
+    /// Treats the records the source cannot read as `policy` says.
+    fn set_bad_record_policy(&mut self, policy: BadRecordPolicy);
     /// The source task of one subtask.
     fn create_task(
         self: Box<Self>,
@@ -380,6 +382,7 @@ pub trait SourceFactory: Send {
 struct SourceFactoryImpl<T, S> {
     source: Arc<S>,
     strategy: Option<WatermarkStrategy<T>>,
+    policy: BadRecordPolicy,
 }
 
 /// The factory of a source node reading `source` with timestamps and watermarks from
@@ -388,12 +391,20 @@ pub fn source_factory<T: Data, S: Source<T>>(
     source: S,
     strategy: Option<WatermarkStrategy<T>>,
 ) -> Box<dyn SourceFactory> {
-    Box::new(SourceFactoryImpl::<T, S> { source: Arc::new(source), strategy })
+    Box::new(SourceFactoryImpl::<T, S> { source: Arc::new(source), strategy, policy: BadRecordPolicy::default() })
 }
 
 impl<T: Data, S: Source<T>> SourceFactory for SourceFactoryImpl<T, S> {
     fn clone_box(&self) -> Box<dyn SourceFactory> {
-        Box::new(SourceFactoryImpl::<T, S> { source: self.source.clone(), strategy: self.strategy.clone() })
+        Box::new(SourceFactoryImpl::<T, S> {
+            source: self.source.clone(),
+            strategy: self.strategy.clone(),
+            policy: self.policy,
+        })
+    }
+
+    fn set_bad_record_policy(&mut self, policy: BadRecordPolicy) {
+        self.policy = policy;
     }
 
     fn is_bounded(&self) -> bool {
@@ -478,7 +489,7 @@ impl<T: Data, S: Source<T>> SourceFactory for SourceFactoryImpl<T, S> {
                 },
             };
         let out = OperatorOutput::new(downcast_output::<T>(main)?, sides);
-        let head = SourceLink::new(self.source, self.strategy, enumerator, out, info);
+        let head = SourceLink::new(self.source, self.strategy, enumerator, self.policy, out, info);
         Ok(Box::new(SourceStreamTask::new(Box::new(head))))
     }
 }

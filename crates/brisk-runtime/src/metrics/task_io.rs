@@ -17,6 +17,7 @@ pub struct TaskIoMetrics {
     input_watermark: AtomicI64,
     back_pressured_ns: AtomicU64,
     checkpointed_size: AtomicU64,
+    records_in_errors: AtomicU64,
 }
 
 impl Default for TaskIoMetrics {
@@ -29,6 +30,7 @@ impl Default for TaskIoMetrics {
             input_watermark: AtomicI64::new(i64::MIN),
             back_pressured_ns: AtomicU64::new(0),
             checkpointed_size: AtomicU64::new(0),
+            records_in_errors: AtomicU64::new(0),
         }
     }
 }
@@ -65,6 +67,12 @@ impl TaskIoMetrics {
         self.back_pressured_ns.fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
     }
 
+    /// A source skipped a record it could not read (a bad-record policy of skip).
+    #[inline]
+    pub fn add_in_error(&self) {
+        self.records_in_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The task's part of the last checkpoint it wrote has `bytes` bytes.
     pub fn set_checkpointed_size(&self, bytes: u64) {
         self.checkpointed_size.store(bytes, Ordering::Relaxed);
@@ -79,6 +87,7 @@ impl TaskIoMetrics {
         self.input_watermark.store(values.current_input_watermark.unwrap_or(i64::MIN), Ordering::Relaxed);
         self.back_pressured_ns.store(values.back_pressured_ms * 1_000_000, Ordering::Relaxed);
         self.checkpointed_size.store(values.checkpointed_size, Ordering::Relaxed);
+        self.records_in_errors.store(values.records_in_errors, Ordering::Relaxed);
     }
 
     /// The current values.
@@ -92,6 +101,7 @@ impl TaskIoMetrics {
             current_input_watermark: (watermark != i64::MIN).then_some(watermark),
             back_pressured_ms: self.back_pressured_ns.load(Ordering::Relaxed) / 1_000_000,
             checkpointed_size: self.checkpointed_size.load(Ordering::Relaxed),
+            records_in_errors: self.records_in_errors.load(Ordering::Relaxed),
         }
     }
 }
@@ -114,6 +124,8 @@ pub struct TaskIoValues {
     pub back_pressured_ms: u64,
     /// Size of the task's state in the last checkpoint it wrote (`checkpointedSize`).
     pub checkpointed_size: u64,
+    /// Records a source skipped as unreadable (`numRecordsInErrors`).
+    pub records_in_errors: u64,
 }
 
 /// Where a subtask is in its life (Flink's `ExecutionState`).
@@ -178,6 +190,7 @@ mod tests {
             writer.add_back_pressured(Duration::from_millis(3));
             writer.add_back_pressured(Duration::from_micros(2_500));
             writer.set_checkpointed_size(4096);
+            writer.add_in_error();
         })
         .join()
         .unwrap();
@@ -191,6 +204,7 @@ mod tests {
                 current_input_watermark: Some(1_000),
                 back_pressured_ms: 5,
                 checkpointed_size: 4096,
+                records_in_errors: 1,
             }
         );
         let copy = TaskIoMetrics::new();

@@ -1,7 +1,13 @@
 //! Split-based sources (Flink's FLIP-27 `Source`): an enumerator hands out splits (file ranges,
 //! sequence ranges, partitions) and a reader in each source subtask reads the splits it gets.
 
+pub mod reader;
 pub mod watermark;
+
+pub use reader::{
+    BadRecord, BadRecordPolicy, BadRecords, DEAD_LETTERS, InputStatus, ReaderOutput, SourceReader, SplitReaderFactory,
+    SplitReaders,
+};
 
 use crate::checkpoint::{CheckpointId, OperatorSnapshot};
 use crate::error::{TaskError, TaskResult, lock};
@@ -14,13 +20,14 @@ use crate::taskexecutor::context::{OperatorInfo, TaskContext};
 use crate::taskexecutor::mailbox::Mailbox;
 use crate::taskexecutor::output::{ChainControl, CheckpointEvent, OperatorOutput};
 use crate::taskexecutor::time::ProcessingTimeService;
-use brisk_core::{BoxError, NO_TIMESTAMP, StreamRecord, Watermark};
+use brisk_core::{BoxError, NO_TIMESTAMP, NonRecoverableError, StreamRecord, Watermark};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::debug;
 
 /// Whether a source ends by itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +68,8 @@ pub trait SplitEnumerator<S>: Send {
     fn snapshot_state(&mut self) -> Result<Vec<u8>, BoxError>;
     /// Replaces the state by one from [`snapshot_state`](Self::snapshot_state).
     fn restore_state(&mut self, state: &[u8]) -> Result<(), BoxError>;
+    /// Checkpoint `checkpoint` completed.
+    fn notify_checkpoint_complete(&mut self, _checkpoint: CheckpointId) {}
 }
 
 /// What a reader's poll found.
@@ -74,7 +83,7 @@ pub enum ReadStatus {
     SplitFinished,
 }
 
-/// Reads splits and emits their records.
+/// Reads one split at a time and emits its records (see [`SplitReaders`]).
 pub trait SplitReader<T, S>: Send {
     /// Starts reading a split.
     fn open_split(&mut self, split: S) -> Result<(), BoxError>;
@@ -109,8 +118,8 @@ pub trait Source<T>: Send + Sync + 'static {
     fn boundedness(&self) -> Boundedness;
     /// Creates the enumerator for `parallelism` readers.
     fn create_enumerator(&self, parallelism: usize) -> Result<Box<dyn SplitEnumerator<Self::Split>>, BoxError>;
-    /// Creates the reader of one subtask.
-    fn create_reader(&self, ctx: &ReaderContext) -> Result<Box<dyn SplitReader<T, Self::Split>>, BoxError>;
+    /// Creates the reader of one subtask ([`SplitReaders`] reads one split per [`SplitReader`]).
+    fn create_reader(&self, ctx: &ReaderContext) -> Result<Box<dyn SourceReader<T, Self::Split>>, BoxError>;
 }
 
 /// A reader's view of its output: timestamps and watermarks of the current split are applied
@@ -122,17 +131,87 @@ pub struct SourceOutput<'a, T> {
     error: Option<TaskError>,
     /// The task's mailbox: mail waiting there (a checkpoint trigger) ends the poll early.
     mailbox: Option<&'a Mailbox>,
+    /// What to do with bad records, and the split they come from.
+    bad_records: (&'a BadRecords, &'a str),
+    /// Where the failure goes when the output is dropped (one split's output of a
+    /// [`ReaderOutput`]).
+    report_to: Option<&'a mut Option<TaskError>>,
 }
 
 impl<'a, T: 'static> SourceOutput<'a, T> {
     /// Wraps an operator output.
     pub fn new(out: &'a mut OperatorOutput<T>) -> Self {
-        SourceOutput { out, watermarks: None, error: None, mailbox: None }
+        SourceOutput {
+            out,
+            watermarks: None,
+            error: None,
+            mailbox: None,
+            bad_records: (&reader::FAILING, ""),
+            report_to: None,
+        }
     }
 
     /// Wraps an operator output, generating watermarks for the tracker's part `part`.
     pub fn with_watermarks(out: &'a mut OperatorOutput<T>, tracker: &'a mut WatermarkTracker<T>, part: usize) -> Self {
-        SourceOutput { out, watermarks: Some((tracker, part)), error: None, mailbox: None }
+        let mut output = SourceOutput::new(out);
+        output.watermarks = Some((tracker, part));
+        output
+    }
+
+    /// Treats bad records of split `split` as `bad_records` says.
+    pub fn reading(mut self, bad_records: &'a BadRecords, split: &'a str) -> Self {
+        self.bad_records = (bad_records, split);
+        self
+    }
+
+    /// Leaves a failure in `slot` when dropped.
+    fn reporting_to(mut self, slot: &'a mut Option<TaskError>) -> Self {
+        self.report_to = Some(slot);
+        self
+    }
+
+    /// What the source does with bad records.
+    pub fn bad_record_policy(&self) -> BadRecordPolicy {
+        self.bad_records.0.policy
+    }
+
+    /// A record at `offset` of the split could not be read, for `reason`: fails the source,
+    /// skips it or sends it to the dead letters, as the source's [`BadRecordPolicy`] says.
+    pub fn bad_record(&mut self, offset: u64, reason: impl Into<String>, raw: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        let (records, split) = self.bad_records;
+        let reason = reason.into();
+        match records.policy {
+            BadRecordPolicy::Fail => {
+                let source =
+                    if records.source.is_empty() { String::new() } else { format!("source '{}', ", records.source) };
+                let message = format!("{source}split '{split}', offset {offset}: {reason}");
+                // The same record comes back after any restart: fail the job, not the attempt.
+                self.error = Some(TaskError::User(Box::new(NonRecoverableError::new(message))));
+            }
+            BadRecordPolicy::Skip => {
+                if let Some(metrics) = &records.metrics {
+                    metrics.add_in_error();
+                }
+                debug!(source = %records.source, split, offset, reason = %reason, "skipped a bad record");
+            }
+            BadRecordPolicy::SideOutput => {
+                let record = BadRecord {
+                    source: records.source.clone(),
+                    split: split.to_string(),
+                    offset,
+                    reason,
+                    raw: raw.to_vec(),
+                };
+                if let Err(e) =
+                    self.out.collect_side(DEAD_LETTERS, StreamRecord { value: record, timestamp: NO_TIMESTAMP })
+                {
+                    self.error = Some(e);
+                }
+            }
+        }
     }
 
     /// Emits a record without a timestamp (the watermark strategy may assign one).
@@ -179,8 +258,17 @@ impl<'a, T: 'static> SourceOutput<'a, T> {
         self.error.is_some() || self.mailbox.is_some_and(Mailbox::has_mail)
     }
 
-    fn into_error(self) -> Option<TaskError> {
-        self.error
+    /// The failure of an emission or a bad record, if any (taken: it is reported once).
+    pub fn take_error(&mut self) -> Option<TaskError> {
+        self.error.take()
+    }
+}
+
+impl<T> Drop for SourceOutput<'_, T> {
+    fn drop(&mut self) {
+        if let (Some(slot), Some(error)) = (self.report_to.as_mut(), self.error.take()) {
+            **slot = Some(error);
+        }
     }
 }
 
@@ -391,9 +479,11 @@ impl<S: SourceSplit> EnumeratorCell<S> {
         enumerator.snapshot_state()
     }
 
-    /// Checkpoint `id` completed: no reader is restored from an older one any more.
+    /// Checkpoint `id` completed: no reader is restored from an older one any more, and the
+    /// enumerator hears of it.
     pub fn checkpoint_completed(&self, id: CheckpointId) {
         lock(&self.assignments).log.retain(|(epoch, _, _)| *epoch >= id);
+        lock(&self.enumerator).notify_checkpoint_complete(id);
     }
 
     /// Reader `subtask` restarts alone from checkpoint `from` (region failover): the splits
@@ -470,22 +560,23 @@ pub trait SourceHead: ChainControl {
     fn poll_next(&mut self) -> TaskResult<SourceStatus>;
 }
 
-/// A split being read by its own reader, with the split's id.
-type ActiveSplit<T, S> = (Box<dyn SplitReader<T, S>>, String);
+/// How often a reader that takes splits while reading asks for more at most (each ask may be
+/// a call to the job's coordinator).
+const SPLIT_REQUEST_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Drives a [`SplitReader`]: asks the enumerator for splits, reads them, ends the input.
+/// Drives a [`SourceReader`]: asks the enumerator for splits, has the reader read them, ends
+/// the input.
 pub struct SourceLink<T, S: Source<T>> {
     source: Arc<S>,
     strategy: Option<WatermarkStrategy<T>>,
     watermarks: Option<WatermarkTracker<T>>,
     time: Option<(ProcessingTimeService, i64)>,
     enumerator: Arc<dyn SplitAssignments<S::Split>>,
-    reader_context: Option<ReaderContext>,
-    /// Splits being read, each by its own reader, polled in turn.
-    active: Vec<ActiveSplit<T, S::Split>>,
-    next_active: usize,
-    /// A reader whose split finished, reused for the next split.
-    spare: Option<Box<dyn SplitReader<T, S::Split>>>,
+    reader: Option<Box<dyn SourceReader<T, S::Split>>>,
+    /// Ids of the splits being read.
+    reading: Vec<String>,
+    /// When a reader that takes splits while reading asks again.
+    next_request: Instant,
     subtask_index: usize,
     no_more_splits: bool,
     /// Stop-with-savepoint: end after the savepoint (with the final watermark if draining).
@@ -494,6 +585,7 @@ pub struct SourceLink<T, S: Source<T>> {
     metrics: Option<Arc<TaskIoMetrics>>,
     /// The task's mailbox, which polls yield to.
     mailbox: Option<Mailbox>,
+    bad_records: BadRecords,
     out: OperatorOutput<T>,
     state: LinkState,
     name: Arc<str>,
@@ -501,11 +593,12 @@ pub struct SourceLink<T, S: Source<T>> {
 
 impl<T: 'static, S: Source<T>> SourceLink<T, S> {
     /// A source head reading `source` with splits from `enumerator`, timestamps and watermarks
-    /// from `strategy` (per split).
+    /// from `strategy` (per split), bad records treated by `policy`.
     pub fn new(
         source: Arc<S>,
         strategy: Option<WatermarkStrategy<T>>,
         enumerator: Arc<dyn SplitAssignments<S::Split>>,
+        policy: BadRecordPolicy,
         out: OperatorOutput<T>,
         info: OperatorInfo,
     ) -> Self {
@@ -515,16 +608,16 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
             watermarks: None,
             time: None,
             enumerator,
-            reader_context: None,
-            active: Vec::new(),
-            next_active: 0,
-            spare: None,
+            reader: None,
+            reading: Vec::new(),
+            next_request: Instant::now(),
             subtask_index: 0,
             no_more_splits: false,
             stopping: None,
             records_read: None,
             metrics: None,
             mailbox: None,
+            bad_records: BadRecords { policy, source: info.name.clone(), metrics: None },
             out,
             name: info.name.as_str().into(),
             state: LinkState::new(info),
@@ -538,25 +631,36 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
             }
             return Ok(SourceStatus::EndOfInput);
         }
+        let Some(reader) = self.reader.as_mut() else { return Err(TaskError::msg("source reader used before open")) };
         loop {
-            let wants_split = self.active.is_empty() || self.enumerator.offers_resumed(self.subtask_index);
+            let idle = self.reading.is_empty();
+            let now = Instant::now();
+            let wants_split = idle
+                || self.enumerator.offers_resumed(self.subtask_index)
+                || (reader.takes_splits_while_reading() && now >= self.next_request);
             if wants_split && !self.no_more_splits {
                 // Paused while this reader owes a checkpoint snapshot: the trigger is in the mailbox.
                 match self.enumerator.next_split(self.subtask_index)? {
-                    None if self.active.is_empty() => return Ok(SourceStatus::NothingAvailable(None)),
-                    None => {}
+                    None if idle => return Ok(SourceStatus::NothingAvailable(None)),
+                    None => self.next_request = now + SPLIT_REQUEST_INTERVAL,
                     Some(NextSplit::Split(split)) => {
-                        self.open_split(split)?;
+                        let id = split.split_id();
+                        // Each split gets its own watermark generator (Flink's per-split watermarks).
+                        if let Some(tracker) = &mut self.watermarks {
+                            tracker.add_part(&id);
+                        }
+                        reader.add_splits(vec![split])?;
+                        self.reading.push(id);
                         continue;
                     }
-                    Some(NextSplit::NotYet(retry)) if self.active.is_empty() => {
-                        return Ok(SourceStatus::NothingAvailable(Some(Instant::now() + retry)));
+                    Some(NextSplit::NotYet(retry)) if idle => {
+                        return Ok(SourceStatus::NothingAvailable(Some(now + retry)));
                     }
-                    Some(NextSplit::NotYet(_)) => {}
+                    Some(NextSplit::NotYet(retry)) => self.next_request = now + retry.max(SPLIT_REQUEST_INTERVAL),
                     Some(NextSplit::NoMoreSplits) => self.no_more_splits = true,
                 }
             }
-            if self.active.is_empty() {
+            if idle {
                 if self.no_more_splits {
                     // Bounded input is complete: fire every event-time timer downstream.
                     self.out.emit_watermark(Watermark::MAX)?;
@@ -564,20 +668,14 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
                 }
                 continue;
             }
-            let index = self.next_active % self.active.len();
-            self.next_active = index + 1;
-            let (reader, id) = &mut self.active[index];
             let before = self.out.records_out();
-            let part = self.watermarks.as_ref().and_then(|tracker| tracker.part_index(id));
-            let mut output = match (&mut self.watermarks, part) {
-                (Some(tracker), Some(part)) => SourceOutput::with_watermarks(&mut self.out, tracker, part),
-                _ => SourceOutput::new(&mut self.out),
-            };
+            let mut output = ReaderOutput::new(&mut self.out, self.watermarks.as_mut(), &self.bad_records);
             if let Some(mailbox) = &self.mailbox {
                 output = output.yielding_to(mailbox);
             }
             let status = reader.poll(&mut output);
-            if let Some(e) = output.into_error() {
+            let (error, finished) = output.into_parts();
+            if let Some(e) = error {
                 return Err(e);
             }
             let read = self.out.records_out() - before;
@@ -588,43 +686,29 @@ impl<T: 'static, S: Source<T>> SourceLink<T, S> {
             if let Some(metrics) = &self.metrics {
                 metrics.add_in(read, read * std::mem::size_of::<StreamRecord<T>>() as u64);
             }
-            return Ok(match status? {
-                ReadStatus::More => SourceStatus::MoreAvailable,
-                ReadStatus::Wait(d) if self.active.len() == 1 => {
-                    SourceStatus::NothingAvailable(d.map(|d| Instant::now() + d))
-                }
-                ReadStatus::Wait(_) => SourceStatus::MoreAvailable,
-                ReadStatus::SplitFinished => {
-                    let (reader, id) = self.active.swap_remove(index);
-                    self.spare = Some(reader);
-                    if let Some(tracker) = &mut self.watermarks {
-                        let update = tracker.remove_part(&id);
+            let status = status?;
+            if !finished.is_empty() {
+                self.reading.retain(|id| !finished.contains(id));
+                if let Some(tracker) = &mut self.watermarks {
+                    for id in &finished {
+                        let update = tracker.remove_part(id);
                         emit_updates(&mut self.out, update)?;
                     }
-                    SourceStatus::MoreAvailable
+                }
+                // Ask for the next split at once.
+                return Ok(SourceStatus::MoreAvailable);
+            }
+            return Ok(match status {
+                InputStatus::MoreAvailable => SourceStatus::MoreAvailable,
+                InputStatus::NothingAvailable(wait) => {
+                    let mut at = wait.map(|d| Instant::now() + d);
+                    if reader.takes_splits_while_reading() && !self.no_more_splits {
+                        at = Some(at.map_or(self.next_request, |at| at.min(self.next_request)));
+                    }
+                    SourceStatus::NothingAvailable(at)
                 }
             });
         }
-    }
-
-    /// Starts reading `split` with a reader of its own.
-    fn open_split(&mut self, split: S::Split) -> TaskResult {
-        let mut reader = match self.spare.take() {
-            Some(reader) => reader,
-            None => {
-                let ctx =
-                    self.reader_context.as_ref().ok_or_else(|| TaskError::msg("source reader used before open"))?;
-                self.source.create_reader(ctx)?
-            }
-        };
-        let id = split.split_id();
-        reader.open_split(split)?;
-        // Each split gets its own watermark generator (Flink's per-split watermarks).
-        if let Some(tracker) = &mut self.watermarks {
-            tracker.add_part(&id);
-        }
-        self.active.push((reader, id));
-        Ok(())
     }
 }
 
@@ -642,6 +726,14 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
         self.records_read = Some(task.records_read.clone());
         self.metrics = Some(task.metrics.clone());
         self.mailbox = Some(task.mailbox.clone());
+        self.bad_records.metrics = Some(task.metrics.clone());
+        if self.bad_records.policy == BadRecordPolicy::SideOutput && !self.out.has_side_output(DEAD_LETTERS) {
+            return Err(TaskError::msg(format!(
+                "source '{}' sends bad records to the side output '{DEAD_LETTERS}', which no operator reads: \
+                 read it with get_side_output(&dead_letters())",
+                self.name
+            )));
+        }
         // Batch execution needs no watermarks but the final one; timestamps are still assigned.
         if let Some(strategy) = &self.strategy {
             self.watermarks = Some(WatermarkTracker::new(strategy.clone(), task.clock.clone()));
@@ -660,15 +752,11 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
             waker: task.waker.clone(),
             cancel: task.cancel.clone(),
         };
-        // A reader is created up front, so a source that cannot read fails at once.
-        let source = &self.source;
-        let spare = &mut self.spare;
+        let (source, reader) = (&self.source, &mut self.reader);
         call_operator(&self.state.info.name, || {
-            *spare = Some(source.create_reader(&ctx)?);
+            *reader = Some(source.create_reader(&ctx)?);
             Ok(())
-        })?;
-        self.reader_context = Some(ctx);
-        Ok(())
+        })
     }
 
     fn finish(&mut self) -> TaskResult {
@@ -676,7 +764,9 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
     }
 
     fn close(&mut self) -> TaskResult {
-        self.active.iter_mut().map(|(r, _)| r).chain(self.spare.as_mut()).for_each(|r| r.close());
+        if let Some(reader) = &mut self.reader {
+            reader.close();
+        }
         self.out.close()
     }
 
@@ -707,7 +797,7 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
     fn on_checkpoint(&mut self, event: &mut CheckpointEvent<'_>) -> TaskResult {
         match event {
             CheckpointEvent::Snapshot { barrier, into } => {
-                let splits: Vec<S::Split> = self.active.iter().flat_map(|(r, _)| r.snapshot_state()).collect();
+                let splits: Vec<S::Split> = self.reader.as_ref().map(|r| r.snapshot_state()).unwrap_or_default();
                 let raw = brisk_state::codec::encode(&splits)
                     .map_err(|e| TaskError::msg(format!("cannot encode the source's split positions: {e}")))?;
                 into.operators.push((
@@ -720,7 +810,12 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
                 }
             }
             CheckpointEvent::Aborted(_) => self.enumerator.resume(self.subtask_index),
-            CheckpointEvent::Barrier(_) | CheckpointEvent::Complete(_) => {}
+            CheckpointEvent::Complete(id) => {
+                if let Some(reader) = &mut self.reader {
+                    reader.notify_checkpoint_complete(*id).map_err(TaskError::User)?;
+                }
+            }
+            CheckpointEvent::Barrier(_) => {}
         }
         self.out.on_checkpoint(event)
     }

@@ -173,6 +173,11 @@ impl<OUT> OperatorOutput<OUT> {
         })
     }
 
+    /// Whether some operator consumes side output `tag_id`.
+    pub fn has_side_output(&self, tag_id: &str) -> bool {
+        self.sides.iter().any(|(id, _)| id == tag_id)
+    }
+
     /// Calls `emit` with the [`SideOutput`] behind `tag_id` (as `Any`), if anyone consumes it.
     pub fn with_side_output(&mut self, tag_id: &str, emit: impl FnOnce(&mut dyn Any) -> TaskResult) -> TaskResult {
         let Some((_, side)) = self.sides.iter_mut().find(|(id, _)| id == tag_id) else {

@@ -3,7 +3,8 @@
 use super::{RECORDS_PER_POLL, SplitQueue};
 use brisk_core::{BoxError, Data};
 use brisk_runtime::source::{
-    Boundedness, ReadStatus, ReaderContext, Source, SourceOutput, SourceSplit, SplitEnumerator, SplitReader,
+    Boundedness, ReadStatus, ReaderContext, Source, SourceOutput, SourceReader, SourceSplit, SplitEnumerator,
+    SplitReader, SplitReaders,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -46,8 +47,9 @@ impl<T: Data> Source<T> for CollectionSource<T> {
         Ok(Box::new(SplitQueue::assigned(vec![IndexSplit { next: 0, end: self.values.len() }], 1)))
     }
 
-    fn create_reader(&self, _: &ReaderContext) -> Result<Box<dyn SplitReader<T, IndexSplit>>, BoxError> {
-        Ok(Box::new(CollectionReader { values: self.values.clone(), split: None }))
+    fn create_reader(&self, _: &ReaderContext) -> Result<Box<dyn SourceReader<T, IndexSplit>>, BoxError> {
+        let values = self.values.clone();
+        SplitReaders::boxed(move || Ok(CollectionReader { values: values.clone(), split: None }))
     }
 }
 

@@ -4,7 +4,8 @@
 use super::{RECORDS_PER_POLL, SplitQueue};
 use brisk_core::{BoxError, Data};
 use brisk_runtime::source::{
-    Boundedness, ReadStatus, ReaderContext, Source, SourceOutput, SourceSplit, SplitEnumerator, SplitReader,
+    Boundedness, ReadStatus, ReaderContext, Source, SourceOutput, SourceReader, SourceSplit, SplitEnumerator,
+    SplitReader, SplitReaders,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -76,14 +77,12 @@ impl<T: Data> Source<T> for DataGeneratorSource<T> {
         Ok(Box::new(SplitQueue::assigned(splits, parallelism)))
     }
 
-    fn create_reader(&self, ctx: &ReaderContext) -> Result<Box<dyn SplitReader<T, GeneratorSplit>>, BoxError> {
-        Ok(Box::new(GeneratorReader {
-            generator: self.generator.clone(),
-            split: None,
-            rate: self.records_per_second.map(|r| r / ctx.parallelism.max(1) as f64),
-            started: None,
-            emitted: 0,
-        }))
+    fn create_reader(&self, ctx: &ReaderContext) -> Result<Box<dyn SourceReader<T, GeneratorSplit>>, BoxError> {
+        let generator = self.generator.clone();
+        let rate = self.records_per_second.map(|r| r / ctx.parallelism.max(1) as f64);
+        SplitReaders::boxed(move || {
+            Ok(GeneratorReader { generator: generator.clone(), split: None, rate, started: None, emitted: 0 })
+        })
     }
 }
 

@@ -3,10 +3,11 @@
 //! re-scanned for new files (Flink's `FileSource.monitorContinuously`).
 
 use super::{RECORDS_PER_POLL, SplitQueue};
+use brisk_core::BoxError;
 use brisk_core::Data;
-use brisk_core::{BoxError, NonRecoverableError};
 use brisk_runtime::source::{
-    Boundedness, NextSplit, ReadStatus, ReaderContext, Source, SourceOutput, SourceSplit, SplitEnumerator, SplitReader,
+    BadRecordPolicy, Boundedness, NextSplit, ReadStatus, ReaderContext, Source, SourceOutput, SourceReader,
+    SourceSplit, SplitEnumerator, SplitReader, SplitReaders,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -40,17 +41,7 @@ pub enum FileSourceError {
         /// Why.
         source: std::io::Error,
     },
-    /// A line is not valid UTF-8 text.
-    #[error("'{path}', line {line} (byte offset {offset}): the line is not valid UTF-8 text")]
-    InvalidUtf8 {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line number.
-        line: u64,
-        /// Byte offset of the line's start.
-        offset: u64,
-    },
-    /// The line format rejected a line.
+    /// A line is not valid UTF-8 text, or the line format rejected it.
     #[error("'{path}', line {line} (byte offset {offset}): {message}")]
     InvalidRecord {
         /// The file.
@@ -262,8 +253,9 @@ impl<T: Data> Source<T> for FileSource<T> {
         Ok(Box::new(enumerator))
     }
 
-    fn create_reader(&self, _: &ReaderContext) -> Result<Box<dyn SplitReader<T, FileSplit>>, BoxError> {
-        Ok(Box::new(LineReader { current: None, line: Vec::new(), format: self.format.clone() }))
+    fn create_reader(&self, _: &ReaderContext) -> Result<Box<dyn SourceReader<T, FileSplit>>, BoxError> {
+        let format = self.format.clone();
+        SplitReaders::boxed(move || Ok(LineReader { current: None, line: Vec::new(), format: format.clone() }))
     }
 }
 
@@ -322,21 +314,28 @@ impl<T: 'static> SplitReader<T, FileSplit> for LineReader<T> {
             if let Some(rest) = content.strip_suffix(b"\n") {
                 content = rest.strip_suffix(b"\r").unwrap_or(rest);
             }
-            let path = &open.split.path;
-            let Ok(text) = std::str::from_utf8(content) else {
-                let line = line_number_at(path, line_start)?;
-                // The same bytes come back after any restart: fail the job, not the attempt.
-                let error = FileSourceError::InvalidUtf8 { path: path.clone(), line, offset: line_start };
-                return Err(NonRecoverableError::new(error).into());
+            let problem = match std::str::from_utf8(content) {
+                Err(_) => Some("the line is not valid UTF-8 text".to_string()),
+                Ok(text) => match (self.format)(text) {
+                    Ok(record) => {
+                        out.collect(record);
+                        None
+                    }
+                    Err(message) => Some(message),
+                },
             };
-            match (self.format)(text) {
-                Ok(record) => out.collect(record),
-                Err(message) => {
-                    let line = line_number_at(path, line_start)?;
-                    let error =
-                        FileSourceError::InvalidRecord { path: path.clone(), line, offset: line_start, message };
-                    return Err(NonRecoverableError::new(error).into());
-                }
+            if let Some(message) = problem {
+                let path = &open.split.path;
+                // Counting lines reads the file up to the line: only for the error that fails.
+                let reason = match out.bad_record_policy() {
+                    BadRecordPolicy::Fail => {
+                        let line = line_number_at(path, line_start)?;
+                        FileSourceError::InvalidRecord { path: path.clone(), line, offset: line_start, message }
+                            .to_string()
+                    }
+                    _ => format!("'{}' (byte offset {line_start}): {message}", path.display()),
+                };
+                out.bad_record(line_start, reason, content);
             }
             if bytes >= BYTES_PER_POLL {
                 break;
@@ -390,12 +389,26 @@ mod tests {
         path
     }
 
+    /// Polls `reader` until its split is read; the first failure, of the poll or of an emission.
+    fn read_to_end<T: 'static>(reader: &mut LineReader<T>, out: &mut OperatorOutput<T>) -> Result<(), BoxError> {
+        loop {
+            let mut output = SourceOutput::new(out);
+            let status = reader.poll(&mut output)?;
+            if let Some(e) = output.take_error() {
+                return Err(e.into());
+            }
+            if status == ReadStatus::SplitFinished {
+                return Ok(());
+            }
+        }
+    }
+
     fn read_split(split: FileSplit) -> Result<Vec<String>, BoxError> {
         let (collecting, elements) = CollectingOutput::<String>::new();
         let mut out = OperatorOutput::new(Box::new(collecting), Vec::new());
         let mut reader = LineReader { current: None, line: Vec::new(), format: FileSource::for_paths([""]).format };
         reader.open_split(split)?;
-        while reader.poll(&mut SourceOutput::new(&mut out))? != ReadStatus::SplitFinished {}
+        read_to_end(&mut reader, &mut out)?;
         let lines = elements
             .borrow()
             .iter()
@@ -437,7 +450,7 @@ mod tests {
         reader.open_split(FileSplit { path, start: 0, end: 20 }).unwrap();
         let (collecting, elements) = CollectingOutput::<i64>::new();
         let mut out = OperatorOutput::new(Box::new(collecting), Vec::new());
-        let err = reader.poll(&mut SourceOutput::new(&mut out)).unwrap_err().to_string();
+        let err = read_to_end(&mut reader, &mut out).unwrap_err().to_string();
         assert!(
             err.ends_with(
                 "numbers.txt', line 3 (byte offset 5): 'three' is not a number: invalid digit found in string"

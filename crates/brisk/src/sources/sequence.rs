@@ -3,7 +3,8 @@
 use super::{RECORDS_PER_POLL, SplitQueue};
 use brisk_core::BoxError;
 use brisk_runtime::source::{
-    Boundedness, ReadStatus, ReaderContext, Source, SourceOutput, SourceSplit, SplitEnumerator, SplitReader,
+    Boundedness, ReadStatus, ReaderContext, Source, SourceOutput, SourceReader, SourceSplit, SplitEnumerator,
+    SplitReader, SplitReaders,
 };
 use serde::{Deserialize, Serialize};
 
@@ -60,8 +61,8 @@ impl Source<i64> for NumberSequenceSource {
         Ok(Box::new(SplitQueue::assigned(splits, parallelism)))
     }
 
-    fn create_reader(&self, _: &ReaderContext) -> Result<Box<dyn SplitReader<i64, SequenceSplit>>, BoxError> {
-        Ok(Box::new(SequenceReader { split: None }))
+    fn create_reader(&self, _: &ReaderContext) -> Result<Box<dyn SourceReader<i64, SequenceSplit>>, BoxError> {
+        SplitReaders::boxed(|| Ok(SequenceReader { split: None }))
     }
 }
 

@@ -5,7 +5,8 @@ use super::{RECORDS_PER_POLL, SplitQueue};
 use brisk_core::BoxError;
 use brisk_runtime::network::channel::{CancelToken, TaskWaker};
 use brisk_runtime::source::{
-    Boundedness, ReadStatus, ReaderContext, Source, SourceOutput, SourceSplit, SplitEnumerator, SplitReader,
+    Boundedness, ReadStatus, ReaderContext, Source, SourceOutput, SourceReader, SourceSplit, SplitEnumerator,
+    SplitReader, SplitReaders,
 };
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, ErrorKind};
@@ -65,14 +66,11 @@ impl Source<String> for SocketTextStreamSource {
         Ok(Box::new(SplitQueue::assigned(vec![SocketSplit { address: format!("{}:{}", self.host, self.port) }], 1)))
     }
 
-    fn create_reader(&self, ctx: &ReaderContext) -> Result<Box<dyn SplitReader<String, SocketSplit>>, BoxError> {
-        Ok(Box::new(SocketReader {
-            delimiter: self.delimiter,
-            waker: ctx.waker.clone(),
-            cancel: ctx.cancel.clone(),
-            events: None,
-            split: None,
-        }))
+    fn create_reader(&self, ctx: &ReaderContext) -> Result<Box<dyn SourceReader<String, SocketSplit>>, BoxError> {
+        let (delimiter, waker, cancel) = (self.delimiter, ctx.waker.clone(), ctx.cancel.clone());
+        SplitReaders::boxed(move || {
+            Ok(SocketReader { delimiter, waker: waker.clone(), cancel: cancel.clone(), events: None, split: None })
+        })
     }
 }
 
