@@ -14,7 +14,9 @@ use crate::operators::{
     ProcessOperator, SinkOperator, StreamFilter, StreamFlatMap, StreamMap, TimestampsAndWatermarksOperator,
 };
 use crate::side_output::OutputTag;
-use crate::sinks::{CollectResult, CollectSink, PrintSink, TextFileSink};
+use crate::sinks::{
+    CollectResult, CollectSink, PrintSink, Sink, SinkTransactions, TextFileSink, TwoPhaseCommitSinkFunction,
+};
 use crate::sources::BadRecordPolicy;
 use brisk_core::key_group::key_hash;
 use brisk_core::{Data, Key};
@@ -355,6 +357,12 @@ impl<T: Data> DataStream<T> {
     /// Writes to a [`SinkFunction`].
     pub fn add_sink<F: SinkFunction<T>>(&self, sink: F) -> DataStreamSink {
         self.sink("Sink: Unnamed", sink)
+    }
+
+    /// Writes the stream with `sink` (Flink's `sinkTo`): its writers' committables are
+    /// committed when checkpoints complete.
+    pub fn sink_to<S: Sink<T>>(&self, sink: S) -> DataStreamSink {
+        self.sink("Sink: Writer", TwoPhaseCommitSinkFunction::new(SinkTransactions::new(sink)))
     }
 
     /// Calls `f` for every record (a sink from a closure).

@@ -17,7 +17,8 @@ pub use crate::key_selector::KeySelector;
 pub use crate::keyed_stream::KeyedStream;
 pub use crate::side_output::OutputTag;
 pub use crate::sinks::{
-    CollectResult, DiscardingSink, FileSink, PrintSink, TextFileSink, TwoPhaseCommitSink, TwoPhaseCommitSinkFunction,
+    CollectResult, DiscardingSink, FileSink, PrintSink, Sink, SinkWriter, TextFileSink, TwoPhaseCommitSink,
+    TwoPhaseCommitSinkFunction,
 };
 pub use crate::sources::{
     BadRecord, BadRecordPolicy, DataGeneratorSource, FileSource, NumberSequenceSource, SocketTextStreamSource,

@@ -1,10 +1,12 @@
-//! Built-in sinks: print, collect (results back to the caller), text/CSV files, discard.
+//! Built-in sinks: print, collect (results back to the caller), text/CSV files, discard; the
+//! unified sink API (`Sink`, `SinkWriter`) and the two-phase-commit framework beneath it.
 
 mod collect;
 mod discard;
 mod file;
 mod file_sink;
 mod print;
+mod sink_api;
 mod two_phase;
 
 pub use collect::{CollectResult, CollectSink};
@@ -12,6 +14,7 @@ pub use discard::DiscardingSink;
 pub use file::TextFileSink;
 pub use file_sink::{FileSink, PartFiles};
 pub use print::PrintSink;
+pub use sink_api::{Sink, SinkTransactions, SinkWriter};
 pub use two_phase::{TwoPhaseCommitSink, TwoPhaseCommitSinkFunction};
 
 /// Checks that directory `dir` exists or can be created: no part of its path is a file.

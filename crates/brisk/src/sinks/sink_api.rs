@@ -1,0 +1,100 @@
+//! Flink's unified sink API (`Sink`, `SinkWriter`, committables), for `DataStream::sink_to`: a
+//! writer per subtask writes the records; at each checkpoint it flushes and prepares what must
+//! be committed, and the sink commits that when the checkpoint completes. It runs on the
+//! two-phase-commit machinery, so prepared committables are kept in the checkpoint and
+//! committed again after a restore: a sink with idempotent commits is exactly-once, one that
+//! only flushes is at-least-once.
+
+use super::two_phase::TwoPhaseCommitSink;
+use crate::functions::{RuntimeContext, SinkContext};
+use brisk_core::{BoxError, Data};
+
+/// A sink: how to write (one [`SinkWriter`] per subtask) and how to commit.
+pub trait Sink<T>: Clone + Send + 'static {
+    /// What a writer prepares at a checkpoint for the sink to commit when the checkpoint
+    /// completes (a staged file, a transaction); `()` for a sink that only flushes.
+    type Committable: Data;
+    /// The writer of one subtask.
+    type Writer: SinkWriter<T, Self::Committable>;
+
+    /// Checks the sink's configuration when the job is built.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+    /// The writer of the subtask `ctx` describes.
+    fn create_writer(&mut self, ctx: &RuntimeContext<'_>) -> Result<Self::Writer, BoxError>;
+    /// Commits what writers prepared for a completed checkpoint. Must be idempotent: after a
+    /// restore the committables of the restored checkpoint are committed again.
+    fn commit(&mut self, _committables: Vec<Self::Committable>) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// Writes the records of one subtask.
+pub trait SinkWriter<T, C>: Send {
+    /// Writes (or buffers) one record.
+    fn write(&mut self, value: T, ctx: &SinkContext<'_>) -> Result<(), BoxError>;
+    /// Sends everything buffered (at every checkpoint and at the end of the input).
+    fn flush(&mut self) -> Result<(), BoxError>;
+    /// After a flush: what must be committed for the records written since the last
+    /// checkpoint (none for a writer whose flushed records are final).
+    fn prepare_commit(&mut self) -> Result<Vec<C>, BoxError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Runs a [`Sink`] as a [`TwoPhaseCommitSink`]: a transaction is what the writer prepared.
+pub struct SinkTransactions<T, S: Sink<T>> {
+    sink: S,
+    writer: Option<S::Writer>,
+    _type: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T, S: Sink<T>> SinkTransactions<T, S> {
+    /// Wraps `sink`.
+    pub fn new(sink: S) -> Self {
+        SinkTransactions { sink, writer: None, _type: std::marker::PhantomData }
+    }
+
+    fn writer(&mut self) -> Result<&mut S::Writer, BoxError> {
+        self.writer.as_mut().ok_or_else(|| "the sink writer is used before the sink was opened".into())
+    }
+}
+
+impl<T, S: Sink<T>> Clone for SinkTransactions<T, S> {
+    fn clone(&self) -> Self {
+        Self::new(self.sink.clone())
+    }
+}
+
+impl<T: 'static, S: Sink<T>> TwoPhaseCommitSink<T> for SinkTransactions<T, S> {
+    type Transaction = Vec<S::Committable>;
+
+    fn validate(&self) -> Result<(), String> {
+        self.sink.validate()
+    }
+
+    fn initialize(&mut self, ctx: &RuntimeContext<'_>, _restored: &[Self::Transaction]) -> Result<(), BoxError> {
+        self.writer = Some(self.sink.create_writer(ctx)?);
+        Ok(())
+    }
+
+    fn begin_transaction(&mut self) -> Result<Self::Transaction, BoxError> {
+        Ok(Vec::new())
+    }
+
+    fn invoke(&mut self, _: &mut Self::Transaction, value: T, ctx: &SinkContext<'_>) -> Result<(), BoxError> {
+        self.writer()?.write(value, ctx)
+    }
+
+    fn pre_commit(&mut self, transaction: &mut Self::Transaction) -> Result<(), BoxError> {
+        let writer = self.writer()?;
+        writer.flush()?;
+        transaction.extend(writer.prepare_commit()?);
+        Ok(())
+    }
+
+    fn commit(&mut self, transaction: Self::Transaction) -> Result<(), BoxError> {
+        if transaction.is_empty() { Ok(()) } else { self.sink.commit(transaction) }
+    }
+}
