@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Brisk's whole test suite on a fresh machine: installs what the build and the tests need
 # when it is missing, then builds and tests every crate, example and behaviour test, with the
-# RocksDB state backend and S3 checkpoint storage enabled.
+# RocksDB state backend, S3 checkpoint storage and the Kafka connector enabled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,8 +30,8 @@ if ! python3 -c "import moto.server, flask" >/dev/null 2>&1; then
     python3 -m pip install --quiet --user --break-system-packages 'moto[server]'
 fi
 
-echo "==> building (workspace, all targets, RocksDB backend, S3 checkpoint storage)"
-cargo build --workspace --all-targets --features rocksdb,s3 --locked
+echo "==> building (workspace, all targets, RocksDB backend, S3 checkpoint storage, Kafka)"
+cargo build --workspace --all-targets --features rocksdb,s3,kafka --locked
 
 echo "==> testing"
-cargo test --workspace --features rocksdb,s3 --locked
+cargo test --workspace --features rocksdb,s3,kafka --locked

@@ -142,7 +142,7 @@ impl SourceReader<(u64, u64), Partition> for PartitionReader {
         true
     }
 
-    fn snapshot_state(&self) -> Vec<Partition> {
+    fn snapshot_state(&mut self, _checkpoint: CheckpointId) -> Vec<Partition> {
         self.partitions.clone()
     }
 

@@ -797,7 +797,8 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
     fn on_checkpoint(&mut self, event: &mut CheckpointEvent<'_>) -> TaskResult {
         match event {
             CheckpointEvent::Snapshot { barrier, into } => {
-                let splits: Vec<S::Split> = self.reader.as_ref().map(|r| r.snapshot_state()).unwrap_or_default();
+                let splits: Vec<S::Split> =
+                    self.reader.as_mut().map(|r| r.snapshot_state(barrier.id)).unwrap_or_default();
                 let raw = brisk_state::codec::encode(&splits)
                     .map_err(|e| TaskError::msg(format!("cannot encode the source's split positions: {e}")))?;
                 into.operators.push((

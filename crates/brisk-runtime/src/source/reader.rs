@@ -39,11 +39,11 @@ pub trait SourceReader<T, S>: Send {
     fn takes_splits_while_reading(&self) -> bool {
         false
     }
-    /// The splits it reads, each with its current position, for a checkpoint: reading them
-    /// from there after a restore continues exactly after the last emitted record.
-    fn snapshot_state(&self) -> Vec<S>;
-    /// Checkpoint `checkpoint` completed (commit offsets back to a broker, acknowledge
-    /// deliveries): what it covers will never be read again.
+    /// The splits it reads, each with its current position, for checkpoint `checkpoint`:
+    /// reading them from there after a restore continues exactly after the last emitted record.
+    fn snapshot_state(&mut self, checkpoint: CheckpointId) -> Vec<S>;
+    /// Checkpoint `checkpoint` completed (commit the offsets of its snapshot back to a broker,
+    /// acknowledge deliveries): what it covers will never be read again.
     fn notify_checkpoint_complete(&mut self, _checkpoint: CheckpointId) -> Result<(), BoxError> {
         Ok(())
     }
@@ -215,7 +215,7 @@ impl<T: 'static, S: super::SourceSplit> SourceReader<T, S> for SplitReaders<T, S
         })
     }
 
-    fn snapshot_state(&self) -> Vec<S> {
+    fn snapshot_state(&mut self, _checkpoint: CheckpointId) -> Vec<S> {
         self.active.iter().flat_map(|(reader, _)| reader.snapshot_state()).collect()
     }
 

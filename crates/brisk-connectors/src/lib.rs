@@ -1,0 +1,8 @@
+//! Brisk's connectors to external systems, each behind a cargo feature so that a build pays
+//! only for the clients it uses:
+//!
+//! - `kafka`: the Kafka source (partitions as splits, offsets in checkpoints, committed back
+//!   to the consumer group) and sink ([`kafka`]).
+
+#[cfg(feature = "kafka")]
+pub mod kafka;

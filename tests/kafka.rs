@@ -1,0 +1,272 @@
+//! The Kafka source and sink against librdkafka's in-process mock cluster: partitions read
+//! once each, offsets committed to the consumer group, exactly-once through a failure (offsets
+//! restored from the checkpoint), partition discovery, bad records, the sink, and unreachable
+//! brokers.
+#![cfg(feature = "kafka")]
+
+mod common;
+
+use brisk::prelude::*;
+use brisk::runtime::jobmaster::restart::RestartStrategy;
+use brisk_connectors::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
+use brisk_connectors::kafka::rdkafka::mocking::MockCluster;
+use brisk_connectors::kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use brisk_connectors::kafka::rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use brisk_connectors::kafka::{KafkaSink, KafkaSource, OffsetsInitializer, formats};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A mock cluster of one broker with `topic` of `partitions` partitions.
+fn cluster(
+    topic: &str,
+    partitions: i32,
+) -> MockCluster<'static, brisk_connectors::kafka::rdkafka::producer::DefaultProducerContext> {
+    let cluster = MockCluster::new(1).expect("a mock Kafka cluster");
+    cluster.create_topic(topic, partitions, 1).expect("a topic");
+    cluster
+}
+
+/// Sends `values` to `topic`, keyed round robin over 7 keys, and waits for them.
+fn produce(servers: &str, topic: &str, values: impl IntoIterator<Item = String>) {
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", servers).create().unwrap();
+    for (i, value) in values.into_iter().enumerate() {
+        let key = format!("k{}", i % 7);
+        producer.send(BaseRecord::to(topic).payload(&value).key(&key)).unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
+
+/// Every value in `topic` (its `partitions` partitions), read from the start.
+fn read_all(servers: &str, topic: &str, partitions: i32) -> Vec<String> {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", servers).set("group.id", "checker").create().unwrap();
+    let mut list = TopicPartitionList::new();
+    let mut remaining = 0;
+    for p in 0..partitions {
+        list.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        remaining += consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).unwrap().1;
+    }
+    consumer.assign(&list).unwrap();
+    let mut values = Vec::new();
+    common::wait_until("every record of the topic", || {
+        while let Some(Ok(m)) = consumer.poll(Duration::from_millis(10)) {
+            values.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+        }
+        values.len() as i64 >= remaining
+    });
+    values.sort();
+    values
+}
+
+/// The offsets group `group` committed in each partition of `topic`.
+fn committed(servers: &str, group: &str, topic: &str, partitions: i32) -> Vec<Offset> {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", servers).set("group.id", group).create().unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let found = consumer.committed_offsets(list, Duration::from_secs(5)).unwrap();
+    (0..partitions).map(|p| found.find_partition(topic, p).unwrap().offset()).collect()
+}
+
+fn high_watermarks(servers: &str, topic: &str, partitions: i32) -> Vec<Offset> {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", servers).set("group.id", "checker").create().unwrap();
+    (0..partitions)
+        .map(|p| Offset::Offset(consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).unwrap().1))
+        .collect()
+}
+
+fn values(n: usize) -> Vec<String> {
+    let mut values: Vec<String> = (0..n).map(|i| format!("v{i:05}")).collect();
+    values.sort();
+    values
+}
+
+fn text_source(servers: &str, topic: &str, group: &str) -> KafkaSource<String> {
+    KafkaSource::builder()
+        .bootstrap_servers(servers)
+        .topics([topic])
+        .group_id(group)
+        .starting_offsets(OffsetsInitializer::earliest())
+        .bounded(OffsetsInitializer::latest())
+        .value_deserializer(formats::utf8)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_bounded_source_reads_every_partition_once_and_commits_the_offsets_to_its_group() {
+    let cluster = cluster("words", 3);
+    let servers = cluster.bootstrap_servers();
+    produce(&servers, "words", values(3000));
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    env.set_parallelism(2);
+    let source = text_source(&servers, "words", "readers");
+    let mut read =
+        env.from_source(source, WatermarkStrategy::no_watermarks(), "words").execute_and_collect("read").unwrap();
+    read.sort();
+    assert_eq!(read, values(3000));
+    assert_eq!(committed(&servers, "readers", "words", 3), high_watermarks(&servers, "words", 3));
+}
+
+/// Fails once after 8000 records; sleeps a little now and then so that checkpoints complete
+/// while the topic is read.
+#[derive(Clone)]
+struct SlowFailOnce {
+    failed: Arc<AtomicBool>,
+    seen: u64,
+}
+
+impl RichFunction for SlowFailOnce {
+    fn open(&mut self, _: &mut RuntimeContext<'_>) -> Result<(), BoxError> {
+        self.seen = 0;
+        Ok(())
+    }
+}
+
+impl RichMapFunction<String, String> for SlowFailOnce {
+    fn map(&mut self, value: String) -> Result<String, BoxError> {
+        self.seen += 1;
+        if self.seen.is_multiple_of(50) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if self.seen == 8000 && !self.failed.swap(true, Ordering::SeqCst) {
+            return Err("planned failure".into());
+        }
+        Ok(value)
+    }
+}
+
+#[test]
+fn offsets_restored_from_a_checkpoint_read_every_record_exactly_once_after_a_failure() {
+    let cluster = cluster("orders", 3);
+    let servers = cluster.bootstrap_servers();
+    produce(&servers, "orders", values(20_000));
+    let dir = common::temp_dir("kafka-exactly-once");
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    env.set_parallelism(2);
+    env.enable_checkpointing(Duration::from_millis(30));
+    env.set_restart_strategy(RestartStrategy::FixedDelay { attempts: 3, delay: Duration::from_millis(10) });
+    let fail = SlowFailOnce { failed: Arc::new(AtomicBool::new(false)), seen: 0 };
+    env.from_source(text_source(&servers, "orders", "orders-job"), WatermarkStrategy::no_watermarks(), "orders")
+        .rich_map(fail)
+        .add_sink(FileSink::text(dir.join("out")));
+    let result = env.execute("orders").unwrap();
+    assert_eq!(result.restarts, 1);
+    assert!(result.restored_checkpoints.first().is_some_and(Option::is_some), "restored from a checkpoint");
+    assert_eq!(common::read_sorted_lines(&dir.join("out")), values(20_000));
+}
+
+#[test]
+fn partitions_of_topics_created_later_are_discovered_and_read() {
+    let cluster = cluster("disc-a", 2);
+    let servers = cluster.bootstrap_servers();
+    produce(&servers, "disc-a", (0..100).map(|i| format!("a{i}")));
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    env.set_parallelism(2);
+    let source = KafkaSource::builder()
+        .bootstrap_servers(&servers)
+        .topic_pattern("disc-.*")
+        .partition_discovery_interval(Duration::from_millis(100))
+        .value_deserializer(formats::utf8)
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let into = seen.clone();
+    env.from_source(source, WatermarkStrategy::no_watermarks(), "discovered")
+        .for_each(move |value: String| into.lock().unwrap().push(value));
+    let client = env.execute_async("discovery").unwrap();
+    common::wait_until("the first topic", || seen.lock().unwrap().len() == 100);
+    cluster.create_topic("disc-b", 1, 1).unwrap();
+    produce(&servers, "disc-b", (0..50).map(|i| format!("b{i}")));
+    common::wait_until("the topic created later", || seen.lock().unwrap().len() == 150);
+    client.cancel();
+    let _ = client.wait();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.iter().filter(|v| v.starts_with('b')).count(), 50, "read once each");
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Reading {
+    n: i64,
+}
+
+#[test]
+fn malformed_json_records_follow_the_bad_record_policy() {
+    let cluster = cluster("readings", 1);
+    let servers = cluster.bootstrap_servers();
+    produce(&servers, "readings", [r#"{"n":1}"#, "oops", r#"{"n":3}"#].map(String::from));
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    let source = KafkaSource::builder()
+        .bootstrap_servers(&servers)
+        .topics(["readings"])
+        .bounded(OffsetsInitializer::latest())
+        .value_deserializer(formats::json::<Reading>)
+        .build()
+        .unwrap();
+    let read =
+        env.from_source(source, WatermarkStrategy::no_watermarks(), "readings").on_bad_records(BadRecordPolicy::Skip);
+    let collected = read.collect_async();
+    let client = env.execute_async("readings").unwrap();
+    let controller = client.controller();
+    client.wait().unwrap();
+    assert_eq!(collected.take(), vec![Reading { n: 1 }, Reading { n: 3 }]);
+    assert_eq!(controller.metrics().iter().map(|m| m.values.records_in_errors).sum::<u64>(), 1);
+
+    // By default the malformed record fails the job, naming where it is.
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    let source = KafkaSource::builder()
+        .bootstrap_servers(&servers)
+        .topics(["readings"])
+        .bounded(OffsetsInitializer::latest())
+        .value_deserializer(formats::json::<Reading>)
+        .build()
+        .unwrap();
+    let error = env
+        .from_source(source, WatermarkStrategy::no_watermarks(), "readings")
+        .execute_and_collect("strict")
+        .unwrap_err();
+    for part in ["split 'readings-0'", "offset 1", "not the expected JSON"] {
+        assert!(error.to_string().contains(part), "{part} missing: {error}");
+    }
+}
+
+#[test]
+fn the_sink_writes_every_record_and_flushes_at_checkpoints() {
+    let cluster = cluster("out", 2);
+    let servers = cluster.bootstrap_servers();
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    env.set_parallelism(2);
+    env.enable_checkpointing(Duration::from_millis(50));
+    let sink = KafkaSink::builder()
+        .bootstrap_servers(&servers)
+        .topic("out")
+        .value_serializer(|v: &String| v.clone().into_bytes())
+        .build()
+        .unwrap();
+    env.from_sequence(0, 2999).map(|i: i64| format!("v{i:05}")).sink_to(sink);
+    env.execute("to kafka").unwrap();
+    assert_eq!(read_all(&servers, "out", 2), values(3000));
+}
+
+#[test]
+fn unreachable_brokers_fail_the_job_naming_their_address() {
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    let source = KafkaSource::builder()
+        .bootstrap_servers("127.0.0.1:1")
+        .topics(["nowhere"])
+        .bounded(OffsetsInitializer::latest())
+        .request_timeout(Duration::from_secs(2))
+        .value_deserializer(formats::utf8)
+        .build()
+        .unwrap();
+    let error = env
+        .from_source(source, WatermarkStrategy::no_watermarks(), "nowhere")
+        .execute_and_collect("unreachable")
+        .unwrap_err();
+    assert!(error.to_string().contains("127.0.0.1:1"), "{error}");
+}
