@@ -270,3 +270,90 @@ fn unreachable_brokers_fail_the_job_naming_their_address() {
         .unwrap_err();
     assert!(error.to_string().contains("127.0.0.1:1"), "{error}");
 }
+
+/// Passes records on with a pause now and then, so a job can be stopped midway.
+#[derive(Clone)]
+struct Slow;
+
+impl RichFunction for Slow {}
+
+impl RichMapFunction<String, String> for Slow {
+    fn map(&mut self, value: String) -> Result<String, BoxError> {
+        if value.ends_with('0') {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        Ok(value)
+    }
+}
+
+/// The topic read at `parallelism` into `out` (restored from `savepoint` if given); stopped
+/// with a savepoint after some output when `stop`.
+fn read_orders(
+    servers: &str,
+    parallelism: usize,
+    savepoint: Option<&brisk::runtime::checkpoint::SnapshotLocation>,
+    out: &std::path::Path,
+    stop: bool,
+) -> Option<brisk::runtime::checkpoint::SnapshotLocation> {
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    env.set_parallelism(parallelism);
+    env.enable_checkpointing(Duration::from_millis(50));
+    if let Some(path) = savepoint {
+        env.set_savepoint_restore(path.clone(), false);
+    }
+    env.from_source(text_source(servers, "rescaled", "rescaled-job"), WatermarkStrategy::no_watermarks(), "orders")
+        .uid("kafka-orders")
+        .rich_map(Slow)
+        .uid("slow")
+        .add_sink(FileSink::text(out))
+        .uid("files");
+    let client = env.execute_async("rescaled").unwrap();
+    let savepoint = stop.then(|| {
+        common::wait_until("some output", || !common::committed_lines(out).is_empty());
+        client.stop_with_savepoint(out.parent().unwrap().join("savepoints"), false).expect("a savepoint")
+    });
+    client.wait().unwrap();
+    savepoint
+}
+
+#[test]
+fn a_job_rescaled_from_a_savepoint_reads_each_record_once() {
+    let cluster = cluster("rescaled", 4);
+    let servers = cluster.bootstrap_servers();
+    produce(&servers, "rescaled", values(20_000));
+    let dir = common::temp_dir("kafka-rescaled");
+    let out = dir.join("out");
+    let savepoint = read_orders(&servers, 2, None, &out, true).expect("a savepoint at parallelism 2");
+    let first = common::committed_lines(&out).len();
+    assert!(first < 20_000, "stopped midway ({first} records)");
+    // At parallelism 3 the four partitions go to other readers, from the savepoint's offsets.
+    read_orders(&servers, 3, Some(&savepoint), &out, false);
+    assert_eq!(common::read_sorted_lines(&out), values(20_000));
+}
+
+#[test]
+fn the_fraud_detection_job_raises_the_alerts_of_flinks_walkthrough_rule() {
+    use brisk_examples::fraud::{Alert, expected_alerts, fraud_detection, generate};
+    let cluster = cluster("transactions", 3);
+    cluster.create_topic("alerts", 1, 1).unwrap();
+    let servers = cluster.bootstrap_servers();
+    let transactions = generate(5000, 10, 1_700_000_000_000);
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &servers).create().unwrap();
+    for t in &transactions {
+        let (key, value) = (t.account.to_string(), serde_json::to_vec(t).unwrap());
+        producer.send(BaseRecord::to("transactions").key(&key).payload(&value)).unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    env.set_parallelism(2);
+    fraud_detection(&env, &servers, "transactions", "alerts", true).unwrap();
+    env.execute("fraud detection").unwrap();
+    let mut alerts: Vec<Alert> =
+        read_all(&servers, "alerts", 1).iter().map(|a| serde_json::from_str(a).unwrap()).collect();
+    let mut expected = expected_alerts(&transactions);
+    assert!(!expected.is_empty());
+    alerts.sort_by_key(|a| (a.account, a.timestamp));
+    expected.sort_by_key(|a| (a.account, a.timestamp));
+    assert_eq!(alerts, expected);
+}
