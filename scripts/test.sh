@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Brisk's whole test suite on a fresh machine: installs what the build and the tests need
 # when it is missing, then builds and tests every crate, example and behaviour test, with the
-# RocksDB state backend, S3 checkpoint storage and the Kafka connector enabled.
+# RocksDB state backend, S3 checkpoint storage and the Kafka and Redis connectors enabled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 missing=()
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The Redis sink's tests start their own redis-server on 127.0.0.1.
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if ((${#missing[@]})); then
@@ -30,8 +32,8 @@ if ! python3 -c "import moto.server, flask" >/dev/null 2>&1; then
     python3 -m pip install --quiet --user --break-system-packages 'moto[server]'
 fi
 
-echo "==> building (workspace, all targets, RocksDB backend, S3 checkpoint storage, Kafka)"
-cargo build --workspace --all-targets --features rocksdb,s3,kafka --locked
+echo "==> building (workspace, all targets, RocksDB backend, S3 checkpoint storage, Kafka, Redis)"
+cargo build --workspace --all-targets --features rocksdb,s3,kafka,redis --locked
 
 echo "==> testing"
-cargo test --workspace --features rocksdb,s3,kafka --locked
+cargo test --workspace --features rocksdb,s3,kafka,redis --locked

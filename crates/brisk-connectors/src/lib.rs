@@ -3,6 +3,9 @@
 //!
 //! - `kafka`: the Kafka source (partitions as splits, offsets in checkpoints, committed back
 //!   to the consumer group) and sink ([`kafka`]).
+//! - `redis`: the Redis sink ([`redis`]).
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "redis")]
+pub mod redis;

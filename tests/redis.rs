@@ -1,0 +1,160 @@
+//! The Redis sink against a real `redis-server` (Debian's, started here on 127.0.0.1): every
+//! command kind with time to live, idempotent SETs that converge after a failure, and an
+//! unreachable server named in the error.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use brisk::prelude::*;
+use brisk::runtime::jobmaster::restart::RestartStrategy;
+use brisk_connectors::redis::client::{Commands, Connection};
+use brisk_connectors::redis::{RedisCommand, RedisSink};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// A `redis-server` on a free port of 127.0.0.1, without persistence, stopped when dropped.
+struct RedisServer {
+    child: Child,
+    url: String,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test.sh installs it)");
+        let url = format!("redis://127.0.0.1:{port}/");
+        let server = RedisServer { child, url };
+        common::wait_until("redis-server to accept connections", || server.try_connect().is_some());
+        server
+    }
+
+    fn try_connect(&self) -> Option<Connection> {
+        brisk_connectors::redis::client::Client::open(self.url.as_str()).ok()?.get_connection().ok()
+    }
+
+    fn connect(&self) -> Connection {
+        self.try_connect().expect("a connection")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn every_command_kind_is_written_with_its_time_to_live() {
+    let server = RedisServer::start();
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    env.set_parallelism(2);
+    let numbers = env.from_sequence(1, 100);
+    let sink = |command: fn(&i64) -> RedisCommand| RedisSink::builder().url(&server.url).command(command).batch_size(7);
+    numbers.sink_to(
+        sink(|n| RedisCommand::Set { key: format!("n:{n}"), value: n.to_string().into_bytes() }).build().unwrap(),
+    );
+    numbers.sink_to(
+        sink(|n| RedisCommand::HSet {
+            key: "squares".into(),
+            field: n.to_string(),
+            value: (n * n).to_string().into_bytes(),
+        })
+        .build()
+        .unwrap(),
+    );
+    numbers.sink_to(
+        sink(|n| RedisCommand::LPush { key: "list".into(), value: n.to_string().into_bytes() }).build().unwrap(),
+    );
+    numbers.sink_to(
+        sink(|n| RedisCommand::XAdd { key: "stream".into(), fields: vec![("n".into(), n.to_string().into_bytes())] })
+            .build()
+            .unwrap(),
+    );
+    numbers.sink_to(
+        sink(|n| RedisCommand::IncrBy { key: "sum".into(), by: *n }).ttl(Duration::from_secs(600)).build().unwrap(),
+    );
+    env.execute("redis commands").unwrap();
+
+    let mut redis = server.connect();
+    let values: Vec<i64> = (1..=100).map(|n| redis.get(format!("n:{n}")).unwrap()).collect();
+    assert_eq!(values, (1..=100).collect::<Vec<i64>>());
+    assert_eq!(redis.hget::<_, _, i64>("squares", "12").unwrap(), 144);
+    assert_eq!(redis.hlen::<_, usize>("squares").unwrap(), 100);
+    assert_eq!(redis.llen::<_, usize>("list").unwrap(), 100);
+    let entries: usize = brisk_connectors::redis::client::cmd("XLEN").arg("stream").query(&mut redis).unwrap();
+    assert_eq!(entries, 100);
+    assert_eq!(redis.get::<_, i64>("sum").unwrap(), 5050);
+    let ttl: i64 = redis.pttl("sum").unwrap();
+    assert!(ttl > 0 && ttl <= 600_000, "the counter expires ({ttl} ms)");
+    assert_eq!(redis.pttl::<_, i64>("n:1").unwrap(), -1, "keys without a ttl do not expire");
+}
+
+/// Fails once, after 3000 records.
+#[derive(Clone)]
+struct FailOnce(Arc<AtomicBool>, u64);
+
+impl RichFunction for FailOnce {}
+
+impl RichMapFunction<(String, i64), (String, i64)> for FailOnce {
+    fn map(&mut self, value: (String, i64)) -> Result<(String, i64), BoxError> {
+        self.1 += 1;
+        if self.1 == 3000 && !self.0.swap(true, Ordering::SeqCst) {
+            return Err("planned failure".into());
+        }
+        if self.1.is_multiple_of(100) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(value)
+    }
+}
+
+#[test]
+fn running_counts_set_in_redis_end_right_after_a_failure() {
+    let server = RedisServer::start();
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    env.set_parallelism(2);
+    env.enable_checkpointing(Duration::from_millis(30));
+    env.set_restart_strategy(RestartStrategy::FixedDelay { attempts: 3, delay: Duration::from_millis(10) });
+    let words: Vec<String> = (0..20_000).map(|i| format!("w{}", i % 37)).collect();
+    let sink = RedisSink::builder()
+        .url(&server.url)
+        .command(|(word, count): &(String, i64)| RedisCommand::Set {
+            key: format!("count:{word}"),
+            value: count.to_string().into_bytes(),
+        })
+        .build()
+        .unwrap();
+    env.from_collection(words)
+        .map(|w: String| (w, 1i64))
+        .key_by(|(w, _): &(String, i64)| w.clone())
+        .sum(|(_, n): &mut (String, i64)| n)
+        .rich_map(FailOnce(Arc::new(AtomicBool::new(false)), 0))
+        .sink_to(sink);
+    let result = env.execute("counts").unwrap();
+    assert_eq!(result.restarts, 1);
+    let mut redis = server.connect();
+    for i in 0..37 {
+        let expected = (0..20_000).filter(|n| n % 37 == i).count() as i64;
+        assert_eq!(redis.get::<_, i64>(format!("count:w{i}")).unwrap(), expected, "w{i}");
+    }
+}
+
+#[test]
+fn an_unreachable_server_fails_the_job_naming_it() {
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    let sink = RedisSink::builder()
+        .url("redis://127.0.0.1:1/")
+        .command(|n: &i64| RedisCommand::IncrBy { key: "k".into(), by: *n })
+        .build()
+        .unwrap();
+    env.from_sequence(1, 3).sink_to(sink);
+    let error = env.execute("nowhere").unwrap_err().to_string();
+    assert!(error.contains("cannot connect to Redis at redis://127.0.0.1:1/"), "{error}");
+}
