@@ -13,6 +13,19 @@ use std::time::{Duration, Instant};
 
 pub use brisk::runtime::logging::init_logging;
 
+/// An example's `main`: logging set up, the flags parsed, `run` run, its error printed with
+/// its causes and turned into a failing exit code.
+pub fn main<A: clap::Parser>(run: fn(A) -> anyhow::Result<()>) -> std::process::ExitCode {
+    init_logging();
+    match run(A::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Flags every example job shares, on top of its own.
 #[derive(clap::Args, Debug, Default)]
 pub struct CommonArgs {

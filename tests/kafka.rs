@@ -195,19 +195,24 @@ struct Reading {
     n: i64,
 }
 
+/// The readings topic, to its end, as JSON.
+fn readings(servers: &str) -> KafkaSource<Reading> {
+    KafkaSource::builder()
+        .bootstrap_servers(servers)
+        .topics(["readings"])
+        .bounded(OffsetsInitializer::latest())
+        .value_deserializer(formats::json::<Reading>)
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn malformed_json_records_follow_the_bad_record_policy() {
     let cluster = cluster("readings", 1);
     let servers = cluster.bootstrap_servers();
     produce(&servers, "readings", [r#"{"n":1}"#, "oops", r#"{"n":3}"#].map(String::from));
     let env = StreamExecutionEnvironment::get_execution_environment();
-    let source = KafkaSource::builder()
-        .bootstrap_servers(&servers)
-        .topics(["readings"])
-        .bounded(OffsetsInitializer::latest())
-        .value_deserializer(formats::json::<Reading>)
-        .build()
-        .unwrap();
+    let source = readings(&servers);
     let read =
         env.from_source(source, WatermarkStrategy::no_watermarks(), "readings").on_bad_records(BadRecordPolicy::Skip);
     let collected = read.collect_async();
@@ -219,13 +224,7 @@ fn malformed_json_records_follow_the_bad_record_policy() {
 
     // By default the malformed record fails the job, naming where it is.
     let env = StreamExecutionEnvironment::get_execution_environment();
-    let source = KafkaSource::builder()
-        .bootstrap_servers(&servers)
-        .topics(["readings"])
-        .bounded(OffsetsInitializer::latest())
-        .value_deserializer(formats::json::<Reading>)
-        .build()
-        .unwrap();
+    let source = readings(&servers);
     let error = env
         .from_source(source, WatermarkStrategy::no_watermarks(), "readings")
         .execute_and_collect("strict")
