@@ -322,3 +322,49 @@ fn on_bad_records_applies_only_to_sources() {
     let error = mapped.execute_and_collect("not a source").unwrap_err();
     assert!(error.to_string().contains("on_bad_records applies to a stream read from a source"), "{error}");
 }
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Trade {
+    symbol: String,
+    price: f64,
+    quantity: i64,
+}
+
+#[test]
+fn json_lines_round_trip_through_the_file_sink_and_source() {
+    let dir = common::temp_dir("json-lines");
+    let trades: Vec<Trade> =
+        (0..500).map(|i| Trade { symbol: format!("S\"{}\",x", i % 7), price: i as f64 / 4.0, quantity: i }).collect();
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    env.set_parallelism(2);
+    env.from_collection(trades.clone()).add_sink(FileSink::json_lines(dir.join("out")));
+    env.execute("write json").unwrap();
+
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    env.set_parallelism(2);
+    let source = FileSource::<Trade>::json_lines([dir.join("out")]);
+    let mut read =
+        env.from_source(source, WatermarkStrategy::no_watermarks(), "json").execute_and_collect("read json").unwrap();
+    read.sort_by_key(|t| t.quantity);
+    assert_eq!(read, trades);
+}
+
+#[test]
+fn csv_rows_are_read_field_by_field_and_bad_rows_follow_the_policy() {
+    let dir = common::temp_dir("csv-rows");
+    let path = dir.join("trades.csv");
+    std::fs::write(&path, "ACME,10.5,3\n\"Big, Inc.\",2.25,7\n\"say \"\"hi\"\"\",1,1\nbroken,x,1\nshort\n").unwrap();
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    env.set_parallelism(1);
+    let source = FileSource::<(String, f64, i64)>::csv([&path]);
+    let read =
+        env.from_source(source, WatermarkStrategy::no_watermarks(), "csv").on_bad_records(BadRecordPolicy::SideOutput);
+    let good = read.collect_async();
+    let bad = read.get_side_output(&dead_letters()).collect_async();
+    env.execute("read csv").unwrap();
+    let expected = vec![("ACME".to_string(), 10.5, 3), ("Big, Inc.".into(), 2.25, 7), ("say \"hi\"".into(), 1.0, 1)];
+    assert_eq!(good.take(), expected);
+    let bad: Vec<(u64, String)> =
+        bad.take().into_iter().map(|b| (b.offset, String::from_utf8(b.raw).unwrap())).collect();
+    assert_eq!(bad, vec![(48, "broken,x,1".to_string()), (59, "short".to_string())]);
+}

@@ -29,10 +29,13 @@ pub struct PartFiles {
     pub subtask: usize,
 }
 
+/// Appends a record as one line, or says why it cannot be written.
+type RowFormat<T> = fn(&T, &mut String) -> Result<(), String>;
+
 /// The exactly-once file sink's writer.
 pub struct FileSink<T> {
     dir: PathBuf,
-    format: fn(&T, &mut String),
+    format: RowFormat<T>,
     max_part_size: u64,
     subtask: usize,
     next_part: u64,
@@ -57,15 +60,34 @@ impl<T> Clone for FileSink<T> {
 impl<T: TextFormat + 'static> FileSink<T> {
     /// CSV rows into part files in directory `dir`.
     pub fn csv(dir: impl Into<PathBuf>) -> TwoPhaseCommitSinkFunction<T, FileSink<T>> {
-        Self::with_format(dir, |v, s| v.write_csv(s))
+        Self::with_format(dir, |v, s| {
+            v.write_csv(s);
+            Ok(())
+        })
     }
 
     /// Text lines (`(a,b)` for tuples) into part files in directory `dir`.
     pub fn text(dir: impl Into<PathBuf>) -> TwoPhaseCommitSinkFunction<T, FileSink<T>> {
-        Self::with_format(dir, |v, s| v.write_text(s))
+        Self::with_format(dir, |v, s| {
+            v.write_text(s);
+            Ok(())
+        })
     }
+}
 
-    fn with_format(dir: impl Into<PathBuf>, format: fn(&T, &mut String)) -> TwoPhaseCommitSinkFunction<T, FileSink<T>> {
+impl<T: Serialize + 'static> FileSink<T> {
+    /// One JSON document per line (JSON lines) into part files in directory `dir`.
+    pub fn json_lines(dir: impl Into<PathBuf>) -> TwoPhaseCommitSinkFunction<T, FileSink<T>> {
+        Self::with_format(dir, |v, s| {
+            let json = serde_json::to_string(v).map_err(|e| format!("the record cannot be written as JSON: {e}"))?;
+            s.push_str(&json);
+            Ok(())
+        })
+    }
+}
+
+impl<T: 'static> FileSink<T> {
+    fn with_format(dir: impl Into<PathBuf>, format: RowFormat<T>) -> TwoPhaseCommitSinkFunction<T, FileSink<T>> {
         TwoPhaseCommitSinkFunction::new(FileSink {
             dir: dir.into(),
             format,
@@ -186,7 +208,8 @@ impl<T: 'static> TwoPhaseCommitSink<T> for FileSink<T> {
             self.open_part(transaction)?;
         }
         self.line.clear();
-        (self.format)(&value, &mut self.line);
+        // The same record fails after any restart: fail the job, not the attempt.
+        (self.format)(&value, &mut self.line).map_err(NonRecoverableError::new)?;
         self.line.push('\n');
         if let Some((writer, size)) = &mut self.writer {
             writer

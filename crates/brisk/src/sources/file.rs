@@ -98,6 +98,32 @@ impl<T> FileSource<T> {
         }
     }
 
+    /// Reads one JSON document per line (JSON lines) as `T`.
+    pub fn json_lines(paths: impl IntoIterator<Item = impl Into<PathBuf>>) -> Self
+    where
+        T: serde::de::DeserializeOwned,
+    {
+        Self::for_record_format(paths, |line: &str| {
+            serde_json::from_str(line).map_err(|e| format!("the line is not the expected JSON: {e}"))
+        })
+    }
+
+    /// Reads CSV rows (RFC 4180 fields on one line, no header row) as `T`, field by field:
+    /// a tuple or a struct in the column order.
+    pub fn csv(paths: impl IntoIterator<Item = impl Into<PathBuf>>) -> Self
+    where
+        T: serde::de::DeserializeOwned,
+    {
+        Self::for_record_format(paths, |line: &str| {
+            let mut rows = csv::ReaderBuilder::new().has_headers(false).from_reader(line.as_bytes());
+            match rows.deserialize().next() {
+                Some(Ok(record)) => Ok(record),
+                Some(Err(e)) => Err(format!("the line is not the expected CSV row: {e}")),
+                None => Err("the line is empty".into()),
+            }
+        })
+    }
+
     /// Keeps watching the paths and reads files that appear later; the source never ends.
     pub fn monitor_continuously(mut self, interval: Duration) -> Self {
         self.monitor_interval = Some(interval);
