@@ -1,6 +1,6 @@
 //! The Redis sink against a real `redis-server` (Debian's, started here on 127.0.0.1): every
-//! command kind with time to live, idempotent SETs that converge after a failure, and an
-//! unreachable server named in the error.
+//! command kind with time to live, idempotent SETs that converge after a failure, an
+//! unreachable server named in the error, and streams read exactly once through a failure.
 #![cfg(feature = "redis")]
 
 mod common;
@@ -8,7 +8,7 @@ mod common;
 use brisk::prelude::*;
 use brisk::runtime::jobmaster::restart::RestartStrategy;
 use brisk_connectors::redis::client::{Commands, Connection};
-use brisk_connectors::redis::{RedisCommand, RedisSink};
+use brisk_connectors::redis::{RedisCommand, RedisSink, RedisStreamSource};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,4 +157,75 @@ fn an_unreachable_server_fails_the_job_naming_it() {
     env.from_sequence(1, 3).sink_to(sink);
     let error = env.execute("nowhere").unwrap_err().to_string();
     assert!(error.contains("cannot connect to Redis at redis://127.0.0.1:1/"), "{error}");
+}
+
+/// Fails once, after 1200 records; pauses now and then so that checkpoints complete meanwhile.
+#[derive(Clone)]
+struct SlowFailOnce(Arc<AtomicBool>, u64);
+
+impl RichFunction for SlowFailOnce {}
+
+impl RichMapFunction<i64, i64> for SlowFailOnce {
+    fn map(&mut self, value: i64) -> Result<i64, BoxError> {
+        self.1 += 1;
+        if self.1 == 1200 && !self.0.swap(true, Ordering::SeqCst) {
+            return Err("planned failure".into());
+        }
+        if self.1.is_multiple_of(10) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(value)
+    }
+}
+
+/// Entries of `stream` delivered to group `group` and not acknowledged.
+fn pending(redis: &mut Connection, stream: &str, group: &str) -> i64 {
+    let summary: Vec<brisk_connectors::redis::client::Value> =
+        brisk_connectors::redis::client::cmd("XPENDING").arg(stream).arg(group).query(redis).unwrap();
+    match summary.first() {
+        Some(brisk_connectors::redis::client::Value::Int(n)) => *n,
+        other => panic!("unexpected XPENDING answer: {other:?}"),
+    }
+}
+
+#[test]
+fn streams_are_read_exactly_once_through_a_failure_and_acknowledged_after_checkpoints() {
+    let server = RedisServer::start();
+    let mut redis = server.connect();
+    for i in 0..3000i64 {
+        let stream = if i % 2 == 0 { "events-a" } else { "events-b" };
+        let _: String = redis.xadd(stream, "*", &[("n", i.to_string())]).unwrap();
+    }
+    let dir = common::temp_dir("redis-streams");
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    env.set_parallelism(2);
+    env.enable_checkpointing(Duration::from_millis(30));
+    env.set_restart_strategy(RestartStrategy::FixedDelay { attempts: 3, delay: Duration::from_millis(10) });
+    let source = RedisStreamSource::builder()
+        .url(&server.url)
+        .streams(["events-a", "events-b"])
+        .group("brisk")
+        .deserializer(|entry| {
+            let (_, n) = entry.fields.iter().find(|(k, _)| *k == "n").ok_or("no field n")?;
+            std::str::from_utf8(n).map_err(|e| e.to_string())?.parse::<i64>().map_err(|e| e.to_string())
+        })
+        .build()
+        .unwrap();
+    env.from_source(source, WatermarkStrategy::no_watermarks(), "events")
+        .rich_map(SlowFailOnce(Arc::new(AtomicBool::new(false)), 0))
+        .add_sink(FileSink::text(dir.join("out")));
+    let client = env.execute_async("streams").unwrap();
+    common::wait_until("every entry committed", || common::committed_lines(&dir.join("out")).len() >= 3000);
+    common::wait_until("every entry acknowledged", || {
+        pending(&mut redis, "events-a", "brisk") + pending(&mut redis, "events-b", "brisk") == 0
+    });
+    let controller = client.controller();
+    client.cancel();
+    assert!(client.wait().is_err(), "cancelled");
+    // The restart restored a checkpoint: pending entries it covered were acknowledged, the
+    // newer ones read again.
+    assert!(controller.restored_checkpoints().first().is_some_and(Option::is_some), "restored from a checkpoint");
+    let mut expected: Vec<String> = (0..3000).map(|i: i64| i.to_string()).collect();
+    expected.sort();
+    assert_eq!(common::committed_lines(&dir.join("out")), expected);
 }

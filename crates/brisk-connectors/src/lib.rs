@@ -3,7 +3,7 @@
 //!
 //! - `kafka`: the Kafka source (partitions as splits, offsets in checkpoints, committed back
 //!   to the consumer group) and sink ([`kafka`]).
-//! - `redis`: the Redis sink ([`redis`]).
+//! - `redis`: the Redis sink and Redis Streams source ([`redis`]).
 
 #[cfg(feature = "kafka")]
 pub mod kafka;

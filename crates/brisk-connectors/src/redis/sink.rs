@@ -2,14 +2,12 @@
 //! time to live), sent in pipelined batches and flushed at every checkpoint (at least once;
 //! SET and HSET are idempotent, so a replay after a failure leaves the same data).
 
+use super::connect;
+
 use brisk::prelude::{RuntimeContext, Sink, SinkContext, SinkWriter};
 use brisk_core::BoxError;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::warn;
-
-/// The Redis client the sink is built on, for what it does not wrap (reading, tests).
-pub use ::redis as client;
 
 /// What one record becomes in Redis.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,28 +154,6 @@ impl<T> RedisSinkBuilder<T> {
         redis::Client::open(url.as_str()).map_err(|e| format!("invalid Redis url '{url}': {e}"))?;
         let mapper = self.mapper.ok_or("the Redis sink needs a command for its records")?;
         Ok(RedisSink { url, mapper, ttl: self.ttl, batch: self.batch })
-    }
-}
-
-/// Tries to connect this often before the writer fails.
-const CONNECT_ATTEMPTS: u32 = 4;
-
-/// A connection to `url`, retried with backoff (100 ms, doubling).
-fn connect(url: &str) -> Result<redis::Connection, BoxError> {
-    let client = redis::Client::open(url).map_err(|e| format!("invalid Redis url '{url}': {e}"))?;
-    let mut delay = Duration::from_millis(100);
-    let mut attempt = 1;
-    loop {
-        match client.get_connection_with_timeout(Duration::from_secs(5)) {
-            Ok(connection) => return Ok(connection),
-            Err(e) if attempt < CONNECT_ATTEMPTS => {
-                warn!(url, attempt, "cannot connect to Redis, retrying: {e}");
-                std::thread::sleep(delay);
-                delay *= 2;
-                attempt += 1;
-            }
-            Err(e) => return Err(format!("cannot connect to Redis at {url} ({attempt} attempts): {e}").into()),
-        }
     }
 }
 
