@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod aggregations;
+pub mod async_io;
 pub mod broadcast;
 pub mod connected;
 pub mod datastream;

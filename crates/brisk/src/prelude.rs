@@ -1,6 +1,7 @@
 //! What a job usually needs: `use brisk::prelude::*;`.
 
 pub use crate::CompactString;
+pub use crate::async_io::{AsyncDataStream, AsyncFunction, ResultFuture};
 pub use crate::broadcast::{BroadcastContext, BroadcastProcessFunction, BroadcastStream, ReadOnlyBroadcastContext};
 pub use crate::connected::ConnectedStreams;
 pub use crate::datastream::{DataStream, DataStreamSink};

@@ -1,5 +1,6 @@
 //! The operators behind the DataStream API's transformations.
 
+pub(crate) mod async_wait;
 mod co;
 mod keyed_process;
 mod keyed_reduce;
