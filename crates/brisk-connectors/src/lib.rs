@@ -4,8 +4,11 @@
 //! - `kafka`: the Kafka source (partitions as splits, offsets in checkpoints, committed back
 //!   to the consumer group) and sink ([`kafka`]).
 //! - `redis`: the Redis sink and Redis Streams source ([`redis`]).
+//! - `postgres`: the PostgreSQL sink and lookup ([`postgres`]).
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
