@@ -347,3 +347,94 @@ impl<I: Send + 'static, V: Clone + Send + 'static, O: Send + 'static> RichMapFun
         Err(format!("cannot reach PostgreSQL ({}) for a lookup: {last}", self.config).into())
     }
 }
+
+/// A PostgreSQL server of its own for tests and benchmarks: Debian's binaries, a fresh data
+/// directory with trust authentication, a free port of 127.0.0.1; stopped and removed when
+/// dropped. Under root it runs as the `postgres` user, as the server requires.
+pub struct LocalServer {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    connection: String,
+}
+
+impl LocalServer {
+    /// Starts a server with its data under `dir` (created; removed when the server is dropped).
+    pub fn start(dir: &std::path::Path) -> Result<LocalServer, String> {
+        use std::process::{Command, Stdio};
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create '{}': {e}", dir.display()))?;
+        let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let bin = Self::bin_dir()?;
+        let run = |program: &str| {
+            let mut command = if root { Command::new("runuser") } else { Command::new(bin.join(program)) };
+            if root {
+                command.args(["-u", "postgres", "--"]).arg(bin.join(program));
+            }
+            command
+        };
+        if root {
+            let _ = Command::new("chown").arg("postgres").arg(dir).status();
+        }
+        let data = dir.join("data");
+        let initdb = run("initdb")
+            .args(["--auth=trust", "-U", "postgres", "-D"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run initdb: {e}"))?;
+        if !initdb.success() {
+            return Err(format!("initdb failed for '{}'", data.display()));
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let child = run("postgres")
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start postgres: {e}"))?;
+        let connection = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+        let server = LocalServer { child, dir: dir.to_path_buf(), connection };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Client::connect(&server.connection, NoTls).is_err() {
+            if Instant::now() > deadline {
+                return Err("PostgreSQL did not accept connections within a minute".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+
+    /// Where Debian installed the newest server's programs.
+    fn bin_dir() -> Result<std::path::PathBuf, String> {
+        let versions = std::fs::read_dir("/usr/lib/postgresql")
+            .map_err(|e| format!("no PostgreSQL server in /usr/lib/postgresql (apt-get install postgresql): {e}"))?;
+        let mut dirs: Vec<std::path::PathBuf> = versions.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect();
+        dirs.sort();
+        dirs.pop().ok_or_else(|| "no PostgreSQL version in /usr/lib/postgresql".to_string())
+    }
+
+    /// The connection string of the server.
+    pub fn connection(&self) -> &str {
+        &self.connection
+    }
+
+    /// A client connected to it.
+    pub fn client(&self) -> Result<Client, postgres::Error> {
+        Client::connect(&self.connection, NoTls)
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
