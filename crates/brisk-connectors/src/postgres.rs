@@ -3,6 +3,7 @@
 //! it exactly once: a replay after a failure writes the same rows), and a lookup function
 //! with a cache for enrichment joins.
 
+use crate::retry::connect_with_backoff;
 use brisk::prelude::{RichFunction, RichMapFunction, RuntimeContext, Sink, SinkContext, SinkWriter};
 use brisk_core::BoxError;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
@@ -10,7 +11,6 @@ use postgres::{Client, NoTls, Row, Statement};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::warn;
 
 /// The PostgreSQL client the connector is built on, for what it does not wrap (tests, DDL).
 pub use ::postgres as client;
@@ -55,28 +55,14 @@ impl ToSql for SqlValue {
     to_sql_checked!();
 }
 
-/// Tries to connect this often before failing.
-const CONNECT_ATTEMPTS: u32 = 4;
-
-/// A connection with `config` (`host=... port=... user=... dbname=...`), retried with
-/// backoff (100 ms, doubling).
+/// A connection with `config` (`host=... port=... user=... dbname=...`), retried with backoff
+/// unless the server refused it (a wrong password, a missing database).
 fn connect(config: &str) -> Result<Client, BoxError> {
-    let mut delay = Duration::from_millis(100);
-    let mut attempt = 1;
-    loop {
-        match Client::connect(config, NoTls) {
-            Ok(client) => return Ok(client),
-            Err(e) if attempt < CONNECT_ATTEMPTS && e.as_db_error().is_none() => {
-                warn!(config, attempt, "cannot connect to PostgreSQL, retrying: {e}");
-                std::thread::sleep(delay);
-                delay *= 2;
-                attempt += 1;
-            }
-            Err(e) => {
-                return Err(format!("cannot connect to PostgreSQL ({config}) after {attempt} attempts: {e}").into());
-            }
-        }
-    }
+    connect_with_backoff(
+        &format!("PostgreSQL ({config})"),
+        || Client::connect(config, NoTls),
+        |e| e.as_db_error().is_none(),
+    )
 }
 
 /// A prepared `statement`, or an error naming it.
