@@ -5,7 +5,7 @@ mod common;
 
 use brisk::prelude::*;
 use brisk::runtime::jobmaster::restart::RestartStrategy;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -128,22 +128,6 @@ fn a_call_past_its_timeout_gets_the_functions_fallback_or_fails_the_job() {
     assert!(error.contains("no answer for 42"), "{error}");
 }
 
-/// Fails once, after 2000 records.
-#[derive(Clone)]
-struct FailOnce(Arc<AtomicBool>, u64);
-
-impl RichFunction for FailOnce {}
-
-impl RichMapFunction<i64, i64> for FailOnce {
-    fn map(&mut self, value: i64) -> Result<i64, BoxError> {
-        self.1 += 1;
-        if self.1 == 2000 && !self.0.swap(true, Ordering::SeqCst) {
-            return Err("planned failure".into());
-        }
-        Ok(value)
-    }
-}
-
 #[test]
 fn calls_in_flight_at_a_checkpoint_are_made_again_after_a_failure() {
     let dir = common::temp_dir("async-io");
@@ -157,7 +141,7 @@ fn calls_in_flight_at_a_checkpoint_are_made_again_after_a_failure() {
         "numbers",
     );
     AsyncDataStream::unordered_wait(&numbers, Doubler::new(None, false), Duration::from_secs(10), 32)
-        .rich_map(FailOnce(Arc::new(AtomicBool::new(false)), 0))
+        .rich_map(common::FailOnce::after(2000))
         .add_sink(FileSink::text(dir.join("out")));
     let result = env.execute("async exactly once").unwrap();
     assert_eq!(result.restarts, 1);

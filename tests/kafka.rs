@@ -13,7 +13,6 @@ use brisk_connectors::kafka::rdkafka::mocking::MockCluster;
 use brisk_connectors::kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use brisk_connectors::kafka::rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use brisk_connectors::kafka::{KafkaSink, KafkaSource, OffsetsInitializer, formats};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -113,34 +112,6 @@ fn a_bounded_source_reads_every_partition_once_and_commits_the_offsets_to_its_gr
     assert_eq!(committed(&servers, "readers", "words", 3), high_watermarks(&servers, "words", 3));
 }
 
-/// Fails once after 8000 records; sleeps a little now and then so that checkpoints complete
-/// while the topic is read.
-#[derive(Clone)]
-struct SlowFailOnce {
-    failed: Arc<AtomicBool>,
-    seen: u64,
-}
-
-impl RichFunction for SlowFailOnce {
-    fn open(&mut self, _: &mut RuntimeContext<'_>) -> Result<(), BoxError> {
-        self.seen = 0;
-        Ok(())
-    }
-}
-
-impl RichMapFunction<String, String> for SlowFailOnce {
-    fn map(&mut self, value: String) -> Result<String, BoxError> {
-        self.seen += 1;
-        if self.seen.is_multiple_of(50) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        if self.seen == 8000 && !self.failed.swap(true, Ordering::SeqCst) {
-            return Err("planned failure".into());
-        }
-        Ok(value)
-    }
-}
-
 #[test]
 fn offsets_restored_from_a_checkpoint_read_every_record_exactly_once_after_a_failure() {
     let cluster = cluster("orders", 3);
@@ -151,9 +122,8 @@ fn offsets_restored_from_a_checkpoint_read_every_record_exactly_once_after_a_fai
     env.set_parallelism(2);
     env.enable_checkpointing(Duration::from_millis(30));
     env.set_restart_strategy(RestartStrategy::FixedDelay { attempts: 3, delay: Duration::from_millis(10) });
-    let fail = SlowFailOnce { failed: Arc::new(AtomicBool::new(false)), seen: 0 };
     env.from_source(text_source(&servers, "orders", "orders-job"), WatermarkStrategy::no_watermarks(), "orders")
-        .rich_map(fail)
+        .rich_map(common::FailOnce::after(8000).pausing_every(50))
         .add_sink(FileSink::text(dir.join("out")));
     let result = env.execute("orders").unwrap();
     assert_eq!(result.restarts, 1);

@@ -8,32 +8,11 @@ mod common;
 use brisk::prelude::*;
 use brisk::runtime::jobmaster::restart::RestartStrategy;
 use brisk_connectors::postgres::{LocalServer, PostgresLookup, PostgresSink, SqlValue};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// A server of the test's own, in a fresh directory.
 fn start(name: &str) -> LocalServer {
     LocalServer::start(&common::temp_dir(&format!("postgres-{name}"))).expect("a PostgreSQL server")
-}
-
-/// Fails once, after 3000 records, pausing now and then so checkpoints complete meanwhile.
-#[derive(Clone)]
-struct FailOnce(Arc<AtomicBool>, u64);
-
-impl RichFunction for FailOnce {}
-
-impl RichMapFunction<(String, i64), (String, i64)> for FailOnce {
-    fn map(&mut self, value: (String, i64)) -> Result<(String, i64), BoxError> {
-        self.1 += 1;
-        if self.1 == 3000 && !self.0.swap(true, Ordering::SeqCst) {
-            return Err("planned failure".into());
-        }
-        if self.1.is_multiple_of(100) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(value)
-    }
 }
 
 #[test]
@@ -56,7 +35,7 @@ fn upserts_keep_every_count_exactly_once_through_a_failure() {
         .map(|w: String| (w, 1i64))
         .key_by(|(w, _): &(String, i64)| w.clone())
         .sum(|(_, n): &mut (String, i64)| n)
-        .rich_map(FailOnce(Arc::new(AtomicBool::new(false)), 0))
+        .rich_map(common::FailOnce::after(3000).pausing_every(100))
         .sink_to(sink);
     let result = env.execute("counts").unwrap();
     assert_eq!(result.restarts, 1);

@@ -10,8 +10,6 @@ use brisk::runtime::jobmaster::restart::RestartStrategy;
 use brisk_connectors::redis::client::{Commands, Connection};
 use brisk_connectors::redis::{RedisCommand, RedisSink, RedisStreamSource};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// A `redis-server` on a free port of 127.0.0.1, without persistence, stopped when dropped.
@@ -96,25 +94,6 @@ fn every_command_kind_is_written_with_its_time_to_live() {
     assert_eq!(redis.pttl::<_, i64>("n:1").unwrap(), -1, "keys without a ttl do not expire");
 }
 
-/// Fails once, after 3000 records.
-#[derive(Clone)]
-struct FailOnce(Arc<AtomicBool>, u64);
-
-impl RichFunction for FailOnce {}
-
-impl RichMapFunction<(String, i64), (String, i64)> for FailOnce {
-    fn map(&mut self, value: (String, i64)) -> Result<(String, i64), BoxError> {
-        self.1 += 1;
-        if self.1 == 3000 && !self.0.swap(true, Ordering::SeqCst) {
-            return Err("planned failure".into());
-        }
-        if self.1.is_multiple_of(100) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(value)
-    }
-}
-
 #[test]
 fn running_counts_set_in_redis_end_right_after_a_failure() {
     let server = RedisServer::start();
@@ -135,7 +114,7 @@ fn running_counts_set_in_redis_end_right_after_a_failure() {
         .map(|w: String| (w, 1i64))
         .key_by(|(w, _): &(String, i64)| w.clone())
         .sum(|(_, n): &mut (String, i64)| n)
-        .rich_map(FailOnce(Arc::new(AtomicBool::new(false)), 0))
+        .rich_map(common::FailOnce::after(3000).pausing_every(100))
         .sink_to(sink);
     let result = env.execute("counts").unwrap();
     assert_eq!(result.restarts, 1);
@@ -157,25 +136,6 @@ fn an_unreachable_server_fails_the_job_naming_it() {
     env.from_sequence(1, 3).sink_to(sink);
     let error = env.execute("nowhere").unwrap_err().to_string();
     assert!(error.contains("cannot connect to Redis at redis://127.0.0.1:1/"), "{error}");
-}
-
-/// Fails once, after 1200 records; pauses now and then so that checkpoints complete meanwhile.
-#[derive(Clone)]
-struct SlowFailOnce(Arc<AtomicBool>, u64);
-
-impl RichFunction for SlowFailOnce {}
-
-impl RichMapFunction<i64, i64> for SlowFailOnce {
-    fn map(&mut self, value: i64) -> Result<i64, BoxError> {
-        self.1 += 1;
-        if self.1 == 1200 && !self.0.swap(true, Ordering::SeqCst) {
-            return Err("planned failure".into());
-        }
-        if self.1.is_multiple_of(10) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(value)
-    }
 }
 
 /// Entries of `stream` delivered to group `group` and not acknowledged.
@@ -212,7 +172,7 @@ fn streams_are_read_exactly_once_through_a_failure_and_acknowledged_after_checkp
         .build()
         .unwrap();
     env.from_source(source, WatermarkStrategy::no_watermarks(), "events")
-        .rich_map(SlowFailOnce(Arc::new(AtomicBool::new(false)), 0))
+        .rich_map(common::FailOnce::after(1200).pausing_every(10))
         .add_sink(FileSink::text(dir.join("out")));
     let client = env.execute_async("streams").unwrap();
     common::wait_until("every entry committed", || common::committed_lines(&dir.join("out")).len() >= 3000);

@@ -2,11 +2,13 @@
 //! commits them when the checkpoints complete, and after a failure the output holds every
 //! record once.
 
+mod common;
+
 use brisk::prelude::*;
 use brisk::runtime::jobmaster::restart::RestartStrategy;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -84,32 +86,6 @@ impl Sink<u64> for TableSink {
     }
 }
 
-/// Fails once, in subtask 0, after 5000 records.
-#[derive(Clone)]
-struct FailOnce {
-    failed: Arc<AtomicBool>,
-    seen: u64,
-    subtask: usize,
-}
-
-impl RichFunction for FailOnce {
-    fn open(&mut self, ctx: &mut RuntimeContext<'_>) -> Result<(), BoxError> {
-        self.subtask = ctx.index_of_this_subtask();
-        self.seen = 0;
-        Ok(())
-    }
-}
-
-impl RichMapFunction<u64, u64> for FailOnce {
-    fn map(&mut self, value: u64) -> Result<u64, BoxError> {
-        self.seen += 1;
-        if self.subtask == 0 && self.seen == 5000 && !self.failed.swap(true, Ordering::SeqCst) {
-            return Err("planned failure".into());
-        }
-        Ok(value)
-    }
-}
-
 /// The generated numbers through a map (failing once if `fail`) into the table, at
 /// parallelism 2 with checkpoints every 50 ms; the table's rows, sorted, and the job's result.
 fn run(fail: bool) -> (Vec<u64>, Table, JobExecutionResult) {
@@ -118,7 +94,7 @@ fn run(fail: bool) -> (Vec<u64>, Table, JobExecutionResult) {
     env.enable_checkpointing(Duration::from_millis(50));
     env.set_restart_strategy(RestartStrategy::FixedDelay { attempts: 5, delay: Duration::from_millis(10) });
     let table = Arc::new(Mutex::new(Table::default()));
-    let fail_once = FailOnce { failed: Arc::new(AtomicBool::new(!fail)), seen: 0, subtask: 0 };
+    let fail_once = if fail { common::FailOnce::after(5000) } else { common::FailOnce::after(5000).disarmed() };
     env.from_source(
         DataGeneratorSource::new(|i| i, RECORDS).with_rate_limit(40_000.0),
         WatermarkStrategy::no_watermarks(),

@@ -214,3 +214,53 @@ pub fn prometheus_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         })
         .sum()
 }
+
+/// A map that passes records on and fails once, in the first subtask to see `after` records,
+/// pausing a millisecond every `pause_every` records so that checkpoints complete meanwhile:
+/// the failure of failure-injection tests.
+#[derive(Clone)]
+pub struct FailOnce {
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    after: u64,
+    pause_every: Option<u64>,
+    seen: u64,
+}
+
+impl FailOnce {
+    /// Fails after `after` records of a subtask.
+    pub fn after(after: u64) -> FailOnce {
+        FailOnce { failed: Default::default(), after, pause_every: None, seen: 0 }
+    }
+
+    /// Pauses a millisecond every `records` records.
+    pub fn pausing_every(mut self, records: u64) -> FailOnce {
+        self.pause_every = Some(records);
+        self
+    }
+
+    /// Never fails (the failure-free run to compare with).
+    pub fn disarmed(self) -> FailOnce {
+        self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self
+    }
+}
+
+impl brisk::prelude::RichFunction for FailOnce {
+    fn open(&mut self, _: &mut brisk::prelude::RuntimeContext<'_>) -> Result<(), brisk::prelude::BoxError> {
+        self.seen = 0;
+        Ok(())
+    }
+}
+
+impl<T: Send + 'static> brisk::prelude::RichMapFunction<T, T> for FailOnce {
+    fn map(&mut self, value: T) -> Result<T, brisk::prelude::BoxError> {
+        self.seen += 1;
+        if self.seen == self.after && !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err("planned failure".into());
+        }
+        if self.pause_every.is_some_and(|n| self.seen.is_multiple_of(n)) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Ok(value)
+    }
+}
