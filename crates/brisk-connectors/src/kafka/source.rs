@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -392,12 +392,13 @@ struct KafkaReader<T> {
     settings: Arc<Settings>,
     consumer: BaseConsumer,
     deserializer: KafkaDeserializer<T>,
-    /// The partitions being read, by (topic, partition), with their split ids.
-    splits: HashMap<(String, i32), (KafkaSplit, String)>,
+    /// The partitions being read, with their split ids (few per reader: found by a scan,
+    /// without allocating per record).
+    splits: Vec<(KafkaSplit, String)>,
     /// Splits whose end was reached when they were added.
     ended: Vec<String>,
-    /// The next offset of every partition read, also finished ones (committed to the group).
-    positions: Positions,
+    /// The final offsets of the partitions read to their end (committed to the group too).
+    finished: Positions,
     /// Positions taken at each checkpoint not yet completed.
     snapshots: VecDeque<(CheckpointId, Positions)>,
 }
@@ -427,13 +428,21 @@ impl<T> KafkaReader<T> {
         }
     }
 
-    /// Stops reading a finished partition.
-    fn finish(&mut self, key: &(String, i32)) -> Option<String> {
-        let (split, id) = self.splits.remove(key)?;
+    /// Stops reading the finished partition at `index`; its split id.
+    fn finish(&mut self, index: usize) -> String {
+        let (split, id) = self.splits.swap_remove(index);
         if let Ok(list) = self.partition_list(&[(&split.topic, split.partition, split.next)]) {
             let _ = self.consumer.incremental_unassign(&list);
         }
-        Some(id)
+        self.finished.insert((split.topic, split.partition), split.next);
+        id
+    }
+
+    /// The next offset of every partition read, finished or not.
+    fn positions(&self) -> Positions {
+        let mut positions = self.finished.clone();
+        positions.extend(self.splits.iter().map(|(s, _)| ((s.topic.clone(), s.partition), s.next)));
+        positions
     }
 }
 
@@ -442,14 +451,13 @@ impl<T: 'static> SourceReader<T, KafkaSplit> for KafkaReader<T> {
         let mut assign = Vec::new();
         for split in splits {
             let id = split.split_id();
-            let key = (split.topic.clone(), split.partition);
-            self.positions.insert(key.clone(), split.next);
             if split.stop.is_some_and(|stop| split.next >= stop) {
+                self.finished.insert((split.topic, split.partition), split.next);
                 self.ended.push(id);
                 continue;
             }
             assign.push((split.topic.clone(), split.partition, split.next));
-            self.splits.insert(key, (split, id));
+            self.splits.push((split, id));
         }
         if !assign.is_empty() {
             let partitions: Vec<(&str, i32, i64)> = assign.iter().map(|(t, p, o)| (t.as_str(), *p, *o)).collect();
@@ -485,9 +493,11 @@ impl<T: 'static> SourceReader<T, KafkaSplit> for KafkaReader<T> {
                 }
             };
             read += 1;
-            let key = (message.topic().to_string(), message.partition());
-            let offset = message.offset();
-            let Some((split, id)) = self.splits.get_mut(&key) else { continue };
+            let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+            let Some(index) = self.splits.iter().position(|(s, _)| s.partition == partition && s.topic == topic) else {
+                continue;
+            };
+            let (split, id) = &mut self.splits[index];
             if offset < split.next {
                 continue;
             }
@@ -516,12 +526,12 @@ impl<T: 'static> SourceReader<T, KafkaSplit> for KafkaReader<T> {
                 }
                 drop(output);
                 split.next = offset + 1;
-                self.positions.insert(key.clone(), offset + 1);
             }
             let ended = past_end || split.stop.is_some_and(|stop| split.next >= stop);
             // The message borrows the consumer, which unassigns the partition.
             drop(message);
-            if ended && let Some(id) = self.finish(&key) {
+            if ended {
+                let id = self.finish(index);
                 out.split_finished(id);
             }
         }
@@ -534,16 +544,16 @@ impl<T: 'static> SourceReader<T, KafkaSplit> for KafkaReader<T> {
 
     fn snapshot_state(&mut self, checkpoint: CheckpointId) -> Vec<KafkaSplit> {
         if self.settings.commits() {
-            self.snapshots.push_back((checkpoint, self.positions.clone()));
+            self.snapshots.push_back((checkpoint, self.positions()));
         }
-        self.splits.values().map(|(split, _)| split.clone()).collect()
+        self.splits.iter().map(|(split, _)| split.clone()).collect()
     }
 
     fn notify_checkpoint_complete(&mut self, checkpoint: CheckpointId) -> Result<(), BoxError> {
         if checkpoint == FINAL_CHECKPOINT {
             // The job finished: everything read is final.
             self.snapshots.clear();
-            self.commit(&self.positions);
+            self.commit(&self.positions());
             return Ok(());
         }
         let mut newest = None;
@@ -583,9 +593,9 @@ impl<T: Send + 'static> Source<T> for KafkaSource<T> {
             consumer: self.settings.consumer()?,
             settings: self.settings.clone(),
             deserializer: self.deserializer.clone(),
-            splits: HashMap::new(),
+            splits: Vec::new(),
             ended: Vec::new(),
-            positions: BTreeMap::new(),
+            finished: BTreeMap::new(),
             snapshots: VecDeque::new(),
         }))
     }
