@@ -56,7 +56,7 @@ impl SinkWriter<u64, Batch> for TableWriter {
         Ok(())
     }
 
-    fn prepare_commit(&mut self) -> Result<Vec<Batch>, BoxError> {
+    fn prepare_commit(&mut self, _checkpoint_id: u64) -> Result<Vec<Batch>, BoxError> {
         if self.staged.is_empty() {
             return Ok(Vec::new());
         }
@@ -70,8 +70,9 @@ impl Sink<u64> for TableSink {
     type Committable = Batch;
     type Writer = TableWriter;
 
-    fn create_writer(&mut self, ctx: &RuntimeContext<'_>) -> Result<TableWriter, BoxError> {
-        let name = format!("writer-{}-{}", ctx.index_of_this_subtask(), WRITERS.fetch_add(1, Ordering::Relaxed));
+    fn create_writer(&mut self, ctx: &WriterInitContext<'_, '_>) -> Result<TableWriter, BoxError> {
+        let name =
+            format!("writer-{}-{}", ctx.runtime.index_of_this_subtask(), WRITERS.fetch_add(1, Ordering::Relaxed));
         Ok(TableWriter { name, staged: Vec::new(), batches: 0, table: self.table.clone() })
     }
 

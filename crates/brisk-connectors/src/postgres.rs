@@ -4,7 +4,7 @@
 //! with a cache for enrichment joins.
 
 use crate::retry::connect_with_backoff;
-use brisk::prelude::{RichFunction, RichMapFunction, RuntimeContext, Sink, SinkContext, SinkWriter};
+use brisk::prelude::{RichFunction, RichMapFunction, RuntimeContext, Sink, SinkContext, SinkWriter, WriterInitContext};
 use brisk_core::BoxError;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls, Row, Statement};
@@ -209,7 +209,7 @@ impl<T: Send + 'static> Sink<T> for PostgresSink<T> {
     type Committable = ();
     type Writer = PostgresWriter<T>;
 
-    fn create_writer(&mut self, _: &RuntimeContext<'_>) -> Result<PostgresWriter<T>, BoxError> {
+    fn create_writer(&mut self, _: &WriterInitContext<'_, '_>) -> Result<PostgresWriter<T>, BoxError> {
         let mut client = connect(&self.config)?;
         // A statement the server refuses fails the job at its start.
         let statement = prepare(&mut client, &self.statement)?;

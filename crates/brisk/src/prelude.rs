@@ -19,7 +19,7 @@ pub use crate::keyed_stream::KeyedStream;
 pub use crate::side_output::OutputTag;
 pub use crate::sinks::{
     CollectResult, DiscardingSink, FileSink, PrintSink, Sink, SinkWriter, TextFileSink, TwoPhaseCommitSink,
-    TwoPhaseCommitSinkFunction,
+    TwoPhaseCommitSinkFunction, WriterInitContext,
 };
 pub use crate::sources::{
     BadRecord, BadRecordPolicy, DataGeneratorSource, FileSource, NumberSequenceSource, SocketTextStreamSource,

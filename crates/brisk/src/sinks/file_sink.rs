@@ -185,7 +185,7 @@ impl<T: 'static> TwoPhaseCommitSink<T> for FileSink<T> {
         super::check_creatable_dir(&self.dir)
     }
 
-    fn initialize(&mut self, ctx: &RuntimeContext<'_>, _restored: &[PartFiles]) -> Result<(), BoxError> {
+    fn initialize(&mut self, ctx: &RuntimeContext<'_>, _restored: &[(u64, PartFiles)]) -> Result<(), BoxError> {
         self.subtask = ctx.index_of_this_subtask();
         self.dir = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
         // A restart cannot fix an output that cannot be created.
@@ -220,7 +220,7 @@ impl<T: 'static> TwoPhaseCommitSink<T> for FileSink<T> {
         Ok(())
     }
 
-    fn pre_commit(&mut self, transaction: &mut PartFiles) -> Result<(), BoxError> {
+    fn pre_commit(&mut self, transaction: &mut PartFiles, _checkpoint_id: u64) -> Result<(), BoxError> {
         self.close_part(transaction)
     }
 

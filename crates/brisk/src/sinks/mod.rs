@@ -14,8 +14,8 @@ pub use discard::DiscardingSink;
 pub use file::TextFileSink;
 pub use file_sink::{FileSink, PartFiles};
 pub use print::PrintSink;
-pub use sink_api::{Sink, SinkTransactions, SinkWriter};
-pub use two_phase::{TwoPhaseCommitSink, TwoPhaseCommitSinkFunction};
+pub use sink_api::{Sink, SinkTransactions, SinkWriter, WriterInitContext};
+pub use two_phase::{END_OF_INPUT, TwoPhaseCommitSink, TwoPhaseCommitSinkFunction};
 
 /// Checks that directory `dir` exists or can be created: no part of its path is a file.
 fn check_creatable_dir(dir: &std::path::Path) -> Result<(), String> {

@@ -5,7 +5,7 @@
 //! committed again after a restore: a sink with idempotent commits is exactly-once, one that
 //! only flushes is at-least-once.
 
-use super::two_phase::TwoPhaseCommitSink;
+use super::two_phase::{END_OF_INPUT, TwoPhaseCommitSink};
 use crate::functions::{RuntimeContext, SinkContext};
 use brisk_core::{BoxError, Data};
 
@@ -22,7 +22,7 @@ pub trait Sink<T>: Clone + Send + 'static {
         Ok(())
     }
     /// The writer of the subtask `ctx` describes.
-    fn create_writer(&mut self, ctx: &RuntimeContext<'_>) -> Result<Self::Writer, BoxError>;
+    fn create_writer(&mut self, ctx: &WriterInitContext<'_, '_>) -> Result<Self::Writer, BoxError>;
     /// Commits what writers prepared for a completed checkpoint. Must be idempotent: after a
     /// restore the committables of the restored checkpoint are committed again.
     fn commit(&mut self, _committables: Vec<Self::Committable>) -> Result<(), BoxError> {
@@ -36,11 +36,20 @@ pub trait SinkWriter<T, C>: Send {
     fn write(&mut self, value: T, ctx: &SinkContext<'_>) -> Result<(), BoxError>;
     /// Sends everything buffered (at every checkpoint and at the end of the input).
     fn flush(&mut self) -> Result<(), BoxError>;
-    /// After a flush: what must be committed for the records written since the last
-    /// checkpoint (none for a writer whose flushed records are final).
-    fn prepare_commit(&mut self) -> Result<Vec<C>, BoxError> {
+    /// After a flush at the barrier of `checkpoint_id` (or at [`END_OF_INPUT`]): what must be
+    /// committed for the records written since the last checkpoint (none for a writer whose
+    /// flushed records are final).
+    fn prepare_commit(&mut self, _checkpoint_id: u64) -> Result<Vec<C>, BoxError> {
         Ok(Vec::new())
     }
+}
+
+/// What a sink learns when it creates a writer (Flink's `WriterInitContext`).
+pub struct WriterInitContext<'c, 'a> {
+    /// The subtask's runtime context.
+    pub runtime: &'c RuntimeContext<'a>,
+    /// The checkpoint (or savepoint) the job was restored from, if any.
+    pub restored_checkpoint_id: Option<u64>,
 }
 
 /// Runs a [`Sink`] as a [`TwoPhaseCommitSink`]: a transaction is what the writer prepared.
@@ -74,8 +83,11 @@ impl<T: 'static, S: Sink<T>> TwoPhaseCommitSink<T> for SinkTransactions<T, S> {
         self.sink.validate()
     }
 
-    fn initialize(&mut self, ctx: &RuntimeContext<'_>, _restored: &[Self::Transaction]) -> Result<(), BoxError> {
-        self.writer = Some(self.sink.create_writer(ctx)?);
+    fn initialize(&mut self, ctx: &RuntimeContext<'_>, restored: &[(u64, Self::Transaction)]) -> Result<(), BoxError> {
+        // Every checkpoint pre-commits a transaction per subtask, so the newest restored one
+        // is the checkpoint the job was restored from.
+        let restored_checkpoint_id = restored.iter().map(|(id, _)| *id).filter(|id| *id != END_OF_INPUT).max();
+        self.writer = Some(self.sink.create_writer(&WriterInitContext { runtime: ctx, restored_checkpoint_id })?);
         Ok(())
     }
 
@@ -87,10 +99,10 @@ impl<T: 'static, S: Sink<T>> TwoPhaseCommitSink<T> for SinkTransactions<T, S> {
         self.writer()?.write(value, ctx)
     }
 
-    fn pre_commit(&mut self, transaction: &mut Self::Transaction) -> Result<(), BoxError> {
+    fn pre_commit(&mut self, transaction: &mut Self::Transaction, checkpoint_id: u64) -> Result<(), BoxError> {
         let writer = self.writer()?;
         writer.flush()?;
-        transaction.extend(writer.prepare_commit()?);
+        transaction.extend(writer.prepare_commit(checkpoint_id)?);
         Ok(())
     }
 

@@ -10,6 +10,10 @@ use crate::functions::{
 use brisk_core::{BoxError, Data, NonRecoverableError};
 use brisk_state::{ListState, ListStateDescriptor};
 
+/// The checkpoint id a transaction pre-committed at the end of the input carries: it is
+/// committed by the final notification, after every real checkpoint.
+pub const END_OF_INPUT: u64 = u64::MAX;
+
 /// A sink that writes through transactions.
 pub trait TwoPhaseCommitSink<T>: Clone + Send + 'static {
     /// What identifies a transaction, stored in checkpoints (e.g. a file's paths).
@@ -21,17 +25,24 @@ pub trait TwoPhaseCommitSink<T>: Clone + Send + 'static {
         Ok(())
     }
 
-    /// Called once per subtask before any transaction, after the restored transactions were
-    /// committed: remove leftovers of failed attempts here.
-    fn initialize(&mut self, _ctx: &RuntimeContext<'_>, _restored: &[Self::Transaction]) -> Result<(), BoxError> {
+    /// Called once per subtask before any transaction, after the restored transactions (with
+    /// the checkpoints that pre-committed them) were committed: remove leftovers of failed
+    /// attempts here.
+    fn initialize(
+        &mut self,
+        _ctx: &RuntimeContext<'_>,
+        _restored: &[(u64, Self::Transaction)],
+    ) -> Result<(), BoxError> {
         Ok(())
     }
     /// Starts a transaction.
     fn begin_transaction(&mut self) -> Result<Self::Transaction, BoxError>;
     /// Writes a record into the open transaction.
     fn invoke(&mut self, transaction: &mut Self::Transaction, value: T, ctx: &SinkContext<'_>) -> Result<(), BoxError>;
-    /// Makes the transaction durable so it can be committed later (at the barrier).
-    fn pre_commit(&mut self, transaction: &mut Self::Transaction) -> Result<(), BoxError>;
+    /// Makes the transaction durable so it can be committed later: at the barrier of
+    /// `checkpoint_id` (every checkpoint, even with no record written since the last), or at
+    /// [`END_OF_INPUT`].
+    fn pre_commit(&mut self, transaction: &mut Self::Transaction, checkpoint_id: u64) -> Result<(), BoxError>;
     /// Commits a pre-committed transaction; must be idempotent (it is repeated after a restore).
     fn commit(&mut self, transaction: Self::Transaction) -> Result<(), BoxError>;
 }
@@ -43,7 +54,7 @@ pub struct TwoPhaseCommitSinkFunction<T, S: TwoPhaseCommitSink<T>> {
     /// Pre-committed transactions by the checkpoint that covers them.
     pending: Vec<(u64, S::Transaction)>,
     state: Option<ListState<(u64, S::Transaction)>>,
-    restored: Vec<S::Transaction>,
+    restored: Vec<(u64, S::Transaction)>,
     _type: std::marker::PhantomData<fn(T)>,
 }
 
@@ -66,11 +77,16 @@ impl<T, S: TwoPhaseCommitSink<T>> TwoPhaseCommitSinkFunction<T, S> {
         }
     }
 
+    /// Pre-commits the open transaction, empty if no record came since the last one: every
+    /// checkpoint then holds one transaction per subtask, so a sink learns after a restore
+    /// which checkpoint it restored (e.g. to name the transactions that may linger).
     fn pre_commit_current(&mut self, checkpoint: u64) -> Result<(), BoxError> {
-        if let Some(mut transaction) = self.current.take() {
-            self.sink.pre_commit(&mut transaction)?;
-            self.pending.push((checkpoint, transaction));
-        }
+        let mut transaction = match self.current.take() {
+            Some(transaction) => transaction,
+            None => self.sink.begin_transaction()?,
+        };
+        self.sink.pre_commit(&mut transaction, checkpoint)?;
+        self.pending.push((checkpoint, transaction));
         Ok(())
     }
 }
@@ -91,9 +107,9 @@ impl<T, S: TwoPhaseCommitSink<T>> RichFunction for TwoPhaseCommitSinkFunction<T,
                 "the restored transactions of this two-phase-commit sink cannot be read: {e}"
             ))
         })?;
-        for (_, transaction) in restored {
+        for (checkpoint, transaction) in restored {
             self.sink.commit(transaction.clone())?;
-            self.restored.push(transaction);
+            self.restored.push((checkpoint, transaction));
         }
         state.clear()?;
         self.state = Some(state);
@@ -141,6 +157,6 @@ impl<T: 'static, S: TwoPhaseCommitSink<T>> SinkFunction<T> for TwoPhaseCommitSin
 
     fn finish(&mut self) -> Result<(), BoxError> {
         // Committed when the whole job has finished (the final checkpoint).
-        self.pre_commit_current(u64::MAX)
+        self.pre_commit_current(END_OF_INPUT)
     }
 }
