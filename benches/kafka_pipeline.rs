@@ -1,5 +1,6 @@
-//! Kafka source → map → Kafka sink on librdkafka's mock cluster, 100-byte records, against
-//! librdkafka's own producer and consumer on the same machine (the ceiling).
+//! Kafka source → map → Kafka sink on librdkafka's mock cluster, 100-byte records, at least
+//! once and exactly once, against librdkafka's own producer and consumer on the same machine
+//! (the ceiling).
 //!
 //! `cargo bench --features kafka --bench kafka_pipeline -- [RECORDS] [PARALLELISM]`
 
@@ -8,7 +9,7 @@ use brisk_connectors::kafka::rdkafka::consumer::{BaseConsumer, Consumer};
 use brisk_connectors::kafka::rdkafka::mocking::MockCluster;
 use brisk_connectors::kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use brisk_connectors::kafka::rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use brisk_connectors::kafka::{KafkaSink, KafkaSource, OffsetsInitializer, formats};
+use brisk_connectors::kafka::{DeliveryGuarantee, KafkaSink, KafkaSource, OffsetsInitializer, formats};
 use std::time::{Duration, Instant};
 
 #[global_allocator]
@@ -76,33 +77,25 @@ fn consume(servers: &str, topic: &str, records: u64, partitions: i32) -> anyhow:
     Ok(started.elapsed())
 }
 
-fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let records: u64 = args.first().map(|r| r.parse()).transpose()?.unwrap_or(1_000_000);
-    let parallelism: usize = args.get(1).map(|p| p.parse()).transpose()?.unwrap_or(2);
-    let partitions = records.div_ceil(RECORDS_PER_PARTITION) as i32;
-    let cluster = MockCluster::new(1)?;
-    cluster.create_topic("in", partitions, 1)?;
-    cluster.create_topic("out", partitions, 1)?;
-    let servers = cluster.bootstrap_servers();
-    println!("librdkafka producer: {}", per_second(records, produce(&servers, "in", records)?));
-    println!("librdkafka consumer: {}", per_second(records, consume(&servers, "in", records, partitions)?));
-
+/// Runs the job from topic `in` to `out` with `guarantee`; how long it took.
+fn pipeline(servers: &str, parallelism: usize, guarantee: DeliveryGuarantee, out: &str) -> anyhow::Result<Duration> {
     let mut configuration = Configuration::new();
     configuration.set("parallelism.default", parallelism);
     configuration.set("execution.checkpointing.interval", "1 s");
     let env = StreamExecutionEnvironment::from_configuration(&configuration)?;
     let source = KafkaSource::builder()
-        .bootstrap_servers(&servers)
+        .bootstrap_servers(servers)
         .topics(["in"])
         .bounded(OffsetsInitializer::latest())
         .value_deserializer(formats::bytes)
         .build()
         .map_err(anyhow::Error::msg)?;
     let sink = KafkaSink::builder()
-        .bootstrap_servers(&servers)
-        .topic("out")
+        .bootstrap_servers(servers)
+        .topic(out)
         .property("linger.ms", "5")
+        .delivery_guarantee(guarantee)
+        .transactional_id_prefix(out)
         .value_serializer(|v: &Vec<u8>| v.clone())
         .build()
         .map_err(anyhow::Error::msg)?;
@@ -114,16 +107,33 @@ fn main() -> anyhow::Result<()> {
         .sink_to(sink);
     let started = Instant::now();
     env.execute("kafka pipeline")?;
-    let took = started.elapsed();
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &servers).create()?;
-    let mut written = 0;
-    for p in 0..partitions {
-        written += consumer.fetch_watermarks("out", p, Duration::from_secs(10))?.1;
+    Ok(started.elapsed())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let records: u64 = args.first().map(|r| r.parse()).transpose()?.unwrap_or(1_000_000);
+    let parallelism: usize = args.get(1).map(|p| p.parse()).transpose()?.unwrap_or(2);
+    let partitions = records.div_ceil(RECORDS_PER_PARTITION) as i32;
+    let cluster = MockCluster::new(1)?;
+    cluster.create_topic("in", partitions, 1)?;
+    let servers = cluster.bootstrap_servers();
+    println!("librdkafka producer: {}", per_second(records, produce(&servers, "in", records)?));
+    println!("librdkafka consumer: {}", per_second(records, consume(&servers, "in", records, partitions)?));
+
+    for (guarantee, out) in [(DeliveryGuarantee::AtLeastOnce, "out"), (DeliveryGuarantee::ExactlyOnce, "out-eos")] {
+        cluster.create_topic(out, partitions, 1)?;
+        let took = pipeline(&servers, parallelism, guarantee, out)?;
+        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &servers).create()?;
+        let mut written = 0;
+        for p in 0..partitions {
+            written += consumer.fetch_watermarks(out, p, Duration::from_secs(10))?.1;
+        }
+        anyhow::ensure!(written as u64 == records, "the job wrote {written} records, not {records}");
+        println!(
+            "Brisk source → map → sink, p={parallelism}, {guarantee:?}, checkpoints every 1 s: {}",
+            per_second(records, took)
+        );
     }
-    anyhow::ensure!(written as u64 == records, "the job wrote {written} records, not {records}");
-    println!(
-        "Brisk source → map → sink, p={parallelism}, at-least-once, checkpoints every 1 s: {}",
-        per_second(records, took)
-    );
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! from a Kafka topic as JSON, alerts go to another.
 
 use brisk::prelude::*;
-use brisk_connectors::kafka::{KafkaSink, KafkaSource, OffsetsInitializer, formats};
+use brisk_connectors::kafka::{DeliveryGuarantee, KafkaSink, KafkaSource, OffsetsInitializer, formats};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -132,7 +132,8 @@ pub fn expected_alerts(transactions: &[Transaction]) -> Vec<Alert> {
 }
 
 /// Declares the job: transactions from `input` at `servers` (to their end when `bounded`),
-/// keyed by account, alerts as JSON to `output`.
+/// keyed by account, alerts as JSON to `output`, exactly once (a Kafka transaction per
+/// checkpoint).
 pub fn fraud_detection(
     env: &StreamExecutionEnvironment,
     servers: &str,
@@ -152,6 +153,8 @@ pub fn fraud_detection(
     let sink = KafkaSink::builder()
         .bootstrap_servers(servers)
         .topic(output)
+        .delivery_guarantee(DeliveryGuarantee::ExactlyOnce)
+        .transactional_id_prefix("fraud-detection-alerts")
         .serializer(|alert: &Alert| {
             (Some(alert.account.to_string().into_bytes()), serde_json::to_vec(alert).unwrap_or_default())
         })

@@ -7,15 +7,22 @@
 //!   offsets live in checkpoints and are committed back to the consumer group when a
 //!   checkpoint completes; new partitions and topics are discovered periodically; the record
 //!   timestamp is the event time; per-partition watermarks.
-//! - [`KafkaSink`]: at-least-once, flushing the producer at every checkpoint.
+//! - [`KafkaSink`]: at-least-once (the producer flushed at every checkpoint) or exactly-once
+//!   (a transaction per subtask and checkpoint, committed when the checkpoint completes, and
+//!   after a restore by producer id and epoch through [`transactions`]).
 
 mod sink;
 mod source;
+pub mod transactions;
 
+/// Kafka's wire messages, as [`transactions`] speaks them (and tests that watch a broker).
+pub use kafka_protocol;
 /// The Kafka client the connector is built on, for what it does not wrap (admin, tests).
 pub use rdkafka;
 
-pub use sink::{KafkaSerializer, KafkaSink, KafkaSinkBuilder, KafkaWriter};
+pub use sink::{
+    DeliveryGuarantee, KafkaCommittable, KafkaSerializer, KafkaSink, KafkaSinkBuilder, KafkaWriter, ProducerEvents,
+};
 pub use source::{KafkaSource, KafkaSourceBuilder, KafkaSplit};
 
 use rdkafka::ClientConfig;

@@ -1,25 +1,59 @@
-//! The Kafka sink: at least once, the producer flushed at every checkpoint.
+//! The Kafka sink: at least once (the producer flushed at every checkpoint) or exactly once
+//! (a Kafka transaction per checkpoint, committed when the checkpoint completes).
 
-use super::{client_config, property};
-use brisk::prelude::{RuntimeContext, Sink, SinkContext, SinkWriter};
+use super::{client_config, property, transactions};
+use brisk::prelude::{Sink, SinkContext, SinkWriter, WriterInitContext};
+use brisk::sinks::END_OF_INPUT;
 use brisk_core::BoxError;
 use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Turns an element into a record's key (optional) and value.
 pub type KafkaSerializer<T> = Arc<dyn Fn(&T) -> (Option<Vec<u8>>, Vec<u8>) + Send + Sync>;
 
-/// Writes to a Kafka topic (Flink's `KafkaSink` with `DeliveryGuarantee.AT_LEAST_ONCE`): each
-/// checkpoint waits until every record sent before its barrier is acknowledged by the brokers;
-/// build one with [`KafkaSink::builder`].
+/// What the sink promises about each record (Flink's `DeliveryGuarantee`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryGuarantee {
+    /// Every record sent before a checkpoint's barrier is acknowledged before the checkpoint
+    /// completes; a restore may write some records again.
+    AtLeastOnce,
+    /// Each subtask writes a Kafka transaction per checkpoint, committed when the checkpoint
+    /// completes: `read_committed` consumers see every record once.
+    ExactlyOnce,
+}
+
+/// A pre-committed Kafka transaction, kept in checkpoints: enough to commit it after a
+/// restore without the producer that opened it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaCommittable {
+    /// `<prefix>-<subtask>-<checkpoint id>`.
+    pub transactional_id: String,
+    /// The producer id the coordinator gave the transaction's producer.
+    pub producer_id: i64,
+    /// That producer's epoch.
+    pub epoch: i16,
+}
+
+/// Producers of pre-committed transactions, kept by the subtask that opened them until their
+/// checkpoint completes.
+type Prepared = Arc<Mutex<HashMap<String, BaseProducer<ProducerEvents>>>>;
+
+/// Writes to a Kafka topic (Flink's `KafkaSink`), with a [`DeliveryGuarantee`]; build one with
+/// [`KafkaSink::builder`].
 pub struct KafkaSink<T> {
     properties: Arc<Vec<(String, String)>>,
     topic: String,
     serializer: KafkaSerializer<T>,
     flush_timeout: Duration,
+    guarantee: DeliveryGuarantee,
+    transactional_id_prefix: String,
+    prepared: Prepared,
 }
 
 impl<T> Clone for KafkaSink<T> {
@@ -29,6 +63,10 @@ impl<T> Clone for KafkaSink<T> {
             topic: self.topic.clone(),
             serializer: self.serializer.clone(),
             flush_timeout: self.flush_timeout,
+            guarantee: self.guarantee,
+            transactional_id_prefix: self.transactional_id_prefix.clone(),
+            // Each subtask keeps its own producers.
+            prepared: Prepared::default(),
         }
     }
 }
@@ -39,17 +77,95 @@ pub struct KafkaSinkBuilder<T> {
     topic: Option<String>,
     serializer: Option<KafkaSerializer<T>>,
     flush_timeout: Duration,
+    guarantee: DeliveryGuarantee,
+    transactional_id_prefix: Option<String>,
 }
 
 impl<T> KafkaSink<T> {
-    /// A builder; a checkpoint waits up to a minute for the brokers' acknowledgements.
+    /// A builder for an at-least-once sink; a checkpoint waits up to a minute for the brokers'
+    /// acknowledgements.
     pub fn builder() -> KafkaSinkBuilder<T> {
         KafkaSinkBuilder {
             properties: Vec::new(),
             topic: None,
             serializer: None,
             flush_timeout: Duration::from_secs(60),
+            guarantee: DeliveryGuarantee::AtLeastOnce,
+            transactional_id_prefix: None,
         }
+    }
+
+    fn servers(&self) -> &str {
+        property(&self.properties, "bootstrap.servers").unwrap_or("?")
+    }
+
+    /// A producer with `properties` on top of the sink's.
+    fn producer(&self, properties: &[(&str, &str)]) -> Result<BaseProducer<ProducerEvents>, BoxError> {
+        let mut config = client_config(&self.properties);
+        for (key, value) in properties {
+            config.set(*key, *value);
+        }
+        if properties.iter().any(|(key, _)| *key == "transactional.id") {
+            // librdkafka tells its producer id only in its "eos" debug log.
+            config.set("debug", "eos").set_log_level(RDKafkaLogLevel::Debug);
+        }
+        config.create_with_context(ProducerEvents::default()).map_err(|e| {
+            format!("cannot create a Kafka producer for '{}' at {}: {e}", self.topic, self.servers()).into()
+        })
+    }
+
+    /// A transactional producer for `transactional_id` with its transactions initialised
+    /// (which aborts what an earlier producer with that id left open), and its producer id.
+    fn transactional_producer(
+        &self,
+        transactional_id: &str,
+    ) -> Result<(BaseProducer<ProducerEvents>, KafkaCommittable), BoxError> {
+        let producer = self.producer(&[("transactional.id", transactional_id)])?;
+        producer.init_transactions(self.flush_timeout).map_err(|e| {
+            format!("cannot initialise Kafka transaction '{transactional_id}' at {}: {e}", self.servers())
+        })?;
+        // The log line arrives through the producer's main queue.
+        let deadline = std::time::Instant::now() + self.flush_timeout;
+        let (producer_id, epoch) = loop {
+            producer.poll(Duration::ZERO);
+            if let Some(found) = producer.context().producer_id() {
+                break found;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(
+                    format!("librdkafka did not report the producer id of transaction '{transactional_id}'").into()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        Ok((producer, KafkaCommittable { transactional_id: transactional_id.to_string(), producer_id, epoch }))
+    }
+
+    fn transactional_id(&self, subtask: usize, checkpoint_id: u64) -> String {
+        format!("{}-{subtask}-{checkpoint_id}", self.transactional_id_prefix)
+    }
+
+    /// Aborts the transactions failed attempts may have left open (Flink's probing): for this
+    /// subtask and those of an earlier, larger parallelism that map to it, the ids of
+    /// checkpoints after the restored one, up to the first id never used (epoch 0).
+    fn abort_lingering(&self, subtask: usize, parallelism: usize, first_checkpoint: u64) -> Result<(), BoxError> {
+        for old_subtask in (subtask..).step_by(parallelism.max(1)) {
+            let mut checkpoint = first_checkpoint;
+            loop {
+                let id = self.transactional_id(old_subtask, checkpoint);
+                let (_, found) = self.transactional_producer(&id)?;
+                if found.epoch == 0 {
+                    break;
+                }
+                tracing::info!(transactional_id = %id, "aborted a lingering Kafka transaction");
+                checkpoint += 1;
+            }
+            // Every subtask of the restored attempt had opened the first id: none was there.
+            if checkpoint == first_checkpoint {
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -82,9 +198,23 @@ impl<T> KafkaSinkBuilder<T> {
         self.serializer(move |value| (None, f(value)))
     }
 
-    /// How long a checkpoint waits for the brokers to acknowledge what was sent.
+    /// How long a checkpoint waits for the brokers to acknowledge what was sent (and a
+    /// transaction for its coordinator).
     pub fn flush_timeout(mut self, timeout: Duration) -> Self {
         self.flush_timeout = timeout;
+        self
+    }
+
+    /// At least once (the default) or exactly once.
+    pub fn delivery_guarantee(mut self, guarantee: DeliveryGuarantee) -> Self {
+        self.guarantee = guarantee;
+        self
+    }
+
+    /// What the transactional ids of an exactly-once sink start with; unique per job that
+    /// writes to the same cluster, and kept across restores from savepoints.
+    pub fn transactional_id_prefix(mut self, prefix: &str) -> Self {
+        self.transactional_id_prefix = Some(prefix.to_string());
         self
     }
 
@@ -95,51 +225,129 @@ impl<T> KafkaSinkBuilder<T> {
         }
         let topic = self.topic.filter(|t| !t.is_empty()).ok_or("the Kafka sink needs a topic")?;
         let serializer = self.serializer.ok_or("the Kafka sink needs a serializer")?;
-        Ok(KafkaSink { properties: Arc::new(self.properties), topic, serializer, flush_timeout: self.flush_timeout })
+        if property(&self.properties, "transactional.id").is_some() {
+            return Err("the Kafka sink names its transactions itself: set a transactional id prefix, \
+                        not 'transactional.id'"
+                .into());
+        }
+        let transactional_id_prefix = match self.guarantee {
+            DeliveryGuarantee::ExactlyOnce => self
+                .transactional_id_prefix
+                .filter(|p| !p.is_empty())
+                .ok_or("an exactly-once Kafka sink needs a transactional id prefix")?,
+            DeliveryGuarantee::AtLeastOnce => String::new(),
+        };
+        Ok(KafkaSink {
+            properties: Arc::new(self.properties),
+            topic,
+            serializer,
+            flush_timeout: self.flush_timeout,
+            guarantee: self.guarantee,
+            transactional_id_prefix,
+            prepared: Prepared::default(),
+        })
     }
 }
 
-/// Keeps the first failed delivery, which fails the writer at its next call.
+/// What a producer's callbacks learn: its first failed delivery (which fails the writer at its
+/// next call) and, for a transactional producer, its producer id and epoch.
 #[derive(Clone, Default)]
-struct Deliveries(Arc<Mutex<Option<String>>>);
+pub struct ProducerEvents(Arc<Mutex<Events>>);
 
-impl ClientContext for Deliveries {}
+#[derive(Default)]
+struct Events {
+    failed: Option<String>,
+    producer_id: Option<(i64, i16)>,
+}
 
-impl ProducerContext for Deliveries {
+impl ProducerEvents {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Events> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn producer_id(&self) -> Option<(i64, i16)> {
+        self.lock().producer_id
+    }
+}
+
+/// The producer id and epoch in librdkafka's "Acquired PID{Id:1000,Epoch:0}" log line.
+fn parse_producer_id(message: &str) -> Option<(i64, i16)> {
+    let rest = &message[message.find("Acquired PID{Id:")? + "Acquired PID{Id:".len()..];
+    let (id, rest) = rest.split_once(",Epoch:")?;
+    let epoch = rest.split('}').next()?;
+    Some((id.parse().ok()?, epoch.parse().ok()?))
+}
+
+impl ClientContext for ProducerEvents {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Debug => {
+                if facility == "GETPID"
+                    && let Some(pid) = parse_producer_id(message)
+                {
+                    self.lock().producer_id = Some(pid);
+                }
+            }
+            RDKafkaLogLevel::Info | RDKafkaLogLevel::Notice => tracing::info!("librdkafka: {facility} {message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!("librdkafka: {facility} {message}"),
+            _ => tracing::error!("librdkafka: {facility} {message}"),
+        }
+    }
+}
+
+impl ProducerContext for ProducerEvents {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, _)) = result {
-            let mut failed = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            failed.get_or_insert_with(|| e.to_string());
+            self.lock().failed.get_or_insert_with(|| e.to_string());
         }
     }
 }
 
-/// One subtask's producer.
+/// One subtask's producer: for an exactly-once sink, the producer of the open transaction.
 pub struct KafkaWriter<T> {
-    producer: BaseProducer<Deliveries>,
-    deliveries: Deliveries,
+    producer: Option<BaseProducer<ProducerEvents>>,
+    /// The open transaction (exactly once), and whether a record went into it.
+    transaction: Option<(KafkaCommittable, bool)>,
+    subtask: usize,
     sink: KafkaSink<T>,
 }
 
 impl<T> KafkaWriter<T> {
-    fn servers(&self) -> &str {
-        property(&self.sink.properties, "bootstrap.servers").unwrap_or("?")
+    fn producer(&self) -> Result<&BaseProducer<ProducerEvents>, BoxError> {
+        match &self.producer {
+            Some(producer) => Ok(producer),
+            None => Err(format!("a record for '{}' came after the end of the input", self.sink.topic).into()),
+        }
     }
 
     /// The first failed delivery so far, as an error naming topic and brokers.
     fn check_deliveries(&self) -> Result<(), BoxError> {
-        match self.deliveries.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let Some(producer) = &self.producer else { return Ok(()) };
+        match producer.context().lock().failed.take() {
             Some(e) => {
-                Err(format!("a record could not be written to '{}' at {}: {e}", self.sink.topic, self.servers()).into())
+                Err(format!("a record could not be written to '{}' at {}: {e}", self.sink.topic, self.sink.servers())
+                    .into())
             }
             None => Ok(()),
         }
     }
+
+    /// Opens the transaction that the barrier of `checkpoint_id` will pre-commit.
+    fn begin_transaction(&mut self, checkpoint_id: u64) -> Result<(), BoxError> {
+        let id = self.sink.transactional_id(self.subtask, checkpoint_id);
+        let (producer, transaction) = self.sink.transactional_producer(&id)?;
+        producer
+            .begin_transaction()
+            .map_err(|e| format!("cannot begin Kafka transaction '{id}' at {}: {e}", self.sink.servers()))?;
+        self.producer = Some(producer);
+        self.transaction = Some((transaction, false));
+        Ok(())
+    }
 }
 
-impl<T: Send + 'static> SinkWriter<T, ()> for KafkaWriter<T> {
+impl<T: Send + 'static> SinkWriter<T, KafkaCommittable> for KafkaWriter<T> {
     fn write(&mut self, value: T, ctx: &SinkContext<'_>) -> Result<(), BoxError> {
         let (key, payload) = (self.sink.serializer)(&value);
         let mut record = BaseRecord::to(&self.sink.topic).payload(&payload);
@@ -149,46 +357,127 @@ impl<T: Send + 'static> SinkWriter<T, ()> for KafkaWriter<T> {
         if let Some(timestamp) = ctx.timestamp() {
             record = record.timestamp(timestamp);
         }
+        if let Some((_, written)) = &mut self.transaction {
+            *written = true;
+        }
+        let producer = self.producer()?;
         loop {
-            match self.producer.send(record) {
+            match producer.send(record) {
                 Ok(()) => break,
                 // The producer's queue is full: let it deliver, then try again (backpressure).
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), again)) => {
                     record = again;
-                    self.producer.poll(Duration::from_millis(100));
+                    producer.poll(Duration::from_millis(100));
                     self.check_deliveries()?;
                 }
                 Err((e, _)) => {
-                    return Err(format!("cannot write to '{}' at {}: {e}", self.sink.topic, self.servers()).into());
+                    return Err(format!("cannot write to '{}' at {}: {e}", self.sink.topic, self.sink.servers()).into());
                 }
             }
         }
-        self.producer.poll(Duration::ZERO);
+        producer.poll(Duration::ZERO);
         self.check_deliveries()
     }
 
     fn flush(&mut self) -> Result<(), BoxError> {
-        self.producer.flush(self.sink.flush_timeout).map_err(|e| {
+        let Some(producer) = &self.producer else { return Ok(()) };
+        producer.flush(self.sink.flush_timeout).map_err(|e| {
             format!(
                 "the Kafka brokers at {} did not acknowledge the records written to '{}' within {:?}: {e}",
-                self.servers(),
+                self.sink.servers(),
                 self.sink.topic,
                 self.sink.flush_timeout
             )
         })?;
         self.check_deliveries()
     }
+
+    fn prepare_commit(&mut self, checkpoint_id: u64) -> Result<Vec<KafkaCommittable>, BoxError> {
+        let Some((transaction, written)) = self.transaction.take() else { return Ok(Vec::new()) };
+        let prepared = self.producer.take();
+        // Each checkpoint has its transaction (so the ids after a restored checkpoint are
+        // dense and can be probed); one without records needs no commit.
+        let mut committables = Vec::new();
+        if written && let Some(producer) = prepared {
+            let mut producers = self.sink.prepared.lock().unwrap_or_else(|e| e.into_inner());
+            producers.insert(transaction.transactional_id.clone(), producer);
+            committables.push(transaction);
+        }
+        if checkpoint_id != END_OF_INPUT {
+            self.begin_transaction(checkpoint_id + 1)?;
+        }
+        Ok(committables)
+    }
 }
 
 impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
-    type Committable = ();
+    type Committable = KafkaCommittable;
     type Writer = KafkaWriter<T>;
 
-    fn create_writer(&mut self, _: &RuntimeContext<'_>) -> Result<KafkaWriter<T>, BoxError> {
-        let deliveries = Deliveries::default();
-        let producer = client_config(&self.properties)
-            .create_with_context(deliveries.clone())
-            .map_err(|e| format!("cannot create a Kafka producer for '{}': {e}", self.topic))?;
-        Ok(KafkaWriter { producer, deliveries, sink: self.clone() })
+    fn create_writer(&mut self, ctx: &WriterInitContext<'_, '_>) -> Result<KafkaWriter<T>, BoxError> {
+        let subtask = ctx.runtime.index_of_this_subtask();
+        let mut writer = KafkaWriter { producer: None, transaction: None, subtask, sink: self.clone() };
+        writer.sink.prepared = self.prepared.clone();
+        match self.guarantee {
+            DeliveryGuarantee::AtLeastOnce => {
+                writer.producer = Some(self.producer(&[])?);
+            }
+            DeliveryGuarantee::ExactlyOnce => {
+                let first = ctx.restored_checkpoint_id.unwrap_or(0) + 1;
+                self.abort_lingering(subtask, ctx.runtime.number_of_parallel_subtasks(), first)?;
+                writer.begin_transaction(first)?;
+            }
+        }
+        Ok(writer)
+    }
+
+    fn commit(&mut self, committables: Vec<KafkaCommittable>) -> Result<(), BoxError> {
+        for transaction in committables {
+            let producer =
+                self.prepared.lock().unwrap_or_else(|e| e.into_inner()).remove(&transaction.transactional_id);
+            match producer {
+                Some(producer) => producer.commit_transaction(self.flush_timeout).map_err(|e| {
+                    format!(
+                        "cannot commit Kafka transaction '{}' at {}: {e}",
+                        transaction.transactional_id,
+                        self.servers()
+                    )
+                })?,
+                // Opened by an attempt before a restore: commit it by its producer id.
+                None => transactions::commit(self.servers(), &transaction, self.flush_timeout)
+                    .map_err(|e| format!("{e} (Kafka brokers {})", self.servers()))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_producer_id_is_read_from_librdkafkas_log_line() {
+        assert_eq!(parse_producer_id("TxnCoordinator/1: Acquired PID{Id:303468000,Epoch:7}"), Some((303468000, 7)));
+        assert_eq!(parse_producer_id("Acquired PID{Id:5,Epoch:0} (previous PID{Id:5,Epoch:-1})"), Some((5, 0)));
+        assert_eq!(parse_producer_id("Acquiring ProducerId"), None);
+        assert_eq!(parse_producer_id("Acquired PID{Id:x,Epoch:0}"), None);
+    }
+
+    fn builder() -> KafkaSinkBuilder<String> {
+        KafkaSink::builder()
+            .bootstrap_servers("127.0.0.1:9092")
+            .topic("out")
+            .value_serializer(|v: &String| v.clone().into_bytes())
+    }
+
+    #[test]
+    fn an_exactly_once_sink_needs_a_transactional_id_prefix_and_names_its_transactions_itself() {
+        let error = builder().delivery_guarantee(DeliveryGuarantee::ExactlyOnce).build().err();
+        assert_eq!(error.as_deref(), Some("an exactly-once Kafka sink needs a transactional id prefix"));
+        let error = builder().property("transactional.id", "mine").build().err().unwrap_or_default();
+        assert!(error.contains("set a transactional id prefix"), "{error}");
+        let sink = builder().delivery_guarantee(DeliveryGuarantee::ExactlyOnce).transactional_id_prefix("job");
+        assert_eq!(sink.build().map(|s| s.transactional_id(3, 17)).as_deref(), Ok("job-3-17"));
     }
 }
