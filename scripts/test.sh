@@ -35,7 +35,7 @@ if ! python3 -c "import moto.server, flask" >/dev/null 2>&1; then
 fi
 
 echo "==> building (workspace, all targets, RocksDB backend, S3 checkpoint storage, Kafka, Redis, PostgreSQL)"
-cargo build --workspace --all-targets --features rocksdb,s3,kafka,redis,postgres --locked
+cargo build --workspace --all-targets --features rocksdb,s3,kafka,redis,postgres,parquet --locked
 
 echo "==> testing"
-cargo test --workspace --features rocksdb,s3,kafka,redis,postgres --locked
+cargo test --workspace --features rocksdb,s3,kafka,redis,postgres,parquet --locked

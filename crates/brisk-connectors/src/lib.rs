@@ -2,12 +2,15 @@
 //! only for the clients it uses:
 //!
 //! - `kafka`: the Kafka source (partitions as splits, offsets in checkpoints, committed back
-//!   to the consumer group) and sink ([`kafka`]).
+//!   to the consumer group) and sink, at least once or exactly once ([`kafka`]).
 //! - `redis`: the Redis sink and Redis Streams source ([`redis`]).
 //! - `postgres`: the PostgreSQL sink and lookup ([`postgres`]).
+//! - `parquet`: Parquet as a bulk format of the exactly-once file sink ([`parquet`]).
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]

@@ -3,7 +3,9 @@
 //! file is closed and becomes pending (`.part-<subtask>-<n>.pending`); when the checkpoint
 //! completes it is renamed to its final name `part-<subtask>-<n>`. Readers that skip hidden
 //! files (names starting with `.`) see committed data only. A part file also rolls when it
-//! reaches the size limit. After a restore, files of failed attempts are removed.
+//! reaches the size limit. After a restore, files of failed attempts are removed. Bulk formats
+//! (Flink's `forBulkFormat`: Parquet) write each part file through a [`BulkWriter`] that
+//! completes the file when the part closes, so their parts roll at every checkpoint only.
 
 use super::two_phase::{TwoPhaseCommitSink, TwoPhaseCommitSinkFunction};
 use crate::format::TextFormat;
@@ -32,14 +34,51 @@ pub struct PartFiles {
 /// Appends a record as one line, or says why it cannot be written.
 type RowFormat<T> = fn(&T, &mut String) -> Result<(), String>;
 
+/// Writes the records of one part file in a bulk format (Flink's `BulkWriter`).
+pub trait BulkWriter<T>: Send {
+    /// Adds a record (errors that the same record would cause again should be
+    /// `NonRecoverableError`s).
+    fn add_element(&mut self, value: &T) -> Result<(), BoxError>;
+    /// Writes what is buffered and completes the file.
+    fn finish(self: Box<Self>) -> Result<(), BoxError>;
+}
+
+/// Opens a [`BulkWriter`] on a new part file (Flink's `BulkWriter.Factory`).
+pub trait BulkWriterFactory<T>: Send + Sync {
+    /// A writer that writes `file`.
+    fn create(&self, file: File) -> Result<Box<dyn BulkWriter<T>>, BoxError>;
+}
+
+/// How records become bytes of a part file.
+enum Encoding<T> {
+    Row(RowFormat<T>),
+    Bulk(std::sync::Arc<dyn BulkWriterFactory<T>>),
+}
+
+impl<T> Clone for Encoding<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Encoding::Row(format) => Encoding::Row(*format),
+            Encoding::Bulk(factory) => Encoding::Bulk(factory.clone()),
+        }
+    }
+}
+
+/// The open part file.
+enum PartWriter<T> {
+    /// Lines, and the bytes written so far.
+    Row(BufWriter<File>, u64),
+    Bulk(Box<dyn BulkWriter<T>>),
+}
+
 /// The exactly-once file sink's writer.
 pub struct FileSink<T> {
     dir: PathBuf,
-    format: RowFormat<T>,
+    format: Encoding<T>,
     max_part_size: u64,
     subtask: usize,
     next_part: u64,
-    writer: Option<(BufWriter<File>, u64)>,
+    writer: Option<PartWriter<T>>,
     line: String,
 }
 
@@ -47,7 +86,7 @@ impl<T> Clone for FileSink<T> {
     fn clone(&self) -> Self {
         FileSink {
             dir: self.dir.clone(),
-            format: self.format,
+            format: self.format.clone(),
             max_part_size: self.max_part_size,
             subtask: 0,
             next_part: 0,
@@ -87,7 +126,20 @@ impl<T: Serialize + 'static> FileSink<T> {
 }
 
 impl<T: 'static> FileSink<T> {
+    /// Part files in directory `dir` written by the bulk writers `factory` opens; a part rolls
+    /// at every checkpoint (Flink's `FileSink.forBulkFormat`).
+    pub fn for_bulk_format(
+        dir: impl Into<PathBuf>,
+        factory: impl BulkWriterFactory<T> + 'static,
+    ) -> TwoPhaseCommitSinkFunction<T, FileSink<T>> {
+        Self::with_encoding(dir, Encoding::Bulk(std::sync::Arc::new(factory)))
+    }
+
     fn with_format(dir: impl Into<PathBuf>, format: RowFormat<T>) -> TwoPhaseCommitSinkFunction<T, FileSink<T>> {
+        Self::with_encoding(dir, Encoding::Row(format))
+    }
+
+    fn with_encoding(dir: impl Into<PathBuf>, format: Encoding<T>) -> TwoPhaseCommitSinkFunction<T, FileSink<T>> {
         TwoPhaseCommitSinkFunction::new(FileSink {
             dir: dir.into(),
             format,
@@ -117,16 +169,23 @@ impl<T> FileSink<T> {
         self.next_part += 1;
         let path = self.in_progress(part);
         let file = File::create(&path).map_err(|e| format!("cannot create part file '{}': {e}", path.display()))?;
-        self.writer = Some((BufWriter::with_capacity(1 << 16, file), 0));
+        self.writer = Some(match &self.format {
+            Encoding::Row(_) => PartWriter::Row(BufWriter::with_capacity(1 << 16, file), 0),
+            Encoding::Bulk(factory) => PartWriter::Bulk(factory.create(file)?),
+        });
         transaction.parts.push(part);
         Ok(())
     }
 
     fn close_part(&mut self, transaction: &PartFiles) -> Result<(), BoxError> {
-        let Some((mut writer, _)) = self.writer.take() else { return Ok(()) };
+        let Some(writer) = self.writer.take() else { return Ok(()) };
         let Some(part) = transaction.parts.last().copied() else { return Ok(()) };
         let path = self.in_progress(part);
-        writer.flush().map_err(|e| format!("cannot write part file '{}': {e}", path.display()))?;
+        match writer {
+            PartWriter::Row(mut writer, _) => writer.flush().map_err(|e| e.to_string()),
+            PartWriter::Bulk(writer) => writer.finish().map_err(|e| e.to_string()),
+        }
+        .map_err(|e| format!("cannot write part file '{}': {e}", path.display()))?;
         let pending = Self::path_of(&self.dir, self.subtask, part, "pending");
         std::fs::rename(&path, &pending).map_err(|e| format!("cannot move '{}' to pending: {e}", path.display()))?;
         Ok(())
@@ -203,21 +262,30 @@ impl<T: 'static> TwoPhaseCommitSink<T> for FileSink<T> {
     }
 
     fn invoke(&mut self, transaction: &mut PartFiles, value: T, _: &SinkContext<'_>) -> Result<(), BoxError> {
-        if self.writer.as_ref().is_none_or(|(_, size)| *size >= self.max_part_size) {
+        let full = match &self.writer {
+            None => true,
+            Some(PartWriter::Row(_, size)) => *size >= self.max_part_size,
+            Some(PartWriter::Bulk(_)) => false,
+        };
+        if full {
             self.close_part(transaction)?;
             self.open_part(transaction)?;
         }
-        self.line.clear();
-        // The same record fails after any restart: fail the job, not the attempt.
-        (self.format)(&value, &mut self.line).map_err(NonRecoverableError::new)?;
-        self.line.push('\n');
-        if let Some((writer, size)) = &mut self.writer {
-            writer
-                .write_all(self.line.as_bytes())
-                .map_err(|e| format!("cannot write to '{}': {e}", self.dir.display()))?;
-            *size += self.line.len() as u64;
+        match (&mut self.writer, &self.format) {
+            (Some(PartWriter::Row(writer, size)), Encoding::Row(format)) => {
+                self.line.clear();
+                // The same record fails after any restart: fail the job, not the attempt.
+                format(&value, &mut self.line).map_err(NonRecoverableError::new)?;
+                self.line.push('\n');
+                writer
+                    .write_all(self.line.as_bytes())
+                    .map_err(|e| format!("cannot write to '{}': {e}", self.dir.display()))?;
+                *size += self.line.len() as u64;
+                Ok(())
+            }
+            (Some(PartWriter::Bulk(writer)), _) => writer.add_element(&value),
+            _ => Err("the file sink's part file does not match its format".into()),
         }
-        Ok(())
     }
 
     fn pre_commit(&mut self, transaction: &mut PartFiles, _checkpoint_id: u64) -> Result<(), BoxError> {

@@ -12,7 +12,7 @@ mod two_phase;
 pub use collect::{CollectResult, CollectSink};
 pub use discard::DiscardingSink;
 pub use file::TextFileSink;
-pub use file_sink::{FileSink, PartFiles};
+pub use file_sink::{BulkWriter, BulkWriterFactory, FileSink, PartFiles};
 pub use print::PrintSink;
 pub use sink_api::{Sink, SinkTransactions, SinkWriter, WriterInitContext};
 pub use two_phase::{END_OF_INPUT, TwoPhaseCommitSink, TwoPhaseCommitSinkFunction};
