@@ -223,6 +223,24 @@ fn the_sink_writes_every_record_and_flushes_at_checkpoints() {
 }
 
 #[test]
+fn a_record_over_the_size_limit_fails_the_job_saying_which_limit() {
+    let cluster = cluster("big", 1);
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    let sink = KafkaSink::builder()
+        .bootstrap_servers(&cluster.bootstrap_servers())
+        .topic("big")
+        .property("message.max.bytes", "1000")
+        .value_serializer(|v: &String| v.clone().into_bytes())
+        .build()
+        .unwrap();
+    env.from_collection(vec!["small".to_string(), "x".repeat(2000)]).sink_to(sink);
+    let error = env.execute("too big").unwrap_err().to_string();
+    for part in ["a record of 2000 bytes", "'big'", "message.max.bytes"] {
+        assert!(error.contains(part), "{part} missing: {error}");
+    }
+}
+
+#[test]
 fn unreachable_brokers_fail_the_job_naming_their_address() {
     let env = StreamExecutionEnvironment::get_execution_environment();
     let source = KafkaSource::builder()

@@ -4,7 +4,7 @@
 use super::{client_config, property, transactions};
 use brisk::prelude::{Sink, SinkContext, SinkWriter, WriterInitContext};
 use brisk::sinks::END_OF_INPUT;
-use brisk_core::BoxError;
+use brisk_core::{BoxError, NonRecoverableError};
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -350,6 +350,7 @@ impl<T> KafkaWriter<T> {
 impl<T: Send + 'static> SinkWriter<T, KafkaCommittable> for KafkaWriter<T> {
     fn write(&mut self, value: T, ctx: &SinkContext<'_>) -> Result<(), BoxError> {
         let (key, payload) = (self.sink.serializer)(&value);
+        let size = payload.len() + key.as_ref().map_or(0, Vec::len);
         let mut record = BaseRecord::to(&self.sink.topic).payload(&payload);
         if let Some(key) = &key {
             record = record.key(key);
@@ -369,6 +370,16 @@ impl<T: Send + 'static> SinkWriter<T, KafkaCommittable> for KafkaWriter<T> {
                     record = again;
                     producer.poll(Duration::from_millis(100));
                     self.check_deliveries()?;
+                }
+                // The record is as large after any restart: fail the job with what to change.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                    return Err(NonRecoverableError::new(format!(
+                        "a record of {} bytes is over the size limit for '{}' at {} (the producer's message.max.bytes)",
+                        size,
+                        self.sink.topic,
+                        self.sink.servers()
+                    ))
+                    .into());
                 }
                 Err((e, _)) => {
                     return Err(format!("cannot write to '{}' at {}: {e}", self.sink.topic, self.sink.servers()).into());
