@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs Brisk's whole test suite on a fresh machine: installs what the build and the tests need
 # when it is missing, then builds and tests every crate, example and behaviour test, with the
-# RocksDB state backend, S3 checkpoint storage and the Kafka, Redis and PostgreSQL connectors
-# enabled.
+# RocksDB state backend, S3 checkpoint storage and the Kafka, Redis, PostgreSQL, RabbitMQ and
+# Parquet connectors enabled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 missing=()
 dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-# The Redis and PostgreSQL connectors' tests start their own servers on 127.0.0.1.
+# The Redis, PostgreSQL and RabbitMQ connectors' tests start their own servers on 127.0.0.1.
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+[[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] || missing+=(rabbitmq-server)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if ((${#missing[@]})); then
@@ -34,8 +35,8 @@ if ! python3 -c "import moto.server, flask" >/dev/null 2>&1; then
     python3 -m pip install --quiet --user --break-system-packages 'moto[server]'
 fi
 
-echo "==> building (workspace, all targets, RocksDB backend, S3 checkpoint storage, Kafka, Redis, PostgreSQL)"
-cargo build --workspace --all-targets --features rocksdb,s3,kafka,redis,postgres,parquet --locked
+echo "==> building (workspace, all targets, RocksDB backend, S3 checkpoint storage, Kafka, Redis, PostgreSQL, RabbitMQ, Parquet)"
+cargo build --workspace --all-targets --features rocksdb,s3,kafka,redis,postgres,rabbitmq,parquet --locked
 
 echo "==> testing"
-cargo test --workspace --features rocksdb,s3,kafka,redis,postgres,parquet --locked
+cargo test --workspace --features rocksdb,s3,kafka,redis,postgres,rabbitmq,parquet --locked

@@ -5,6 +5,8 @@
 //!   to the consumer group) and sink, at least once or exactly once ([`kafka`]).
 //! - `redis`: the Redis sink and Redis Streams source ([`redis`]).
 //! - `postgres`: the PostgreSQL sink and lookup ([`postgres`]).
+//! - `rabbitmq`: the RabbitMQ source (acknowledged at checkpoints, exactly once by correlation
+//!   ids) and sink ([`rabbitmq`]).
 //! - `parquet`: Parquet as a bulk format of the exactly-once file sink ([`parquet`]).
 
 #[cfg(feature = "kafka")]
@@ -13,7 +15,9 @@ pub mod kafka;
 pub mod parquet;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 #[cfg(feature = "redis")]
 pub mod redis;
-#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "redis", feature = "postgres", feature = "rabbitmq"))]
 mod retry;
