@@ -1,16 +1,18 @@
 //! Parquet files from the exactly-once file sink: every record once in committed, whole
 //! Parquet files (one per subtask and checkpoint) with and without a failure, read back with
-//! the Parquet crate's own reader; a record that does not fit the schema fails the job.
+//! the Parquet crate's own reader; a record that does not fit the schema fails the job. And
+//! the files read back by the file source, record for record through a failure; a file that
+//! is not Parquet is named in the error.
 #![cfg(feature = "parquet")]
 
 mod common;
 
 use brisk::prelude::*;
 use brisk::runtime::jobmaster::restart::RestartStrategy;
-use brisk_connectors::parquet::ParquetWriters;
 use brisk_connectors::parquet::arrow_schema::{DataType, Field, Schema};
 use brisk_connectors::parquet::parquet_crate::file::reader::{FileReader, SerializedFileReader};
 use brisk_connectors::parquet::parquet_crate::record::RowAccessor;
+use brisk_connectors::parquet::{ParquetFormat, ParquetWriters};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,4 +96,41 @@ fn a_record_that_does_not_fit_the_schema_fails_the_job_with_the_reason() {
         .add_sink(FileSink::for_bulk_format(&dir, ParquetWriters::for_serde(schema())));
     let error = env.execute("misfit").unwrap_err().to_string();
     assert!(error.contains("fit the Parquet schema") && error.contains("\"value\""), "{error}");
+}
+
+#[test]
+fn the_file_source_reads_parquet_files_record_for_record_through_a_failure() {
+    let base = common::temp_dir("parquet-source");
+    let files = base.join("files");
+    run(&files, 10_000, common::FailOnce::after(u64::MAX).disarmed()).unwrap();
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    env.set_parallelism(2);
+    env.enable_checkpointing(Duration::from_millis(20));
+    env.set_restart_strategy(RestartStrategy::FixedDelay { attempts: 3, delay: Duration::from_millis(10) });
+    let source = FileSource::for_bulk_format([&files], ParquetFormat::<Reading>::for_serde());
+    env.from_source(source, WatermarkStrategy::no_watermarks(), "readings")
+        .rich_map(common::FailOnce::after(3000).pausing_every(10))
+        .map(|r: Reading| format!("{},{},{}", r.name, r.sensor, r.value.unwrap_or_default()))
+        .add_sink(FileSink::text(base.join("out")));
+    let result = env.execute("read parquet").unwrap();
+    // Restored mid-file: the readers resumed at the records their checkpoint held.
+    assert!(result.restored_checkpoints.first().is_some_and(Option::is_some), "{:?}", result.restored_checkpoints);
+    let mut expected: Vec<String> =
+        (0..10_000).map(reading).map(|r| format!("{},{},{}", r.name, r.sensor, r.value.unwrap_or_default())).collect();
+    expected.sort();
+    assert_eq!(common::read_sorted_lines(&base.join("out")), expected);
+}
+
+#[test]
+fn a_file_that_is_not_parquet_is_named_in_the_error() {
+    let dir = common::temp_dir("parquet-not");
+    std::fs::write(dir.join("notes.parquet"), "just text").unwrap();
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    let source = FileSource::for_bulk_format([&dir], ParquetFormat::<Reading>::for_serde());
+    let error = env
+        .from_source(source, WatermarkStrategy::no_watermarks(), "notes")
+        .execute_and_collect("not parquet")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("notes.parquet") && error.contains("not a readable Parquet file"), "{error}");
 }

@@ -1,18 +1,23 @@
 //! Parquet (Arrow's `parquet` crate) as a bulk format of the exactly-once `FileSink` (Flink's
-//! `ParquetWriters`): each part file is one Parquet file, completed when the part closes at a
-//! checkpoint, so committed files are always whole. Records become rows through serde against
-//! an Arrow schema (Arrow's JSON decoder), so any `Serialize` type with fields of the schema's
-//! names works without code per type.
+//! `ParquetWriters`) and of the `FileSource` (Flink's `ParquetColumnarRowInputFormat`): each
+//! part file is one Parquet file, completed when the part closes at a checkpoint, so committed
+//! files are always whole. Records become rows through serde against an Arrow schema (Arrow's
+//! JSON decoder), and rows records through serde from Arrow's JSON rows, so any serde type with
+//! fields of the schema's names works without code per type.
 
 use arrow_json::reader::{Decoder, ReaderBuilder};
 use brisk::sinks::{BulkWriter, BulkWriterFactory};
+use brisk::sources::{BulkFileReader, BulkFormat, BulkRecord};
 use brisk_core::{BoxError, NonRecoverableError};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::fs::File;
 use std::marker::PhantomData;
+use std::path::Path;
 
 /// Arrow's schema types, to describe the rows.
 pub use arrow_schema;
@@ -21,6 +26,8 @@ pub use parquet as parquet_crate;
 
 /// Rows buffered before they are encoded as one Arrow batch.
 const BATCH_ROWS: usize = 8192;
+/// Rows a reader decodes at a time.
+const READ_BATCH_ROWS: usize = 1024;
 
 /// Creates Parquet bulk writers (Flink's `ParquetWriters`).
 pub struct ParquetWriters;
@@ -102,5 +109,50 @@ impl<T: Serialize> BulkWriter<T> for ParquetBulkWriter<T> {
         self.write_batch()?;
         self.writer.close().map_err(|e| format!("cannot complete the Parquet file: {e}"))?;
         Ok(())
+    }
+}
+
+/// Reads Parquet files as records of type `T` (struct fields by column name): give it to
+/// `FileSource::for_bulk_format`.
+pub struct ParquetFormat<T>(PhantomData<fn() -> T>);
+
+impl<T> ParquetFormat<T> {
+    /// Rows of any Parquet schema, as serde records.
+    pub fn for_serde() -> Self {
+        ParquetFormat(PhantomData)
+    }
+}
+
+impl<T: DeserializeOwned + 'static> BulkFormat<T> for ParquetFormat<T> {
+    fn open(&self, path: &Path, skip: u64) -> Result<Box<dyn BulkFileReader<T>>, String> {
+        let file = File::open(path).map_err(|e| e.to_string())?;
+        let skip = usize::try_from(skip).map_err(|_| format!("cannot skip {skip} rows"))?;
+        let rows = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|builder| builder.with_batch_size(READ_BATCH_ROWS).with_offset(skip).build())
+            .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+        Ok(Box::new(ParquetFileReader { rows, _type: PhantomData }))
+    }
+}
+
+/// The rows of one Parquet file, a batch at a time.
+struct ParquetFileReader<T> {
+    rows: ParquetRecordBatchReader,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> BulkFileReader<T> for ParquetFileReader<T> {
+    fn read_batch(&mut self, out: &mut Vec<BulkRecord<T>>) -> Result<bool, String> {
+        let Some(batch) = self.rows.next() else { return Ok(false) };
+        let batch = batch.map_err(|e| format!("cannot read Parquet rows: {e}"))?;
+        let mut json = arrow_json::LineDelimitedWriter::new(Vec::new());
+        json.write(&batch).and_then(|()| json.finish()).map_err(|e| format!("cannot convert Parquet rows: {e}"))?;
+        let json = json.into_inner();
+        for line in json.split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
+            out.push(
+                serde_json::from_slice(line)
+                    .map_err(|e| (format!("the row does not fit the record type: {e}"), line.to_vec())),
+            );
+        }
+        Ok(true)
     }
 }

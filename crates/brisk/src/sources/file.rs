@@ -1,6 +1,7 @@
 //! A splitting text-file source: files (or directories of files) are cut into byte ranges read
 //! in parallel; each range emits the lines that start inside it. Optionally the paths are
-//! re-scanned for new files (Flink's `FileSource.monitorContinuously`).
+//! re-scanned for new files (Flink's `FileSource.monitorContinuously`). Bulk formats (Flink's
+//! `BulkFormat`: Parquet) are read a whole file per split, their position a record count.
 
 use super::{RECORDS_PER_POLL, SplitQueue};
 use brisk_core::BoxError;
@@ -62,12 +63,44 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> FileSourceError + '_ 
 /// Turns one line (without its line break) into a record, or says what is wrong with it.
 pub type LineFormat<T> = Arc<dyn Fn(&str) -> Result<T, String> + Send + Sync>;
 
+/// A record of a bulk-format file, or why it is bad (with its raw bytes).
+pub type BulkRecord<T> = Result<T, (String, Vec<u8>)>;
+
+/// A file format read a whole file at a time, positioned by records (Flink's `BulkFormat`).
+pub trait BulkFormat<T>: Send + Sync {
+    /// Opens `path` after its first `skip` records, or says why it cannot.
+    fn open(&self, path: &Path, skip: u64) -> Result<Box<dyn BulkFileReader<T>>, String>;
+}
+
+/// Reads the records of one bulk-format file in batches.
+pub trait BulkFileReader<T>: Send {
+    /// Appends the next batch of records to `out`; `false` once the file has no more.
+    fn read_batch(&mut self, out: &mut Vec<BulkRecord<T>>) -> Result<bool, String>;
+}
+
+/// How the source turns files into records.
+enum FileFormat<T> {
+    /// One record per line.
+    Lines(LineFormat<T>),
+    Bulk(Arc<dyn BulkFormat<T>>),
+}
+
+impl<T> Clone for FileFormat<T> {
+    fn clone(&self) -> Self {
+        match self {
+            FileFormat::Lines(format) => FileFormat::Lines(format.clone()),
+            FileFormat::Bulk(format) => FileFormat::Bulk(format.clone()),
+        }
+    }
+}
+
 /// Reads text files line by line (Flink's `FileSource` with a `TextLineInputFormat`, or with
-/// [`for_record_format`](FileSource::for_record_format) a record format parsed per line).
+/// [`for_record_format`](FileSource::for_record_format) a record format parsed per line), or
+/// files of a [`BulkFormat`] ([`for_bulk_format`](FileSource::for_bulk_format)).
 pub struct FileSource<T = String> {
     paths: Vec<PathBuf>,
     monitor_interval: Option<Duration>,
-    format: LineFormat<T>,
+    format: FileFormat<T>,
 }
 
 impl<T> Clone for FileSource<T> {
@@ -94,7 +127,19 @@ impl<T> FileSource<T> {
         FileSource {
             paths: paths.into_iter().map(Into::into).collect(),
             monitor_interval: None,
-            format: Arc::new(format),
+            format: FileFormat::Lines(Arc::new(format)),
+        }
+    }
+
+    /// Reads whole files of a bulk format, each file a split (Flink's `forBulkFileFormat`).
+    pub fn for_bulk_format(
+        paths: impl IntoIterator<Item = impl Into<PathBuf>>,
+        format: impl BulkFormat<T> + 'static,
+    ) -> Self {
+        FileSource {
+            paths: paths.into_iter().map(Into::into).collect(),
+            monitor_interval: None,
+            format: FileFormat::Bulk(Arc::new(format)),
         }
     }
 
@@ -140,6 +185,8 @@ pub struct FileSplit {
     pub start: u64,
     /// End of the range (exclusive).
     pub end: u64,
+    /// Records of the file already emitted (bulk formats, whose positions are records).
+    pub records: u64,
 }
 
 impl SourceSplit for FileSplit {
@@ -184,13 +231,15 @@ fn split_file(path: PathBuf, size: u64, split_bytes: u64, out: &mut Vec<FileSpli
     let mut start = 0;
     while start < size {
         let end = (start + split_bytes).min(size);
-        out.push(FileSplit { path: path.clone(), start, end });
+        out.push(FileSplit { path: path.clone(), start, end, records: 0 });
         start = end;
     }
 }
 
 struct FileEnumerator {
     paths: Vec<PathBuf>,
+    /// Bulk formats read a whole file per split.
+    whole_files: bool,
     parallelism: usize,
     queue: SplitQueue<FileSplit>,
     seen: HashSet<PathBuf>,
@@ -210,8 +259,12 @@ impl FileEnumerator {
         // Many small splits per reader balance the load, and keep parallel readers of a
         // time-ordered file close in event time: readers far apart hold back the watermark and
         // then fire many windows at once (latency, memory).
-        let split_bytes =
-            (total / (self.parallelism as u64 * SPLITS_PER_READER).max(1)).clamp(MIN_SPLIT_BYTES, MAX_SPLIT_BYTES);
+        let split_bytes = match self.whole_files {
+            true => u64::MAX,
+            false => {
+                (total / (self.parallelism as u64 * SPLITS_PER_READER).max(1)).clamp(MIN_SPLIT_BYTES, MAX_SPLIT_BYTES)
+            }
+        };
         let mut splits = Vec::new();
         for (path, size) in files {
             self.seen.insert(path.clone());
@@ -269,6 +322,7 @@ impl<T: Data> Source<T> for FileSource<T> {
         }
         let mut enumerator = FileEnumerator {
             paths: self.paths.clone(),
+            whole_files: matches!(self.format, FileFormat::Bulk(_)),
             parallelism: parallelism.max(1),
             queue: SplitQueue::shared(Vec::new()),
             seen: HashSet::new(),
@@ -280,8 +334,72 @@ impl<T: Data> Source<T> for FileSource<T> {
     }
 
     fn create_reader(&self, _: &ReaderContext) -> Result<Box<dyn SourceReader<T, FileSplit>>, BoxError> {
-        let format = self.format.clone();
-        SplitReaders::boxed(move || Ok(LineReader { current: None, line: Vec::new(), format: format.clone() }))
+        match self.format.clone() {
+            FileFormat::Lines(format) => {
+                SplitReaders::boxed(move || Ok(LineReader { current: None, line: Vec::new(), format: format.clone() }))
+            }
+            FileFormat::Bulk(format) => {
+                SplitReaders::boxed(move || Ok(BulkReader { current: None, format: format.clone() }))
+            }
+        }
+    }
+}
+
+/// Reads the files of a bulk format, one split (a whole file) at a time.
+struct BulkReader<T> {
+    current: Option<OpenBulkSplit<T>>,
+    format: Arc<dyn BulkFormat<T>>,
+}
+
+/// A bulk-format file being read: its split counts the records emitted.
+struct OpenBulkSplit<T> {
+    split: FileSplit,
+    reader: Box<dyn BulkFileReader<T>>,
+    /// Records read from the file and not emitted yet.
+    batch: Vec<BulkRecord<T>>,
+    exhausted: bool,
+}
+
+impl<T: Send + 'static> SplitReader<T, FileSplit> for BulkReader<T> {
+    fn open_split(&mut self, split: FileSplit) -> Result<(), BoxError> {
+        let reader = self.format.open(&split.path, split.records).map_err(|message| FileSourceError::Io {
+            path: split.path.clone(),
+            source: std::io::Error::other(message),
+        })?;
+        self.current = Some(OpenBulkSplit { split, reader, batch: Vec::new(), exhausted: false });
+        Ok(())
+    }
+
+    fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<ReadStatus, BoxError> {
+        let Some(open) = self.current.as_mut() else { return Ok(ReadStatus::SplitFinished) };
+        if open.batch.is_empty() && !open.exhausted {
+            let path = &open.split.path;
+            open.exhausted = !open.reader.read_batch(&mut open.batch).map_err(|message| FileSourceError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(message),
+            })?;
+        }
+        // A bounded amount per poll (a file's batch can be large), so barriers get through.
+        let end = open.batch.len().min(RECORDS_PER_POLL);
+        for record in open.batch.drain(..end) {
+            match record {
+                Ok(value) => out.collect(value),
+                Err((reason, raw)) => {
+                    let reason = format!("'{}' (record {}): {reason}", open.split.path.display(), open.split.records);
+                    out.bad_record(open.split.records, reason, &raw);
+                }
+            }
+            open.split.records += 1;
+        }
+        if open.batch.is_empty() && open.exhausted {
+            self.current = None;
+            return Ok(ReadStatus::SplitFinished);
+        }
+        Ok(ReadStatus::More)
+    }
+
+    fn snapshot_state(&self) -> Vec<FileSplit> {
+        self.current.iter().map(|open| open.split.clone()).collect()
     }
 }
 
@@ -380,7 +498,7 @@ impl<T: 'static> SplitReader<T, FileSplit> for LineReader<T> {
         self.current
             .iter()
             .filter(|open| open.position < open.split.end)
-            .map(|open| FileSplit { path: open.split.path.clone(), start: open.position, end: open.split.end })
+            .map(|open| FileSplit { start: open.position, ..open.split.clone() })
             .collect()
     }
 }
@@ -432,7 +550,8 @@ mod tests {
     fn read_split(split: FileSplit) -> Result<Vec<String>, BoxError> {
         let (collecting, elements) = CollectingOutput::<String>::new();
         let mut out = OperatorOutput::new(Box::new(collecting), Vec::new());
-        let mut reader = LineReader { current: None, line: Vec::new(), format: FileSource::for_paths([""]).format };
+        let FileFormat::Lines(format) = FileSource::for_paths([""]).format else { panic!("a line format") };
+        let mut reader = LineReader { current: None, line: Vec::new(), format };
         reader.open_split(split)?;
         read_to_end(&mut reader, &mut out)?;
         let lines = elements
@@ -462,7 +581,7 @@ mod tests {
     #[test]
     fn invalid_utf8_names_file_and_line() {
         let path = temp_file("bad.txt", b"ok\nfine\nbad \xff byte\nnever read\n");
-        let err = read_split(FileSplit { path, start: 0, end: 40 }).unwrap_err().to_string();
+        let err = read_split(FileSplit { path, start: 0, end: 40, records: 0 }).unwrap_err().to_string();
         assert!(err.contains("bad.txt") && err.contains("line 3") && err.contains("offset 8"), "{err}");
     }
 
@@ -472,8 +591,9 @@ mod tests {
         let source = FileSource::for_record_format([path.clone()], |l: &str| {
             l.parse::<i64>().map_err(|e| format!("'{l}' is not a number: {e}"))
         });
-        let mut reader = LineReader { current: None, line: Vec::new(), format: source.format };
-        reader.open_split(FileSplit { path, start: 0, end: 20 }).unwrap();
+        let FileFormat::Lines(format) = source.format else { panic!("a line format") };
+        let mut reader = LineReader { current: None, line: Vec::new(), format };
+        reader.open_split(FileSplit { path, start: 0, end: 20, records: 0 }).unwrap();
         let (collecting, elements) = CollectingOutput::<i64>::new();
         let mut out = OperatorOutput::new(Box::new(collecting), Vec::new());
         let err = read_to_end(&mut reader, &mut out).unwrap_err().to_string();

@@ -10,7 +10,7 @@ mod split_queue;
 
 pub use collection::{CollectionSource, IndexSplit};
 pub use datagen::{DataGeneratorSource, GeneratorSplit};
-pub use file::{FileSource, FileSplit};
+pub use file::{BulkFileReader, BulkFormat, BulkRecord, FileSource, FileSplit};
 pub use sequence::{NumberSequenceSource, SequenceSplit};
 pub use socket::{SocketSplit, SocketTextStreamSource};
 pub use split_queue::SplitQueue;
