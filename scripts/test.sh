@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs Brisk's whole test suite on a fresh machine: installs what the build and the tests need
 # when it is missing, then builds and tests every crate, example and behaviour test, with the
-# RocksDB state backend, S3 checkpoint storage and the Kafka, Redis, PostgreSQL, RabbitMQ and
-# Parquet connectors enabled.
+# RocksDB state backend, S3 checkpoint storage and the Kafka, Redis, PostgreSQL, RabbitMQ,
+# Parquet and Avro connectors enabled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,8 +35,8 @@ if ! python3 -c "import moto.server, flask" >/dev/null 2>&1; then
     python3 -m pip install --quiet --user --break-system-packages 'moto[server]'
 fi
 
-echo "==> building (workspace, all targets, RocksDB backend, S3 checkpoint storage, Kafka, Redis, PostgreSQL, RabbitMQ, Parquet)"
-cargo build --workspace --all-targets --features rocksdb,s3,kafka,redis,postgres,rabbitmq,parquet --locked
+echo "==> building (workspace, all targets, RocksDB backend, S3 checkpoint storage, Kafka, Redis, PostgreSQL, RabbitMQ, Parquet, Avro)"
+cargo build --workspace --all-targets --features rocksdb,s3,kafka,redis,postgres,rabbitmq,parquet,avro --locked
 
 echo "==> testing"
-cargo test --workspace --features rocksdb,s3,kafka,redis,postgres,rabbitmq,parquet --locked
+cargo test --workspace --features rocksdb,s3,kafka,redis,postgres,rabbitmq,parquet,avro --locked

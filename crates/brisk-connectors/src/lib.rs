@@ -7,8 +7,12 @@
 //! - `postgres`: the PostgreSQL sink and lookup ([`postgres`]).
 //! - `rabbitmq`: the RabbitMQ source (acknowledged at checkpoints, exactly once by correlation
 //!   ids) and sink ([`rabbitmq`]).
-//! - `parquet`: Parquet as a bulk format of the exactly-once file sink ([`parquet`]).
+//! - `parquet`: Parquet as a bulk format of the exactly-once file sink and the file source
+//!   ([`parquet`]).
+//! - `avro`: Avro container files, likewise ([`avro`]).
 
+#[cfg(feature = "avro")]
+pub mod avro;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(feature = "parquet")]
