@@ -259,6 +259,10 @@ struct Consuming {
     session_ids: HashSet<String>,
 }
 
+/// A consumer at a barrier: the tag of its last delivery polled, and the correlation ids it
+/// emitted since the barrier before.
+type ConsumerSnapshot = (Option<u64>, Vec<String>);
+
 /// One connection and channel consuming the queues of a subtask.
 struct RabbitMQReader<T> {
     connection: RabbitMQConnection,
@@ -268,9 +272,8 @@ struct RabbitMQReader<T> {
     consuming: Vec<Consuming>,
     sender: Sender<Received>,
     deliveries: Receiver<Received>,
-    /// Per checkpoint not yet completed, per consumer: the last tag before its barrier, and
-    /// the ids emitted between it and the one before.
-    snapshots: VecDeque<(CheckpointId, Vec<(Option<u64>, Vec<String>)>)>,
+    /// Per checkpoint not yet completed, per consumer: what it emitted before the barrier.
+    snapshots: VecDeque<(CheckpointId, Vec<ConsumerSnapshot>)>,
 }
 
 impl<T> RabbitMQReader<T> {
