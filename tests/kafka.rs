@@ -241,6 +241,33 @@ fn a_record_over_the_size_limit_fails_the_job_saying_which_limit() {
 }
 
 #[test]
+fn a_topic_deleted_while_it_is_read_fails_the_job_naming_it() {
+    use brisk_connectors::kafka::rdkafka::types::RDKafkaRespErr;
+    let cluster = cluster("doomed", 2);
+    let servers = cluster.bootstrap_servers();
+    produce(&servers, "doomed", values(100));
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    let source = KafkaSource::builder()
+        .bootstrap_servers(&servers)
+        .topics(["doomed"])
+        .starting_offsets(OffsetsInitializer::earliest())
+        .partition_discovery_interval(Duration::from_millis(50))
+        .value_deserializer(formats::utf8)
+        .build()
+        .unwrap();
+    let read = Arc::new(Mutex::new(0));
+    let counted = read.clone();
+    env.from_source(source, WatermarkStrategy::no_watermarks(), "doomed")
+        .for_each(move |_: String| *counted.lock().unwrap() += 1);
+    let client = env.execute_async("deleted topic").unwrap();
+    common::wait_until("the topic read", || *read.lock().unwrap() == 100);
+    // What the brokers answer for a deleted topic.
+    cluster.topic_error("doomed", RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART).unwrap();
+    let error = client.wait().unwrap_err().to_string();
+    assert!(error.contains(&format!("topic 'doomed' was deleted from the Kafka brokers at {servers}")), "{error}");
+}
+
+#[test]
 fn unreachable_brokers_fail_the_job_naming_their_address() {
     let env = StreamExecutionEnvironment::get_execution_environment();
     let source = KafkaSource::builder()

@@ -245,6 +245,15 @@ struct KafkaEnumerator {
     next_discovery: Option<Instant>,
 }
 
+/// A topic being read was deleted: its partitions cannot be read further (their offsets stay
+/// in the last checkpoint, should it be created again).
+#[derive(Debug, thiserror::Error)]
+#[error("topic '{topic}' was deleted from the Kafka brokers at {servers}")]
+struct TopicDeleted {
+    topic: String,
+    servers: String,
+}
+
 impl KafkaEnumerator {
     /// Finds partitions not seen before and queues them for their readers; partitions found
     /// at the start begin at the configured offsets, later ones at their earliest.
@@ -255,6 +264,16 @@ impl KafkaEnumerator {
             format!("cannot read the topics of the Kafka brokers at {}: {e}", settings.servers()).into()
         };
         let metadata = self.consumer.fetch_metadata(None, timeout).map_err(|e| unreachable(&e))?;
+        // A topic being read that the brokers no longer list (or list as unknown) was deleted.
+        let listed: BTreeSet<&str> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error() != Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART))
+            .map(|t| t.name())
+            .collect();
+        if let Some((topic, _)) = self.known.iter().find(|(topic, _)| !listed.contains(topic.as_str())) {
+            return Err(Box::new(TopicDeleted { topic: topic.clone(), servers: settings.servers().to_string() }));
+        }
         let first = self.known.is_empty();
         let mut found = Vec::new();
         for topic in metadata.topics() {
@@ -349,9 +368,11 @@ impl SplitEnumerator<KafkaSplit> for KafkaEnumerator {
             let interval = self.settings.discovery_interval.unwrap_or_default();
             self.next_discovery = Some(now + interval);
             // A failed discovery is retried at the next interval: the partitions being read
-            // are not affected.
-            if let Err(e) = self.discover() {
-                warn!("Kafka partition discovery failed: {e}");
+            // are not affected, unless their topic is gone.
+            match self.discover() {
+                Err(e) if e.is::<TopicDeleted>() => return Err(e),
+                Err(e) => warn!("Kafka partition discovery failed: {e}"),
+                Ok(()) => {}
             }
             if let Some(split) = self.pending.get_mut(subtask).and_then(VecDeque::pop_front) {
                 return Ok(NextSplit::Split(split));
