@@ -25,3 +25,5 @@ pub mod rabbitmq;
 pub mod redis;
 #[cfg(any(feature = "redis", feature = "postgres", feature = "rabbitmq"))]
 mod retry;
+#[cfg(any(feature = "redis", feature = "rabbitmq"))]
+mod unbounded;

@@ -16,13 +16,12 @@
 //! with one worker thread and blocks on it where the task must wait.
 
 use crate::retry::connect_with_backoff;
+use crate::unbounded::AssignedSplits;
 use brisk::prelude::{Sink, SinkContext, SinkWriter, WriterInitContext};
 use brisk::runtime::checkpoint::CheckpointId;
 use brisk::runtime::source::{
-    Boundedness, InputStatus, NextSplit, ReaderContext, ReaderOutput, Source, SourceReader, SourceSplit,
-    SplitEnumerator,
+    Boundedness, InputStatus, ReaderContext, ReaderOutput, Source, SourceReader, SourceSplit, SplitEnumerator,
 };
-use brisk::sources::SplitQueue;
 use brisk_core::{BoxError, NonRecoverableError};
 use futures_core::Stream;
 use lapin::options::{
@@ -460,7 +459,7 @@ impl<T: Send + 'static> Source<T> for RabbitMQSource<T> {
                 })
             })
             .collect();
-        Ok(Box::new(QueueEnumerator(SplitQueue::assigned(splits, parallelism))))
+        Ok(Box::new(AssignedSplits::new(splits, parallelism)))
     }
 
     fn create_reader(&self, _: &ReaderContext) -> Result<Box<dyn SourceReader<T, RabbitMQSplit>>, BoxError> {
@@ -475,30 +474,6 @@ impl<T: Send + 'static> Source<T> for RabbitMQSource<T> {
             deliveries,
             snapshots: VecDeque::new(),
         }))
-    }
-}
-
-/// The consumers not handed out yet; the source never ends, so a reader without one waits.
-struct QueueEnumerator(SplitQueue<RabbitMQSplit>);
-
-impl SplitEnumerator<RabbitMQSplit> for QueueEnumerator {
-    fn next_split(&mut self, subtask: usize) -> Result<NextSplit<RabbitMQSplit>, BoxError> {
-        Ok(match self.0.take(subtask) {
-            Some(split) => NextSplit::Split(split),
-            None => NextSplit::NotYet(Duration::from_secs(1)),
-        })
-    }
-
-    fn add_splits_back(&mut self, splits: Vec<RabbitMQSplit>, subtask: usize) {
-        self.0.add_splits_back(splits, subtask);
-    }
-
-    fn snapshot_state(&mut self) -> Result<Vec<u8>, BoxError> {
-        self.0.snapshot_state()
-    }
-
-    fn restore_state(&mut self, state: &[u8]) -> Result<(), BoxError> {
-        self.0.restore_state(state)
     }
 }
 

@@ -6,12 +6,11 @@
 //! newer ones emitted again: exactly once.
 
 use super::connect;
+use crate::unbounded::AssignedSplits;
 use brisk::runtime::checkpoint::CheckpointId;
 use brisk::runtime::source::{
-    Boundedness, InputStatus, NextSplit, ReaderContext, ReaderOutput, Source, SourceReader, SourceSplit,
-    SplitEnumerator,
+    Boundedness, InputStatus, ReaderContext, ReaderOutput, Source, SourceReader, SourceSplit, SplitEnumerator,
 };
-use brisk::sources::SplitQueue;
 use brisk_core::BoxError;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::{Commands, Value};
@@ -314,7 +313,7 @@ impl<T: Send + 'static> Source<T> for RedisStreamSource<T> {
             }
         }
         let splits = self.streams.iter().map(|s| RedisStreamSplit { stream: s.clone(), last_id: None }).collect();
-        Ok(Box::new(StreamEnumerator(SplitQueue::assigned(splits, parallelism))))
+        Ok(Box::new(AssignedSplits::new(splits, parallelism)))
     }
 
     fn create_reader(&self, _: &ReaderContext) -> Result<Box<dyn SourceReader<T, RedisStreamSplit>>, BoxError> {
@@ -326,30 +325,6 @@ impl<T: Send + 'static> Source<T> for RedisStreamSource<T> {
             streams: Vec::new(),
             snapshots: VecDeque::new(),
         }))
-    }
-}
-
-/// The streams not handed out yet; the source never ends, so a reader without streams waits.
-struct StreamEnumerator(SplitQueue<RedisStreamSplit>);
-
-impl SplitEnumerator<RedisStreamSplit> for StreamEnumerator {
-    fn next_split(&mut self, subtask: usize) -> Result<NextSplit<RedisStreamSplit>, BoxError> {
-        Ok(match self.0.take(subtask) {
-            Some(split) => NextSplit::Split(split),
-            None => NextSplit::NotYet(Duration::from_secs(1)),
-        })
-    }
-
-    fn add_splits_back(&mut self, splits: Vec<RedisStreamSplit>, subtask: usize) {
-        self.0.add_splits_back(splits, subtask);
-    }
-
-    fn snapshot_state(&mut self) -> Result<Vec<u8>, BoxError> {
-        self.0.snapshot_state()
-    }
-
-    fn restore_state(&mut self, state: &[u8]) -> Result<(), BoxError> {
-        self.0.restore_state(state)
     }
 }
 
