@@ -8,12 +8,14 @@ mod common;
 
 use brisk::prelude::*;
 use brisk::runtime::jobmaster::restart::RestartStrategy;
-use brisk_connectors::rabbitmq::lapin::options::QueueDeclareOptions;
+use brisk_connectors::rabbitmq::lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use brisk_connectors::rabbitmq::lapin::types::FieldTable;
 use brisk_connectors::rabbitmq::lapin::{Connection, ConnectionProperties};
 use brisk_connectors::rabbitmq::{RabbitMQSink, RabbitMQSource};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A `rabbitmq-server` node of its own (port, node name, data) on 127.0.0.1, stopped when
@@ -165,6 +167,52 @@ fn a_message_without_a_correlation_id_fails_an_exactly_once_source_naming_it() {
     for part in ["queue 'plain'", "no correlation id"] {
         assert!(error.contains(part), "{part} missing: {error}");
     }
+}
+
+/// Reads `queue` with a job without checkpoints until `n` messages came; the running job.
+fn read_without_checkpoints(server: &RabbitMQServer, queue: &str, n: usize) -> JobClient {
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    env.set_parallelism(1);
+    let source = RabbitMQSource::builder()
+        .uri(&server.uri)
+        .queues([queue])
+        .body_deserializer(|body: &[u8]| Ok(body.to_vec()))
+        .build()
+        .unwrap();
+    let read = Arc::new(AtomicUsize::new(0));
+    let counted = read.clone();
+    env.from_source(source, WatermarkStrategy::no_watermarks(), queue).for_each(move |_: Vec<u8>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+    });
+    let client = env.execute_async("no checkpoints").unwrap();
+    common::wait_until("every message read", || read.load(Ordering::SeqCst) == n);
+    client
+}
+
+#[test]
+fn without_checkpoints_deliveries_count_as_acknowledged_when_sent() {
+    let server = RabbitMQServer::start("auto-ack");
+    publish(&server, "plain", (0..100).map(|i| i.to_string()).collect(), false);
+    let client = read_without_checkpoints(&server, "plain", 100);
+    // None left unacknowledged (they would wait for checkpoints that never come).
+    assert_eq!(server.counts("plain"), (0, 0));
+    client.cancel();
+    assert!(client.wait().is_err(), "cancelled");
+}
+
+#[test]
+fn a_queue_deleted_while_it_is_consumed_fails_the_job_naming_it() {
+    let server = RabbitMQServer::start("deleted");
+    publish(&server, "doomed", vec!["one".to_string()], false);
+    let client = read_without_checkpoints(&server, "doomed", 1);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let connection = Connection::connect(&server.uri, ConnectionProperties::default()).await.unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        channel.queue_delete("doomed".into(), QueueDeleteOptions::default()).await.unwrap();
+    });
+    let error = client.wait().unwrap_err().to_string();
+    assert!(error.contains("consuming queue 'doomed'") && error.contains("stopped"), "{error}");
 }
 
 #[test]

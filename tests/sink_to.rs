@@ -70,7 +70,7 @@ impl Sink<u64> for TableSink {
     type Committable = Batch;
     type Writer = TableWriter;
 
-    fn create_writer(&mut self, ctx: &WriterInitContext<'_, '_>) -> Result<TableWriter, BoxError> {
+    fn create_writer(&mut self, ctx: &WriterInitContext<'_, '_, Batch>) -> Result<TableWriter, BoxError> {
         let name =
             format!("writer-{}-{}", ctx.runtime.index_of_this_subtask(), WRITERS.fetch_add(1, Ordering::Relaxed));
         Ok(TableWriter { name, staged: Vec::new(), batches: 0, table: self.table.clone() })

@@ -107,7 +107,9 @@ impl<T: Serialize> BulkWriter<T> for ParquetBulkWriter<T> {
 
     fn finish(mut self: Box<Self>) -> Result<(), BoxError> {
         self.write_batch()?;
-        self.writer.close().map_err(|e| format!("cannot complete the Parquet file: {e}"))?;
+        // The footer first (`finish` writes and flushes it), then the file made durable.
+        self.writer.finish().map_err(|e| format!("cannot complete the Parquet file: {e}"))?;
+        self.writer.inner_mut().sync_all().map_err(|e| format!("cannot complete the Parquet file: {e}"))?;
         Ok(())
     }
 }

@@ -209,7 +209,7 @@ impl<T: Send + 'static> Sink<T> for PostgresSink<T> {
     type Committable = ();
     type Writer = PostgresWriter<T>;
 
-    fn create_writer(&mut self, _: &WriterInitContext<'_, '_>) -> Result<PostgresWriter<T>, BoxError> {
+    fn create_writer(&mut self, _: &WriterInitContext<'_, '_, ()>) -> Result<PostgresWriter<T>, BoxError> {
         let mut client = connect(&self.config)?;
         // A statement the server refuses fails the job at its start.
         let statement = prepare(&mut client, &self.statement)?;

@@ -5,9 +5,10 @@
 //!   after them completes (a failure before that returns them to the queue). With
 //!   [`uses_correlation_id`](RabbitMQSourceBuilder::uses_correlation_id) it is exactly once:
 //!   the correlation ids of deliveries emitted but not acknowledged are in the checkpoint, so a
-//!   delivery that comes again after a restore (or twice from a publisher) is acknowledged
-//!   without being emitted again. That needs parallelism 1, as in Flink: a redelivery may go to
-//!   any consumer of the queue.
+//!   delivery that comes again after a restore (or twice before the first is acknowledged) is
+//!   acknowledged without being emitted again. That needs parallelism 1, as in Flink: a
+//!   redelivery may go to any consumer of the queue. Without checkpoints nothing would ever be
+//!   acknowledged, so the source then lets RabbitMQ consider deliveries acknowledged as sent.
 //! - [`RabbitMQSink`]: publishes with publisher confirms, waiting for the broker's confirms at
 //!   every checkpoint (at least once); a correlation id per record lets an exactly-once source
 //!   downstream drop duplicates.
@@ -243,6 +244,16 @@ struct Received {
     body: Vec<u8>,
 }
 
+/// What a consumer's forwarding task hands the reader.
+enum Forwarded {
+    Delivery(Received),
+    /// The consumer ended (cancelled by the server, its queue deleted, its channel closed).
+    Ended {
+        split: usize,
+        reason: String,
+    },
+}
+
 /// A consumer of one queue, on a channel of its own: delivery tags count per channel, and
 /// one ordered stream per channel makes "every tag up to the last polled" exact.
 struct Consuming {
@@ -269,8 +280,11 @@ struct RabbitMQReader<T> {
     prefetch_count: u16,
     deserializer: MessageDeserializer<T>,
     consuming: Vec<Consuming>,
-    sender: Sender<Received>,
-    deliveries: Receiver<Received>,
+    sender: Sender<Forwarded>,
+    deliveries: Receiver<Forwarded>,
+    /// Whether deliveries wait for checkpoints to be acknowledged (else RabbitMQ counts them
+    /// acknowledged as sent).
+    acknowledge_at_checkpoints: bool,
     /// Per checkpoint not yet completed, per consumer: what it emitted before the barrier.
     snapshots: VecDeque<(CheckpointId, Vec<ConsumerSnapshot>)>,
 }
@@ -306,20 +320,18 @@ impl<T: 'static> SourceReader<T, RabbitMQSplit> for RabbitMQReader<T> {
                 .block_on(channel.basic_consume(
                     split.queue.as_str().into(),
                     format!("brisk-{}-{}", split.split_id(), brisk_core::hash::unique_id("rabbitmq consumer")).into(),
-                    BasicConsumeOptions::default(),
+                    BasicConsumeOptions { no_ack: !self.acknowledge_at_checkpoints, ..BasicConsumeOptions::default() },
                     FieldTable::default(),
                 ))
                 .map_err(|e| format!("cannot consume queue '{}' at {uri}: {e}", split.queue))?;
             let (index, sender) = (self.consuming.len(), self.sender.clone());
             // One task per consumer forwards its deliveries in order.
             runtime.spawn(async move {
-                while let Some(delivery) = std::future::poll_fn(|cx| Pin::new(&mut consumer).poll_next(cx)).await {
-                    let delivery = match delivery {
-                        Ok(delivery) => delivery,
-                        Err(e) => {
-                            tracing::warn!("a RabbitMQ consumer failed: {e}");
-                            break;
-                        }
+                let reason = loop {
+                    let delivery = match std::future::poll_fn(|cx| Pin::new(&mut consumer).poll_next(cx)).await {
+                        Some(Ok(delivery)) => delivery,
+                        Some(Err(e)) => break e.to_string(),
+                        None => break "the server cancelled the consumer".to_string(),
                     };
                     let received = Received {
                         split: index,
@@ -329,10 +341,11 @@ impl<T: 'static> SourceReader<T, RabbitMQSplit> for RabbitMQReader<T> {
                         body: delivery.data,
                     };
                     // The reader is gone: its deliveries return to the queue with the connection.
-                    if sender.send(received).is_err() {
-                        break;
+                    if sender.send(Forwarded::Delivery(received)).is_err() {
+                        return;
                     }
-                }
+                };
+                let _ = sender.send(Forwarded::Ended { split: index, reason });
             });
             let restored_ids = split.unacknowledged_ids.iter().cloned().collect();
             self.consuming.push(Consuming {
@@ -353,15 +366,19 @@ impl<T: 'static> SourceReader<T, RabbitMQSplit> for RabbitMQReader<T> {
     fn poll(&mut self, out: &mut ReaderOutput<'_, T>) -> Result<InputStatus, BoxError> {
         let mut read = 0;
         while read < DELIVERIES_PER_POLL && !out.should_yield() {
-            let Ok(received) = self.deliveries.try_recv() else { break };
+            let received = match self.deliveries.try_recv() {
+                Ok(Forwarded::Delivery(received)) => received,
+                Ok(Forwarded::Ended { split, reason }) => {
+                    let queue = &self.consuming[split].split.queue;
+                    return Err(
+                        format!("consuming queue '{queue}' at {} stopped: {reason}", self.connection.uri).into()
+                    );
+                }
+                Err(_) => break,
+            };
             read += 1;
             let consuming = &mut self.consuming[received.split];
             consuming.last_tag = Some(received.tag);
-            // A queue gives requeued deliveries back first: after the first new one, none of
-            // the restored ids can come again.
-            if !received.redelivered {
-                consuming.restored_ids.clear();
-            }
             let split_id = consuming.split.split_id();
             let mut output = out.split(&split_id);
             if self.source_uses_correlation_id {
@@ -373,8 +390,10 @@ impl<T: 'static> SourceReader<T, RabbitMQSplit> for RabbitMQReader<T> {
                     );
                     continue;
                 };
-                // Emitted before the restore, or a duplicate: acknowledged with the others.
-                if consuming.restored_ids.contains(id) || !consuming.session_ids.insert(id.clone()) {
+                // Emitted before the restore, or a duplicate: acknowledged with the others, its
+                // id kept with them until then.
+                let restored = consuming.restored_ids.contains(id);
+                if !consuming.session_ids.insert(id.clone()) || restored {
                     continue;
                 }
             }
@@ -418,6 +437,11 @@ impl<T: 'static> SourceReader<T, RabbitMQSplit> for RabbitMQReader<T> {
             covered = self.snapshots.pop_front();
         }
         let Some((_, consumers)) = covered else { return Ok(()) };
+        // The restored ids were redelivered before this checkpoint's barrier (the old
+        // connection closed before the restore); those not acknowledged yet are session ids.
+        for consuming in &mut self.consuming {
+            consuming.restored_ids.clear();
+        }
         for (consuming, (tag, _)) in self.consuming.iter_mut().zip(consumers) {
             let Some(tag) = tag.filter(|tag| consuming.acknowledged.is_none_or(|done| *tag > done)) else { continue };
             // Every delivery of this channel up to `tag` was emitted before the barrier.
@@ -462,7 +486,7 @@ impl<T: Send + 'static> Source<T> for RabbitMQSource<T> {
         Ok(Box::new(AssignedSplits::new(splits, parallelism)))
     }
 
-    fn create_reader(&self, _: &ReaderContext) -> Result<Box<dyn SourceReader<T, RabbitMQSplit>>, BoxError> {
+    fn create_reader(&self, ctx: &ReaderContext) -> Result<Box<dyn SourceReader<T, RabbitMQSplit>>, BoxError> {
         let (sender, deliveries) = channel();
         Ok(Box::new(RabbitMQReader {
             connection: RabbitMQConnection::open(&self.uri)?,
@@ -472,6 +496,7 @@ impl<T: Send + 'static> Source<T> for RabbitMQSource<T> {
             consuming: Vec::new(),
             sender,
             deliveries,
+            acknowledge_at_checkpoints: ctx.checkpointing,
             snapshots: VecDeque::new(),
         }))
     }
@@ -565,10 +590,13 @@ impl<T> RabbitMQWriter<T> {
             let confirmation = self.connection.runtime.block_on(confirm).map_err(|e| {
                 format!("no confirm for a message to '{}' at {}: {e}", self.sink.queue, self.connection.uri)
             })?;
-            if let Confirmation::Nack(_) = confirmation {
-                return Err(
-                    format!("RabbitMQ at {} refused a message to '{}'", self.connection.uri, self.sink.queue).into()
-                );
+            let (uri, queue) = (&self.connection.uri, &self.sink.queue);
+            match confirmation {
+                Confirmation::Nack(_) => return Err(format!("RabbitMQ at {uri} refused a message to '{queue}'").into()),
+                Confirmation::Ack(Some(_)) => {
+                    return Err(format!("RabbitMQ at {uri} returned a message: queue '{queue}' does not exist").into());
+                }
+                Confirmation::Ack(None) | Confirmation::NotRequested => {}
             }
         }
         Ok(())
@@ -586,7 +614,8 @@ impl<T: Send + 'static> SinkWriter<T, ()> for RabbitMQWriter<T> {
         let published = self.connection.runtime.block_on(self.connection.channel.basic_publish(
             "".into(),
             self.sink.queue.as_str().into(),
-            BasicPublishOptions::default(),
+            // Returned instead of dropped when the queue is gone.
+            BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
             &body,
             properties,
         ));
@@ -608,7 +637,7 @@ impl<T: Send + 'static> Sink<T> for RabbitMQSink<T> {
     type Committable = ();
     type Writer = RabbitMQWriter<T>;
 
-    fn create_writer(&mut self, _: &WriterInitContext<'_, '_>) -> Result<RabbitMQWriter<T>, BoxError> {
+    fn create_writer(&mut self, _: &WriterInitContext<'_, '_, ()>) -> Result<RabbitMQWriter<T>, BoxError> {
         let connection = RabbitMQConnection::open(&self.uri)?;
         connection
             .runtime

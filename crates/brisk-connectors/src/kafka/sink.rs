@@ -10,7 +10,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,15 +29,22 @@ pub enum DeliveryGuarantee {
 }
 
 /// A pre-committed Kafka transaction, kept in checkpoints: enough to commit it after a
-/// restore without the producer that opened it.
+/// restore without the producer that opened it, and to know where its subtask's sequence of
+/// transactions was.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KafkaCommittable {
-    /// `<prefix>-<subtask>-<checkpoint id>`.
+    /// `<prefix>-<subtask>-<sequence>`.
     pub transactional_id: String,
     /// The producer id the coordinator gave the transaction's producer.
     pub producer_id: i64,
     /// That producer's epoch.
     pub epoch: i16,
+    /// The subtask that wrote it.
+    pub subtask: usize,
+    /// Its place in the subtask's transactions (1, 2, ...; continued after a restore).
+    pub sequence: u64,
+    /// Whether records went into it (an empty one needs no commit).
+    pub written: bool,
 }
 
 /// Producers of pre-committed transactions, kept by the subtask that opened them until their
@@ -114,13 +121,16 @@ impl<T> KafkaSink<T> {
         })
     }
 
-    /// A transactional producer for `transactional_id` with its transactions initialised
-    /// (which aborts what an earlier producer with that id left open), and its producer id.
+    /// A transactional producer for transaction `sequence` of `subtask` with its transactions
+    /// initialised (which aborts what an earlier producer with that id left open), and its
+    /// producer id.
     fn transactional_producer(
         &self,
-        transactional_id: &str,
+        subtask: usize,
+        sequence: u64,
     ) -> Result<(BaseProducer<ProducerEvents>, KafkaCommittable), BoxError> {
-        let producer = self.producer(&[("transactional.id", transactional_id)])?;
+        let transactional_id = format!("{}-{subtask}-{sequence}", self.transactional_id_prefix);
+        let producer = self.producer(&[("transactional.id", &transactional_id)])?;
         producer.init_transactions(self.flush_timeout).map_err(|e| {
             format!("cannot initialise Kafka transaction '{transactional_id}' at {}: {e}", self.servers())
         })?;
@@ -138,31 +148,37 @@ impl<T> KafkaSink<T> {
             }
             std::thread::sleep(Duration::from_millis(1));
         };
-        Ok((producer, KafkaCommittable { transactional_id: transactional_id.to_string(), producer_id, epoch }))
-    }
-
-    fn transactional_id(&self, subtask: usize, checkpoint_id: u64) -> String {
-        format!("{}-{subtask}-{checkpoint_id}", self.transactional_id_prefix)
+        let committable = KafkaCommittable { transactional_id, producer_id, epoch, subtask, sequence, written: false };
+        Ok((producer, committable))
     }
 
     /// Aborts the transactions failed attempts may have left open (Flink's probing): for this
-    /// subtask and those of an earlier, larger parallelism that map to it, the ids of
-    /// checkpoints after the restored one, up to the first id never used (epoch 0).
-    fn abort_lingering(&self, subtask: usize, parallelism: usize, first_checkpoint: u64) -> Result<(), BoxError> {
+    /// subtask and those of an earlier, larger parallelism that map to it, the transactions
+    /// after the last one in the restored checkpoint (`last`, by subtask), up to the first
+    /// never used (epoch 0). Every attempt continues its subtask's sequence from the restored
+    /// checkpoint, so the ids it used follow on without gaps.
+    fn abort_lingering(
+        &self,
+        subtask: usize,
+        parallelism: usize,
+        last: &BTreeMap<usize, u64>,
+        restored: bool,
+    ) -> Result<(), BoxError> {
         for old_subtask in (subtask..).step_by(parallelism.max(1)) {
-            let mut checkpoint = first_checkpoint;
+            let mut sequence = match last.get(&old_subtask) {
+                Some(sequence) => sequence + 1,
+                // A fresh start: an earlier run with this prefix may have left some open.
+                None if old_subtask == subtask && !restored => 1,
+                None if old_subtask == subtask => continue,
+                None => return Ok(()),
+            };
             loop {
-                let id = self.transactional_id(old_subtask, checkpoint);
-                let (_, found) = self.transactional_producer(&id)?;
+                let (_, found) = self.transactional_producer(old_subtask, sequence)?;
                 if found.epoch == 0 {
                     break;
                 }
-                tracing::info!(transactional_id = %id, "aborted a lingering Kafka transaction");
-                checkpoint += 1;
-            }
-            // Every subtask of the restored attempt had opened the first id: none was there.
-            if checkpoint == first_checkpoint {
-                return Ok(());
+                tracing::info!(transactional_id = %found.transactional_id, "aborted a lingering Kafka transaction");
+                sequence += 1;
             }
         }
         Ok(())
@@ -231,14 +247,24 @@ impl<T> KafkaSinkBuilder<T> {
                 .into());
         }
         let transactional_id_prefix = match self.guarantee {
-            DeliveryGuarantee::ExactlyOnce => self
-                .transactional_id_prefix
-                .filter(|p| !p.is_empty())
-                .ok_or("an exactly-once Kafka sink needs a transactional id prefix")?,
+            DeliveryGuarantee::ExactlyOnce => {
+                check_recoverable(&self.properties)?;
+                self.transactional_id_prefix
+                    .filter(|p| !p.is_empty())
+                    .ok_or("an exactly-once Kafka sink needs a transactional id prefix")?
+            }
             DeliveryGuarantee::AtLeastOnce => String::new(),
         };
+        let mut properties = self.properties;
+        // A transaction lives from the checkpoint before its records to the commit after its
+        // own checkpoint, and through restarts; librdkafka's default (1 min) is too short for
+        // that, so the broker's default maximum.
+        if self.guarantee == DeliveryGuarantee::ExactlyOnce && property(&properties, "transaction.timeout.ms").is_none()
+        {
+            properties.push(("transaction.timeout.ms".into(), DEFAULT_TRANSACTION_TIMEOUT_MS.into()));
+        }
         Ok(KafkaSink {
-            properties: Arc::new(self.properties),
+            properties: Arc::new(properties),
             topic,
             serializer,
             flush_timeout: self.flush_timeout,
@@ -247,6 +273,31 @@ impl<T> KafkaSinkBuilder<T> {
             prepared: Prepared::default(),
         })
     }
+}
+
+/// The transaction timeout of an exactly-once sink unless set (15 min, the broker's default
+/// `transaction.max.timeout.ms`).
+const DEFAULT_TRANSACTION_TIMEOUT_MS: &str = "900000";
+
+/// Whether a restored transaction can be committed through these properties: the recovery
+/// speaks plain TCP to `host:port` brokers.
+fn check_recoverable(properties: &[(String, String)]) -> Result<(), String> {
+    if let Some(protocol) = property(properties, "security.protocol")
+        && !protocol.eq_ignore_ascii_case("plaintext")
+    {
+        return Err(format!(
+            "the exactly-once Kafka sink commits restored transactions over plain TCP; \
+             security.protocol '{protocol}' is not supported yet"
+        ));
+    }
+    let servers = property(properties, "bootstrap.servers").unwrap_or_default();
+    for server in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let port = server.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
+        if port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+            return Err(format!("the exactly-once Kafka sink needs bootstrap servers as host:port, not '{server}'"));
+        }
+    }
+    Ok(())
 }
 
 /// What a producer's callbacks learn: its first failed delivery (which fails the writer at its
@@ -308,8 +359,8 @@ impl ProducerContext for ProducerEvents {
 /// One subtask's producer: for an exactly-once sink, the producer of the open transaction.
 pub struct KafkaWriter<T> {
     producer: Option<BaseProducer<ProducerEvents>>,
-    /// The open transaction (exactly once), and whether a record went into it.
-    transaction: Option<(KafkaCommittable, bool)>,
+    /// The open transaction (exactly once).
+    transaction: Option<KafkaCommittable>,
     subtask: usize,
     sink: KafkaSink<T>,
 }
@@ -334,15 +385,14 @@ impl<T> KafkaWriter<T> {
         }
     }
 
-    /// Opens the transaction that the barrier of `checkpoint_id` will pre-commit.
-    fn begin_transaction(&mut self, checkpoint_id: u64) -> Result<(), BoxError> {
-        let id = self.sink.transactional_id(self.subtask, checkpoint_id);
-        let (producer, transaction) = self.sink.transactional_producer(&id)?;
-        producer
-            .begin_transaction()
-            .map_err(|e| format!("cannot begin Kafka transaction '{id}' at {}: {e}", self.sink.servers()))?;
+    /// Opens the subtask's transaction `sequence`, which the next barrier pre-commits.
+    fn begin_transaction(&mut self, sequence: u64) -> Result<(), BoxError> {
+        let (producer, transaction) = self.sink.transactional_producer(self.subtask, sequence)?;
+        producer.begin_transaction().map_err(|e| {
+            format!("cannot begin Kafka transaction '{}' at {}: {e}", transaction.transactional_id, self.sink.servers())
+        })?;
         self.producer = Some(producer);
-        self.transaction = Some((transaction, false));
+        self.transaction = Some(transaction);
         Ok(())
     }
 }
@@ -358,8 +408,8 @@ impl<T: Send + 'static> SinkWriter<T, KafkaCommittable> for KafkaWriter<T> {
         if let Some(timestamp) = ctx.timestamp() {
             record = record.timestamp(timestamp);
         }
-        if let Some((_, written)) = &mut self.transaction {
-            *written = true;
+        if let Some(transaction) = &mut self.transaction {
+            transaction.written = true;
         }
         let producer = self.producer()?;
         loop {
@@ -404,20 +454,20 @@ impl<T: Send + 'static> SinkWriter<T, KafkaCommittable> for KafkaWriter<T> {
     }
 
     fn prepare_commit(&mut self, checkpoint_id: u64) -> Result<Vec<KafkaCommittable>, BoxError> {
-        let Some((transaction, written)) = self.transaction.take() else { return Ok(Vec::new()) };
-        let prepared = self.producer.take();
-        // Each checkpoint has its transaction (so the ids after a restored checkpoint are
-        // dense and can be probed); one without records needs no commit.
-        let mut committables = Vec::new();
-        if written && let Some(producer) = prepared {
+        let Some(transaction) = self.transaction.take() else { return Ok(Vec::new()) };
+        let producer = self.producer.take();
+        // An empty transaction needs no commit, but its committable keeps the sequence in the
+        // checkpoint.
+        if transaction.written
+            && let Some(producer) = producer
+        {
             let mut producers = self.sink.prepared.lock().unwrap_or_else(|e| e.into_inner());
             producers.insert(transaction.transactional_id.clone(), producer);
-            committables.push(transaction);
         }
         if checkpoint_id != END_OF_INPUT {
-            self.begin_transaction(checkpoint_id + 1)?;
+            self.begin_transaction(transaction.sequence + 1)?;
         }
-        Ok(committables)
+        Ok(vec![transaction])
     }
 }
 
@@ -425,7 +475,7 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
     type Committable = KafkaCommittable;
     type Writer = KafkaWriter<T>;
 
-    fn create_writer(&mut self, ctx: &WriterInitContext<'_, '_>) -> Result<KafkaWriter<T>, BoxError> {
+    fn create_writer(&mut self, ctx: &WriterInitContext<'_, '_, KafkaCommittable>) -> Result<KafkaWriter<T>, BoxError> {
         let subtask = ctx.runtime.index_of_this_subtask();
         let mut writer = KafkaWriter { producer: None, transaction: None, subtask, sink: self.clone() };
         writer.sink.prepared = self.prepared.clone();
@@ -434,16 +484,21 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
                 writer.producer = Some(self.producer(&[])?);
             }
             DeliveryGuarantee::ExactlyOnce => {
-                let first = ctx.restored_checkpoint_id.unwrap_or(0) + 1;
-                self.abort_lingering(subtask, ctx.runtime.number_of_parallel_subtasks(), first)?;
-                writer.begin_transaction(first)?;
+                let mut last = BTreeMap::new();
+                for transaction in ctx.restored_committables {
+                    let sequence = last.entry(transaction.subtask).or_insert(0);
+                    *sequence = transaction.sequence.max(*sequence);
+                }
+                let parallelism = ctx.runtime.number_of_parallel_subtasks();
+                self.abort_lingering(subtask, parallelism, &last, ctx.restored_checkpoint_id.is_some())?;
+                writer.begin_transaction(last.get(&subtask).map_or(1, |sequence| sequence + 1))?;
             }
         }
         Ok(writer)
     }
 
     fn commit(&mut self, committables: Vec<KafkaCommittable>) -> Result<(), BoxError> {
-        for transaction in committables {
+        for transaction in committables.into_iter().filter(|t| t.written) {
             let producer =
                 self.prepared.lock().unwrap_or_else(|e| e.into_inner()).remove(&transaction.transactional_id);
             match producer {
@@ -455,8 +510,7 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
                     )
                 })?,
                 // Opened by an attempt before a restore: commit it by its producer id.
-                None => transactions::commit(self.servers(), &transaction, self.flush_timeout)
-                    .map_err(|e| format!("{e} (Kafka brokers {})", self.servers()))?,
+                None => transactions::commit(self.servers(), &transaction, self.flush_timeout)?,
             }
         }
         Ok(())
@@ -488,7 +542,13 @@ mod tests {
         assert_eq!(error.as_deref(), Some("an exactly-once Kafka sink needs a transactional id prefix"));
         let error = builder().property("transactional.id", "mine").build().err().unwrap_or_default();
         assert!(error.contains("set a transactional id prefix"), "{error}");
-        let sink = builder().delivery_guarantee(DeliveryGuarantee::ExactlyOnce).transactional_id_prefix("job");
-        assert_eq!(sink.build().map(|s| s.transactional_id(3, 17)).as_deref(), Ok("job-3-17"));
+        let exactly_once =
+            || builder().delivery_guarantee(DeliveryGuarantee::ExactlyOnce).transactional_id_prefix("job");
+        let sink = exactly_once().build().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(property(&sink.properties, "transaction.timeout.ms"), Some("900000"));
+        let error = exactly_once().property("security.protocol", "SASL_SSL").build().err().unwrap_or_default();
+        assert!(error.contains("'SASL_SSL' is not supported"), "{error}");
+        let error = exactly_once().bootstrap_servers("kafka").build().err().unwrap_or_default();
+        assert!(error.contains("host:port, not 'kafka'"), "{error}");
     }
 }

@@ -4,6 +4,7 @@
 //! as Flink does.
 
 use super::KafkaCommittable;
+use brisk_core::{BoxError, NonRecoverableError};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ParseResponseErrorCode;
 use kafka_protocol::messages::{
@@ -29,8 +30,10 @@ const MAX_RESPONSE: usize = 1 << 20;
 
 /// Commits `transaction` through the brokers at `bootstrap` (`host:port,...`), trying again
 /// while the coordinator moves or is busy, for up to `timeout`. Committing a transaction that
-/// is already committed succeeds (the coordinator treats it as a retry).
-pub fn commit(bootstrap: &str, transaction: &KafkaCommittable, timeout: Duration) -> Result<(), String> {
+/// is already committed succeeds (the coordinator treats it as a retry). A coordinator that
+/// refuses it (aborted after `transaction.timeout.ms`, fenced) is a non-recoverable error:
+/// no restart brings the transaction back.
+pub fn commit(bootstrap: &str, transaction: &KafkaCommittable, timeout: Duration) -> Result<(), BoxError> {
     let deadline = Instant::now() + timeout;
     let what = format!(
         "transaction '{}' (producer id {}, epoch {})",
@@ -41,11 +44,17 @@ pub fn commit(bootstrap: &str, transaction: &KafkaCommittable, timeout: Duration
         match try_commit(bootstrap, transaction, deadline) {
             Ok(()) => return Ok(()),
             Err(Attempt::Retry(e)) => last_error = e,
-            Err(Attempt::Fail(e)) => return Err(format!("cannot commit {what}: {e}")),
+            Err(Attempt::Fail(e)) => {
+                return Err(NonRecoverableError::new(format!(
+                    "cannot commit {what}: {e}; the brokers no longer hold it (aborted after \
+                     transaction.timeout.ms, or fenced), so its records are lost"
+                ))
+                .into());
+            }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Err(format!("cannot commit {what} within {timeout:?}: {last_error}"))
+    Err(format!("cannot commit {what} within {timeout:?}: {last_error}").into())
 }
 
 /// Why one attempt failed.
@@ -72,7 +81,9 @@ fn try_commit(bootstrap: &str, transaction: &KafkaCommittable, deadline: Instant
         .with_producer_id(ProducerId(transaction.producer_id))
         .with_producer_epoch(transaction.epoch)
         .with_committed(true);
-    let version = coordinator.version::<EndTxnRequest>(0..=i16::MAX).map_err(Attempt::Fail)?;
+    // Versions 4 and up carry the semantics of Kafka's second transaction protocol (the epoch
+    // bumped at every end), which librdkafka's transactions do not use.
+    let version = coordinator.version::<EndTxnRequest>(0..=3).map_err(Attempt::Fail)?;
     let ended = coordinator.call(&request, version).map_err(Attempt::Retry)?;
     check(ended.error_code, &format!("ending it at coordinator {address}"))
 }

@@ -215,7 +215,7 @@ impl<T: Send + 'static> Sink<T> for RedisSink<T> {
     type Committable = ();
     type Writer = RedisWriter<T>;
 
-    fn create_writer(&mut self, _: &WriterInitContext<'_, '_>) -> Result<RedisWriter<T>, BoxError> {
+    fn create_writer(&mut self, _: &WriterInitContext<'_, '_, ()>) -> Result<RedisWriter<T>, BoxError> {
         Ok(RedisWriter { connection: Some(connect(&self.url)?), sink: self.clone(), pending: Vec::new() })
     }
 }

@@ -108,6 +108,9 @@ pub struct ReaderContext {
     pub waker: Arc<TaskWaker>,
     /// Set when the job is cancelled; background threads stop on it.
     pub cancel: CancelToken,
+    /// Whether the job takes checkpoints (a reader that acknowledges at checkpoints must
+    /// acknowledge otherwise without them).
+    pub checkpointing: bool,
 }
 
 /// A source: how to enumerate its splits and how to read them.
@@ -751,6 +754,7 @@ impl<T: 'static, S: Source<T>> ChainControl for SourceLink<T, S> {
             parallelism: task.info.parallelism,
             waker: task.waker.clone(),
             cancel: task.cancel.clone(),
+            checkpointing: task.checkpoint_config.is_some(),
         };
         let (source, reader) = (&self.source, &mut self.reader);
         call_operator(&self.state.info.name, || {

@@ -22,7 +22,7 @@ pub trait Sink<T>: Clone + Send + 'static {
         Ok(())
     }
     /// The writer of the subtask `ctx` describes.
-    fn create_writer(&mut self, ctx: &WriterInitContext<'_, '_>) -> Result<Self::Writer, BoxError>;
+    fn create_writer(&mut self, ctx: &WriterInitContext<'_, '_, Self::Committable>) -> Result<Self::Writer, BoxError>;
     /// Commits what writers prepared for a completed checkpoint. Must be idempotent: after a
     /// restore the committables of the restored checkpoint are committed again.
     fn commit(&mut self, _committables: Vec<Self::Committable>) -> Result<(), BoxError> {
@@ -45,11 +45,13 @@ pub trait SinkWriter<T, C>: Send {
 }
 
 /// What a sink learns when it creates a writer (Flink's `WriterInitContext`).
-pub struct WriterInitContext<'c, 'a> {
+pub struct WriterInitContext<'c, 'a, C> {
     /// The subtask's runtime context.
     pub runtime: &'c RuntimeContext<'a>,
     /// The checkpoint (or savepoint) the job was restored from, if any.
     pub restored_checkpoint_id: Option<u64>,
+    /// The committables of every subtask in that checkpoint (committed already).
+    pub restored_committables: &'c [C],
 }
 
 /// Runs a [`Sink`] as a [`TwoPhaseCommitSink`]: a transaction is what the writer prepared.
@@ -87,7 +89,10 @@ impl<T: 'static, S: Sink<T>> TwoPhaseCommitSink<T> for SinkTransactions<T, S> {
         // Every checkpoint pre-commits a transaction per subtask, so the newest restored one
         // is the checkpoint the job was restored from.
         let restored_checkpoint_id = restored.iter().map(|(id, _)| *id).filter(|id| *id != END_OF_INPUT).max();
-        self.writer = Some(self.sink.create_writer(&WriterInitContext { runtime: ctx, restored_checkpoint_id })?);
+        let restored_committables: Vec<S::Committable> = restored.iter().flat_map(|(_, t)| t.iter().cloned()).collect();
+        let init =
+            WriterInitContext { runtime: ctx, restored_checkpoint_id, restored_committables: &restored_committables };
+        self.writer = Some(self.sink.create_writer(&init)?);
         Ok(())
     }
 

@@ -4,8 +4,7 @@
 //! `BulkFormat`: Parquet) are read a whole file per split, their position a record count.
 
 use super::{RECORDS_PER_POLL, SplitQueue};
-use brisk_core::BoxError;
-use brisk_core::Data;
+use brisk_core::{BoxError, Data, NonRecoverableError};
 use brisk_runtime::source::{
     BadRecordPolicy, Boundedness, NextSplit, ReadStatus, ReaderContext, Source, SourceOutput, SourceReader,
     SourceSplit, SplitEnumerator, SplitReader, SplitReaders,
@@ -345,6 +344,12 @@ impl<T: Data> Source<T> for FileSource<T> {
     }
 }
 
+/// A file a bulk format cannot read: it is the same file after any restart, so the job fails.
+fn bulk_error(path: &Path, message: String) -> BoxError {
+    let error = FileSourceError::Io { path: path.to_path_buf(), source: std::io::Error::other(message) };
+    NonRecoverableError::new(error.to_string()).into()
+}
+
 /// Reads the files of a bulk format, one split (a whole file) at a time.
 struct BulkReader<T> {
     current: Option<OpenBulkSplit<T>>,
@@ -362,10 +367,8 @@ struct OpenBulkSplit<T> {
 
 impl<T: Send + 'static> SplitReader<T, FileSplit> for BulkReader<T> {
     fn open_split(&mut self, split: FileSplit) -> Result<(), BoxError> {
-        let reader = self.format.open(&split.path, split.records).map_err(|message| FileSourceError::Io {
-            path: split.path.clone(),
-            source: std::io::Error::other(message),
-        })?;
+        let reader =
+            self.format.open(&split.path, split.records).map_err(|message| bulk_error(&split.path, message))?;
         self.current = Some(OpenBulkSplit { split, reader, batch: Vec::new(), exhausted: false });
         Ok(())
     }
@@ -374,10 +377,7 @@ impl<T: Send + 'static> SplitReader<T, FileSplit> for BulkReader<T> {
         let Some(open) = self.current.as_mut() else { return Ok(ReadStatus::SplitFinished) };
         if open.batch.is_empty() && !open.exhausted {
             let path = &open.split.path;
-            open.exhausted = !open.reader.read_batch(&mut open.batch).map_err(|message| FileSourceError::Io {
-                path: path.clone(),
-                source: std::io::Error::other(message),
-            })?;
+            open.exhausted = !open.reader.read_batch(&mut open.batch).map_err(|message| bulk_error(path, message))?;
         }
         // A bounded amount per poll (a file's batch can be large), so barriers get through.
         let end = open.batch.len().min(RECORDS_PER_POLL);
