@@ -106,8 +106,13 @@ fn pipeline(servers: &str, parallelism: usize, guarantee: DeliveryGuarantee, out
         })
         .sink_to(sink);
     let started = Instant::now();
-    env.execute("kafka pipeline")?;
-    Ok(started.elapsed())
+    let result = env.execute("kafka pipeline")?;
+    let took = started.elapsed();
+    let durations = &result.checkpoints.end_to_end_duration;
+    if let Some(mean) = durations.sum.checked_div(durations.count) {
+        println!("  {} checkpoints, end to end: mean {mean} ms, max {} ms", durations.count, durations.max);
+    }
+    Ok(took)
 }
 
 fn main() -> anyhow::Result<()> {

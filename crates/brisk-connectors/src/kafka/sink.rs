@@ -361,11 +361,17 @@ pub struct KafkaWriter<T> {
     producer: Option<BaseProducer<ProducerEvents>>,
     /// The open transaction (exactly once).
     transaction: Option<KafkaCommittable>,
+    /// The producer of the next transaction, initialised in the background while this one
+    /// runs, so that the barrier does not wait for the coordinator's round trip.
+    next: Option<PreparedProducer>,
     subtask: usize,
     sink: KafkaSink<T>,
 }
 
-impl<T> KafkaWriter<T> {
+/// A transactional producer being created and initialised on a thread of its own.
+type PreparedProducer = std::thread::JoinHandle<Result<(BaseProducer<ProducerEvents>, KafkaCommittable), String>>;
+
+impl<T: 'static> KafkaWriter<T> {
     fn producer(&self) -> Result<&BaseProducer<ProducerEvents>, BoxError> {
         match &self.producer {
             Some(producer) => Ok(producer),
@@ -385,14 +391,27 @@ impl<T> KafkaWriter<T> {
         }
     }
 
-    /// Opens the subtask's transaction `sequence`, which the next barrier pre-commits.
+    /// Opens the subtask's transaction `sequence`, which the next barrier pre-commits (with
+    /// the producer prepared for it, if any), and starts preparing the one after it. The ids
+    /// stay dense: a prepared producer is always the next of the sequence.
     fn begin_transaction(&mut self, sequence: u64) -> Result<(), BoxError> {
-        let (producer, transaction) = self.sink.transactional_producer(self.subtask, sequence)?;
+        let prepared = match self.next.take() {
+            Some(next) => next.join().map_err(|_| "the thread preparing a Kafka producer failed".to_string())??,
+            None => self.sink.transactional_producer(self.subtask, sequence)?,
+        };
+        let (producer, transaction) = prepared;
+        if transaction.sequence != sequence {
+            return Err(format!("Kafka transaction {sequence} expected, {} prepared", transaction.sequence).into());
+        }
         producer.begin_transaction().map_err(|e| {
             format!("cannot begin Kafka transaction '{}' at {}: {e}", transaction.transactional_id, self.sink.servers())
         })?;
         self.producer = Some(producer);
         self.transaction = Some(transaction);
+        let (sink, subtask) = (self.sink.clone(), self.subtask);
+        self.next = Some(std::thread::spawn(move || {
+            sink.transactional_producer(subtask, sequence + 1).map_err(|e| e.to_string())
+        }));
         Ok(())
     }
 }
@@ -477,7 +496,7 @@ impl<T: Send + 'static> Sink<T> for KafkaSink<T> {
 
     fn create_writer(&mut self, ctx: &WriterInitContext<'_, '_, KafkaCommittable>) -> Result<KafkaWriter<T>, BoxError> {
         let subtask = ctx.runtime.index_of_this_subtask();
-        let mut writer = KafkaWriter { producer: None, transaction: None, subtask, sink: self.clone() };
+        let mut writer = KafkaWriter { producer: None, transaction: None, next: None, subtask, sink: self.clone() };
         writer.sink.prepared = self.prepared.clone();
         match self.guarantee {
             DeliveryGuarantee::AtLeastOnce => {
