@@ -6,9 +6,7 @@
 mod common;
 
 use brisk::prelude::*;
-use brisk::runtime::jobmaster::restart::RestartStrategy;
 use brisk_connectors::postgres::{LocalServer, PostgresLookup, PostgresSink, SqlValue};
-use std::time::Duration;
 
 /// A server of the test's own, in a fresh directory.
 fn start(name: &str) -> LocalServer {
@@ -19,11 +17,6 @@ fn start(name: &str) -> LocalServer {
 fn upserts_keep_every_count_exactly_once_through_a_failure() {
     let server = start("upsert");
     server.client().unwrap().batch_execute("CREATE TABLE counts (word TEXT PRIMARY KEY, n INTEGER NOT NULL)").unwrap();
-    let env = StreamExecutionEnvironment::get_execution_environment();
-    env.set_parallelism(2);
-    env.enable_checkpointing(Duration::from_millis(30));
-    env.set_restart_strategy(RestartStrategy::FixedDelay { attempts: 3, delay: Duration::from_millis(10) });
-    let words: Vec<String> = (0..20_000).map(|i| format!("w{}", i % 37)).collect();
     let sink = PostgresSink::builder()
         .connection(server.connection())
         .statement("INSERT INTO counts (word, n) VALUES ($1, $2) ON CONFLICT (word) DO UPDATE SET n = EXCLUDED.n")
@@ -31,20 +24,14 @@ fn upserts_keep_every_count_exactly_once_through_a_failure() {
         .batch_size(100)
         .build()
         .unwrap();
-    env.from_collection(words)
-        .map(|w: String| (w, 1i64))
-        .key_by(|(w, _): &(String, i64)| w.clone())
-        .sum(|(_, n): &mut (String, i64)| n)
-        .rich_map(common::FailOnce::after(3000).pausing_every(100))
-        .sink_to(sink);
-    let result = env.execute("counts").unwrap();
+    let result = common::running_word_counts_into(sink);
     assert_eq!(result.restarts, 1);
     let rows = server.client().unwrap().query("SELECT word, n FROM counts ORDER BY word", &[]).unwrap();
     assert_eq!(rows.len(), 37);
     for row in rows {
         let (word, n): (String, i32) = (row.get(0), row.get(1));
         let i: usize = word[1..].parse().unwrap();
-        assert_eq!(n as usize, (0..20_000).filter(|k| k % 37 == i).count(), "{word}");
+        assert_eq!(n as usize, common::final_word_count(i), "{word}");
     }
 }
 

@@ -97,11 +97,6 @@ fn every_command_kind_is_written_with_its_time_to_live() {
 #[test]
 fn running_counts_set_in_redis_end_right_after_a_failure() {
     let server = RedisServer::start();
-    let env = StreamExecutionEnvironment::get_execution_environment();
-    env.set_parallelism(2);
-    env.enable_checkpointing(Duration::from_millis(30));
-    env.set_restart_strategy(RestartStrategy::FixedDelay { attempts: 3, delay: Duration::from_millis(10) });
-    let words: Vec<String> = (0..20_000).map(|i| format!("w{}", i % 37)).collect();
     let sink = RedisSink::builder()
         .url(&server.url)
         .command(|(word, count): &(String, i64)| RedisCommand::Set {
@@ -110,17 +105,11 @@ fn running_counts_set_in_redis_end_right_after_a_failure() {
         })
         .build()
         .unwrap();
-    env.from_collection(words)
-        .map(|w: String| (w, 1i64))
-        .key_by(|(w, _): &(String, i64)| w.clone())
-        .sum(|(_, n): &mut (String, i64)| n)
-        .rich_map(common::FailOnce::after(3000).pausing_every(100))
-        .sink_to(sink);
-    let result = env.execute("counts").unwrap();
+    let result = common::running_word_counts_into(sink);
     assert_eq!(result.restarts, 1);
     let mut redis = server.connect();
     for i in 0..37 {
-        let expected = (0..20_000).filter(|n| n % 37 == i).count() as i64;
+        let expected = common::final_word_count(i) as i64;
         assert_eq!(redis.get::<_, i64>(format!("count:w{i}")).unwrap(), expected, "w{i}");
     }
 }

@@ -264,3 +264,32 @@ impl<T: Send + 'static> brisk::prelude::RichMapFunction<T, T> for FailOnce {
         Ok(value)
     }
 }
+
+/// Words of the running-count jobs of the sink tests: 20,000 of 37 distinct ones (`w0`..`w36`).
+pub const COUNTED_WORDS: usize = 20_000;
+
+/// The final count of word `w{i}` in those jobs.
+pub fn final_word_count(i: usize) -> usize {
+    (0..COUNTED_WORDS).filter(|n| n % 37 == i).count()
+}
+
+/// Running counts of the words into `sink` (each count update a record), at parallelism 2 with
+/// checkpoints every 30 ms, failing once after 3000 records of a subtask; the job's result.
+pub fn running_word_counts_into<S: brisk::prelude::Sink<(String, i64)>>(sink: S) -> brisk::prelude::JobExecutionResult {
+    use brisk::prelude::*;
+    let env = StreamExecutionEnvironment::get_execution_environment();
+    env.set_parallelism(2);
+    env.enable_checkpointing(std::time::Duration::from_millis(30));
+    env.set_restart_strategy(brisk::runtime::jobmaster::restart::RestartStrategy::FixedDelay {
+        attempts: 3,
+        delay: std::time::Duration::from_millis(10),
+    });
+    let words: Vec<String> = (0..COUNTED_WORDS).map(|i| format!("w{}", i % 37)).collect();
+    env.from_collection(words)
+        .map(|w: String| (w, 1i64))
+        .key_by(|(w, _): &(String, i64)| w.clone())
+        .sum(|(_, n): &mut (String, i64)| n)
+        .rich_map(FailOnce::after(3000).pausing_every(100))
+        .sink_to(sink);
+    env.execute("counts").expect("the counting job")
+}
